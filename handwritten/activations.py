@@ -1,0 +1,273 @@
+"""Activations: each value and its hand-derived derivative, side by side.
+
+Every activation ``f`` comes as a pair of functions:
+
+    a   = f(z)                       forward, elementwise unless stated
+    d_z = f_backward(z, a, d_a)      backward: d_z = d_a * f'(z)
+
+``d_<name>`` always means dL/d<name>.  The backward takes both the
+pre-activation ``z`` and the output ``a`` so that a derivative can be written in
+terms of the output whenever that is cheaper (sigmoid' = a(1 - a),
+tanh' = 1 - a**2): the forward pass already paid for ``a``.
+
+All arrays have shape (batch, fan_out) and keep their dtype (float32 in,
+float32 out).  The registry ``ACTIVATIONS`` at the bottom pairs every forward
+with its backward, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+Array = NDArray[np.floating[Any]]
+
+LEAKY_RELU_SLOPE = 0.01
+"""Slope of leaky_relu for z <= 0 (torch.nn.LeakyReLU's default)."""
+
+ELU_ALPHA = 1.0
+"""alpha of elu: elu(z) = alpha * (exp(z) - 1) for z <= 0 (torch's default)."""
+
+GELU_C = math.sqrt(2.0 / math.pi)
+GELU_K = 0.044715
+
+
+# sigmoid ---------------------------------------------------------------------
+
+
+def sigmoid(z: Array) -> Array:
+    """Logistic function, a = 1 / (1 + exp(-z)), numerically stable.
+
+    ``exp`` only ever sees -|z| <= 0, so nothing overflows (no warning, no NaN
+    for |z| up to the float range):
+
+        z >= 0:  a = 1 / (1 + exp(-z))
+        z <  0:  a = exp(z) / (1 + exp(z))
+    """
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def sigmoid_backward(z: Array, a: Array, d_a: Array) -> Array:
+    """sigmoid'(z) = a (1 - a), reusing the output.
+
+        d_z = d_a * a * (1 - a)
+    """
+    return d_a * a * (1 - a)
+
+
+# tanh ------------------------------------------------------------------------
+
+
+def tanh(z: Array) -> Array:
+    """Hyperbolic tangent, a = tanh(z)."""
+    return np.tanh(z)
+
+
+def tanh_backward(z: Array, a: Array, d_a: Array) -> Array:
+    """tanh'(z) = 1 - tanh(z)**2 = 1 - a**2, reusing the output.
+
+        d_z = d_a * (1 - a * a)
+    """
+    return d_a * (1 - a * a)
+
+
+# relu ------------------------------------------------------------------------
+
+
+def relu(z: Array) -> Array:
+    """Rectified linear unit, a = max(z, 0)."""
+    return np.maximum(z, 0)
+
+
+def relu_backward(z: Array, a: Array, d_a: Array) -> Array:
+    """relu'(z) = 1 if z > 0 else 0 (the value 0 at the kink, as torch).
+
+        d_z = d_a * [z > 0]
+    """
+    return d_a * (z > 0)
+
+
+# leaky_relu ------------------------------------------------------------------
+
+
+def leaky_relu(z: Array) -> Array:
+    """a = z if z > 0 else s * z, with slope s = LEAKY_RELU_SLOPE = 0.01."""
+    return np.where(z > 0, z, LEAKY_RELU_SLOPE * z)
+
+
+def leaky_relu_backward(z: Array, a: Array, d_a: Array) -> Array:
+    """leaky_relu'(z) = 1 if z > 0 else s (the value s at the kink, as torch).
+
+        d_z = d_a * (1 if z > 0 else s)
+    """
+    return np.where(z > 0, d_a, LEAKY_RELU_SLOPE * d_a)
+
+
+# elu -------------------------------------------------------------------------
+
+
+def elu(z: Array) -> Array:
+    """Exponential linear unit with alpha = ELU_ALPHA = 1.
+
+        a = z                        for z > 0
+        a = alpha * (exp(z) - 1)     for z <= 0   (expm1: exact near 0)
+    """
+    return np.where(z > 0, z, ELU_ALPHA * np.expm1(np.minimum(z, 0)))
+
+
+def elu_backward(z: Array, a: Array, d_a: Array) -> Array:
+    """elu'(z) = 1 for z > 0, else alpha * exp(z) = a + alpha (reusing the output).
+
+        d_z = d_a * (1 if z > 0 else a + alpha)
+    """
+    return np.where(z > 0, d_a, d_a * (a + ELU_ALPHA))
+
+
+# softplus --------------------------------------------------------------------
+
+
+def softplus(z: Array) -> Array:
+    """a = log(1 + exp(z)), numerically stable for any z.
+
+        a = max(z, 0) + log1p(exp(-|z|))
+
+    (no threshold: for large z this returns z + exp(-z), not z rounded.)
+    """
+    return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+
+
+def softplus_backward(z: Array, a: Array, d_a: Array) -> Array:
+    """softplus'(z) = sigmoid(z) = 1 - exp(-a), reusing the output.
+
+    Since exp(-a) = 1 / (1 + exp(z)), we have 1 - exp(-a) = sigmoid(z);
+    ``-expm1(-a)`` evaluates it without cancellation even when a is tiny.
+
+        d_z = d_a * (1 - exp(-a))
+    """
+    return d_a * -np.expm1(-a)
+
+
+# gelu (tanh approximation) ---------------------------------------------------
+
+
+def gelu(z: Array) -> Array:
+    """GELU, tanh approximation (torch's ``gelu(z, approximate="tanh")``).
+
+        u = c (z + k z**3),   c = sqrt(2 / pi),  k = 0.044715
+        a = z / 2 * (1 + tanh(u))
+    """
+    u = GELU_C * (z + GELU_K * z**3)
+    return 0.5 * z * (1 + np.tanh(u))
+
+
+def gelu_backward(z: Array, a: Array, d_a: Array) -> Array:
+    """Product rule on a = z/2 * (1 + t), t = tanh(u):
+
+        du/dz = c (1 + 3 k z**2)
+        gelu'(z) = (1 + t) / 2 + z/2 * (1 - t**2) * du/dz
+        d_z = d_a * gelu'(z)
+
+    t cannot be recovered from ``a`` stably near z = 0, so it is recomputed.
+    """
+    t = np.tanh(GELU_C * (z + GELU_K * z**3))
+    du_dz = GELU_C * (1 + 3 * GELU_K * z * z)
+    return d_a * (0.5 * (1 + t) + 0.5 * z * (1 - t * t) * du_dz)
+
+
+# silu / swish ----------------------------------------------------------------
+
+
+def silu(z: Array) -> Array:
+    """SiLU (swish with beta = 1), a = z * sigmoid(z)."""
+    return z * sigmoid(z)
+
+
+def silu_backward(z: Array, a: Array, d_a: Array) -> Array:
+    """Product rule, with s = sigmoid(z) and a = z s:
+
+        silu'(z) = s + z s (1 - s) = s + a (1 - s)
+        d_z = d_a * (s + a * (1 - s))
+
+    s = a / z is unstable near z = 0, so s is recomputed.
+    """
+    s = sigmoid(z)
+    return d_a * (s + a * (1 - s))
+
+
+# identity --------------------------------------------------------------------
+
+
+def identity(z: Array) -> Array:
+    """a = z (a linear layer).  Returns ``z`` itself; nothing mutates it."""
+    return z
+
+
+def identity_backward(z: Array, a: Array, d_a: Array) -> Array:
+    """identity'(z) = 1, so d_z = d_a."""
+    return d_a
+
+
+# softmax (output layer only) -------------------------------------------------
+
+
+def softmax(z: Array) -> Array:
+    """Row-wise softmax, a_i = exp(z_i) / sum_j exp(z_j), over axis 1.
+
+    Subtracting the row maximum first changes nothing mathematically and keeps
+    exp from overflowing.
+    """
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def softmax_backward(z: Array, a: Array, d_a: Array) -> Array:
+    """Softmax is not elementwise: its Jacobian per row is da_i/dz_j = a_i (delta_ij - a_j).
+
+    The backward is the Jacobian-vector product, never the full Jacobian:
+
+        d_z_j = sum_i d_a_i * a_i * (delta_ij - a_j)
+              = a_j * d_a_j - a_j * sum_i d_a_i a_i
+              = a_j * (d_a_j - <d_a, a>)
+
+        d_z = a * (d_a - sum(d_a * a, axis=1, keepdims=True))     (batch, n_out)
+    """
+    return a * (d_a - np.sum(d_a * a, axis=1, keepdims=True))
+
+
+# registry --------------------------------------------------------------------
+
+
+class Activation(NamedTuple):
+    """One registry entry: the forward and the backward of one activation."""
+
+    forward: Callable[[Array], Array]
+    backward: Callable[[Array, Array, Array], Array]
+    output_only: bool = False
+    """True when the activation couples the units of a row (softmax)."""
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "sigmoid": Activation(sigmoid, sigmoid_backward),
+    "tanh": Activation(tanh, tanh_backward),
+    "relu": Activation(relu, relu_backward),
+    "leaky_relu": Activation(leaky_relu, leaky_relu_backward),
+    "elu": Activation(elu, elu_backward),
+    "softplus": Activation(softplus, softplus_backward),
+    "gelu": Activation(gelu, gelu_backward),
+    "silu": Activation(silu, silu_backward),
+    "identity": Activation(identity, identity_backward),
+    "softmax": Activation(softmax, softmax_backward, output_only=True),
+}
+"""Every activation by name.  ``swish`` is an alias of ``silu``."""
+
+ACTIVATIONS["swish"] = ACTIVATIONS["silu"]
+
+KINKED_ACTIVATIONS = frozenset({"relu", "leaky_relu", "elu"})
+"""Activations with a kink at z = 0: relu and leaky_relu's first derivative jumps there,
+elu's second derivative does.  Central finite differences lose their accuracy
+near such a point, so a finite-difference check keeps z away from 0."""

@@ -1,0 +1,201 @@
+"""Losses: each value and its gradient with respect to the network output, side by side.
+
+Every loss is a pair of functions with one signature,
+
+    L   = loss(z, a, y, reduction)         a scalar of the output dtype
+    d_o = loss_grad(z, a, y, reduction)    (batch, n_out)
+
+where ``z`` is the output layer's pre-activation, ``a`` its activation (the
+prediction y_pred), and ``y`` the targets.  A plain loss is a function of ``a``
+and its gradient is ``d_a``.  A *fused* loss (``fused_with`` in the registry) is
+written as a function of the logits ``z`` and its gradient is ``d_z`` directly:
+fusing the output activation into the loss is what makes it stable and gives the
+famous short gradient (a - y).
+
+Reduction, stated once for all (and again in each docstring):
+
+- elementwise losses (half_mse, mse, bce, bce_with_logits): ``"sum"`` adds the
+  loss of every element; ``"mean"`` divides that sum by ``batch * n_out``, i.e.
+  averages over the batch *and* the outputs, as torch's ``reduction="mean"``
+  does.  The gradient carries the very same 1/(batch * n_out): a multi-output
+  gradient is exactly the gradient of the loss that is reported (scikit-learn's
+  MLP once returned n_out times it).
+- softmax_cross_entropy: the loss of a row is a sum over its classes;
+  ``"mean"`` averages the rows over the batch (divides by ``batch``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+Array = NDArray[np.floating[Any]]
+Labels = NDArray[Any]
+Scalar = np.floating[Any]
+
+REDUCTIONS = ("mean", "sum")
+
+
+def _count(elements: int, reduction: str) -> int:
+    """The divisor of a reduction: the number of terms for "mean", 1 for "sum"."""
+    return elements if reduction == "mean" else 1
+
+
+def one_hot(labels: Labels, n_classes: int, dtype: np.dtype[Any]) -> Array:
+    """Integer labels of shape (batch,) as one-hot rows of shape (batch, n_classes)."""
+    return np.eye(n_classes, dtype=dtype)[labels]
+
+
+# half_mse (the blog's loss) --------------------------------------------------
+
+
+def half_mse(z: Array, a: Array, y: Array, reduction: str) -> Scalar:
+    """Half squared error, L = reduce((a - y)**2 / 2).
+
+    "mean" divides the sum by batch * n_out; "sum" does not divide.
+    """
+    return np.sum(np.square(a - y) / 2) / _count(a.size, reduction)
+
+
+def half_mse_grad(z: Array, a: Array, y: Array, reduction: str) -> Array:
+    """d_a = (a - y) / n, with n = batch * n_out for "mean" and n = 1 for "sum"."""
+    return (a - y) / _count(a.size, reduction)
+
+
+# mse -------------------------------------------------------------------------
+
+
+def mse(z: Array, a: Array, y: Array, reduction: str) -> Scalar:
+    """Squared error, L = reduce((a - y)**2) (torch's ``mse_loss``).
+
+    "mean" divides the sum by batch * n_out; "sum" does not divide.
+    """
+    return np.sum(np.square(a - y)) / _count(a.size, reduction)
+
+
+def mse_grad(z: Array, a: Array, y: Array, reduction: str) -> Array:
+    """d_a = 2 (a - y) / n, with n = batch * n_out for "mean" and n = 1 for "sum"."""
+    return 2 * (a - y) / _count(a.size, reduction)
+
+
+# bce: binary cross-entropy on probabilities ----------------------------------
+
+
+def bce(z: Array, a: Array, y: Array, reduction: str) -> Scalar:
+    """Binary cross-entropy of probabilities a in (0, 1) against targets y in [0, 1].
+
+        L = reduce(-(y log a + (1 - y) log(1 - a)))
+
+    "mean" divides the sum by batch * n_out; "sum" does not divide.  Unlike
+    torch's ``binary_cross_entropy`` the logs are not clamped at -100: an output
+    of exactly 0 or 1 gives an infinite loss, which training reports as divergence.
+    """
+    return -np.sum(y * np.log(a) + (1 - y) * np.log1p(-a)) / _count(a.size, reduction)
+
+
+def bce_grad(z: Array, a: Array, y: Array, reduction: str) -> Array:
+    """dL/da = -y/a + (1 - y)/(1 - a) = (a - y) / (a (1 - a)), then the reduction:
+
+        d_a = (a - y) / (a * (1 - a)) / n,   n = batch * n_out ("mean") or 1 ("sum")
+
+    Chained through a sigmoid output (d_z = d_a * a (1 - a)) this is (a - y) / n,
+    the fused gradient below, computed the long way round.
+    """
+    return (a - y) / (a * (1 - a)) / _count(a.size, reduction)
+
+
+# bce_with_logits: sigmoid output fused into the loss --------------------------
+
+
+def bce_with_logits(z: Array, a: Array, y: Array, reduction: str) -> Scalar:
+    """Binary cross-entropy of sigmoid(z), written in the logits z (stable).
+
+    With log sigmoid(z) = -softplus(-z) and log(1 - sigmoid(z)) = -softplus(z):
+
+        L = reduce(softplus(z) - y z) = reduce(max(z, 0) - y z + log1p(exp(-|z|)))
+
+    "mean" divides the sum by batch * n_out; "sum" does not divide.
+    """
+    per_element = np.maximum(z, 0) - y * z + np.log1p(np.exp(-np.abs(z)))
+    return np.sum(per_element) / _count(z.size, reduction)
+
+
+def bce_with_logits_grad(z: Array, a: Array, y: Array, reduction: str) -> Array:
+    """Fused gradient, with respect to the logits: d/dz (softplus(z) - y z) = sigmoid(z) - y.
+
+        d_z = (a - y) / n,   a = sigmoid(z),  n = batch * n_out ("mean") or 1 ("sum")
+    """
+    return (a - y) / _count(z.size, reduction)
+
+
+# softmax_cross_entropy: softmax output fused into the loss --------------------
+
+
+def _as_distribution(y: Array | Labels, a: Array) -> Array:
+    """Targets as rows of probabilities: integer labels (batch,) become one-hot rows."""
+    return one_hot(y, a.shape[1], a.dtype) if y.ndim == 1 else y
+
+
+def softmax_cross_entropy(z: Array, a: Array, y: Array | Labels, reduction: str) -> Scalar:
+    """Cross-entropy of softmax(z) against class labels, written in the logits z (stable).
+
+    ``y`` is either integer labels of shape (batch,) or rows of class
+    probabilities (one-hot or soft) of shape (batch, n_out), each summing to 1.
+    With log softmax(z)_k = z_k - logsumexp(z):
+
+        L_row = -sum_k y_k log softmax(z)_k = logsumexp(z) - sum_k y_k z_k
+
+    "mean" averages L_row over the batch (divides by batch); "sum" adds them.
+    """
+    y_dist = _as_distribution(y, a)
+    z_max = z.max(axis=1, keepdims=True)
+    log_softmax = z - z_max - np.log(np.sum(np.exp(z - z_max), axis=1, keepdims=True))
+    return -np.sum(y_dist * log_softmax) / _count(z.shape[0], reduction)
+
+
+def softmax_cross_entropy_grad(
+    z: Array, a: Array, y: Array | Labels, reduction: str
+) -> Array:
+    """Fused gradient with respect to the logits, for rows of y that sum to 1:
+
+        dL_row/dz_j = d/dz_j (logsumexp(z) - sum_k y_k z_k) = a_j - y_j
+
+        d_z = (a - y) / n,   n = batch ("mean") or 1 ("sum")
+    """
+    return (a - _as_distribution(y, a)) / _count(z.shape[0], reduction)
+
+
+# registry --------------------------------------------------------------------
+
+LossFn = Callable[[Array, Array, Any, str], Scalar]
+LossGrad = Callable[[Array, Array, Any, str], Array]
+
+
+class Loss(NamedTuple):
+    """One registry entry: a loss, its gradient, and what it demands of the output layer."""
+
+    value: LossFn
+    grad: LossGrad
+    fused_with: str | None = None
+    """The output activation fused into the loss; its gradient is then d_z, not d_a."""
+    output_activations: frozenset[str] | None = None
+    """The output activations the loss accepts (None: any)."""
+    targets: str = "real"
+    """What y holds: "real", "probability" (in [0, 1]) or "class" (labels or rows summing to 1)."""
+
+
+LOSSES: dict[str, Loss] = {
+    "half_mse": Loss(half_mse, half_mse_grad),
+    "mse": Loss(mse, mse_grad),
+    "bce": Loss(bce, bce_grad, output_activations=frozenset({"sigmoid", "softmax"}),
+                targets="probability"),
+    "bce_with_logits": Loss(bce_with_logits, bce_with_logits_grad, fused_with="sigmoid",
+                            output_activations=frozenset({"sigmoid"}), targets="probability"),
+    "softmax_cross_entropy": Loss(softmax_cross_entropy, softmax_cross_entropy_grad,
+                                  fused_with="softmax",
+                                  output_activations=frozenset({"softmax"}), targets="class"),
+}
+"""Every loss by name."""

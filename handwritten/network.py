@@ -1,0 +1,289 @@
+"""The network, any depth: spec, initialisation, forward, backward, loss and gradients.
+
+Notation.  ``d_<name>`` always means dL/d<name>, the gradient of the (reduced)
+loss with respect to that array; it has the array's own shape.  Layers are
+numbered l = 0 .. L-1 in code (layer l maps a_{l-1} to a_l, with a_{-1} = x).
+Weights keep the blog's orientation, x @ W + b: a row is one sample.
+
+Forward, layer by layer (shapes for a batch of ``batch`` rows):
+
+    z_l = a_{l-1} @ W_l + b_l               (batch, fan_out)
+    a_l = f_l(z_l)                          (batch, fan_out)
+
+Loss, with optional L2 weight decay lambda on the weights (not the biases):
+
+    L = loss(z_{L-1}, a_{L-1}, y) + lambda/2 * sum_l ||W_l||^2
+
+Backward, from the output down, one step per line:
+
+    d_a = dL/da_{L-1}   from the loss            (batch, n_out)
+    d_z = d_a * f'(z)   (activation backward)    (batch, fan_out)
+    d_W = a_prev.T @ d_z + lambda * W            (fan_in, fan_out)
+    d_b = d_z.sum(axis=0)                        (fan_out,)
+    d_a_prev = d_z @ W.T                         (batch, fan_in)
+
+A fused loss (sigmoid + bce_with_logits, softmax + softmax_cross_entropy) hands
+back d_z of the output layer directly; that layer then has no d_a.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+from handwritten import _checks
+from handwritten.activations import ACTIVATIONS
+from handwritten.losses import LOSSES, REDUCTIONS
+
+Array = NDArray[np.floating[Any]]
+Params = list[dict[str, Array]]
+"""One ``{"W": (fan_in, fan_out), "b": (fan_out,)}`` dict per layer; gradients alike."""
+Scalar = np.floating[Any]
+
+INIT_SCHEMES = ("blog", "glorot_uniform", "glorot_normal", "he_normal")
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """What a network is: sizes, activations, loss.  Validated on construction.
+
+    Parameters
+    ----------
+    layer_sizes : tuple of int
+        ``(n_in, h_1, ..., n_out)``, at least two entries, each >= 1.
+    activations : tuple of str
+        One name from ``ACTIVATIONS`` per layer (``len(layer_sizes) - 1``);
+        hidden and output layers may differ.  softmax only on the output layer.
+    loss : str
+        A name from ``LOSSES``; it must accept the output activation.
+    reduction : {"mean", "sum"}
+        How the loss reduces over the batch (see ``handwritten.losses``).
+    weight_decay : float
+        L2 penalty lambda >= 0: adds lambda/2 * sum ||W||^2 to the loss.
+    """
+
+    layer_sizes: tuple[int, ...]
+    activations: tuple[str, ...]
+    loss: str = "half_mse"
+    reduction: str = "mean"
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        sizes = _as_tuple("layer_sizes", self.layer_sizes)
+        names = _as_tuple("activations", self.activations)
+        object.__setattr__(self, "layer_sizes", sizes)
+        object.__setattr__(self, "activations", names)
+        if len(sizes) < 2:
+            raise ValueError(f"layer_sizes needs at least (n_in, n_out), got {sizes}")
+        for i, n in enumerate(sizes):
+            _checks.check_positive_int(f"layer_sizes[{i}]", n)
+        if len(names) != len(sizes) - 1:
+            raise ValueError(f"activations needs one name per layer ({len(sizes) - 1} for "
+                             f"layer_sizes {sizes}), got {len(names)}: {names}")
+        for i, name in enumerate(names):
+            if name not in ACTIVATIONS:
+                raise ValueError(f"activations[{i}] is unknown: {name!r}; "
+                                 f"expected one of {sorted(ACTIVATIONS)}")
+            if ACTIVATIONS[name].output_only and i != len(names) - 1:
+                raise ValueError(f"activations[{i}] is {name!r}, which is allowed only on the "
+                                 "output layer")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss is unknown: {self.loss!r}; expected one of {sorted(LOSSES)}")
+        accepted = LOSSES[self.loss].output_activations
+        if accepted is not None and names[-1] not in accepted:
+            raise ValueError(f"loss {self.loss!r} needs the output activation to be one of "
+                             f"{sorted(accepted)}, got {names[-1]!r}")
+        if self.reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {self.reduction!r}")
+        object.__setattr__(self, "weight_decay",
+                           _checks.check_real("weight_decay", self.weight_decay, low=0.0))
+
+    @property
+    def n_layers(self) -> int:
+        """Number of weight layers, len(layer_sizes) - 1."""
+        return len(self.layer_sizes) - 1
+
+
+def _as_tuple(name: str, value: object) -> tuple[Any, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
+        raise TypeError(f"{name} must be a tuple or list, got {type(value).__name__}")
+    return tuple(value)
+
+
+class Trace(NamedTuple):
+    """Every quantity of one forward and backward pass.
+
+    ``layers[l]`` maps "z", "a", "d_a", "d_z", "d_W", "d_b" to layer l's arrays
+    (the output layer of a fused loss has no "d_a").
+    """
+
+    loss: Scalar
+    layers: list[dict[str, Array]]
+
+
+# initialisation --------------------------------------------------------------
+
+
+def init_params(spec: NetworkSpec, rng: np.random.Generator, scheme: str = "blog",
+                dtype: type[np.floating[Any]] | np.dtype[Any] = np.float64) -> Params:
+    """Fresh parameters, every draw from ``rng``; biases start at zero.
+
+    Schemes (fan_in, fan_out of each layer):
+
+    - ``"blog"``: W ~ N(0, 1), the blog post's choice;
+    - ``"glorot_uniform"``: W ~ U(-r, r), r = sqrt(6 / (fan_in + fan_out));
+    - ``"glorot_normal"``: W ~ N(0, s^2), s = sqrt(2 / (fan_in + fan_out));
+    - ``"he_normal"``: W ~ N(0, s^2), s = sqrt(2 / fan_in).
+
+    Draws are made layer by layer in float64 and then cast to ``dtype``, so
+    float32 and float64 params from the same seed agree to float32 rounding.
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), "
+                        f"got {type(rng).__name__}")
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"scheme is unknown: {scheme!r}; expected one of {INIT_SCHEMES}")
+    dt = np.dtype(dtype)
+    if dt not in _checks.FLOAT_DTYPES:
+        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    params: Params = []
+    for fan_in, fan_out in zip(spec.layer_sizes[:-1], spec.layer_sizes[1:]):
+        shape = (fan_in, fan_out)
+        if scheme == "blog":
+            w = rng.normal(0.0, 1.0, size=shape)
+        elif scheme == "glorot_uniform":
+            r = math.sqrt(6.0 / (fan_in + fan_out))
+            w = rng.uniform(-r, r, size=shape)
+        elif scheme == "glorot_normal":
+            w = rng.normal(0.0, math.sqrt(2.0 / (fan_in + fan_out)), size=shape)
+        else:
+            w = rng.normal(0.0, math.sqrt(2.0 / fan_in), size=shape)
+        params.append({"W": w.astype(dt), "b": np.zeros(fan_out, dtype=dt)})
+    return params
+
+
+# forward and backward: the derivation ----------------------------------------
+
+
+def forward(spec: NetworkSpec, params: Params, x: Array) -> tuple[Array, list[dict[str, Array]]]:
+    """Forward pass: the output a_{L-1} and the cache of every z and a.
+
+    A building block of the derivation: it checks nothing.  ``predict``,
+    ``loss_and_grads``, ``trace`` and ``train`` check their inputs first.
+
+    Returns
+    -------
+    a : (batch, n_out)
+    cache : list of {"z": (batch, fan_out), "a": (batch, fan_out)}, one per layer
+    """
+    cache = []
+    a = x
+    for p, name in zip(params, spec.activations):
+        z = a @ p["W"] + p["b"]                     # (batch, fan_out)
+        a = ACTIVATIONS[name].forward(z)            # (batch, fan_out)
+        cache.append({"z": z, "a": a})
+    return a, cache
+
+
+def loss_value(spec: NetworkSpec, params: Params, cache: list[dict[str, Array]],
+               y: Array) -> Scalar:
+    """L = loss(z_out, a_out, y) + weight_decay / 2 * sum_l ||W_l||^2."""
+    out = cache[-1]
+    loss = LOSSES[spec.loss].value(out["z"], out["a"], y, spec.reduction)
+    if spec.weight_decay:
+        loss = loss + spec.weight_decay / 2 * sum(np.sum(p["W"] * p["W"]) for p in params)
+    return loss
+
+
+def backward(spec: NetworkSpec, params: Params, x: Array, y: Array,
+             cache: list[dict[str, Array]]) -> tuple[Params, list[dict[str, Array]]]:
+    """Backward pass: the gradients, and every d_a and d_z on the way.
+
+    A building block of the derivation: it checks nothing (see ``forward``).
+
+    Returns
+    -------
+    grads : list of {"W": d_W (fan_in, fan_out), "b": d_b (fan_out,)}
+        Exactly the structure of ``params``.
+    deltas : list of {"d_a": (batch, fan_out), "d_z": (batch, fan_out)}
+        One per layer; the output layer of a fused loss has only "d_z".
+    """
+    loss = LOSSES[spec.loss]
+    n_layers = len(params)
+    grads: Params = [{} for _ in range(n_layers)]
+    deltas: list[dict[str, Array]] = [{} for _ in range(n_layers)]
+
+    out = cache[-1]
+    if loss.fused_with:
+        d_z = loss.grad(out["z"], out["a"], y, spec.reduction)     # dL/dz_out directly
+    else:
+        deltas[-1]["d_a"] = loss.grad(out["z"], out["a"], y, spec.reduction)
+
+    for l in reversed(range(n_layers)):
+        z, a = cache[l]["z"], cache[l]["a"]
+        W = params[l]["W"]
+        if "d_a" in deltas[l]:
+            d_z = ACTIVATIONS[spec.activations[l]].backward(z, a, deltas[l]["d_a"])
+        deltas[l]["d_z"] = d_z
+        a_prev = x if l == 0 else cache[l - 1]["a"]
+        d_W = a_prev.T @ d_z                                        # (fan_in, fan_out)
+        if spec.weight_decay:
+            d_W = d_W + spec.weight_decay * W
+        grads[l] = {"W": d_W, "b": d_z.sum(axis=0)}                 # d_b: (fan_out,)
+        if l > 0:
+            deltas[l - 1]["d_a"] = d_z @ W.T                        # (batch, fan_in)
+    return grads, deltas
+
+
+# checked entry points: the shared interface ----------------------------------
+
+
+def predict(spec: NetworkSpec, params: Params, x: Array) -> Array:
+    """The network's output a_{L-1} for inputs x of shape (batch, n_in)."""
+    dtype = _checks.check_x(spec, x)
+    _checks.check_params(spec, params, dtype)
+    return forward(spec, params, x)[0]
+
+
+def loss_and_grads(spec: NetworkSpec, params: Params, x: Array, y: Array
+                   ) -> tuple[Scalar, Params]:
+    """The loss and its gradient with respect to every parameter.
+
+    Parameters
+    ----------
+    spec : NetworkSpec
+    params : list of {"W": (fan_in, fan_out), "b": (fan_out,)}
+    x : (batch, n_in)
+    y : (batch, n_out), or integer labels (batch,) for softmax_cross_entropy
+
+    Returns
+    -------
+    loss : scalar of the params' dtype
+    grads : dL/dparams, exactly the structure, shapes and dtype of ``params``
+    """
+    _checks.check_problem(spec, params, x, y)
+    _, cache = forward(spec, params, x)
+    grads, _ = backward(spec, params, x, y, cache)
+    return loss_value(spec, params, cache, y), grads
+
+
+def trace(spec: NetworkSpec, params: Params, x: Array, y: Array) -> Trace:
+    """Every quantity of one forward and backward pass: z, a, d_a, d_z, d_W, d_b per layer.
+
+    This is what lets a check name the *first* derivation step that is wrong.
+    """
+    _checks.check_problem(spec, params, x, y)
+    _, cache = forward(spec, params, x)
+    grads, deltas = backward(spec, params, x, y, cache)
+    layers = []
+    for c, d, g in zip(cache, deltas, grads):
+        layer = {"z": c["z"], "a": c["a"]}
+        if "d_a" in d:
+            layer["d_a"] = d["d_a"]
+        layer.update(d_z=d["d_z"], d_W=g["W"], d_b=g["b"])
+        layers.append(layer)
+    return Trace(loss_value(spec, params, cache, y), layers)

@@ -1,0 +1,31 @@
+"""Hypothesis profiles and the suite's global numerics; nothing else global.
+
+Profiles, chosen with the environment variable HYPOTHESIS_PROFILE:
+- ``dev`` (default locally): few examples, for the edit loop;
+- ``ci`` (default under .ci/run): derandomized, so every run checks the same
+  examples, and no deadline (first calls compile);
+- ``thorough``: many examples, for hunting the worst case.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, settings
+from threadpoolctl import threadpool_limits
+
+settings.register_profile("dev", max_examples=20, deadline=None)
+settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True,
+                          print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", max_examples=1000, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_blas_thread() -> Iterator[None]:
+    """One BLAS thread: a reduction's summation order (its low bits) stays fixed."""
+    with threadpool_limits(limits=1):
+        yield

@@ -1,0 +1,117 @@
+"""Each activation's hand-derived backward against central finite differences, and its numerics."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bpnet.tolerances import FD_ATOL_SCALE, FD_RTOL
+from handwritten.activations import ACTIVATIONS, KINKED_ACTIVATIONS, sigmoid
+from tests.finite_diff import central_diff_leaf
+from tests.helpers import assert_leaf_close
+
+NAMES = sorted(ACTIVATIONS)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@given(batch=st.integers(1, 4), width=st.integers(1, 5), seed=st.integers(0, 2**32 - 1))
+def test_backward_matches_finite_differences(name: str, batch: int, width: int, seed: int) -> None:
+    """d_z from the backward equals d/dz of sum(d_a * f(z)), by central differences."""
+    act = ACTIVATIONS[name]
+    rng = np.random.default_rng(seed)
+    z = rng.uniform(-4, 4, (batch, width))
+    if name in KINKED_ACTIVATIONS:
+        z = np.where(np.abs(z) < 1e-3, 1e-3, z)   # well clear of the kink (h ~ 6e-6)
+    d_a = rng.uniform(-1, 1, (batch, width))
+
+    def f() -> tuple[float, bytes]:
+        return float(np.sum(d_a * act.forward(z))), (z > 0).tobytes()
+
+    fd, valid = central_diff_leaf(f, z)
+    d_z = act.backward(z, act.forward(z), d_a)
+    assert valid.all()
+    assert_leaf_close(d_z, fd, f"{name} d_z", rtol=FD_RTOL,
+                      atol=FD_ATOL_SCALE * max(1.0, abs(f()[0])))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtype_and_shape_preserved(name: str, dtype: type) -> None:
+    z = np.linspace(-3, 3, 12, dtype=dtype).reshape(3, 4)
+    a = ACTIVATIONS[name].forward(z)
+    d_z = ACTIVATIONS[name].backward(z, a, np.ones_like(z))
+    assert a.dtype == dtype and d_z.dtype == dtype
+    assert a.shape == z.shape and d_z.shape == z.shape
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_overflow_warning_or_nan_for_large_inputs(name: str) -> None:
+    """Every activation stays finite and silent for |z| up to 1e4 (the issue's range).
+
+    gelu's z**3 and identity are unbounded by definition but must still be finite.
+    """
+    z = np.array([[-1e4, -800.0, -50.0, 0.0, 50.0, 800.0, 1e4]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a = ACTIVATIONS[name].forward(z)
+        d_z = ACTIVATIONS[name].backward(z, a, np.ones_like(z))
+    assert np.isfinite(a).all() and np.isfinite(d_z).all()
+
+
+def test_sigmoid_limits_and_symmetry() -> None:
+    """sigmoid(0) = 1/2, sigmoid(-z) = 1 - sigmoid(z), saturation at +-1e4 without NaN."""
+    z = np.array([-1e4, -30.0, -1.0, 0.0, 1.0, 30.0, 1e4])
+    s = sigmoid(z)
+    assert s[3] == 0.5
+    assert s[0] == 0.0 and s[-1] == 1.0
+    # 1 - s is rounded to the spacing of numbers near 1 (eps), so that is the tolerance
+    np.testing.assert_allclose(sigmoid(-z), 1 - s, rtol=0, atol=np.finfo(float).eps)
+
+
+def test_sigmoid_stable_form_agrees_with_naive_form() -> None:
+    """Where the blog's 1/(1+exp(-z)) does not overflow, the two agree to ~1 ulp."""
+    z = np.linspace(-30, 30, 601)
+    naive = 1 / (1 + np.exp(-z))
+    np.testing.assert_allclose(sigmoid(z), naive, rtol=4 * np.finfo(float).eps, atol=0)
+
+
+def test_derivative_values_worked_by_hand() -> None:
+    """Derivatives at points where they are known in closed form."""
+    z = np.array([[0.0]])
+    one = np.ones_like(z)
+
+    def grad(name: str, at: np.ndarray = z) -> float:
+        act = ACTIVATIONS[name]
+        return float(act.backward(at, act.forward(at), one)[0, 0])
+
+    assert grad("sigmoid") == 0.25            # s(1 - s) with s = 1/2
+    assert grad("tanh") == 1.0                # 1 - tanh(0)**2
+    assert grad("relu") == 0.0                # torch's convention at the kink
+    assert grad("leaky_relu") == 0.01         # the slope, at and below the kink
+    assert grad("softplus") == 0.5            # sigmoid(0)
+    assert grad("gelu") == 0.5                # (1 + tanh 0)/2 + 0
+    assert grad("silu") == 0.5                # s(0) + 0 * s(0)(1 - s(0))
+    assert grad("identity") == 1.0
+    assert grad("elu", np.array([[-1.0]])) == pytest.approx(np.exp(-1.0), rel=1e-15)
+
+
+def test_softmax_rows_sum_to_one_and_backward_is_jvp() -> None:
+    """softmax rows are distributions; its backward equals d_a @ J with the explicit Jacobian."""
+    rng = np.random.default_rng(7)
+    z = rng.normal(size=(3, 5)) * 10
+    act = ACTIVATIONS["softmax"]
+    a = act.forward(z)
+    np.testing.assert_allclose(a.sum(axis=1), 1.0, rtol=0, atol=1e-15)
+    d_a = rng.normal(size=z.shape)
+    for row in range(z.shape[0]):
+        jac = np.diag(a[row]) - np.outer(a[row], a[row])      # da_i/dz_j, symmetric
+        np.testing.assert_allclose(act.backward(z, a, d_a)[row], d_a[row] @ jac,
+                                   rtol=1e-12, atol=1e-15)
+
+
+def test_swish_is_silu() -> None:
+    assert ACTIVATIONS["swish"] is ACTIVATIONS["silu"]

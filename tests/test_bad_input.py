@@ -1,0 +1,202 @@
+"""Every bad input: a clear ValueError/TypeError naming the argument, and nothing modified."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from handwritten import (
+    NetworkSpec,
+    OptimizerSpec,
+    init_params,
+    loss_and_grads,
+    make_batch_order,
+    predict,
+    trace,
+    train,
+)
+from tests.helpers import assert_unchanged, snapshot
+
+SPEC = NetworkSpec((3, 4, 2), ("tanh", "sigmoid"), "half_mse", "mean")
+CE = NetworkSpec((3, 4, 2), ("tanh", "softmax"), "softmax_cross_entropy", "mean")
+BCE = NetworkSpec((3, 4, 2), ("tanh", "sigmoid"), "bce", "mean")
+SGD = OptimizerSpec("sgd", 0.1)
+
+
+def good() -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    return {"params": init_params(SPEC, rng, "glorot_uniform"),
+            "x": rng.normal(size=(5, 3)), "y": rng.uniform(size=(5, 2))}
+
+
+def with_nan(a: np.ndarray, value: float = np.nan) -> np.ndarray:
+    a = a.copy()
+    a.flat[0] = value
+    return a
+
+
+# (case id, how to spoil the good inputs, spec, error type, words the message must contain)
+Spoil = Callable[[dict[str, Any]], None]
+CASES: list[tuple[str, Spoil, NetworkSpec, type[Exception], str]] = [
+    ("x 1-D", lambda d: d.update(x=d["x"][:, 0]), SPEC, ValueError, "x must be a 2-D"),
+    ("x wrong width", lambda d: d.update(x=d["x"][:, :2]), SPEC, ValueError, "x must have shape"),
+    ("x empty batch", lambda d: d.update(x=d["x"][:0], y=d["y"][:0]), SPEC, ValueError, "empty"),
+    ("x NaN", lambda d: d.update(x=with_nan(d["x"])), SPEC, ValueError, "x must be finite"),
+    ("x inf", lambda d: d.update(x=with_nan(d["x"], np.inf)), SPEC, ValueError, "x must be finite"),
+    ("x integer", lambda d: d.update(x=d["x"].astype(int)), SPEC, TypeError, "x must have dtype"),
+    ("x list", lambda d: d.update(x=d["x"].tolist()), SPEC, TypeError, "x must be a numpy"),
+    ("x float16", lambda d: d.update(x=d["x"].astype(np.float16)), SPEC, TypeError, "float32 or"),
+    ("y wrong shape", lambda d: d.update(y=d["y"][:, :1]), SPEC, ValueError, "y must have shape"),
+    ("y wrong batch", lambda d: d.update(y=d["y"][:4]), SPEC, ValueError, "y must have shape"),
+    ("y 1-D", lambda d: d.update(y=d["y"][:, 0]), SPEC, ValueError, "y must be a 2-D"),
+    ("y NaN", lambda d: d.update(y=with_nan(d["y"])), SPEC, ValueError, "y must be finite"),
+    ("y float32 vs x float64", lambda d: d.update(y=d["y"].astype(np.float32)), SPEC,
+     TypeError, "mixed dtypes"),
+    ("params float32 vs x float64",
+     lambda d: d["params"][1].update(W=d["params"][1]["W"].astype(np.float32)), SPEC,
+     TypeError, "params[1]['W'] has dtype float32"),
+    ("params W NaN", lambda d: d["params"][0].update(W=with_nan(d["params"][0]["W"])), SPEC,
+     ValueError, "params[0]['W'] must be finite"),
+    ("params b inf", lambda d: d["params"][1].update(b=with_nan(d["params"][1]["b"], -np.inf)),
+     SPEC, ValueError, "params[1]['b'] must be finite"),
+    ("params do not chain",
+     lambda d: d["params"][1].update(W=np.ones((5, 2))), SPEC, ValueError,
+     "params[1]['W'] must have shape (4, 2)"),
+    ("params b wrong shape", lambda d: d["params"][0].update(b=np.ones((1, 4))), SPEC,
+     ValueError, "params[0]['b'] must be a 1-D"),
+    ("params missing layer", lambda d: d.update(params=d["params"][:1]), SPEC, ValueError,
+     "params must have 2 layers"),
+    ("params extra key", lambda d: d["params"][0].update(c=np.ones(4)), SPEC, TypeError,
+     "params[0] must be a dict with keys 'W' and 'b'"),
+    ("params integer", lambda d: d["params"][0].update(b=np.zeros(4, dtype=int)), SPEC,
+     TypeError, "params[0]['b'] must have dtype"),
+    ("bce targets out of [0, 1]", lambda d: d.update(y=d["y"] + 1), BCE, ValueError,
+     "probabilities in [0, 1]"),
+    ("labels out of range", lambda d: d.update(y=np.array([0, 1, 2, 0, 1])), CE, ValueError,
+     "y labels must lie in [0, 2)"),
+    ("negative labels", lambda d: d.update(y=np.array([0, -1, 1, 0, 1])), CE, ValueError,
+     "y labels must lie in [0, 2)"),
+    ("float labels", lambda d: d.update(y=np.array([0.0, 1, 1, 0, 1])), CE, TypeError,
+     "integer array"),
+    ("class rows not summing to 1", lambda d: d.update(y=np.full((5, 2), 0.3)), CE, ValueError,
+     "y rows must sum to 1"),
+]
+
+
+@pytest.mark.parametrize("entry", ["loss_and_grads", "trace", "train"])
+@pytest.mark.parametrize(("case", "spoil", "spec", "error", "words"), CASES,
+                         ids=[c[0] for c in CASES])
+def test_bad_data_is_refused_and_nothing_changes(entry: str, case: str, spoil: Spoil,
+                                                 spec: NetworkSpec, error: type[Exception],
+                                                 words: str) -> None:
+    d = good()
+    if spec is CE:
+        d["y"] = np.eye(2)[[0, 1, 1, 0, 1]]
+    spoil(d)
+    before = snapshot(d)
+    call = {"loss_and_grads": lambda: loss_and_grads(spec, d["params"], d["x"], d["y"]),
+            "trace": lambda: trace(spec, d["params"], d["x"], d["y"]),
+            "train": lambda: train(spec, d["params"], d["x"], d["y"], SGD, epochs=2)}[entry]
+    with pytest.raises(error, match=None) as info:
+        call()
+    assert words in str(info.value), str(info.value)
+    assert_unchanged(before, d)
+
+
+def test_predict_checks_x_and_params() -> None:
+    d = good()
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, 3\)"):
+        predict(SPEC, d["params"], d["x"][:, :2])
+    with pytest.raises(ValueError, match=r"params\[0\]\['W'\] must be finite"):
+        predict(SPEC, [{"W": with_nan(d["params"][0]["W"]), "b": d["params"][0]["b"]},
+                       d["params"][1]], d["x"])
+
+
+SPEC_CASES: list[tuple[dict[str, Any], type[Exception], str]] = [
+    ({"layer_sizes": (3,)}, ValueError, "layer_sizes needs at least"),
+    ({"layer_sizes": (3, 0, 2)}, ValueError, "layer_sizes[1] must be a positive integer"),
+    ({"layer_sizes": (3, 4.0, 2)}, TypeError, "layer_sizes[1] must be an int"),
+    ({"layer_sizes": "32"}, TypeError, "layer_sizes must be a tuple"),
+    ({"activations": ("tanh",)}, ValueError, "activations needs one name per layer"),
+    ({"activations": ("tanh", "sigmod")}, ValueError, "activations[1] is unknown: 'sigmod'"),
+    ({"activations": ("softmax", "sigmoid")}, ValueError, "allowed only on the output layer"),
+    ({"loss": "hinge"}, ValueError, "loss is unknown: 'hinge'"),
+    ({"loss": "softmax_cross_entropy"}, ValueError, "needs the output activation"),
+    ({"loss": "bce_with_logits", "activations": ("tanh", "identity")}, ValueError,
+     "needs the output activation"),
+    ({"reduction": "avg"}, ValueError, "reduction must be one of"),
+    ({"weight_decay": -0.1}, ValueError, "weight_decay must be a finite number"),
+    ({"weight_decay": float("nan")}, ValueError, "weight_decay must be a finite number"),
+]
+
+
+@pytest.mark.parametrize(("change", "error", "words"), SPEC_CASES,
+                         ids=[c[2] for c in SPEC_CASES])
+def test_bad_spec_is_refused(change: dict[str, Any], error: type[Exception], words: str) -> None:
+    fields = {"layer_sizes": (3, 4, 2), "activations": ("tanh", "sigmoid"),
+              "loss": "half_mse", "reduction": "mean", "weight_decay": 0.0} | change
+    with pytest.raises(error) as info:
+        NetworkSpec(**fields)
+    assert words in str(info.value), str(info.value)
+
+
+OPT_CASES: list[tuple[tuple[Any, ...], type[Exception], str]] = [
+    (("sgdd", 0.1), ValueError, "optimizer name is unknown: 'sgdd'"),
+    (("sgd", 0.0), ValueError, "lr must be a finite number in (0.0"),
+    (("sgd", -1.0), ValueError, "lr must be a finite number"),
+    (("sgd", float("inf")), ValueError, "lr must be a finite number"),
+    (("sgd", "0.1"), TypeError, "lr must be a real number"),
+    (("adam", 0.1, {"beta1": 1.0}), ValueError, "beta1 must be a finite number in [0.0, 1.0)"),
+    (("adam", 0.1, {"eps": 0.0}), ValueError, "eps must be a finite number in (0.0"),
+    (("momentum", 0.1, {"momentum": -0.5}), ValueError, "momentum must be a finite number"),
+    (("sgd", 0.1, {"momentum": 0.9}), ValueError, "hyperparams ['momentum'] are unknown"),
+    (("rmsprop", 0.1, {"alpha": 2}), ValueError, "alpha must be a finite number"),
+]
+
+
+@pytest.mark.parametrize(("args", "error", "words"), OPT_CASES, ids=[c[2] for c in OPT_CASES])
+def test_bad_optimizer_is_refused(args: tuple[Any, ...], error: type[Exception],
+                                  words: str) -> None:
+    with pytest.raises(error) as info:
+        OptimizerSpec(*args)
+    assert words in str(info.value), str(info.value)
+
+
+TRAIN_CASES: list[tuple[dict[str, Any], type[Exception], str]] = [
+    ({"epochs": 0}, ValueError, "epochs must be a positive integer"),
+    ({"epochs": 2.5}, TypeError, "epochs must be an int"),
+    ({"batch_size": 0}, ValueError, "batch_size must be a positive integer"),
+    ({"batch_size": 6}, ValueError, "batch_size must be in [1, 5]"),
+    ({"record_every": 0}, ValueError, "record_every must be a positive integer"),
+    ({"batch_order": np.zeros((2, 5), dtype=int)}, ValueError, "permutation of range(5)"),
+    ({"batch_order": np.tile(np.arange(5), (3, 1))}, ValueError, "batch_order must have shape"),
+    ({"batch_order": np.tile(np.arange(5.0), (2, 1))}, TypeError, "batch_order must be an integer"),
+    ({"optimizer": "sgd"}, TypeError, "optimizer must be an OptimizerSpec"),
+]
+
+
+@pytest.mark.parametrize(("change", "error", "words"), TRAIN_CASES,
+                         ids=[c[2] for c in TRAIN_CASES])
+def test_bad_training_arguments_are_refused(change: dict[str, Any], error: type[Exception],
+                                            words: str) -> None:
+    d = good()
+    kwargs = {"optimizer": SGD, "epochs": 2} | change
+    before = snapshot(d, kwargs)
+    with pytest.raises(error) as info:
+        train(SPEC, d["params"], d["x"], d["y"], **kwargs)
+    assert words in str(info.value), str(info.value)
+    assert_unchanged(before, d, kwargs)
+
+
+def test_bad_init_arguments_are_refused() -> None:
+    with pytest.raises(TypeError, match=r"rng must be a numpy\.random\.Generator"):
+        init_params(SPEC, 0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="scheme is unknown: 'xavier'"):
+        init_params(SPEC, np.random.default_rng(0), "xavier")
+    with pytest.raises(TypeError, match="dtype must be float32 or float64"):
+        init_params(SPEC, np.random.default_rng(0), dtype=np.float16)
+    with pytest.raises(TypeError, match=r"rng must be a numpy\.random\.Generator"):
+        make_batch_order(5, 2, None)  # type: ignore[arg-type]

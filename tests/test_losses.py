@@ -1,0 +1,140 @@
+"""Each loss's gradient against central finite differences, and the reductions' meaning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bpnet.tolerances import FD_ATOL_SCALE, FD_RTOL
+from handwritten.activations import ACTIVATIONS
+from handwritten.losses import LOSSES, REDUCTIONS
+from tests.finite_diff import central_diff_leaf
+from tests.helpers import assert_leaf_close
+
+NAMES = sorted(LOSSES)
+
+
+def _case(name: str, rng: np.random.Generator, batch: int, n_out: int, labels: bool
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Logits z and targets y valid for the loss."""
+    z = rng.uniform(-3, 3, (batch, n_out))
+    kind = LOSSES[name].targets
+    if kind == "class":
+        idx = rng.integers(0, n_out, batch)
+        y = idx if labels else np.eye(n_out)[idx]
+    elif kind == "probability":
+        y = rng.uniform(0, 1, (batch, n_out))
+    else:
+        y = rng.uniform(-1, 1, (batch, n_out))
+    return z, y
+
+
+def _activation(name: str) -> str:
+    """An output activation the loss accepts; sigmoid for bce.
+
+    bce's third derivative grows like 1/a**3, so central differences need a kept
+    away from 0 and 1: sigmoid of z in [-3, 3] stays in [0.047, 0.953], where the
+    truncation error h**2/6 * 2/a**3 is ~1e-7 absolute, far below FD_RTOL * |d_a|.
+    """
+    accepted = LOSSES[name].output_activations
+    return sorted(accepted)[0] if accepted else "tanh"
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name", NAMES)
+@given(batch=st.integers(1, 6), n_out=st.integers(2, 5), labels=st.booleans(),
+       seed=st.integers(0, 2**32 - 1))
+def test_grad_matches_finite_differences(name: str, reduction: str, batch: int, n_out: int,
+                                         labels: bool, seed: int) -> None:
+    """The gradient is d_a of the loss (plain) or d_z (fused), multi-output included."""
+    loss = LOSSES[name]
+    act = ACTIVATIONS[_activation(name)]
+    z, y = _case(name, np.random.default_rng(seed), batch, n_out, labels)
+    a = act.forward(z)
+    wrt = z if loss.fused_with else a
+
+    def f() -> tuple[float, int]:
+        # fused: a is recomputed from the perturbed z; plain: a itself is perturbed
+        a_now = act.forward(z) if loss.fused_with else a
+        return float(loss.value(z, a_now, y, reduction)), 0
+
+    fd, _ = central_diff_leaf(f, wrt)
+    grad = loss.grad(z, act.forward(z), y, reduction)
+    assert_leaf_close(grad, fd, f"{name} ({reduction}) gradient", rtol=FD_RTOL,
+                      atol=FD_ATOL_SCALE * max(1.0, abs(f()[0])))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_mean_is_sum_over_the_right_count(name: str) -> None:
+    """"mean" = "sum" / (batch * n_out) for elementwise losses, / batch for softmax CE."""
+    batch, n_out = 4, 3
+    z, y = _case(name, np.random.default_rng(1), batch, n_out, labels=False)
+    a = ACTIVATIONS[_activation(name)].forward(z)
+    loss = LOSSES[name]
+    count = batch if name == "softmax_cross_entropy" else batch * n_out
+    assert loss.value(z, a, y, "mean") == pytest.approx(loss.value(z, a, y, "sum") / count,
+                                                        rel=1e-14)
+    np.testing.assert_allclose(loss.grad(z, a, y, "mean") * count, loss.grad(z, a, y, "sum"),
+                               rtol=1e-14)
+
+
+def test_multi_output_gradient_is_gradient_of_reported_loss() -> None:
+    """scikit-learn's MLP bug class: with n_out outputs and "mean", d_a carries 1/(batch n_out).
+
+    Checked as a directional derivative of the reported loss, independent of the FD helper."""
+    rng = np.random.default_rng(3)
+    a, y = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
+    for name in ("half_mse", "mse"):
+        loss = LOSSES[name]
+        direction = rng.normal(size=a.shape)
+        t = 1e-6
+        slope = (loss.value(a, a + t * direction, y, "mean")
+                 - loss.value(a, a - t * direction, y, "mean")) / (2 * t)
+        assert np.sum(loss.grad(a, a, y, "mean") * direction) == pytest.approx(slope, rel=1e-7)
+
+
+def test_softmax_ce_integer_labels_equal_one_hot() -> None:
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=(6, 4))
+    idx = rng.integers(0, 4, 6)
+    a = ACTIVATIONS["softmax"].forward(z)
+    loss = LOSSES["softmax_cross_entropy"]
+    for reduction in REDUCTIONS:
+        assert loss.value(z, a, idx, reduction) == loss.value(z, a, np.eye(4)[idx], reduction)
+        np.testing.assert_array_equal(loss.grad(z, a, idx, reduction),
+                                      loss.grad(z, a, np.eye(4)[idx], reduction))
+
+
+def test_fused_losses_equal_their_unfused_forms_and_stay_finite() -> None:
+    """bce_with_logits(z) = bce(sigmoid(z)), softmax CE = -sum y log softmax(z), where both
+    are finite; at extreme logits the fused forms stay finite where the plain forms do not."""
+    rng = np.random.default_rng(5)
+    z, y = rng.uniform(-5, 5, (4, 3)), rng.uniform(0, 1, (4, 3))
+    s = ACTIVATIONS["sigmoid"].forward(z)
+    assert LOSSES["bce_with_logits"].value(z, s, y, "sum") == pytest.approx(
+        LOSSES["bce"].value(z, s, y, "sum"), rel=1e-13)
+    p = ACTIVATIONS["softmax"].forward(z)
+    onehot = np.eye(3)[rng.integers(0, 3, 4)]
+    assert LOSSES["softmax_cross_entropy"].value(z, p, onehot, "sum") == pytest.approx(
+        -np.sum(onehot * np.log(p)), rel=1e-13)
+
+    big = np.array([[800.0, -800.0]])
+    target = np.array([[0.0, 1.0]])
+    for name, act in (("bce_with_logits", "sigmoid"), ("softmax_cross_entropy", "softmax")):
+        a = ACTIVATIONS[act].forward(big)
+        value = LOSSES[name].value(big, a, target, "sum")
+        # both: the wrong side by 800 in each of two logits (or classes) -> 1600
+        assert np.isfinite(value) and value == pytest.approx(1600.0, rel=1e-12)
+        assert np.isfinite(LOSSES[name].grad(big, a, target, "sum")).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_float32_in_float32_out(name: str) -> None:
+    z, y = _case(name, np.random.default_rng(6), 3, 3, labels=False)
+    z, y = z.astype(np.float32), y.astype(np.float32)
+    a = ACTIVATIONS[_activation(name)].forward(z)
+    value = LOSSES[name].value(z, a, y, "mean")
+    assert value.dtype == np.float32
+    assert LOSSES[name].grad(z, a, y, "mean").dtype == np.float32
