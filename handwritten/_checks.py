@@ -85,7 +85,11 @@ def check_params(spec: NetworkSpec, params: object, dtype: np.dtype[Any] | None 
 
 
 def check_x(spec: NetworkSpec, x: object) -> np.dtype[Any]:
-    """x of shape (batch, n_in), batch >= 1."""
+    """spec is a NetworkSpec; x of shape (batch, n_in), batch >= 1."""
+    from handwritten.network import NetworkSpec
+
+    if not isinstance(spec, NetworkSpec):
+        raise TypeError(f"spec must be a NetworkSpec, got {type(spec).__name__}")
     dtype = check_float_array("x", x, 2)
     assert isinstance(x, np.ndarray)
     if x.shape[0] == 0:

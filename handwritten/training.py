@@ -73,6 +73,25 @@ def _check_batch_order(batch_order: object, epochs: int, n: int) -> NDArray[np.i
     return batch_order.astype(np.intp)
 
 
+def check_training_args(spec: object, optimizer: object, x: Array, epochs: object,
+                        batch_size: object, batch_order: object, record_every: object
+                        ) -> tuple[int, NDArray[np.intp] | None]:
+    """Check train()'s arguments (x already checked); return batch_size and batch_order.
+
+    Shared by the reference implementations, so all three refuse the same inputs.
+    """
+    if not isinstance(optimizer, OptimizerSpec):
+        raise TypeError(f"optimizer must be an OptimizerSpec, got {type(optimizer).__name__}")
+    epochs = _checks.check_positive_int("epochs", epochs)
+    _checks.check_positive_int("record_every", record_every)
+    n = x.shape[0]
+    size = _checks.check_positive_int("batch_size", n if batch_size is None else batch_size)
+    if size > n:
+        raise ValueError(f"batch_size must be in [1, {n}] (the number of samples), got {size}")
+    order = None if batch_order is None else _check_batch_order(batch_order, epochs, n)
+    return size, order
+
+
 def train(spec: NetworkSpec, params: Params, x: Array, y: Array, optimizer: OptimizerSpec,
           *, epochs: int, batch_size: int | None = None,
           batch_order: NDArray[np.integer[Any]] | None = None,
@@ -99,21 +118,10 @@ def train(spec: NetworkSpec, params: Params, x: Array, y: Array, optimizer: Opti
         When a step's loss, or the final params, become NaN or inf; the message
         names the step and epoch.
     """
-    if not isinstance(spec, NetworkSpec):
-        raise TypeError(f"spec must be a NetworkSpec, got {type(spec).__name__}")
-    if not isinstance(optimizer, OptimizerSpec):
-        raise TypeError(f"optimizer must be an OptimizerSpec, got {type(optimizer).__name__}")
     _checks.check_problem(spec, params, x, y)
-    epochs = _checks.check_positive_int("epochs", epochs)
-    record_every = _checks.check_positive_int("record_every", record_every)
+    batch_size, order = check_training_args(spec, optimizer, x, epochs, batch_size,
+                                            batch_order, record_every)
     n = x.shape[0]
-    if batch_size is None:
-        batch_size = n
-    batch_size = _checks.check_positive_int("batch_size", batch_size)
-    if batch_size > n:
-        raise ValueError(f"batch_size must be in [1, {n}] (the number of samples), "
-                         f"got {batch_size}")
-    order = None if batch_order is None else _check_batch_order(batch_order, epochs, n)
 
     state = init_state(optimizer, params)
     losses = []

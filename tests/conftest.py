@@ -16,6 +16,20 @@ import pytest
 from hypothesis import HealthCheck, settings
 from threadpoolctl import threadpool_limits
 
+# The references pin their numerics on import: reference_jax switches on float64
+# (jax_enable_x64, its one place) and XLA fast math off before any JAX array exists,
+# so it is imported here, first.  torch gets one intra-op thread, like BLAS below.
+try:
+    import reference_jax  # noqa: F401
+except ImportError:  # the handwritten-only tests still run
+    pass
+try:
+    import torch
+
+    torch.set_num_threads(1)
+except ImportError:
+    pass
+
 settings.register_profile("dev", max_examples=20, deadline=None)
 settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True,
                           print_blob=True, suppress_health_check=[HealthCheck.too_slow])

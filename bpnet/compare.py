@@ -1,0 +1,120 @@
+"""The one comparison helper: walk params- or trace-shaped structures, report every leaf.
+
+Checks keys, then shape, then dtype, then values, and names each leaf
+("layer 1 d_W").  A trace is reported in the order the derivation computes it —
+forward z and a from the input up, then the loss, then d_a, d_z, d_W, d_b from
+the output layer down — so the first failing report is the first derivation step
+that disagrees.  The test suite and the command line both use this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+FORWARD = ("z", "a")
+BACKWARD = ("d_a", "d_z", "d_W", "d_b")
+
+
+@dataclass(frozen=True)
+class LeafReport:
+    """How one array of one implementation compares with the same array of another."""
+
+    quantity: str              # "loss", "z", "a", "d_a", "d_z", "d_W", "d_b", "W", "b", ...
+    layer: int | None          # None for the loss
+    max_abs: float
+    max_rel: float
+    rtol: float
+    atol: float
+    ok: bool
+    problem: str = ""          # a structural mismatch (missing key, shape, dtype), if any
+
+    @property
+    def label(self) -> str:
+        return self.quantity if self.layer is None else f"layer {self.layer} {self.quantity}"
+
+    def __str__(self) -> str:
+        if self.problem:
+            return f"{self.label}: {self.problem}"
+        verdict = "ok" if self.ok else "FAIL"
+        return (f"{self.label}: max abs err {self.max_abs:.3g}, max rel err {self.max_rel:.3g} "
+                f"(rtol {self.rtol:.3g}, atol {self.atol:.3g}) {verdict}")
+
+
+def compare_leaf(actual: Any, expected: Any, quantity: str, layer: int | None, *, rtol: float,
+                 atol_scale: float = 0.0, atol: float = 0.0, check_dtype: bool = True,
+                 mask: np.ndarray | None = None) -> LeafReport:
+    """|actual - expected| <= atol + atol_scale * max|expected| + rtol * |expected|, everywhere.
+
+    The absolute floor scales with the array's largest magnitude: entries that cancel
+    to ~0 carry no relative accuracy (see bpnet.tolerances).
+    """
+    a, e = np.asarray(actual), np.asarray(expected)
+    if a.shape != e.shape:
+        return LeafReport(quantity, layer, np.inf, np.inf, rtol, atol, False,
+                          f"shape {a.shape}, expected {e.shape}")
+    if check_dtype and a.dtype != e.dtype:
+        return LeafReport(quantity, layer, np.inf, np.inf, rtol, atol, False,
+                          f"dtype {a.dtype}, expected {e.dtype}")
+    if mask is not None:
+        a, e = a[mask], e[mask]
+    a64, e64 = a.astype(np.float64), e.astype(np.float64)
+    diff, ref = np.abs(a64 - e64), np.abs(e64)
+    floor = atol + atol_scale * (float(ref.max()) if ref.size else 0.0)
+    ok = bool(np.all(diff <= floor + rtol * ref))            # NaN anywhere fails
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(ref > 0, diff / ref, np.where(diff > 0, np.inf, 0.0))
+    max_abs = float(np.max(diff)) if diff.size else 0.0
+    max_rel = float(np.max(rel)) if rel.size else 0.0
+    return LeafReport(quantity, layer, max_abs, max_rel, rtol, floor, ok)
+
+
+def compare_layers(actual: Sequence[Mapping[str, Any]], expected: Sequence[Mapping[str, Any]],
+                   keys: Sequence[str], *, rtol: float, atol_scale: float = 0.0,
+                   reverse: bool = False, check_dtype: bool = True) -> list[LeafReport]:
+    """Reports for the given keys of every layer (output layer first if ``reverse``)."""
+    reports = []
+    if len(actual) != len(expected):
+        return [LeafReport("layers", None, np.inf, np.inf, rtol, 0.0, False,
+                           f"{len(actual)} layers, expected {len(expected)}")]
+    order = range(len(expected) - 1, -1, -1) if reverse else range(len(expected))
+    for l in order:
+        for key in keys:
+            if key not in expected[l] and key not in actual[l]:
+                continue
+            if key not in expected[l] or key not in actual[l]:
+                side = "expected" if key not in expected[l] else "actual"
+                reports.append(LeafReport(key, l, np.inf, np.inf, rtol, 0.0, False,
+                                          f"missing from the {side} side"))
+                continue
+            reports.append(compare_leaf(actual[l][key], expected[l][key], key, l, rtol=rtol,
+                                        atol_scale=atol_scale, check_dtype=check_dtype))
+    return reports
+
+
+def compare_trace(actual: Any, expected: Any, *, rtol: float, atol_scale: float,
+                  check_dtype: bool = True) -> list[LeafReport]:
+    """Every quantity of two traces, in derivation order (forward, loss, backward)."""
+    forward = compare_layers(actual.layers, expected.layers, FORWARD, rtol=rtol,
+                             atol_scale=atol_scale, check_dtype=check_dtype)
+    loss = compare_leaf(actual.loss, expected.loss, "loss", None, rtol=rtol,
+                        atol_scale=atol_scale, check_dtype=check_dtype)
+    backward = compare_layers(actual.layers, expected.layers, BACKWARD, rtol=rtol,
+                              atol_scale=atol_scale, reverse=True, check_dtype=check_dtype)
+    return [*forward, loss, *backward]
+
+
+def compare_params(actual: Sequence[Mapping[str, Any]], expected: Sequence[Mapping[str, Any]],
+                   *, rtol: float, atol_scale: float, check_dtype: bool = True
+                   ) -> list[LeafReport]:
+    """Params- or grads-shaped structures, leaf by leaf (W then b, input layer first)."""
+    return compare_layers(actual, expected, ("W", "b"), rtol=rtol, atol_scale=atol_scale,
+                          check_dtype=check_dtype)
+
+
+def first_failure(reports: Sequence[LeafReport]) -> LeafReport | None:
+    """The first report that failed: the first derivation step that disagrees."""
+    return next((r for r in reports if not r.ok), None)

@@ -1,0 +1,25 @@
+"""Losses as torch.nn.functional ops, each taking (z, a, y, reduction) like handwritten's.
+
+torch's reduction="mean" averages over every element, which is handwritten's
+"mean" for the elementwise losses (batch * n_out) and, for cross_entropy, over
+the batch: the same convention.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, str], torch.Tensor]
+
+LOSSES: dict[str, LossFn] = {
+    "half_mse": lambda z, a, y, r: F.mse_loss(a, y, reduction=r) / 2,
+    "mse": lambda z, a, y, r: F.mse_loss(a, y, reduction=r),
+    # torch clamps log() at -100; the outputs the suite draws are far from 0 and 1
+    "bce": lambda z, a, y, r: F.binary_cross_entropy(a, y, reduction=r),
+    "bce_with_logits": lambda z, a, y, r: F.binary_cross_entropy_with_logits(z, y, reduction=r),
+    # integer labels (batch,) or rows of class probabilities (batch, n_out)
+    "softmax_cross_entropy": lambda z, a, y, r: F.cross_entropy(z, y, reduction=r),
+}

@@ -1,0 +1,110 @@
+"""The network through torch autograd: loss_and_grads, trace, predict.
+
+Params cross the boundary through one conversion pair, ``to_torch`` /
+``from_torch``, keeping W as (fan_in, fan_out): z = a @ W + b, as in handwritten.
+Every intermediate of the trace is a tensor with ``retain_grad()``, so its .grad
+after ``backward()`` is autograd's d_z or d_a.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from handwritten import _checks
+from handwritten.losses import LOSSES as HW_LOSSES
+from handwritten.network import NetworkSpec, Params, Trace
+from reference_torch.activations import ACTIVATIONS
+from reference_torch.losses import LOSSES
+
+TorchParams = list[dict[str, torch.Tensor]]
+
+
+def to_torch(params: Params, requires_grad: bool = True) -> TorchParams:
+    """NumPy params as fresh leaf tensors (copies: nothing shares the caller's memory)."""
+    return [{k: torch.tensor(v, requires_grad=requires_grad) for k, v in p.items()}
+            for p in params]
+
+
+def from_torch(tensors: list[dict[str, torch.Tensor]]) -> Params:
+    """Tensors (params or their .grad) back to NumPy arrays of the same dtype."""
+    return [{k: v.detach().clone().numpy() for k, v in p.items()} for p in tensors]
+
+
+def _tensor(a: np.ndarray) -> torch.Tensor:
+    t = torch.tensor(a)
+    return t.long() if t.dtype not in (torch.float32, torch.float64) else t
+
+
+def forward(spec: NetworkSpec, tparams: TorchParams, x: torch.Tensor
+            ) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+    """z = a_prev @ W + b, a = f(z), layer by layer; returns the output and every z, a."""
+    cache = []
+    a = x
+    for p, name in zip(tparams, spec.activations):
+        z = a @ p["W"] + p["b"]
+        a = ACTIVATIONS[name](z)
+        cache.append({"z": z, "a": a})
+    return a, cache
+
+
+def loss_value(spec: NetworkSpec, tparams: TorchParams, cache: list[dict[str, torch.Tensor]],
+               y: torch.Tensor) -> torch.Tensor:
+    """The loss plus weight_decay / 2 * sum ||W||^2, as a torch scalar."""
+    loss = LOSSES[spec.loss](cache[-1]["z"], cache[-1]["a"], y, spec.reduction)
+    if spec.weight_decay:
+        loss = loss + spec.weight_decay / 2 * sum(p["W"].pow(2).sum() for p in tparams)
+    return loss
+
+
+def _grad(t: torch.Tensor) -> np.ndarray:
+    """autograd's gradient of a leaf or retained tensor, as NumPy."""
+    assert t.grad is not None, "autograd left no gradient for this tensor"
+    return t.grad.numpy()
+
+
+def _scalar(t: torch.Tensor) -> Any:
+    return t.detach().numpy()[()]
+
+
+def predict(spec: NetworkSpec, params: Params, x: np.ndarray) -> np.ndarray:
+    """The network's output for inputs x (batch, n_in)."""
+    dtype = _checks.check_x(spec, x)
+    _checks.check_params(spec, params, dtype)
+    with torch.no_grad():
+        out, _ = forward(spec, to_torch(params, requires_grad=False), _tensor(x))
+    return out.numpy()
+
+
+def loss_and_grads(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray
+                   ) -> tuple[Any, Params]:
+    """The loss and autograd's gradient for every parameter."""
+    _checks.check_problem(spec, params, x, y)
+    tparams = to_torch(params)
+    _, cache = forward(spec, tparams, _tensor(x))
+    loss = loss_value(spec, tparams, cache, _tensor(y))
+    loss.backward()
+    return _scalar(loss), [{k: _grad(v) for k, v in p.items()} for p in tparams]
+
+
+def trace(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray) -> Trace:
+    """Every z, a and, by retain_grad(), autograd's d_a, d_z, d_W, d_b of every layer."""
+    _checks.check_problem(spec, params, x, y)
+    tparams = to_torch(params)
+    _, cache = forward(spec, tparams, _tensor(x))
+    for c in cache:
+        for t in c.values():
+            t.retain_grad()
+    loss = loss_value(spec, tparams, cache, _tensor(y))
+    loss.backward()
+    fused = HW_LOSSES[spec.loss].fused_with is not None
+    layers = []
+    for l, (c, p) in enumerate(zip(cache, tparams)):
+        layer = {"z": c["z"].detach().numpy(), "a": c["a"].detach().numpy()}
+        if not (fused and l == spec.n_layers - 1):
+            layer["d_a"] = _grad(c["a"])
+        layer.update(d_z=_grad(c["z"]), d_W=_grad(p["W"]), d_b=_grad(p["b"]))
+        layers.append(layer)
+    return Trace(_scalar(loss), layers)

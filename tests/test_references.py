@@ -1,0 +1,260 @@
+"""reference_torch and reference_jax: in lock step with handwritten, and themselves checked.
+
+Hand-picked cases here; the Hypothesis properties over random networks are in
+test_cross_framework.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import handwritten as hw
+from bpnet.compare import compare_params, compare_trace
+from bpnet.tolerances import ATOL64_SCALE, RTOL64
+from tests.helpers import assert_reports_ok, assert_unchanged, snapshot
+from tests.strategies import make_params, make_targets
+
+torch = pytest.importorskip("torch")
+jax = pytest.importorskip("jax")
+import optax  # noqa: E402
+
+import reference_jax as rj  # noqa: E402
+import reference_torch as rt  # noqa: E402
+from reference_jax.activations import ACTIVATIONS as JAX_ACTIVATIONS  # noqa: E402
+from reference_jax.losses import LOSSES as JAX_LOSSES  # noqa: E402
+from reference_jax.optimizers import MAKERS as JAX_OPTIMIZERS  # noqa: E402
+from reference_torch.activations import ACTIVATIONS as TORCH_ACTIVATIONS  # noqa: E402
+from reference_torch.losses import LOSSES as TORCH_LOSSES  # noqa: E402
+from reference_torch.optimizers import MAKERS as TORCH_OPTIMIZERS  # noqa: E402
+
+REFERENCES = {"reference_torch": rt, "reference_jax": rj}
+
+HAND_PICKED = {
+    "blog (1, 10, 1)": hw.NetworkSpec((1, 10, 1), ("sigmoid", "sigmoid"), "half_mse", "sum"),
+    "3 hidden tanh/relu": hw.NetworkSpec((4, 8, 6, 5, 3), ("tanh", "relu", "tanh", "identity"),
+                                         "mse", "mean"),
+    "multi-output half_mse mean": hw.NetworkSpec((3, 7, 4), ("elu", "identity"), "half_mse",
+                                                 "mean", weight_decay=0.05),
+    "softmax CE, integer labels": hw.NetworkSpec((5, 9, 4), ("gelu", "softmax"),
+                                                 "softmax_cross_entropy", "mean"),
+}
+
+
+def _case(spec: hw.NetworkSpec, seed: int = 0, batch: int = 11, labels: bool = True,
+          dtype: type = np.float64):
+    rng = np.random.default_rng(seed)
+    params = make_params(spec, rng, dtype)
+    x = rng.uniform(-1.5, 1.5, (batch, spec.layer_sizes[0])).astype(dtype)
+    return params, x, make_targets(spec, rng, batch, dtype, labels)
+
+
+def _assert_agree(spec: hw.NetworkSpec, params, x, y) -> None:
+    """Loss, grads and every trace quantity of both references agree with handwritten."""
+    expected = hw.trace(spec, params, x, y)
+    _, grads = hw.loss_and_grads(spec, params, x, y)
+    for name, ref in REFERENCES.items():
+        context = f"handwritten vs {name}, {spec}, batch {x.shape[0]}, {x.dtype}"
+        assert_reports_ok(compare_trace(expected, ref.trace(spec, params, x, y), rtol=RTOL64,
+                                        atol_scale=ATOL64_SCALE), context)
+        loss, ref_grads = ref.loss_and_grads(spec, params, x, y)
+        assert_reports_ok(compare_params(grads, ref_grads, rtol=RTOL64,
+                                         atol_scale=ATOL64_SCALE), context)
+        assert loss == pytest.approx(expected.loss, rel=RTOL64)
+        np.testing.assert_allclose(ref.predict(spec, params, x), expected.layers[-1]["a"],
+                                   rtol=RTOL64, atol=0)
+
+
+@pytest.mark.parametrize("label", list(HAND_PICKED))
+def test_hand_picked_specs_agree(label: str) -> None:
+    spec = HAND_PICKED[label]
+    params, x, y = _case(spec)
+    before = snapshot(params, x, y)
+    _assert_agree(spec, params, x, y)
+    assert_unchanged(before, params, x, y)
+
+
+@pytest.mark.parametrize("activation", sorted(hw.ACTIVATIONS))
+def test_every_activation_agrees(activation: str) -> None:
+    if hw.ACTIVATIONS[activation].output_only:
+        spec = hw.NetworkSpec((3, 5, 4), ("tanh", activation), "mse", "sum")
+    else:
+        spec = hw.NetworkSpec((3, 5, 5, 2), (activation, activation, "identity"), "half_mse")
+    _assert_agree(spec, *_case(spec, seed=1))
+
+
+@pytest.mark.parametrize("loss", sorted(hw.LOSSES))
+@pytest.mark.parametrize("reduction", hw.REDUCTIONS)
+def test_every_loss_agrees(loss: str, reduction: str) -> None:
+    accepted = hw.LOSSES[loss].output_activations
+    out = sorted(accepted)[0] if accepted else "tanh"
+    spec = hw.NetworkSpec((3, 6, 4), ("silu", out), loss, reduction)
+    _assert_agree(spec, *_case(spec, seed=2, labels=False))
+
+
+@pytest.mark.parametrize("name", sorted(hw.OPTIMIZERS))
+def test_every_optimizer_step_agrees_from_the_same_state(name: str) -> None:
+    """Three steps, each taken by all three from handwritten's state after the previous one."""
+    spec = HAND_PICKED["3 hidden tanh/relu"]
+    params, x, y = _case(spec, seed=3)
+    opt = hw.OptimizerSpec(name, 0.05)
+    state = hw.init_state(opt, params)
+    for t in range(3):
+        _, grads = hw.loss_and_grads(spec, params, x, y)
+        new_params, new_state = hw.step(opt, params, grads, state)
+        for ref_name, ref in REFERENCES.items():
+            before = snapshot(params, grads, state)
+            ref_params, ref_state = ref.step(opt, params, grads, state)
+            assert_unchanged(before, params, grads, state)
+            context = f"{name} step {t + 1}: handwritten vs {ref_name}"
+            assert_reports_ok(compare_params(new_params, ref_params, rtol=RTOL64,
+                                             atol_scale=ATOL64_SCALE), context)
+            assert ref_state["t"] == new_state["t"]
+            for key in new_state.keys() - {"t"}:
+                assert_reports_ok(compare_params(new_state[key], ref_state[key], rtol=RTOL64,
+                                                 atol_scale=ATOL64_SCALE), f"{context} {key}")
+        params, state = new_params, new_state
+
+
+def test_float64_is_really_float64_in_every_framework() -> None:
+    """x = 1 + 2**-40 rounds to 1 in float32; only a float64 computation sees (2**-40)**2 / 2."""
+    spec = hw.NetworkSpec((1, 1), ("identity",), "half_mse", "sum")
+    params = [{"W": np.array([[1.0]]), "b": np.array([0.0])}]
+    x, y = np.array([[1.0 + 2.0**-40]]), np.array([[1.0]])
+    for impl in (hw, rt, rj):
+        loss, grads = impl.loss_and_grads(spec, params, x, y)
+        assert loss == 2.0**-81, impl.__name__
+        assert grads[0]["b"][0] == 2.0**-40, impl.__name__
+
+
+@pytest.mark.parametrize("impl", [rt, rj], ids=["torch", "jax"])
+def test_float32_stays_float32_end_to_end(impl) -> None:
+    spec = HAND_PICKED["softmax CE, integer labels"]
+    params, x, y = _case(spec, dtype=np.float32)
+    t = impl.trace(spec, params, x, y)
+    assert np.asarray(t.loss).dtype == np.float32
+    assert all(v.dtype == np.float32 for layer in t.layers for v in layer.values())
+    h = impl.train(spec, params, x, y, hw.OptimizerSpec("adam", 0.01), epochs=2)
+    assert h.losses.dtype == np.float32
+    assert all(v.dtype == np.float32 for p in h.final_params for v in p.values())
+
+
+@pytest.mark.parametrize("label", ["blog (1, 10, 1)", "3 hidden tanh/relu",
+                                   "softmax CE, integer labels"])
+def test_torch_loss_passes_gradcheck(label: str) -> None:
+    """torch.autograd.gradcheck (float64 finite differences) on the reference's own loss."""
+    from reference_torch.network import _tensor, forward, loss_value
+
+    spec = HAND_PICKED[label]
+    params, x, y = _case(spec, batch=4)
+    tx, ty = _tensor(x), _tensor(y)
+    leaves = [torch.tensor(p[k], requires_grad=True) for p in params for k in ("W", "b")]
+
+    def loss_of(*flat):
+        tparams = [{"W": flat[2 * i], "b": flat[2 * i + 1]} for i in range(len(flat) // 2)]
+        _, cache = forward(spec, tparams, tx)
+        return loss_value(spec, tparams, cache, ty)
+
+    assert torch.autograd.gradcheck(loss_of, leaves, eps=1e-6, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("label", ["blog (1, 10, 1)", "3 hidden tanh/relu",
+                                   "softmax CE, integer labels"])
+def test_jax_loss_passes_check_grads(label: str) -> None:
+    """jax.test_util.check_grads, forward and reverse mode, on the reference's own loss."""
+    from jax.test_util import check_grads
+
+    from reference_jax.network import _loss, to_jax
+
+    spec = HAND_PICKED[label]
+    params, x, y = _case(spec, batch=4)
+    jx, jy = jax.numpy.asarray(x), jax.numpy.asarray(y)
+    check_grads(lambda p: _loss(p, jx, jy, spec), (to_jax(params),), order=1,
+                modes=("fwd", "rev"))
+
+
+REGISTRIES = {
+    "activation": (hw.ACTIVATIONS, {"reference_torch": TORCH_ACTIVATIONS,
+                                    "reference_jax": JAX_ACTIVATIONS}),
+    "loss": (hw.LOSSES, {"reference_torch": TORCH_LOSSES, "reference_jax": JAX_LOSSES}),
+    "optimizer": (hw.OPTIMIZERS, {"reference_torch": TORCH_OPTIMIZERS,
+                                  "reference_jax": JAX_OPTIMIZERS}),
+}
+
+
+@pytest.mark.parametrize("kind", list(REGISTRIES))
+def test_every_registered_entry_has_both_counterparts(kind: str) -> None:
+    """Adding an entry to handwritten without its references fails here, saying what is missing."""
+    primary, references = REGISTRIES[kind]
+    missing = [f"{kind} {name!r} has no counterpart in {ref}"
+               for ref, registry in references.items() for name in primary if name not in registry]
+    extra = [f"{kind} {name!r} in {ref} is not registered in handwritten"
+             for ref, registry in references.items() for name in registry if name not in primary]
+    assert not missing + extra, "\n".join(missing + extra)
+
+
+def test_optax_rmsprop_default_puts_eps_inside_the_sqrt() -> None:
+    """The documented difference: optax's default rmsprop divides by sqrt(v + eps); handwritten
+    (torch) by sqrt(v) + eps.  With a tiny gradient the two differ by orders of magnitude, and
+    eps_in_sqrt=False, which reference_jax uses, removes the difference."""
+    g, lr, alpha, eps = 1e-6, 1.0, 0.99, 1e-8
+    params = [{"W": np.zeros((1, 1)), "b": np.zeros(1)}]
+    grads = [{"W": np.full((1, 1), g), "b": np.full(1, g)}]
+    opt = hw.OptimizerSpec("rmsprop", lr, {"alpha": alpha, "eps": eps})
+    ours, _ = hw.step(opt, params, grads, hw.init_state(opt, params))
+    expected = -lr * g / (np.sqrt(1 - alpha) * g + eps)
+    assert ours[0]["W"][0, 0] == pytest.approx(expected, rel=1e-12)
+    for eps_in_sqrt, agrees in ((False, True), (True, False)):
+        tx = optax.rmsprop(lr, decay=alpha, eps=eps, eps_in_sqrt=eps_in_sqrt)
+        p = rj.to_jax(params)
+        update, _ = tx.update(rj.to_jax(grads), tx.init(p), p)
+        value = float(update[0]["W"][0, 0])
+        assert bool(value == pytest.approx(expected, rel=1e-12)) is agrees, (eps_in_sqrt, value)
+
+
+def test_adamw_decoupled_decay_agrees_between_torch_and_optax_forms() -> None:
+    """torch scales theta by (1 - lr wd) before the adam step; optax subtracts lr wd theta with
+    it.  Both decay the old theta, so one step from the same state agrees to rounding."""
+    spec = HAND_PICKED["multi-output half_mse mean"]
+    params, x, y = _case(spec)
+    _, grads = hw.loss_and_grads(spec, params, x, y)
+    opt = hw.OptimizerSpec("adamw", 0.1, {"weight_decay": 0.5})
+    state = hw.init_state(opt, params)
+    by_torch, _ = rt.step(opt, params, grads, state)
+    by_optax, _ = rj.step(opt, params, grads, state)
+    assert_reports_ok(compare_params(by_torch, by_optax, rtol=RTOL64, atol_scale=ATOL64_SCALE),
+                      "adamw: torch vs optax")
+
+
+@pytest.mark.parametrize(("module", "framework", "extra"),
+                         [("reference_torch", "torch", "torch"),
+                          ("reference_jax", "jax", "jax")])
+def test_missing_framework_names_the_extra_to_install(module: str, framework: str,
+                                                      extra: str) -> None:
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] == {framework!r}:\n"
+        "            raise ImportError('blocked: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import handwritten\n"
+        f"import {module}\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode != 0
+    assert f"pip install -e '.[{extra}]'" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("impl", [rt, rj], ids=["torch", "jax"])
+def test_references_refuse_bad_input_like_handwritten(impl) -> None:
+    spec = HAND_PICKED["blog (1, 10, 1)"]
+    params, x, y = _case(spec)
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, 1\)"):
+        impl.loss_and_grads(spec, params, np.ones((3, 2)), y[:3])
+    with pytest.raises(ValueError, match="epochs must be a positive integer"):
+        impl.train(spec, params, x, y, hw.OptimizerSpec("sgd", 0.1), epochs=0)
