@@ -45,3 +45,29 @@ BLOG_WEIGHTS_ATOL = 1e-9
 def fd_step(theta: float) -> float:
     """Central-difference step for a parameter of value theta."""
     return FD_STEP_SCALE * max(1.0, abs(theta))
+
+
+# float32 -------------------------------------------------------------------------
+# A float32 implementation is judged against the float64 result, never against a
+# loosened float64 tolerance.  Its normwise error (max|err| / max|float64 value|, per
+# quantity) must stay within a small factor of the float32 reference frameworks' own
+# error: equally valid evaluation orders give errors of the same order, and 10 covers
+# the spread between them.  Below F32_FLOOR (~80 ulps of float32) any error passes:
+# there a ratio of two tiny errors means nothing.
+F32_FACTOR = 10.0
+F32_FLOOR = 1e-5
+
+
+def f32_allowed(reference_errors: list[float]) -> float:
+    """The largest normwise float32 error allowed, given the references' float32 errors."""
+    return max(F32_FLOOR, F32_FACTOR * max(reference_errors, default=0.0))
+
+
+# Training trajectories (float64) ----------------------------------------------------
+# Each step adds rounding differences of ~RTOL64 at most between implementations (the
+# one-step checks hold them to that); at the small learning rates of the trajectory
+# checks training is not chaotic, so the differences add up rather than multiply.
+# The envelope therefore grows linearly with the step k: rtol(k) = RTOL64 * (1 + k).
+def trajectory_rtol(step: int) -> float:
+    """Allowed relative difference after ``step`` steps of float64 training."""
+    return RTOL64 * (1 + step)

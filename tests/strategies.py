@@ -1,8 +1,11 @@
 """Composite Hypothesis strategies: sizes first, then arrays of matching shapes.
 
-Array values come from a ``numpy.random.Generator`` seeded with a drawn integer
-(never the global RNG), so a failing case shrinks to the smallest network, batch
-and layer while staying cheap to draw.
+An architecture is drawn first (depth, widths, an activation per layer from the
+registries, a loss that accepts the output activation, a reduction, weight
+decay), then the batch size, then a seed from which a ``numpy.random.Generator``
+makes bounded params and data.  Related draws stay adjacent, so a failing case
+shrinks to the smallest network, batch and layer, and every random array comes
+from an explicit, drawn seed (never the global RNG).
 """
 
 from __future__ import annotations
@@ -13,21 +16,11 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from handwritten import ACTIVATIONS, LOSSES, REDUCTIONS, NetworkSpec, Params
+from handwritten import ACTIVATIONS, LOSSES, OPTIMIZERS, REDUCTIONS, NetworkSpec, Params
 
 HIDDEN_ACTIVATIONS = sorted(n for n, a in ACTIVATIONS.items() if not a.output_only)
 ALL_ACTIVATIONS = sorted(ACTIVATIONS)
-
-
-@dataclass
-class Problem:
-    """One drawn case; ``repr`` is a spec a user can paste into a reproduction."""
-
-    spec: NetworkSpec
-    params: Params
-    x: np.ndarray
-    y: np.ndarray
-    seed: int
+OPTIMIZER_NAMES = sorted(OPTIMIZERS)
 
 
 def losses_for(output_activation: str) -> list[str]:
@@ -37,8 +30,58 @@ def losses_for(output_activation: str) -> list[str]:
                   or output_activation in loss.output_activations)
 
 
+def make_targets(spec: NetworkSpec, rng: np.random.Generator, batch: int,
+                 dtype: Any, labels: bool = False) -> np.ndarray:
+    """Targets the spec's loss accepts: reals, probabilities, or classes (labels or one-hot)."""
+    n_out = spec.layer_sizes[-1]
+    kind = LOSSES[spec.loss].targets
+    if kind == "class":
+        idx = rng.integers(0, n_out, size=batch)
+        return idx if labels else np.eye(n_out, dtype=dtype)[idx]
+    if kind == "probability":
+        return rng.uniform(0, 1, size=(batch, n_out)).astype(dtype)
+    return rng.uniform(-1, 1, size=(batch, n_out)).astype(dtype)
+
+
+def make_params(spec: NetworkSpec, rng: np.random.Generator, dtype: Any,
+                scale: float = 1.0) -> Params:
+    """Bounded params: W ~ U(-s, s) sqrt(3 / fan_in) (unit-variance layers), b ~ U(-s, s) / 2."""
+    params = []
+    for fan_in, fan_out in zip(spec.layer_sizes[:-1], spec.layer_sizes[1:]):
+        w = rng.uniform(-scale, scale, (fan_in, fan_out)) * np.sqrt(3.0 / fan_in)
+        b = rng.uniform(-scale, scale, fan_out) / 2
+        params.append({"W": w.astype(dtype), "b": b.astype(dtype)})
+    return params
+
+
+@dataclass
+class Problem:
+    """One drawn case.  Its repr is a line a user can paste to rebuild it exactly."""
+
+    spec: NetworkSpec
+    batch: int
+    seed: int
+    dtype: str = "float64"
+    labels: bool = False
+
+    def __post_init__(self) -> None:
+        rng = np.random.default_rng(self.seed)
+        self.params = make_params(self.spec, rng, self.dtype)
+        self.x = rng.uniform(-1.5, 1.5, (self.batch, self.spec.layer_sizes[0])).astype(self.dtype)
+        self.y = make_targets(self.spec, rng, self.batch, self.dtype, self.labels)
+
+    def __repr__(self) -> str:
+        return (f"Problem({self.spec!r}, batch={self.batch}, seed={self.seed}, "
+                f"dtype={self.dtype!r}, labels={self.labels})  "
+                "# from tests.strategies import Problem; from handwritten import NetworkSpec")
+
+    def astype(self, dtype: str) -> Problem:
+        """The same draw in another dtype (float32 values are the float64 ones rounded)."""
+        return Problem(self.spec, self.batch, self.seed, dtype, self.labels)
+
+
 @st.composite
-def specs(draw: st.DrawFn, max_depth: int = 3, max_width: int = 6,
+def specs(draw: st.DrawFn, max_depth: int = 4, max_width: int = 16,
           activations: list[str] | None = None) -> NetworkSpec:
     """A valid NetworkSpec: depth, widths, activations, loss, reduction, weight decay."""
     depth = draw(st.integers(1, max_depth))
@@ -55,40 +98,25 @@ def specs(draw: st.DrawFn, max_depth: int = 3, max_width: int = 6,
     return NetworkSpec(sizes, tuple(names), loss, reduction, weight_decay)
 
 
-def make_targets(spec: NetworkSpec, rng: np.random.Generator, batch: int,
-                 dtype: Any, labels: bool = False) -> np.ndarray:
-    """Targets the spec's loss accepts: reals, probabilities, or classes."""
-    n_out = spec.layer_sizes[-1]
-    kind = LOSSES[spec.loss].targets
-    if kind == "class":
-        idx = rng.integers(0, n_out, size=batch)
-        return idx if labels else np.eye(n_out, dtype=dtype)[idx]
-    if kind == "probability":
-        return rng.uniform(0, 1, size=(batch, n_out)).astype(dtype)
-    return rng.uniform(-1, 1, size=(batch, n_out)).astype(dtype)
-
-
-def make_params(spec: NetworkSpec, rng: np.random.Generator, dtype: Any,
-                scale: float = 1.0) -> Params:
-    """Bounded params: W ~ U(-s, s) * sqrt(3 / fan_in) (unit-variance layers), b ~ U(-s, s)/2."""
-    params = []
-    for fan_in, fan_out in zip(spec.layer_sizes[:-1], spec.layer_sizes[1:]):
-        w = rng.uniform(-scale, scale, (fan_in, fan_out)) * np.sqrt(3.0 / fan_in)
-        b = rng.uniform(-scale, scale, fan_out) / 2
-        params.append({"W": w.astype(dtype), "b": b.astype(dtype)})
-    return params
+@st.composite
+def problems(draw: st.DrawFn, max_depth: int = 4, max_width: int = 16, max_batch: int = 32,
+             dtype: str = "float64") -> Problem:
+    """spec, then batch size, then a seed for params, x and y."""
+    spec = draw(specs(max_depth=max_depth, max_width=max_width))
+    batch = draw(st.integers(1, max_batch))
+    labels = LOSSES[spec.loss].targets == "class" and draw(st.booleans())
+    seed = draw(st.integers(0, 2**32 - 1))
+    return Problem(spec, batch, seed, dtype, labels)
 
 
 @st.composite
-def problems(draw: st.DrawFn, dtype: Any = np.float64, max_batch: int = 8,
-             spec_strategy: st.SearchStrategy[NetworkSpec] | None = None) -> Problem:
-    """spec, then batch size, then params, x and y from a drawn seed."""
-    spec = draw(spec_strategy if spec_strategy is not None else specs())
-    batch = draw(st.integers(1, max_batch))
-    labels = draw(st.booleans())
-    seed = draw(st.integers(0, 2**32 - 1))
-    rng = np.random.default_rng(seed)
-    params = make_params(spec, rng, dtype)
-    x = rng.uniform(-1.5, 1.5, (batch, spec.layer_sizes[0])).astype(dtype)
-    y = make_targets(spec, rng, batch, dtype, labels)
-    return Problem(spec, params, x, y, seed)
+def optimizer_specs(draw: st.DrawFn) -> Any:
+    """Any registered optimizer with hyperparameters drawn inside their valid ranges."""
+    from handwritten import OptimizerSpec
+
+    name = draw(st.sampled_from(OPTIMIZER_NAMES))
+    ranges = {"momentum": (0.0, 0.99), "beta1": (0.0, 0.99), "beta2": (0.9, 0.9999),
+              "alpha": (0.8, 0.999), "eps": (1e-10, 1e-6), "weight_decay": (0.0, 0.5)}
+    hyper = {k: draw(st.floats(*ranges[k])) for k in OPTIMIZERS[name].defaults}
+    lr = draw(st.floats(1e-4, 0.1))
+    return OptimizerSpec(name, lr, hyper)

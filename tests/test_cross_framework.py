@@ -1,0 +1,143 @@
+"""Hypothesis properties: handwritten against torch and JAX autograd, on any drawn network.
+
+Every property draws a case, computes it in each implementation, and compares with
+bpnet.compare.  A failure names the pair, the first quantity in derivation order
+that disagrees (e.g. "layer 1 d_z"), its errors against the tolerance, and prints a
+``Problem(...)`` line that rebuilds the case.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, target
+from hypothesis import strategies as st
+
+import handwritten as hw
+from bpnet.compare import LeafReport, compare_params, compare_trace
+from bpnet.tolerances import ATOL64_SCALE, RTOL64, f32_allowed, trajectory_rtol
+from tests.helpers import assert_reports_ok
+from tests.strategies import Problem, optimizer_specs, problems
+
+pytest.importorskip("torch")
+pytest.importorskip("jax")
+import reference_jax as rj
+import reference_torch as rt
+
+REFERENCES = {"reference_torch": rt, "reference_jax": rj}
+
+
+def _worst(reports: list[LeafReport]) -> float:
+    """Largest error in units of each array's absolute floor, for Hypothesis's target()."""
+    return max((r.max_abs / r.atol for r in reports if r.atol > 0), default=0.0)
+
+
+@given(problems())
+def test_loss_and_grads_match_autograd(p: Problem) -> None:
+    loss, grads = hw.loss_and_grads(p.spec, p.params, p.x, p.y)
+    for name, ref in REFERENCES.items():
+        ref_loss, ref_grads = ref.loss_and_grads(p.spec, p.params, p.x, p.y)
+        reports = compare_params(grads, ref_grads, rtol=RTOL64, atol_scale=ATOL64_SCALE)
+        target(_worst(reports), label=f"grads vs {name}")
+        assert_reports_ok(reports, f"handwritten vs {name}: {p!r}")
+        assert ref_loss == pytest.approx(loss, rel=RTOL64), f"loss vs {name}: {p!r}"
+
+
+@given(problems())
+def test_every_trace_quantity_matches_autograd(p: Problem) -> None:
+    """z, a, loss, then d_a, d_z, d_W, d_b from the output down: the first that disagrees
+    is the derivation step that is wrong."""
+    ours = hw.trace(p.spec, p.params, p.x, p.y)
+    for name, ref in REFERENCES.items():
+        reports = compare_trace(ours, ref.trace(p.spec, p.params, p.x, p.y), rtol=RTOL64,
+                                atol_scale=ATOL64_SCALE)
+        target(_worst(reports), label=f"trace vs {name}")
+        assert_reports_ok(reports, f"handwritten vs {name}: {p!r}")
+
+
+def _random_state(opt: hw.OptimizerSpec, params: hw.Params, t: int, seed: int) -> dict:
+    """A state as if t steps had been taken: random buffers (second moments positive)."""
+    state = hw.init_state(opt, params)
+    if t == 0:
+        return state
+    rng = np.random.default_rng(seed)
+    state["t"] = t
+    for key in state.keys() - {"t"}:
+        draw = (lambda s: rng.uniform(0, 1, s)) if key == "v" else (lambda s: rng.normal(size=s))
+        state[key] = [{k: draw(v.shape).astype(v.dtype) for k, v in layer.items()}
+                      for layer in params]
+    return state
+
+
+@given(p=problems(max_batch=8), opt=optimizer_specs(), t=st.integers(0, 5))
+def test_one_optimizer_step_matches_torch_optim_and_optax(p: Problem, opt: hw.OptimizerSpec,
+                                                          t: int) -> None:
+    """From identical params and optimizer state, one step of every optimizer agrees."""
+    _, grads = hw.loss_and_grads(p.spec, p.params, p.x, p.y)
+    state = _random_state(opt, p.params, t, p.seed)
+    new_params, new_state = hw.step(opt, p.params, grads, state)
+    for name, ref in REFERENCES.items():
+        ref_params, ref_state = ref.step(opt, p.params, grads, state)
+        context = f"{opt} from t={t}, handwritten vs {name}: {p!r}"
+        assert_reports_ok(compare_params(new_params, ref_params, rtol=RTOL64,
+                                         atol_scale=ATOL64_SCALE), context)
+        for key in new_state.keys() - {"t"}:
+            assert_reports_ok(compare_params(new_state[key], ref_state[key], rtol=RTOL64,
+                                             atol_scale=ATOL64_SCALE), f"{context}, state {key}")
+
+
+@given(p=problems(max_depth=3, max_width=8, max_batch=16), opt=optimizer_specs(),
+       epochs=st.integers(5, 40), batch_size=st.integers(1, 16), shuffle=st.booleans())
+def test_float64_trajectories_stay_within_a_growing_envelope(
+        p: Problem, opt: hw.OptimizerSpec, epochs: int, batch_size: int, shuffle: bool) -> None:
+    """Free-running training, full batch or mini-batch in a shared order: the losses and the
+    recorded params of all three stay within trajectory_rtol(step) of each other."""
+    batch_size = min(batch_size, p.batch)
+    order = (hw.make_batch_order(p.batch, epochs, np.random.default_rng(p.seed))
+             if shuffle else None)
+    kwargs = {"epochs": epochs, "batch_size": batch_size, "batch_order": order,
+              "record_every": 5}
+    ours = hw.train(p.spec, p.params, p.x, p.y, opt, **kwargs)
+    for name, ref in REFERENCES.items():
+        theirs = ref.train(p.spec, p.params, p.x, p.y, opt, **kwargs)
+        context = f"{opt}, {kwargs['epochs']} epochs of {batch_size}, vs {name}: {p!r}"
+        assert theirs.recorded_steps == ours.recorded_steps, context
+        steps = np.arange(1, len(ours.losses) + 1)
+        allowed = np.array([trajectory_rtol(k) for k in steps])
+        scale = np.abs(ours.losses).max()
+        diff = np.abs(theirs.losses - ours.losses)
+        bad = np.flatnonzero(diff > allowed * (np.abs(ours.losses) + ATOL64_SCALE / RTOL64
+                                               * scale))
+        assert bad.size == 0, (f"{context}: loss differs first at step {steps[bad[0]]}: "
+                               f"{diff[bad[0]]:.3g}")
+        for k, a, b in zip(ours.recorded_steps, ours.params, theirs.params):
+            assert_reports_ok(compare_params(a, b, rtol=trajectory_rtol(k),
+                                             atol_scale=ATOL64_SCALE * (1 + k)),
+                              f"{context}, params after step {k}")
+
+
+def _normwise(values: dict[str, np.ndarray], exact: dict[str, np.ndarray]) -> dict[str, float]:
+    return {k: float(np.abs(values[k].astype(np.float64) - exact[k]).max()
+                     / max(np.abs(exact[k]).max(), np.finfo(np.float64).tiny)) for k in exact}
+
+
+@given(problems(max_batch=16))
+def test_float32_error_is_within_the_frameworks_own(p: Problem) -> None:
+    """Each quantity of handwritten's float32 trace is as close to the float64 result as the
+    float32 references' are (F32_FACTOR times, above a floor of F32_FLOOR)."""
+    exact = hw.trace(p.spec, p.params, p.x, p.y)
+    p32 = p.astype("float32")
+    traces = {"handwritten": hw.trace(p32.spec, p32.params, p32.x, p32.y)}
+    traces |= {name: ref.trace(p32.spec, p32.params, p32.x, p32.y)
+               for name, ref in REFERENCES.items()}
+    worst = 0.0
+    for l, layer in enumerate(exact.layers):
+        errors = {name: _normwise(t.layers[l], layer) for name, t in traces.items()}
+        for key in layer:
+            allowed = f32_allowed([errors[name][key] for name in REFERENCES])
+            worst = max(worst, errors["handwritten"][key] / allowed)
+            assert errors["handwritten"][key] <= allowed, (
+                f"layer {l} {key}: float32 normwise error {errors['handwritten'][key]:.3g} > "
+                f"allowed {allowed:.3g} (torch {errors['reference_torch'][key]:.3g}, "
+                f"jax {errors['reference_jax'][key]:.3g}): {p!r}")
+    target(worst, label="float32 error / allowed")
