@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m bpnet.demo --out $(OUT)/blog_fit.png
+	$(BIN)/bpnet fit --out $(OUT)/fit.png
+	$(BIN)/bpnet compare --out $(OUT)/compare.png
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -64,10 +64,21 @@ def f32_allowed(reference_errors: list[float]) -> float:
 
 
 # Training trajectories (float64) ----------------------------------------------------
-# Each step adds rounding differences of ~RTOL64 at most between implementations (the
-# one-step checks hold them to that); at the small learning rates of the trajectory
-# checks training is not chaotic, so the differences add up rather than multiply.
-# The envelope therefore grows linearly with the step k: rtol(k) = RTOL64 * (1 + k).
-def trajectory_rtol(step: int) -> float:
-    """Allowed relative difference after ``step`` steps of float64 training."""
-    return RTOL64 * (1 + step)
+# Each step injects rounding differences between implementations of ~1e-16 relative,
+# and the one-step checks hold each step to RTOL64.  How the differences then grow is
+# a property of the training dynamics, not of the implementations: plain gradient
+# descent at a small learning rate barely amplifies them, but adaptive optimizers near
+# convergence (g / sqrt(v) with both tiny) behave like sign(g) and amplify them by
+# orders of magnitude.  So the amplification is measured, not assumed: a twin run of
+# handwritten from params perturbed by TWIN_PERTURBATION (a few ulps, relative) drifts
+# from the original by drift(k); A(k) = drift(k) / TWIN_PERTURBATION is how much the
+# dynamics amplify a rounding-sized difference by step k.  Differences injected at
+# every one of k steps add up to at most k times the largest amplification, so the
+# envelope is  RTOL64 * (1 + k) * max(1, A(k)),  ~1e5 times what rounding produces.
+TWIN_PERTURBATION = 1e-15
+
+
+def trajectory_rtol(step: int, amplification: float = 1.0) -> float:
+    """Allowed normwise relative difference after ``step`` steps of float64 training,
+    given the measured amplification A(step) of the dynamics."""
+    return RTOL64 * (1 + step) * max(1.0, amplification)

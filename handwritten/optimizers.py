@@ -78,7 +78,7 @@ class OptimizerSpec:
 
 # (low, high, low_open); high is always open
 _RANGES: dict[str, tuple[float, float, bool]] = {
-    "momentum": (0.0, 1.0, False),
+    "momentum": (0.0, 1.0, True),      # 0 would be plain sgd (and torch refuses nesterov at 0)
     "beta1": (0.0, 1.0, False),
     "beta2": (0.0, 1.0, False),
     "alpha": (0.0, 1.0, False),

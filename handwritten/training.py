@@ -11,6 +11,7 @@ every implementation, so all of them see the same batches.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,7 +96,8 @@ def check_training_args(spec: object, optimizer: object, x: Array, epochs: objec
 def train(spec: NetworkSpec, params: Params, x: Array, y: Array, optimizer: OptimizerSpec,
           *, epochs: int, batch_size: int | None = None,
           batch_order: NDArray[np.integer[Any]] | None = None,
-          record_every: int = 1) -> History:
+          record_every: int = 1,
+          callback: Callable[[int, Params], None] | None = None) -> History:
     """Train from ``params`` (which are not modified) and return the History.
 
     Parameters
@@ -111,6 +113,9 @@ def train(spec: NetworkSpec, params: Params, x: Array, y: Array, optimizer: Opti
         is the natural order 0..N-1 in every epoch (no shuffling).
     record_every : int >= 1
         Record params every this many steps (and after the last step).
+    callback : callable, optional
+        Called as ``callback(epochs_done, params)`` after every epoch (for
+        progress reports); it must not modify ``params``.
 
     Raises
     ------
@@ -150,6 +155,8 @@ def train(spec: NetworkSpec, params: Params, x: Array, y: Array, optimizer: Opti
             if t % record_every == 0:
                 recorded_steps.append(t)
                 recorded.append(params)
+        if callback is not None:
+            callback(epoch + 1, params)
     if recorded_steps[-1] != t:
         recorded_steps.append(t)
         recorded.append(params)

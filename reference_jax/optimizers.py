@@ -35,7 +35,7 @@ from handwritten.network import Params
 from handwritten.optimizers import OptimizerSpec, State
 from reference_jax.network import from_jax, to_jax
 
-MAKERS: dict[str, Callable[[float, dict[str, float]], optax.GradientTransformation]] = {
+MAKERS: dict[str, Callable[[Any, dict[str, Any]], optax.GradientTransformation]] = {
     "sgd": lambda lr, h: optax.sgd(lr),
     "momentum": lambda lr, h: optax.sgd(lr, momentum=h["momentum"]),
     "nesterov": lambda lr, h: optax.sgd(lr, momentum=h["momentum"], nesterov=True),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,8 @@ from reference_torch.optimizers import make, read_state
 
 def train(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
           optimizer: OptimizerSpec, *, epochs: int, batch_size: int | None = None,
-          batch_order: np.ndarray[Any, Any] | None = None, record_every: int = 1) -> History:
+          batch_order: np.ndarray[Any, Any] | None = None, record_every: int = 1,
+          callback: Callable[[int, Params], None] | None = None) -> History:
     """handwritten.train's contract; gradients from autograd, steps from torch.optim."""
     _checks.check_problem(spec, params, x, y)
     batch_size, order = check_training_args(spec, optimizer, x, epochs, batch_size,
@@ -47,5 +49,7 @@ def train(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
             if t % record_every == 0 or (epoch == epochs - 1 and start + batch_size >= n):
                 recorded_steps.append(t)
                 recorded.append(from_torch(tparams))
+        if callback is not None:
+            callback(epoch + 1, from_torch(tparams))
     return History(np.array(losses, dtype=x.dtype), tuple(recorded_steps), recorded,
                    read_state(opt, optimizer, t, tparams))

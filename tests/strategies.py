@@ -117,6 +117,7 @@ def optimizer_specs(draw: st.DrawFn) -> Any:
     name = draw(st.sampled_from(OPTIMIZER_NAMES))
     ranges = {"momentum": (0.0, 0.99), "beta1": (0.0, 0.99), "beta2": (0.9, 0.9999),
               "alpha": (0.8, 0.999), "eps": (1e-10, 1e-6), "weight_decay": (0.0, 0.5)}
-    hyper = {k: draw(st.floats(*ranges[k])) for k in OPTIMIZERS[name].defaults}
+    hyper = {k: draw(st.floats(*ranges[k], exclude_min=k == "momentum"))
+             for k in OPTIMIZERS[name].defaults}
     lr = draw(st.floats(1e-4, 0.1))
     return OptimizerSpec(name, lr, hyper)

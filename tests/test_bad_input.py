@@ -152,6 +152,7 @@ OPT_CASES: list[tuple[tuple[Any, ...], type[Exception], str]] = [
     (("adam", 0.1, {"beta1": 1.0}), ValueError, "beta1 must be a finite number in [0.0, 1.0)"),
     (("adam", 0.1, {"eps": 0.0}), ValueError, "eps must be a finite number in (0.0"),
     (("momentum", 0.1, {"momentum": -0.5}), ValueError, "momentum must be a finite number"),
+    (("nesterov", 0.1, {"momentum": 0.0}), ValueError, "momentum must be a finite number in (0.0"),
     (("sgd", 0.1, {"momentum": 0.9}), ValueError, "hyperparams ['momentum'] are unknown"),
     (("rmsprop", 0.1, {"alpha": 2}), ValueError, "alpha must be a finite number"),
 ]

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bpnet.finite_diff import central_diff_leaf
 from bpnet.tolerances import FD_ATOL_SCALE, FD_RTOL
 from handwritten.activations import ACTIVATIONS
 from handwritten.losses import LOSSES, REDUCTIONS
-from tests.finite_diff import central_diff_leaf
 from tests.helpers import assert_leaf_close
 
 NAMES = sorted(LOSSES)

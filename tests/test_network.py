@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given
 
+from bpnet.finite_diff import network_grads
 from bpnet.tolerances import FD_ATOL_SCALE, FD_RTOL
 from handwritten import (
     INIT_SCHEMES,
@@ -15,31 +16,8 @@ from handwritten import (
     predict,
     trace,
 )
-from handwritten.activations import KINKED_ACTIVATIONS
-from handwritten.network import forward, loss_value
-from tests.finite_diff import central_diff_leaf
 from tests.helpers import assert_leaf_close, assert_unchanged, snapshot
 from tests.strategies import Problem, problems, specs
-
-
-def fd_grads(p: Problem) -> tuple[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]]]:
-    """Central differences of the full loss for every parameter, with a validity mask."""
-    params = [{k: v.copy() for k, v in layer.items()} for layer in p.params]
-    kinked = [l for l, name in enumerate(p.spec.activations) if name in KINKED_ACTIVATIONS]
-
-    def f() -> tuple[float, tuple[bytes, ...]]:
-        _, cache = forward(p.spec, params, p.x)
-        value = float(loss_value(p.spec, params, cache, p.y))
-        return value, tuple((cache[l]["z"] > 0).tobytes() for l in kinked)
-
-    grads, masks = [], []
-    for layer in params:
-        g, m = {}, {}
-        for key in ("W", "b"):
-            g[key], m[key] = central_diff_leaf(f, layer[key])
-        grads.append(g)
-        masks.append(m)
-    return grads, masks
 
 
 @given(problems(max_depth=3, max_width=6, max_batch=8))
@@ -50,7 +28,7 @@ def test_grads_match_finite_differences(p: Problem) -> None:
         a = predict(p.spec, p.params, p.x)
         assume(min(a.min(), (1 - a).min()) >= 0.05)
     loss, grads = loss_and_grads(p.spec, p.params, p.x, p.y)
-    fd, masks = fd_grads(p)
+    fd, masks = network_grads(p.spec, p.params, p.x, p.y)
     n_valid = sum(int(m.sum()) for layer in masks for m in layer.values())
     n_all = sum(m.size for layer in masks for m in layer.values())
     assume(n_valid >= n_all // 2)     # a coordinate crossing a relu kink is not comparable

@@ -31,6 +31,7 @@ finite = st.floats(-10, 10, allow_nan=False, allow_subnormal=False)
 nonzero = finite.filter(lambda g: abs(g) > 1e-3)
 rates = st.floats(1e-4, 1.0)
 moment = st.floats(0.0, 0.99)
+momentum = st.floats(0.0, 0.99, exclude_min=True)       # momentum 0 is refused: use sgd
 
 
 @given(theta=finite, g=finite, lr=rates)
@@ -38,7 +39,7 @@ def test_sgd(theta: float, g: float, lr: float) -> None:
     assert _run(OptimizerSpec("sgd", lr), theta, [g]) == theta - lr * g
 
 
-@given(theta=finite, g=finite, lr=rates, mu=moment, k=st.integers(1, 6))
+@given(theta=finite, g=finite, lr=rates, mu=momentum, k=st.integers(1, 6))
 def test_momentum_constant_gradient(theta: float, g: float, lr: float, mu: float, k: int) -> None:
     """With a constant g, b_t = g (1 + mu + ... + mu^(t-1)); theta_k = theta - lr sum_t b_t."""
     b = [g * sum(mu**i for i in range(t)) for t in range(1, k + 1)]
@@ -47,7 +48,7 @@ def test_momentum_constant_gradient(theta: float, g: float, lr: float, mu: float
     assert got == pytest.approx(expected, rel=1e-12, abs=1e-12)
 
 
-@given(theta=finite, g=finite, lr=rates, mu=moment, k=st.integers(1, 6))
+@given(theta=finite, g=finite, lr=rates, mu=momentum, k=st.integers(1, 6))
 def test_nesterov_constant_gradient(theta: float, g: float, lr: float, mu: float, k: int) -> None:
     """Nesterov steps by g + mu b_t, with the same b_t as momentum."""
     b = [g * sum(mu**i for i in range(t)) for t in range(1, k + 1)]

@@ -1,4 +1,4 @@
-"""Central finite differences: a framework-free oracle for any scalar function of params.
+"""Central finite differences: a framework-free oracle (used by the tests and `bpnet check`).
 
 A coordinate whose +-h perturbation moves a pre-activation of a kinked activation
 (relu, leaky_relu, elu) across 0 is skipped: there the function is not smooth
@@ -43,3 +43,31 @@ def central_diff_leaf(f: Callable[[], tuple[float, Any]], leaf: np.ndarray
         grad[i] = (f_plus - f_minus) / (up - down)
         valid[i] = sig_plus == base_sig and sig_minus == base_sig
     return grad, valid
+
+
+def network_grads(spec: Any, params: list[dict[str, np.ndarray]], x: np.ndarray, y: np.ndarray
+                  ) -> tuple[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]]]:
+    """Central differences of the full loss (handwritten's forward) for every parameter.
+
+    Returns grads-shaped finite-difference estimates and boolean masks of the
+    coordinates that are meaningful (no kink crossed).  ``params`` is not modified.
+    """
+    from handwritten.activations import KINKED_ACTIVATIONS
+    from handwritten.network import forward, loss_value
+
+    work = [{k: v.copy() for k, v in layer.items()} for layer in params]
+    kinked = [l for l, name in enumerate(spec.activations) if name in KINKED_ACTIVATIONS]
+
+    def f() -> tuple[float, tuple[bytes, ...]]:
+        _, cache = forward(spec, work, x)
+        value = float(loss_value(spec, work, cache, y))
+        return value, tuple((cache[l]["z"] > 0).tobytes() for l in kinked)
+
+    grads, masks = [], []
+    for layer in work:
+        g, m = {}, {}
+        for key in ("W", "b"):
+            g[key], m[key] = central_diff_leaf(f, layer[key])
+        grads.append(g)
+        masks.append(m)
+    return grads, masks

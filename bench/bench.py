@@ -1,0 +1,269 @@
+"""Speed and memory of one training step, handwritten against torch (eager) and JAX (jitted).
+
+    .venv/bin/python bench/bench.py            # the full table (a few minutes)
+    .venv/bin/python bench/bench.py --quick    # fewer repeats
+    .venv/bin/python bench/bench.py --json     # machine-readable
+
+For each size and dtype, every implementation runs its own ``train`` (full batch,
+SGD, a sigmoid MLP with half_mse): forward, loss, backward, update, per step.  The
+table shows median step times over repeats, the ratios handwritten/torch and
+handwritten/jax, the GFLOP/s the step achieves against a measured GEMM peak, and
+the share of the handwritten step spent outside its GEMMs (those GEMMs timed alone,
+same shapes and dtype).  Then the peak extra memory of a handwritten step at the
+large size (tracemalloc) and the verification throughput: cross-checks (loss,
+grads and full trace in all three implementations, compared) per second over new
+random architectures.  Thread counts and BLAS kernels are printed first.
+
+Nothing here is a test: targets are printed beside the figures, not asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import handwritten as hw
+from bpnet.compare import compare_params, compare_trace, first_failure
+from bpnet.tolerances import ATOL64_SCALE, RTOL64
+
+SIZES = {
+    "blog": ((1, 10, 1), 100),
+    "medium": ((64, 128, 128, 10), 128),
+    "large": ((784, 1024, 1024, 10), 512),
+}
+# (size, dtype) -> (target of handwritten/torch, description)
+TARGETS = {
+    ("blog", "float64"): (1 / 3.5, "handwritten >= 3.5x faster than torch"),
+    ("blog", "float32"): (1 / 3.5, "handwritten >= 3.5x faster than torch"),
+    ("medium", "float64"): (1.0, "no slower than torch"),
+    ("large", "float32"): (1.10, "within 1.10x of torch"),
+    ("large", "float64"): (1.20, "within 1.20x of torch"),
+}
+GEMM_SHARE_TARGET = 0.85
+
+
+def environment() -> dict[str, Any]:
+    import threadpoolctl
+    import torch
+
+    blas = [{k: info.get(k) for k in ("internal_api", "architecture", "num_threads", "version")}
+            for info in threadpoolctl.threadpool_info()]
+    import jax
+
+    return {"python": platform.python_version(), "machine": platform.machine(),
+            "numpy": np.__version__, "numpy_blas": blas, "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "torch_blas": "mkl" if torch.backends.mkl.is_available() else "other",
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "jax": jax.__version__, "jax_devices": [str(d) for d in jax.devices()]}
+
+
+def timed(fn: Callable[[], Any], repeats: int) -> float:
+    """Median wall time of fn() over repeats (after one warm-up call)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def gemm_peak(dtype: str, n: int = 2048) -> dict[str, float]:
+    """GFLOP/s of one large square matmul, in NumPy and in torch."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(n, n)).astype(dtype), rng.normal(size=(n, n)).astype(dtype)
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    flops = 2 * n**3
+    return {"numpy": flops / timed(lambda: a @ b, 5) / 1e9,
+            "torch": flops / timed(lambda: ta @ tb, 5) / 1e9}
+
+
+def gemm_shapes(sizes: tuple[int, ...], batch: int) -> list[tuple[tuple[int, int], tuple[int, int],
+                                                               bool, bool]]:
+    """(left shape, right shape, transpose left, transpose right) of every GEMM of one step."""
+    shapes = []
+    for fi, fo in pairwise(sizes):
+        shapes.append(((batch, fi), (fi, fo), False, False))          # z = a_prev @ W
+    for l, (fi, fo) in enumerate(pairwise(sizes)):
+        shapes.append(((batch, fi), (batch, fo), True, False))        # d_W = a_prev.T @ d_z
+        if l > 0:
+            shapes.append(((batch, fo), (fi, fo), False, True))       # d_a_prev = d_z @ W.T
+    return shapes
+
+
+def gemm_time(sizes: tuple[int, ...], batch: int, dtype: str, repeats: int) -> float:
+    rng = np.random.default_rng(1)
+    ops = []
+    for ls, rs, tl, tr in gemm_shapes(sizes, batch):
+        left, right = rng.normal(size=ls).astype(dtype), rng.normal(size=rs).astype(dtype)
+        ops.append((left.T if tl else left, right.T if tr else right))
+    return timed(lambda: [a @ b for a, b in ops], repeats)
+
+
+def step_flops(sizes: tuple[int, ...], batch: int) -> int:
+    total = 0
+    for ls, rs, tl, tr in gemm_shapes(sizes, batch):
+        m, k = (ls[1], ls[0]) if tl else ls
+        n = rs[0] if tr else rs[1]
+        total += 2 * m * k * n
+    return total
+
+
+def problem(size: str, dtype: str) -> tuple[hw.NetworkSpec, hw.Params, np.ndarray, np.ndarray]:
+    sizes, batch = SIZES[size]
+    spec = hw.NetworkSpec(sizes, ("sigmoid",) * (len(sizes) - 1), "half_mse", "mean")
+    rng = np.random.default_rng(0)
+    params = hw.init_params(spec, rng, "glorot_uniform", dtype)
+    x = rng.normal(size=(batch, sizes[0])).astype(dtype)
+    y = rng.uniform(size=(batch, sizes[-1])).astype(dtype)
+    return spec, params, x, y
+
+
+def step_times(size: str, dtype: str, repeats: int) -> dict[str, float]:
+    import reference_jax
+    import reference_torch
+
+    spec, params, x, y = problem(size, dtype)
+    steps = {"blog": 2000, "medium": 200, "large": 10}[size]
+    opt = hw.OptimizerSpec("sgd", 0.01)
+    out = {}
+    for name, impl in (("handwritten", hw), ("torch", reference_torch), ("jax", reference_jax)):
+        def run(impl: Any = impl) -> None:
+            impl.train(spec, params, x, y, opt, epochs=steps, record_every=10**9)
+        out[name] = timed(run, repeats) / steps
+    return out
+
+
+def memory_peak() -> dict[str, float]:
+    """Peak memory NumPy allocates during handwritten training steps at the large size (f32)."""
+    spec, params, x, y = problem("large", "float32")
+    opt = hw.OptimizerSpec("sgd", 0.01)
+    hw.train(spec, params, x, y, opt, epochs=1)
+    tracemalloc.start()
+    hw.train(spec, params, x, y, opt, epochs=3, record_every=10**9)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    batch = x.shape[0]
+    cache = sum(2 * batch * n for n in spec.layer_sizes[1:]) * x.itemsize       # every z and a
+    grads = sum(p["W"].nbytes + p["b"].nbytes for p in params)
+    return {"peak_MiB": peak / 2**20, "cache_MiB": cache / 2**20, "grads_MiB": grads / 2**20,
+            "budget_MiB": (cache + grads) / 2**20}
+
+
+def cross_check_rate(n: int, seed: int = 0) -> dict[str, float]:
+    """Cross-checks per second over new random architectures (depth 1-4, widths 1-16,
+    batch 1-32, any activation and loss): loss, grads and trace in all three, compared."""
+    import reference_jax
+    import reference_torch
+    from tests.strategies import ALL_ACTIVATIONS, HIDDEN_ACTIVATIONS, Problem, losses_for
+
+    rng = np.random.default_rng(seed)
+    problems = []
+    for i in range(n):
+        depth = int(rng.integers(1, 5))
+        sizes = tuple(int(s) for s in rng.integers(1, 17, depth + 1))
+        names = [str(rng.choice(HIDDEN_ACTIVATIONS)) for _ in range(depth - 1)]
+        outs = [a for a in ALL_ACTIVATIONS if not (a == "softmax" and sizes[-1] < 2)]
+        names.append(str(rng.choice(outs)))
+        loss = str(rng.choice(losses_for(names[-1])))
+        spec = hw.NetworkSpec(sizes, tuple(names), loss, str(rng.choice(hw.REDUCTIONS)))
+        problems.append(Problem(spec, int(rng.integers(1, 33)), i))
+    start = time.perf_counter()
+    failures = 0
+    for p in problems:
+        ours = hw.trace(p.spec, p.params, p.x, p.y)
+        _, grads = hw.loss_and_grads(p.spec, p.params, p.x, p.y)
+        for ref in (reference_torch, reference_jax):
+            reports = compare_trace(ours, ref.trace(p.spec, p.params, p.x, p.y), rtol=RTOL64,
+                                    atol_scale=ATOL64_SCALE)
+            reports += compare_params(grads, ref.loss_and_grads(p.spec, p.params, p.x, p.y)[1],
+                                      rtol=RTOL64, atol_scale=ATOL64_SCALE)
+            failures += first_failure(reports) is not None
+    seconds = time.perf_counter() - start
+    return {"architectures": n, "seconds": seconds, "per_second": n / seconds,
+            "failures": failures}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    repeats = 3 if args.quick else 7
+    import reference_jax  # noqa: F401  (x64 on before any JAX array)
+
+    env = environment()
+    peaks = {dtype: gemm_peak(dtype) for dtype in ("float32", "float64")}
+    rows = []
+    for size in SIZES:
+        for dtype in ("float32", "float64"):
+            sizes, batch = SIZES[size]
+            t = step_times(size, dtype, repeats)
+            gemm = gemm_time(sizes, batch, dtype, repeats)
+            flops = step_flops(sizes, batch)
+            rows.append({"size": size, "dtype": dtype, "ms": {k: v * 1e3 for k, v in t.items()},
+                         "hw/torch": t["handwritten"] / t["torch"],
+                         "hw/jax": t["handwritten"] / t["jax"],
+                         "gflops": flops / t["handwritten"] / 1e9,
+                         "gemm_share": min(1.0, gemm / t["handwritten"]),
+                         "target": TARGETS.get((size, dtype))})
+    memory = memory_peak()
+    rate = cross_check_rate(24 if args.quick else 60)
+    if args.json:
+        print(json.dumps({"environment": env, "gemm_peak_gflops": peaks, "steps": rows,
+                          "memory": memory, "cross_checks": rate}, default=str))
+        return 0
+    print("environment:")
+    for key, value in env.items():
+        print(f"  {key}: {value}")
+    print("GEMM peak (2048^2 matmul), GFLOP/s: " + ", ".join(
+        f"{d} numpy {p['numpy']:.0f} / torch {p['torch']:.0f}" for d, p in peaks.items()))
+    print()
+    header = (f"{'size':7s} {'dtype':8s} {'handwritten':>12s} {'torch':>10s} {'jax':>10s} "
+              f"{'hw/torch':>9s} {'hw/jax':>7s} {'GFLOP/s':>8s} {'% peak':>7s} "
+              f"{'GEMM share':>10s}  target")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        ms = r["ms"]
+        peak = peaks[r["dtype"]]["numpy"]
+        target = ""
+        if r["target"]:
+            bound, words = r["target"]
+            target = f"{words}: {'met' if r['hw/torch'] <= bound else 'MISSED'}"
+        if r["size"] == "large":
+            share_ok = "met" if r["gemm_share"] >= GEMM_SHARE_TARGET else "MISSED"
+            target += f"; GEMM share >= 85%: {share_ok}"
+        print(f"{r['size']:7s} {r['dtype']:8s} {ms['handwritten']:10.3f}ms {ms['torch']:8.3f}ms "
+              f"{ms['jax']:8.3f}ms {r['hw/torch']:9.2f} {r['hw/jax']:7.2f} {r['gflops']:8.1f} "
+              f"{100 * r['gflops'] / peak:6.0f}% {100 * r['gemm_share']:9.0f}%  {target}")
+    print()
+    print(f"memory, large float32 step: peak {memory['peak_MiB']:.1f} MiB allocated by NumPy; "
+          f"budget (activation cache {memory['cache_MiB']:.1f} + gradients "
+          f"{memory['grads_MiB']:.1f}) {memory['budget_MiB']:.1f} MiB: "
+          f"{'met' if memory['peak_MiB'] <= memory['budget_MiB'] else 'MISSED'}")
+    print(f"verification: {rate['per_second']:.1f} cross-checks/s over {rate['architectures']} new "
+          f"random architectures ({rate['failures']} failures); target >= 20/s: "
+          f"{'met' if rate['per_second'] >= 20 else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

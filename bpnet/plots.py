@@ -1,0 +1,95 @@
+"""PNG figures for the command line (matplotlib's Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path)
+    _pyplot().close(fig)
+
+
+def fit_regression(x: np.ndarray, y: np.ndarray, predict: Callable[[np.ndarray], np.ndarray],
+                   path: Path, title: str, label: str) -> None:
+    """The data as a scatter, the network's curve on a fine grid."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
+    grid = np.linspace(x.min(), x.max(), 400, dtype=x.dtype)[:, None]
+    ax.scatter(x[:, 0], y[:, 0], s=12, alpha=0.7, label="data")
+    ax.plot(grid[:, 0], predict(grid)[:, 0], "r-", lw=3, label=label)
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.set_title(title)
+    ax.legend(loc="best")
+    _save(fig, path)
+
+
+def fit_classification(x: np.ndarray, labels: np.ndarray,
+                       predict: Callable[[np.ndarray], np.ndarray], path: Path, title: str
+                       ) -> None:
+    """Decision regions of the network over the plane, the data coloured by class."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.6, 5.0), dpi=100)
+    pad = 0.2
+    gx, gy = np.meshgrid(np.linspace(x[:, 0].min() - pad, x[:, 0].max() + pad, 250),
+                         np.linspace(x[:, 1].min() - pad, x[:, 1].max() + pad, 250))
+    grid = np.stack([gx.ravel(), gy.ravel()], axis=1).astype(x.dtype)
+    out = predict(grid)
+    region = (out[:, 0] > 0.5).astype(int) if out.shape[1] == 1 else out.argmax(axis=1)
+    n_classes = max(int(labels.max()) + 1, 2)
+    ax.contourf(gx, gy, region.reshape(gx.shape), levels=np.arange(n_classes + 1) - 0.5,
+                cmap="tab10", vmin=0, vmax=9, alpha=0.25)
+    for c in range(n_classes):
+        sel = labels == c
+        ax.scatter(x[sel, 0], x[sel, 1], s=14, color=f"C{c}", edgecolor="k", linewidth=0.3,
+                   label=f"class {c}")
+    ax.set_xlabel("x1")
+    ax.set_ylabel("x2")
+    ax.set_title(title)
+    ax.legend(loc="best")
+    _save(fig, path)
+
+
+def compare(losses: Mapping[str, np.ndarray], divergence: Mapping[str, np.ndarray],
+            path: Path, title: str) -> None:
+    """Left: the loss curves of every implementation overlaid.  Right: the largest parameter
+    difference from handwritten after every step, relative to the parameters' scale, on a
+    log scale (exact agreement is drawn at the floor, 1e-18)."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
+    styles = ["-", "--", ":"]
+    for (name, curve), style in zip(losses.items(), styles):
+        left.plot(np.arange(1, len(curve) + 1), curve, style, lw=2, label=name)
+    left.set_xlabel("step")
+    left.set_ylabel("loss (before the step)")
+    left.set_yscale("log")
+    left.set_title("training loss")
+    left.legend(loc="best")
+    for (name, curve), color in zip(divergence.items(), ["C1", "C2"]):
+        right.plot(np.arange(len(curve)), np.maximum(curve, 1e-18), lw=1.5, color=color,
+                   label=f"handwritten vs {name}")
+    right.axhline(np.finfo(np.float64).eps, color="gray", lw=1, ls=":",
+                  label="float64 eps")
+    right.set_yscale("log")
+    right.set_xlabel("step")
+    right.set_ylabel("max |Δθ| / max |θ|")
+    right.set_title("parameter divergence")
+    right.legend(loc="best")
+    fig.suptitle(title)
+    _save(fig, path)
