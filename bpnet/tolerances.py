@@ -36,9 +36,10 @@ FD_RTOL = 1e-7
 FD_ATOL_SCALE = 100 * EPS64 / FD_STEP_SCALE   # ~3.6e-9, multiplied by max(1, |L|)
 
 # The blog reproduction -------------------------------------------------------------
-# seed.py's stable sigmoid rounds differently from the blog's 1 / (1 + exp(-x)) for
-# negative x (~1 ulp); 1000 gradient steps carry that to ~1e-13 in the weights.
-# The bound 1e-9 is ~1e4 times what is expected.
+# seed.py evaluates the blog's own formulas in the blog's order (its sigmoid only
+# silences an overflow whose result, 0, is already correct), so the weights agree bit
+# for bit; 1e-9 is the bound the project promises, and leaves room for a future
+# sigmoid that rounds differently (~1 ulp per step, ~1e-13 after 1000 steps).
 BLOG_WEIGHTS_ATOL = 1e-9
 
 

@@ -183,7 +183,8 @@ def forward(spec: NetworkSpec, params: Params, x: Array) -> tuple[Array, list[di
     cache = []
     a = x
     for p, name in zip(params, spec.activations):
-        z = a @ p["W"] + p["b"]                     # (batch, fan_out)
+        z = a @ p["W"]                              # (batch, fan_out)
+        z += p["b"]                                 # in place: z is a fresh array
         a = ACTIVATIONS[name].forward(z)            # (batch, fan_out)
         cache.append({"z": z, "a": a})
     return a, cache

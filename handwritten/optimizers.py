@@ -115,7 +115,8 @@ def sgd_step(params: Params, grads: Params, state: State, lr: float, hyper: Hype
     """theta <- theta - lr * g."""
     new = _empty_like(params)
     for l, k, theta, g in _leaves(params, grads):
-        new[l][k] = theta - lr * g
+        update = lr * g                                     # a fresh array ...
+        new[l][k] = np.subtract(theta, update, out=update)  # ... reused for theta - lr * g
     return new, {"t": state["t"] + 1}
 
 

@@ -79,7 +79,9 @@ def test_check_fails_and_names_the_first_wrong_quantity(tmp_path: Path) -> None:
     for part in ("handwritten", "bpnet", "reference_torch", "reference_jax"):
         shutil.copytree(root / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
     act = tmp_path / "handwritten" / "activations.py"
-    act.write_text(act.read_text().replace("return d_a * (1 - a * a)", "return d_a * (1 - a)"))
+    source = act.read_text()
+    assert source.count("d_z = a * a\n") == 1          # tanh' = 1 - a**2 starts with a**2
+    act.write_text(source.replace("d_z = a * a\n", "d_z = a.copy()\n"))      # now 1 - a
     result = subprocess.run([sys.executable, "-m", "bpnet.cli", "check", "--layers", "2,4,3,1",
                              "--activations", "tanh,sigmoid,identity", "--loss", "mse"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=300,
