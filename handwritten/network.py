@@ -201,10 +201,13 @@ def loss_value(spec: NetworkSpec, params: Params, cache: list[dict[str, Array]],
 
 
 def backward(spec: NetworkSpec, params: Params, x: Array, y: Array,
-             cache: list[dict[str, Array]]) -> tuple[Params, list[dict[str, Array]]]:
+             cache: list[dict[str, Array]], keep_deltas: bool = True
+             ) -> tuple[Params, list[dict[str, Array]]]:
     """Backward pass: the gradients, and every d_a and d_z on the way.
 
     A building block of the derivation: it checks nothing (see ``forward``).
+    With ``keep_deltas=False`` (training) each layer's d_a and d_z are dropped
+    as soon as the layer below has used them, and ``deltas`` comes back empty.
 
     Returns
     -------
@@ -233,11 +236,13 @@ def backward(spec: NetworkSpec, params: Params, x: Array, y: Array,
         a_prev = x if l == 0 else cache[l - 1]["a"]
         d_W = a_prev.T @ d_z                                        # (fan_in, fan_out)
         if spec.weight_decay:
-            d_W = d_W + spec.weight_decay * W
+            d_W += spec.weight_decay * W                            # d_W is a fresh array
         grads[l] = {"W": d_W, "b": d_z.sum(axis=0)}                 # d_b: (fan_out,)
         if l > 0:
             deltas[l - 1]["d_a"] = d_z @ W.T                        # (batch, fan_in)
-    return grads, deltas
+        if not keep_deltas:
+            deltas[l] = {}
+    return grads, (deltas if keep_deltas else [])
 
 
 # checked entry points: the shared interface ----------------------------------

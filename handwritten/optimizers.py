@@ -21,7 +21,10 @@ gradient and applies to every parameter, biases included, as in torch.
 
 State is a dict: ``"t"`` (steps taken) and one params-shaped list of buffers per
 name (``"b"`` for momentum, ``"m"`` and ``"v"`` for adam, ``"v"`` for rmsprop).
-Steps never modify their arguments.
+Steps never modify their arguments, except ``out``: given params-shaped arrays
+(``out=params`` included), the new params are written into them instead of into
+fresh arrays -- training does this on its private copy to save a set of params
+per step.
 """
 
 from __future__ import annotations
@@ -102,6 +105,11 @@ def _empty_like(params: Params) -> Params:
     return [{} for _ in params]
 
 
+def _into(out: Params | None, l: int, k: str, fresh: Any) -> Any:
+    """Where the new value of params[l][k] goes: out's array, else a fresh temporary."""
+    return fresh if out is None else out[l][k]
+
+
 # sgd -------------------------------------------------------------------------
 
 
@@ -110,13 +118,13 @@ def sgd_init(params: Params) -> State:
     return {"t": 0}
 
 
-def sgd_step(params: Params, grads: Params, state: State, lr: float, hyper: Hyper
-             ) -> tuple[Params, State]:
+def sgd_step(params: Params, grads: Params, state: State, lr: float, hyper: Hyper,
+             out: Params | None = None) -> tuple[Params, State]:
     """theta <- theta - lr * g."""
     new = _empty_like(params)
     for l, k, theta, g in _leaves(params, grads):
-        update = lr * g                                     # a fresh array ...
-        new[l][k] = np.subtract(theta, update, out=update)  # ... reused for theta - lr * g
+        update = lr * g                                     # a fresh array, reused below
+        new[l][k] = np.subtract(theta, update, out=_into(out, l, k, update))
     return new, {"t": state["t"] + 1}
 
 
@@ -128,25 +136,25 @@ def momentum_init(params: Params) -> State:
     return {"t": 0, "b": _zeros_like(params)}
 
 
-def momentum_step(params: Params, grads: Params, state: State, lr: float, hyper: Hyper
-                  ) -> tuple[Params, State]:
+def momentum_step(params: Params, grads: Params, state: State, lr: float, hyper: Hyper,
+                  out: Params | None = None) -> tuple[Params, State]:
     """b <- mu * b + g;  theta <- theta - lr * b    (mu = hyper["momentum"])."""
     mu = hyper["momentum"]
     new, new_b = _empty_like(params), _empty_like(params)
     for l, k, theta, g, b in _leaves(params, grads, state["b"]):
         new_b[l][k] = mu * b + g
-        new[l][k] = theta - lr * new_b[l][k]
+        new[l][k] = np.subtract(theta, lr * new_b[l][k], out=_into(out, l, k, None))
     return new, {"t": state["t"] + 1, "b": new_b}
 
 
-def nesterov_step(params: Params, grads: Params, state: State, lr: float, hyper: Hyper
-                  ) -> tuple[Params, State]:
+def nesterov_step(params: Params, grads: Params, state: State, lr: float, hyper: Hyper,
+                  out: Params | None = None) -> tuple[Params, State]:
     """b <- mu * b + g;  theta <- theta - lr * (g + mu * b)    (look-ahead gradient)."""
     mu = hyper["momentum"]
     new, new_b = _empty_like(params), _empty_like(params)
     for l, k, theta, g, b in _leaves(params, grads, state["b"]):
         new_b[l][k] = mu * b + g
-        new[l][k] = theta - lr * (g + mu * new_b[l][k])
+        new[l][k] = np.subtract(theta, lr * (g + mu * new_b[l][k]), out=_into(out, l, k, None))
     return new, {"t": state["t"] + 1, "b": new_b}
 
 
@@ -158,8 +166,8 @@ def adam_init(params: Params) -> State:
     return {"t": 0, "m": _zeros_like(params), "v": _zeros_like(params)}
 
 
-def adam_step(params: Params, grads: Params, state: State, lr: float, hyper: Hyper
-              ) -> tuple[Params, State]:
+def adam_step(params: Params, grads: Params, state: State, lr: float, hyper: Hyper,
+              out: Params | None = None) -> tuple[Params, State]:
     """Adam with bias correction, eps added after the square root (torch's form):
 
         m <- beta1 m + (1 - beta1) g
@@ -175,15 +183,16 @@ def adam_step(params: Params, grads: Params, state: State, lr: float, hyper: Hyp
         new_m[l][k] = beta1 * m + (1 - beta1) * g
         new_v[l][k] = beta2 * v + (1 - beta2) * g * g
         denom = np.sqrt(new_v[l][k]) / bias_correction2_sqrt + eps
-        new[l][k] = theta - step_size * new_m[l][k] / denom
+        new[l][k] = np.subtract(theta, step_size * new_m[l][k] / denom,
+                                out=_into(out, l, k, None))
     return new, {"t": t, "m": new_m, "v": new_v}
 
 
-def adamw_step(params: Params, grads: Params, state: State, lr: float, hyper: Hyper
-               ) -> tuple[Params, State]:
+def adamw_step(params: Params, grads: Params, state: State, lr: float, hyper: Hyper,
+               out: Params | None = None) -> tuple[Params, State]:
     """Decoupled weight decay, then Adam: theta <- theta * (1 - lr * weight_decay)."""
     decayed = [{k: v * (1 - lr * hyper["weight_decay"]) for k, v in p.items()} for p in params]
-    return adam_step(decayed, grads, state, lr, hyper)
+    return adam_step(decayed, grads, state, lr, hyper, out)
 
 
 # rmsprop (torch.optim.RMSprop, not centered, no momentum) --------------------
@@ -194,20 +203,21 @@ def rmsprop_init(params: Params) -> State:
     return {"t": 0, "v": _zeros_like(params)}
 
 
-def rmsprop_step(params: Params, grads: Params, state: State, lr: float, hyper: Hyper
-                 ) -> tuple[Params, State]:
+def rmsprop_step(params: Params, grads: Params, state: State, lr: float, hyper: Hyper,
+                 out: Params | None = None) -> tuple[Params, State]:
     """v <- alpha v + (1 - alpha) g**2;  theta <- theta - lr * g / (sqrt(v) + eps)."""
     alpha, eps = hyper["alpha"], hyper["eps"]
     new, new_v = _empty_like(params), _empty_like(params)
     for l, k, theta, g, v in _leaves(params, grads, state["v"]):
         new_v[l][k] = alpha * v + (1 - alpha) * g * g
-        new[l][k] = theta - lr * g / (np.sqrt(new_v[l][k]) + eps)
+        new[l][k] = np.subtract(theta, lr * g / (np.sqrt(new_v[l][k]) + eps),
+                                out=_into(out, l, k, None))
     return new, {"t": state["t"] + 1, "v": new_v}
 
 
 # registry --------------------------------------------------------------------
 
-Step = Callable[[Params, Params, State, float, Hyper], tuple[Params, State]]
+Step = Callable[[Params, Params, State, float, Hyper, Params | None], tuple[Params, State]]
 
 
 class OptimizerRule(NamedTuple):
@@ -235,8 +245,9 @@ def init_state(optimizer: OptimizerSpec, params: Params) -> State:
     return OPTIMIZERS[optimizer.name].init(params)
 
 
-def step(optimizer: OptimizerSpec, params: Params, grads: Params, state: State
-         ) -> tuple[Params, State]:
-    """One update of every parameter; returns new params and new state."""
+def step(optimizer: OptimizerSpec, params: Params, grads: Params, state: State,
+         out: Params | None = None) -> tuple[Params, State]:
+    """One update of every parameter; returns new params (written into ``out`` if given,
+    which may be ``params`` itself) and new state."""
     rule = OPTIMIZERS[optimizer.name]
-    return rule.step(params, grads, state, optimizer.lr, optimizer.hyperparams)
+    return rule.step(params, grads, state, optimizer.lr, optimizer.hyperparams, out)

@@ -36,7 +36,7 @@ class History:
         (as the blog prints it), in the params' dtype.
     recorded_steps : tuple of int
         The steps after which params were recorded: 0 (the initial params),
-        every ``record_every``-th step, and the last step.
+        every ``record_every``-th step (if given), and the last step.
     params : list of Params
         ``params[i]`` holds the params after step ``recorded_steps[i]``.
     state : dict
@@ -52,6 +52,10 @@ class History:
     def final_params(self) -> Params:
         """The params after the last step."""
         return self.params[-1]
+
+
+def _copy(params: Params) -> Params:
+    return [{k: v.copy() for k, v in p.items()} for p in params]
 
 
 def make_batch_order(n_samples: int, epochs: int, rng: np.random.Generator) -> NDArray[np.intp]:
@@ -76,7 +80,7 @@ def _check_batch_order(batch_order: object, epochs: int, n: int) -> NDArray[np.i
 
 def check_training_args(spec: object, optimizer: object, x: Array, epochs: object,
                         batch_size: object, batch_order: object, record_every: object
-                        ) -> tuple[int, NDArray[np.intp] | None]:
+                        ) -> tuple[int, NDArray[np.intp] | None, int | None]:
     """Check train()'s arguments (x already checked); return batch_size and batch_order.
 
     Shared by the reference implementations, so all three refuse the same inputs.
@@ -84,19 +88,20 @@ def check_training_args(spec: object, optimizer: object, x: Array, epochs: objec
     if not isinstance(optimizer, OptimizerSpec):
         raise TypeError(f"optimizer must be an OptimizerSpec, got {type(optimizer).__name__}")
     epochs = _checks.check_positive_int("epochs", epochs)
-    _checks.check_positive_int("record_every", record_every)
+    every = None if record_every is None else _checks.check_positive_int("record_every",
+                                                                          record_every)
     n = x.shape[0]
     size = _checks.check_positive_int("batch_size", n if batch_size is None else batch_size)
     if size > n:
         raise ValueError(f"batch_size must be in [1, {n}] (the number of samples), got {size}")
     order = None if batch_order is None else _check_batch_order(batch_order, epochs, n)
-    return size, order
+    return size, order, every
 
 
 def train(spec: NetworkSpec, params: Params, x: Array, y: Array, optimizer: OptimizerSpec,
           *, epochs: int, batch_size: int | None = None,
           batch_order: NDArray[np.integer[Any]] | None = None,
-          record_every: int = 1,
+          record_every: int | None = None,
           callback: Callable[[int, Params], None] | None = None) -> History:
     """Train from ``params`` (which are not modified) and return the History.
 
@@ -111,8 +116,10 @@ def train(spec: NetworkSpec, params: Params, x: Array, y: Array, optimizer: Opti
     batch_order : (epochs, batch) int array, optional
         Row e is the permutation of samples visited in epoch e; default (None)
         is the natural order 0..N-1 in every epoch (no shuffling).
-    record_every : int >= 1
-        Record params every this many steps (and after the last step).
+    record_every : int >= 1, optional
+        Also record params every this many steps; by default only the initial
+        and the final params are kept (a large network's params at every step
+        would fill the memory).
     callback : callable, optional
         Called as ``callback(epochs_done, params)`` after every epoch (for
         progress reports); it must not modify ``params``.
@@ -124,13 +131,16 @@ def train(spec: NetworkSpec, params: Params, x: Array, y: Array, optimizer: Opti
         names the step and epoch.
     """
     _checks.check_problem(spec, params, x, y)
-    batch_size, order = check_training_args(spec, optimizer, x, epochs, batch_size,
-                                            batch_order, record_every)
+    batch_size, order, record_every = check_training_args(spec, optimizer, x, epochs, batch_size,
+                                                          batch_order, record_every)
     n = x.shape[0]
 
     state = init_state(optimizer, params)
     losses = []
     recorded_steps, recorded = [0], [params]
+    # a private copy, updated in place (step(..., out=params)): the caller's arrays are
+    # never touched, and no step allocates a new set of params
+    params = _copy(params)
     steps_per_epoch = -(-n // batch_size)
     t = 0
     for epoch in range(epochs):
@@ -148,15 +158,15 @@ def train(spec: NetworkSpec, params: Params, x: Array, y: Array, optimizer: Opti
                     f"training diverged: the loss is {loss} at step {t + 1} "
                     f"(epoch {epoch + 1}, batch {start // batch_size + 1} of {steps_per_epoch}); "
                     "try a smaller learning rate")
-            grads, _ = backward(spec, params, xb, yb, cache)
-            params, state = step(optimizer, params, grads, state)
+            grads, _ = backward(spec, params, xb, yb, cache, keep_deltas=False)
+            params, state = step(optimizer, params, grads, state, out=params)
             losses.append(loss)
             t += 1
-            if t % record_every == 0:
+            if record_every is not None and t % record_every == 0:
                 recorded_steps.append(t)
-                recorded.append(params)
+                recorded.append(_copy(params))
         if callback is not None:
-            callback(epoch + 1, params)
+            callback(epoch + 1, _copy(params))
     if recorded_steps[-1] != t:
         recorded_steps.append(t)
         recorded.append(params)

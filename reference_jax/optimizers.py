@@ -86,12 +86,19 @@ def read_state(opt_state: Any, t: int) -> State:
     return state
 
 
-def step(optimizer: OptimizerSpec, params: Params, grads: Params, state: State
-         ) -> tuple[Params, State]:
-    """One optax update from exactly this state; the interface of handwritten's ``step``."""
+def step(optimizer: OptimizerSpec, params: Params, grads: Params, state: State,
+         out: Params | None = None) -> tuple[Params, State]:
+    """One optax update from exactly this state; the interface of handwritten's ``step``
+    (``out``: arrays to copy the new params into, as handwritten writes them)."""
     opt = make(optimizer)
     jparams = to_jax(params)
     opt_state = load_state(opt.init(jparams), state)
     updates, new_state = opt.update(to_jax(grads), opt_state, jparams)
     new_params = jax.tree.map(lambda p, u: p + u, jparams, updates)
-    return from_jax(new_params), read_state(new_state, state["t"] + 1)
+    new = from_jax(new_params)
+    if out is not None:
+        for o, n in zip(out, new):
+            for k in o:
+                o[k][...] = n[k]
+        new = out
+    return new, read_state(new_state, state["t"] + 1)

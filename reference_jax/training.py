@@ -40,12 +40,12 @@ def _step_fn(spec: NetworkSpec, name: str) -> Any:
 
 def train(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
           optimizer: OptimizerSpec, *, epochs: int, batch_size: int | None = None,
-          batch_order: np.ndarray[Any, Any] | None = None, record_every: int = 1,
+          batch_order: np.ndarray[Any, Any] | None = None, record_every: int | None = None,
           callback: Callable[[int, Params], None] | None = None) -> History:
     """handwritten.train's contract, with jax.value_and_grad and an optax optimizer."""
     _checks.check_problem(spec, params, x, y)
-    batch_size, order = check_training_args(spec, optimizer, x, epochs, batch_size,
-                                            batch_order, record_every)
+    batch_size, order, record_every = check_training_args(spec, optimizer, x, epochs,
+                                                          batch_size, batch_order, record_every)
     n = x.shape[0]
     if order is None:
         order = np.tile(np.arange(n), (epochs, 1))
@@ -67,7 +67,8 @@ def train(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
                                          f"{t + 1} (epoch {epoch + 1})")
             losses.append(np.asarray(loss))
             t += 1
-            if t % record_every == 0 or (epoch == epochs - 1 and start + batch_size >= n):
+            last = epoch == epochs - 1 and start + batch_size >= n
+            if last or (record_every is not None and t % record_every == 0):
                 recorded_steps.append(t)
                 recorded.append(from_jax(jparams))
         if callback is not None:

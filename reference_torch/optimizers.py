@@ -86,9 +86,10 @@ def read_state(opt: torch.optim.Optimizer, optimizer: OptimizerSpec, t: int,
     return state
 
 
-def step(optimizer: OptimizerSpec, params: Params, grads: Params, state: State
-         ) -> tuple[Params, State]:
-    """One torch.optim step from exactly this state; the interface of handwritten's ``step``."""
+def step(optimizer: OptimizerSpec, params: Params, grads: Params, state: State,
+         out: Params | None = None) -> tuple[Params, State]:
+    """One torch.optim step from exactly this state; the interface of handwritten's ``step``
+    (``out``: arrays to copy the new params into, as handwritten writes them)."""
     tparams = to_torch(params)
     for p, g in zip(tparams, grads):
         for k in ("W", "b"):
@@ -96,4 +97,13 @@ def step(optimizer: OptimizerSpec, params: Params, grads: Params, state: State
     opt = make(optimizer, tparams)
     load_state(opt, optimizer, state, tparams)
     opt.step()
-    return from_torch(tparams), read_state(opt, optimizer, state["t"] + 1, tparams)
+    return _into(out, from_torch(tparams)), read_state(opt, optimizer, state["t"] + 1, tparams)
+
+
+def _into(out: Params | None, new: Params) -> Params:
+    if out is None:
+        return new
+    for o, n in zip(out, new):
+        for k in o:
+            o[k][...] = n[k]
+    return out

@@ -18,12 +18,12 @@ from reference_torch.optimizers import make, read_state
 
 def train(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
           optimizer: OptimizerSpec, *, epochs: int, batch_size: int | None = None,
-          batch_order: np.ndarray[Any, Any] | None = None, record_every: int = 1,
+          batch_order: np.ndarray[Any, Any] | None = None, record_every: int | None = None,
           callback: Callable[[int, Params], None] | None = None) -> History:
     """handwritten.train's contract; gradients from autograd, steps from torch.optim."""
     _checks.check_problem(spec, params, x, y)
-    batch_size, order = check_training_args(spec, optimizer, x, epochs, batch_size,
-                                            batch_order, record_every)
+    batch_size, order, record_every = check_training_args(spec, optimizer, x, epochs,
+                                                          batch_size, batch_order, record_every)
     n = x.shape[0]
     if order is None:
         order = np.tile(np.arange(n), (epochs, 1))
@@ -46,7 +46,8 @@ def train(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
             opt.step()
             losses.append(loss.item())
             t += 1
-            if t % record_every == 0 or (epoch == epochs - 1 and start + batch_size >= n):
+            last = epoch == epochs - 1 and start + batch_size >= n
+            if last or (record_every is not None and t % record_every == 0):
                 recorded_steps.append(t)
                 recorded.append(from_torch(tparams))
         if callback is not None:

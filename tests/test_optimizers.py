@@ -117,3 +117,21 @@ def test_defaults_are_torch_defaults(name: str) -> None:
                       "alpha": 0.99, "weight_decay": 1e-2}
     for key, value in OptimizerSpec(name, 0.1).hyperparams.items():
         assert value == torch_defaults[key]
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_out_writes_in_place_the_same_numbers(name: str) -> None:
+    """step(..., out=params) gives bit-for-bit the pure step's params, in params' own arrays."""
+    rng = np.random.default_rng(1)
+    params = [{"W": rng.normal(size=(3, 2)), "b": rng.normal(size=2)}]
+    grads = [{"W": rng.normal(size=(3, 2)), "b": rng.normal(size=2)}]
+    opt = OptimizerSpec(name, 0.1)
+    _, state = step(opt, params, grads, init_state(opt, params))
+    pure, pure_state = step(opt, params, grads, state)
+    work = [{k: v.copy() for k, v in p.items()} for p in params]
+    arrays = [work[0]["W"], work[0]["b"]]
+    in_place, in_place_state = step(opt, work, grads, state, out=work)
+    assert in_place[0]["W"] is arrays[0] and in_place[0]["b"] is arrays[1]
+    for k in ("W", "b"):
+        np.testing.assert_array_equal(in_place[0][k], pure[0][k])
+    assert in_place_state["t"] == pure_state["t"]

@@ -67,6 +67,12 @@ def test_record_every_records_initial_every_kth_and_last() -> None:
     assert h.recorded_steps == (0, 5, 10, 15, 20, 21)
     assert h.params[0] is params
     assert len(h.params) == len(h.recorded_steps)
+    # recorded params are snapshots, not views of the params training updates in place
+    assert not any(np.array_equal(h.params[i][0]["W"], h.params[i + 1][0]["W"])
+                   for i in range(len(h.params) - 1))
+    by_default = train(SPEC, params, x, y, OptimizerSpec("sgd", 0.1), epochs=7, batch_size=2)
+    assert by_default.recorded_steps == (0, 21)
+    np.testing.assert_array_equal(by_default.final_params[0]["W"], h.final_params[0]["W"])
 
 
 def test_float32_training_stays_float32() -> None:
