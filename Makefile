@@ -9,7 +9,7 @@ OUT ?= out
 # The suite pins what changes low bits: one BLAS/OpenMP thread.
 THREADS := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: install demo test lint typecheck pytest clean
+.PHONY: install demo test lint typecheck pytest bench mutations mutmut clean
 
 install: $(STAMP)
 
@@ -33,5 +33,15 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+bench: $(STAMP)
+	$(BIN)/python bench/bench.py
+
+mutations: $(STAMP)
+	$(BIN)/python -m tests.mutations
+
+mutmut: $(STAMP)
+	$(BIN)/python -m pip install mutmut
+	HYPOTHESIS_PROFILE=dev $(BIN)/mutmut run
+
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache .hypothesis mutants

@@ -121,5 +121,15 @@ def test_softmax_rows_sum_to_one_and_backward_is_jvp() -> None:
                                    rtol=1e-12, atol=1e-15)
 
 
+def test_softmax_is_stable_per_row() -> None:
+    """Each row is shifted by its own maximum: rows of very different scales stay finite
+    (a shift by the global maximum would underflow the second row to 0/0)."""
+    z = np.array([[0.0, 1.0, 2.0], [-1000.0, -1001.0, -999.0]])
+    a = ACTIVATIONS["softmax"].forward(z)
+    assert np.isfinite(a).all()
+    np.testing.assert_allclose(a[1], ACTIVATIONS["softmax"].forward(z[1:] + 1000)[0],
+                               rtol=1e-15)
+
+
 def test_swish_is_silu() -> None:
     assert ACTIVATIONS["swish"] is ACTIVATIONS["silu"]

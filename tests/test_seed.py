@@ -61,6 +61,7 @@ def test_blog_functions_equal_the_general_network(seed_value: int, n: int) -> No
                                   seed.predict(x, w1, b1, w2, b2))
 
     dw1, db1, dw2, db2 = seed.backward(x, y, w1, b1, w2, b2, z1, a1, z2, a2)
+    assert [g.shape for g in (dw1, db1, dw2, db2)] == [(1, 10), (10,), (10, 1), (1,)]
     _, grads = loss_and_grads(seed.BLOG_SPEC, params, x, y)
     # d_sigmoid(z) and a (1 - a) round differently: ~1 ulp per element
     for ours, theirs in ((grads[0]["W"], dw1), (grads[0]["b"], db1),
