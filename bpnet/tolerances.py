@@ -65,21 +65,27 @@ def f32_allowed(reference_errors: list[float]) -> float:
 
 
 # Training trajectories (float64) ----------------------------------------------------
-# Each step injects rounding differences between implementations of ~1e-16 relative,
-# and the one-step checks hold each step to RTOL64.  How the differences then grow is
-# a property of the training dynamics, not of the implementations: plain gradient
-# descent at a small learning rate barely amplifies them, but adaptive optimizers near
-# convergence (g / sqrt(v) with both tiny) behave like sign(g) and amplify them by
-# orders of magnitude.  So the amplification is measured, not assumed: a twin run of
-# handwritten from params perturbed by TWIN_PERTURBATION (a few ulps, relative) drifts
-# from the original by drift(k); A(k) = drift(k) / TWIN_PERTURBATION is how much the
-# dynamics amplify a rounding-sized difference by step k.  Differences injected at
-# every one of k steps add up to at most k times the largest amplification, so the
-# envelope is  RTOL64 * (1 + k) * max(1, A(k)),  ~1e5 times what rounding produces.
-TWIN_PERTURBATION = 1e-15
+# Implementations differ at each step by the rounding of their gradients; how those
+# differences grow is a property of the optimizer and the dynamics, not of the
+# implementations.  Plain gradient descent at a small learning rate barely amplifies
+# them; rmsprop and adam turn a gradient difference dg into a step difference of up to
+# lr * dg / eps (~1e5 dg for eps ~ 1e-6), and near convergence they behave like sign(g).
+# So the growth is measured, not assumed: a twin run of handwritten whose every gradient
+# leaf is perturbed by TWIN_GRADIENT_NOISE times the leaf's largest magnitude at the first
+# step (near convergence a gradient is a cancellation whose rounding error stays at the
+# scale of its terms), in a fixed sign pattern so the perturbations add up coherently (the
+# worst case), drifts from the original by drift(k).  TWIN_GRADIENT_NOISE is 10 times the
+# largest normwise gradient difference measured between handwritten and the references
+# (1.1e-13 over 304 networks).  The twin follows one perturbation direction, the
+# implementations' rounding differences follow others, and sensitivities along different
+# directions differ by O(1) factors (seen: 1.35x with adam at beta1 = 0, eps = 1e-10):
+# TWIN_FACTOR covers that.  So the implementations must stay within
+# RTOL64 * (1 + k) + TWIN_FACTOR * drift(k)  of each other.  A wrong derivation or update
+# still fails at once: its error at the first steps is O(lr), the drift there ~1e-11.
+TWIN_GRADIENT_NOISE = 1e-12
+TWIN_FACTOR = 10.0
 
 
-def trajectory_rtol(step: int, amplification: float = 1.0) -> float:
-    """Allowed normwise relative difference after ``step`` steps of float64 training,
-    given the measured amplification A(step) of the dynamics."""
-    return RTOL64 * (1 + step) * max(1.0, amplification)
+def trajectory_rtol(step: int) -> float:
+    """The rounding floor of the envelope after ``step`` steps (the twin drift comes on top)."""
+    return RTOL64 * (1 + step)

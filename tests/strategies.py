@@ -82,7 +82,8 @@ class Problem:
 
 @st.composite
 def specs(draw: st.DrawFn, max_depth: int = 4, max_width: int = 16,
-          activations: list[str] | None = None) -> NetworkSpec:
+          activations: list[str] | None = None, exclude_losses: tuple[str, ...] = ()
+          ) -> NetworkSpec:
     """A valid NetworkSpec: depth, widths, activations, loss, reduction, weight decay."""
     depth = draw(st.integers(1, max_depth))
     sizes = tuple(draw(st.lists(st.integers(1, max_width), min_size=depth + 1,
@@ -92,7 +93,7 @@ def specs(draw: st.DrawFn, max_depth: int = 4, max_width: int = 16,
     out_choices = [a for a in (activations or ALL_ACTIVATIONS)
                    if not (a == "softmax" and sizes[-1] < 2)]
     names.append(draw(st.sampled_from(out_choices or ["identity"])))
-    loss = draw(st.sampled_from(losses_for(names[-1])))
+    loss = draw(st.sampled_from([n for n in losses_for(names[-1]) if n not in exclude_losses]))
     reduction = draw(st.sampled_from(REDUCTIONS))
     weight_decay = draw(st.sampled_from([0.0, 0.1]))
     return NetworkSpec(sizes, tuple(names), loss, reduction, weight_decay)
@@ -100,9 +101,9 @@ def specs(draw: st.DrawFn, max_depth: int = 4, max_width: int = 16,
 
 @st.composite
 def problems(draw: st.DrawFn, max_depth: int = 4, max_width: int = 16, max_batch: int = 32,
-             dtype: str = "float64") -> Problem:
+             dtype: str = "float64", exclude_losses: tuple[str, ...] = ()) -> Problem:
     """spec, then batch size, then a seed for params, x and y."""
-    spec = draw(specs(max_depth=max_depth, max_width=max_width))
+    spec = draw(specs(max_depth=max_depth, max_width=max_width, exclude_losses=exclude_losses))
     batch = draw(st.integers(1, max_batch))
     labels = LOSSES[spec.loss].targets == "class" and draw(st.booleans())
     seed = draw(st.integers(0, 2**32 - 1))

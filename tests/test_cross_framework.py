@@ -18,7 +18,8 @@ from bpnet.compare import LeafReport, compare_params, compare_trace
 from bpnet.tolerances import (
     ATOL64_SCALE,
     RTOL64,
-    TWIN_PERTURBATION,
+    TWIN_FACTOR,
+    TWIN_GRADIENT_NOISE,
     f32_allowed,
     trajectory_rtol,
 )
@@ -104,13 +105,50 @@ def _normwise_diff(a: hw.Params, b: hw.Params) -> float:
     return max(float(np.abs(p[k] - q[k]).max()) for p, q in zip(a, b) for k in p) / scale
 
 
-@given(p=problems(max_depth=3, max_width=8, max_batch=12), opt=optimizer_specs(),
-       epochs=st.integers(5, 30), batch_size=st.integers(1, 12), shuffle=st.booleans())
+def _twin(p: Problem, opt: hw.OptimizerSpec, epochs: int, batch_size: int,
+          order: np.ndarray | None, record_every: int) -> tuple[list[float], list[hw.Params]]:
+    """handwritten's training replayed with every gradient leaf perturbed by
+    TWIN_GRADIENT_NOISE times that leaf's largest magnitude at the first step, in a fixed sign
+    pattern: losses and recorded params.  (Near convergence a gradient is a cancellation whose
+    rounding error stays at the scale of its terms, so the noise keeps the first step's scale.)"""
+    signs = [{k: np.random.default_rng(p.seed + l).choice([-1.0, 1.0], v.shape)
+              for k, v in layer.items()} for l, layer in enumerate(p.params)]
+    params, state = p.params, hw.init_state(opt, p.params)
+    rows = order if order is not None else np.tile(np.arange(p.batch), (epochs, 1))
+    losses, recorded, t = [], [p.params], 0
+    scale: list[dict[str, float]] = []
+    for e in range(epochs):
+        for start in range(0, p.batch, batch_size):
+            idx = rows[e, start:start + batch_size]
+            loss, grads = hw.loss_and_grads(p.spec, params, p.x[idx], p.y[idx])
+            if not scale:
+                scale = [{k: float(np.abs(g).max()) for k, g in layer.items()} for layer in grads]
+            noisy = [{k: g + TWIN_GRADIENT_NOISE * scale[l][k] * signs[l][k]
+                      for k, g in layer.items()} for l, layer in enumerate(grads)]
+            params, state = hw.step(opt, params, noisy, state)
+            losses.append(float(loss))
+            t += 1
+            if t % record_every == 0:
+                recorded.append(params)
+    if t % record_every != 0:                        # the last step, as train() records it
+        recorded.append(params)
+    return losses, recorded
+
+
+# Probability bce is left out of free-running training: its gradient (a - y) / (a (1 - a))
+# has a relative rounding error of ~eps / min(a, 1 - a), and training drives outputs towards
+# saturation, where equally valid forms of it (autograd's -y/a + (1-y)/(1-a), the hand-derived
+# one) differ by 1e-8 and more.  That is the loss's conditioning, not an implementation's
+# error (bce_with_logits is the well-conditioned form); bce stays covered by the trace,
+# one-step, finite-difference and hand-picked checks, where outputs are not saturated.
+@given(p=problems(max_depth=3, max_width=8, max_batch=12, exclude_losses=("bce",)),
+       opt=optimizer_specs(), epochs=st.integers(5, 30), batch_size=st.integers(1, 12),
+       shuffle=st.booleans())
 def test_float64_trajectories_stay_within_a_growing_envelope(
         p: Problem, opt: hw.OptimizerSpec, epochs: int, batch_size: int, shuffle: bool) -> None:
     """Free-running training, full batch or mini-batch in a shared order: the recorded params
-    and the losses of all three stay within trajectory_rtol(k, A(k)), where A(k) is the
-    amplification of a rounding-sized perturbation measured on a twin run (see
+    and the losses of all three stay within trajectory_rtol(k) + TWIN_FACTOR * drift(k), where
+    drift(k) is how far a twin run with gradient-rounding-sized perturbations drifts (see
     bpnet.tolerances)."""
     batch_size = min(batch_size, p.batch)
     order = (hw.make_batch_order(p.batch, epochs, np.random.default_rng(p.seed))
@@ -118,33 +156,28 @@ def test_float64_trajectories_stay_within_a_growing_envelope(
     kwargs = {"epochs": epochs, "batch_size": batch_size, "batch_order": order,
               "record_every": 5}
     ours = hw.train(p.spec, p.params, p.x, p.y, opt, **kwargs)
-    rng = np.random.default_rng(p.seed)
-    twin_params = [{k: v * (1 + TWIN_PERTURBATION * rng.choice([-1.0, 1.0], v.shape))
-                    for k, v in layer.items()} for layer in p.params]
-    twin = hw.train(p.spec, twin_params, p.x, p.y, opt, **kwargs)
-    amplification = [_normwise_diff(a, b) / TWIN_PERTURBATION
-                     for a, b in zip(ours.params, twin.params)]
+    twin_losses, twin_params = _twin(p, opt, epochs, batch_size, order, 5)
+    assert len(twin_params) == len(ours.params)
+    drift = [_normwise_diff(a, b) for a, b in zip(ours.params, twin_params)]
     for name, ref in REFERENCES.items():
         theirs = ref.train(p.spec, p.params, p.x, p.y, opt, **kwargs)
         context = f"{opt}, {epochs} epochs of {batch_size}, vs {name}: {p!r}"
         assert theirs.recorded_steps == ours.recorded_steps, context
         worst = 0.0
-        for k, amp, a, b in zip(ours.recorded_steps, amplification, ours.params, theirs.params):
-            diff, allowed = _normwise_diff(a, b), trajectory_rtol(k, amp)
+        for k, d, a, b in zip(ours.recorded_steps, drift, ours.params, theirs.params):
+            diff, allowed = _normwise_diff(a, b), trajectory_rtol(k) + TWIN_FACTOR * d
             worst = max(worst, diff / allowed)
             assert diff <= allowed, (f"{context}: params after step {k} differ by {diff:.3g} "
-                                     f"(normwise) > allowed {allowed:.3g} (amplification "
-                                     f"{amp:.3g})")
+                                     f"(normwise) > allowed {allowed:.3g} (twin drift {d:.3g})")
         target(worst, label=f"trajectory vs {name}")
-        # losses: absolute, on the scale of the largest loss; amplification of the nearest
-        # recorded step at or after each step
+        # losses: on the scale of the largest loss, plus the twin's loss drift at that step
         scale = float(np.abs(ours.losses).max())
-        recorded = np.array(ours.recorded_steps)
         for k in range(1, len(ours.losses) + 1):
-            amp = amplification[int(np.searchsorted(recorded, k))]
-            diff = abs(float(theirs.losses[k - 1]) - float(ours.losses[k - 1]))
-            assert diff <= trajectory_rtol(k, amp) * scale, (
-                f"{context}: loss before step {k} differs by {diff:.3g}")
+            mine, other = float(ours.losses[k - 1]), float(theirs.losses[k - 1])
+            allowed = trajectory_rtol(k) * scale + TWIN_FACTOR * abs(twin_losses[k - 1] - mine)
+            assert abs(other - mine) <= allowed, (
+                f"{context}: loss before step {k} differs by {abs(other - mine):.3g} "
+                f"> allowed {allowed:.3g}")
 
 
 def _normwise(values: dict[str, np.ndarray], exact: dict[str, np.ndarray]) -> dict[str, float]:
