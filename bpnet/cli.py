@@ -210,14 +210,7 @@ def _check_case(args: argparse.Namespace) -> tuple[hw.NetworkSpec, hw.Params, np
     rng = np.random.default_rng(args.seed)
     params = hw.init_params(spec, rng, "glorot_uniform")
     x = rng.uniform(-1.5, 1.5, (args.batch, spec.layer_sizes[0]))
-    n_out, kind = spec.layer_sizes[-1], hw.LOSSES[spec.loss].targets
-    if kind == "class":
-        y = rng.integers(0, n_out, args.batch)
-        y = y if args.labels else np.eye(n_out)[y]
-    elif kind == "probability":
-        y = rng.uniform(0, 1, (args.batch, n_out))
-    else:
-        y = rng.uniform(-1, 1, (args.batch, n_out))
+    y = datasets.make_targets(spec, rng, args.batch, np.float64, labels=args.labels)
     return spec, params, x, y
 
 

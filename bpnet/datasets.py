@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from handwritten import LOSSES, NetworkSpec, Params
+
 Data = tuple[np.ndarray, np.ndarray]
 
 
@@ -91,3 +93,30 @@ def make(name: str, rng: np.random.Generator, n: int | None = None, dtype: Any =
     preset = PRESETS[name]
     x, y = preset.make(rng, n or preset.n)
     return x.astype(dtype), (y.astype(dtype) if y.dtype.kind == "f" else y)
+
+
+# Random problems for checks (bpnet check and the test suite) ---------------------------
+
+
+def make_targets(spec: NetworkSpec, rng: np.random.Generator, batch: int,
+                 dtype: Any, labels: bool = False) -> np.ndarray:
+    """Targets the spec's loss accepts: reals, probabilities, or classes (labels or one-hot)."""
+    n_out = spec.layer_sizes[-1]
+    kind = LOSSES[spec.loss].targets
+    if kind == "class":
+        idx = rng.integers(0, n_out, size=batch)
+        return idx if labels else np.eye(n_out, dtype=dtype)[idx]
+    if kind == "probability":
+        return rng.uniform(0, 1, size=(batch, n_out)).astype(dtype)
+    return rng.uniform(-1, 1, size=(batch, n_out)).astype(dtype)
+
+
+def make_params(spec: NetworkSpec, rng: np.random.Generator, dtype: Any,
+                scale: float = 1.0) -> Params:
+    """Bounded params: W ~ U(-s, s) sqrt(3 / fan_in) (unit-variance layers), b ~ U(-s, s) / 2."""
+    params = []
+    for fan_in, fan_out in zip(spec.layer_sizes[:-1], spec.layer_sizes[1:]):
+        w = rng.uniform(-scale, scale, (fan_in, fan_out)) * np.sqrt(3.0 / fan_in)
+        b = rng.uniform(-scale, scale, fan_out) / 2
+        params.append({"W": w.astype(dtype), "b": b.astype(dtype)})
+    return params

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from handwritten import ACTIVATIONS, LOSSES, OPTIMIZERS, REDUCTIONS, NetworkSpec, Params
+from bpnet.datasets import make_params, make_targets
+from handwritten import ACTIVATIONS, LOSSES, OPTIMIZERS, REDUCTIONS, NetworkSpec
 
 HIDDEN_ACTIVATIONS = sorted(n for n, a in ACTIVATIONS.items() if not a.output_only)
 ALL_ACTIVATIONS = sorted(ACTIVATIONS)
@@ -28,30 +29,6 @@ def losses_for(output_activation: str) -> list[str]:
     return sorted(name for name, loss in LOSSES.items()
                   if loss.output_activations is None
                   or output_activation in loss.output_activations)
-
-
-def make_targets(spec: NetworkSpec, rng: np.random.Generator, batch: int,
-                 dtype: Any, labels: bool = False) -> np.ndarray:
-    """Targets the spec's loss accepts: reals, probabilities, or classes (labels or one-hot)."""
-    n_out = spec.layer_sizes[-1]
-    kind = LOSSES[spec.loss].targets
-    if kind == "class":
-        idx = rng.integers(0, n_out, size=batch)
-        return idx if labels else np.eye(n_out, dtype=dtype)[idx]
-    if kind == "probability":
-        return rng.uniform(0, 1, size=(batch, n_out)).astype(dtype)
-    return rng.uniform(-1, 1, size=(batch, n_out)).astype(dtype)
-
-
-def make_params(spec: NetworkSpec, rng: np.random.Generator, dtype: Any,
-                scale: float = 1.0) -> Params:
-    """Bounded params: W ~ U(-s, s) sqrt(3 / fan_in) (unit-variance layers), b ~ U(-s, s) / 2."""
-    params = []
-    for fan_in, fan_out in zip(spec.layer_sizes[:-1], spec.layer_sizes[1:]):
-        w = rng.uniform(-scale, scale, (fan_in, fan_out)) * np.sqrt(3.0 / fan_in)
-        b = rng.uniform(-scale, scale, fan_out) / 2
-        params.append({"W": w.astype(dtype), "b": b.astype(dtype)})
-    return params
 
 
 @dataclass
