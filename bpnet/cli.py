@@ -176,8 +176,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     report(0, s["params"])
     history = hw.train(spec, s["params"], x, y, s["optimizer"], epochs=s["epochs"],
-                       batch_size=s["batch_size"], batch_order=s["order"],
-                       record_every=10**9, callback=report)
+                       batch_size=s["batch_size"], batch_order=s["order"], callback=report)
     if bar is not None:
         bar.close()
     final = history.final_params
