@@ -23,21 +23,17 @@ import argparse
 import json
 import platform
 import statistics
-import sys
 import time
 import tracemalloc
 from collections.abc import Callable
 from itertools import pairwise
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import handwritten as hw
-from bpnet.compare import compare_params, compare_trace, first_failure
-from bpnet.tolerances import ATOL64_SCALE, RTOL64
+from bpnet.check import cross_check
+from bpnet.problems import Problem, random_problems
 
 SIZES = {
     "blog": ((1, 10, 1), 100),
@@ -165,7 +161,9 @@ def memory_peak() -> dict[str, float]:
         _, cache = forward(spec, params, x)
         loss_value(spec, params, cache, y)
         grads, _ = backward(spec, params, x, y, cache, keep_deltas=False)
-        hw.step(opt, params, grads, state, out=params)
+        del cache
+        updates, _ = hw.update(opt, grads, state, params)
+        hw.apply_updates(params, updates, in_place=True)
 
     one_step()
     tracemalloc.start()
@@ -179,24 +177,6 @@ def memory_peak() -> dict[str, float]:
             "budget_MiB": (cache + grads) / 2**20}
 
 
-def random_problems(n: int, seed: int) -> list[Any]:
-    """New random architectures: depth 1-4, widths 1-16, batch 1-32, any activation and loss."""
-    from tests.strategies import ALL_ACTIVATIONS, HIDDEN_ACTIVATIONS, Problem, losses_for
-
-    rng = np.random.default_rng(seed)
-    problems = []
-    for i in range(n):
-        depth = int(rng.integers(1, 5))
-        sizes = tuple(int(s) for s in rng.integers(1, 17, depth + 1))
-        names = [str(rng.choice(HIDDEN_ACTIVATIONS)) for _ in range(depth - 1)]
-        outs = [a for a in ALL_ACTIVATIONS if not (a == "softmax" and sizes[-1] < 2)]
-        names.append(str(rng.choice(outs)))
-        loss = str(rng.choice(losses_for(names[-1])))
-        spec = hw.NetworkSpec(sizes, tuple(names), loss, str(rng.choice(hw.REDUCTIONS)))
-        problems.append(Problem(spec, int(rng.integers(1, 33)), seed * 1000 + i))
-    return problems
-
-
 def cross_check_rate(n: int) -> dict[str, Any]:
     """Cross-checks per second over new random architectures: loss, grads and the full trace
     of handwritten against reference_torch and JAX, compared with the suite's tolerances.
@@ -208,17 +188,10 @@ def cross_check_rate(n: int) -> dict[str, Any]:
     import reference_torch
     from reference_jax import bucketed
 
-    def check(p: Any, jax_impl: Any) -> bool:
-        ours = hw.trace(p.spec, p.params, p.x, p.y)
-        _, grads = hw.loss_and_grads(p.spec, p.params, p.x, p.y)
-        ok = True
-        for ref in (reference_torch, jax_impl):
-            reports = compare_trace(ours, ref.trace(p.spec, p.params, p.x, p.y), rtol=RTOL64,
-                                    atol_scale=ATOL64_SCALE)
-            reports += compare_params(grads, ref.loss_and_grads(p.spec, p.params, p.x, p.y)[1],
-                                      rtol=RTOL64, atol_scale=ATOL64_SCALE)
-            ok &= first_failure(reports) is None
-        return ok
+    def check(p: Problem, jax_impl: Any) -> bool:
+        implementations = {"handwritten": hw, "reference_torch": reference_torch,
+                           "reference_jax": jax_impl}
+        return cross_check(p.spec, p.params, p.x, p.y, implementations).ok
 
     start = time.perf_counter()
     for p in random_problems(12, seed=1):           # warm-up: compiles every bucket

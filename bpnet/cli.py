@@ -18,10 +18,10 @@ from typing import Any, NoReturn
 import numpy as np
 
 import handwritten as hw
-from bpnet import datasets, implementations
-from bpnet.compare import LeafReport, compare_leaf, compare_trace
-from bpnet.tolerances import ATOL64_SCALE, FD_ATOL_SCALE, FD_RTOL, RTOL64
-from handwritten.network import loss_value
+from bpnet import datasets, implementations, runs
+from bpnet.check import FINITE_DIFFERENCES, cross_check
+from bpnet.tolerances import ATOL64_SCALE, FD_RTOL, RTOL64
+from handwritten.seed import BLOG_SPEC
 
 
 class UsageError(Exception):
@@ -95,56 +95,29 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _spec(args: argparse.Namespace, preset: datasets.Preset | None = None) -> hw.NetworkSpec:
-    layers = args.layers or (preset.layers if preset else None)
-    activations = args.activations or (preset.activations if preset else None)
+    """The network the options describe; what they leave out comes from the preset."""
+    base = preset.spec if preset else None
+    layers = args.layers or (base.layer_sizes if base else None)
+    activations = args.activations or (base.activations if base else None)
     if layers is None or activations is None:
         raise UsageError("give --layers and --activations (e.g. --layers 1,10,1 "
                          "--activations sigmoid,sigmoid)")
-    loss = args.loss or (preset.loss if preset else "half_mse")
-    reduction = args.reduction or (preset.reduction if preset else "mean")
+    loss = args.loss or (base.loss if base else "half_mse")
+    reduction = args.reduction or (base.reduction if base else "mean")
     try:
         return hw.NetworkSpec(layers, activations, loss, reduction, args.weight_decay)
     except (TypeError, ValueError) as error:
         raise UsageError(f"inconsistent network: {error}") from None
 
 
-def _training_setup(args: argparse.Namespace) -> dict[str, Any]:
-    """Spec, optimizer, data, params and batch order, all drawn from one seeded Generator."""
-    preset = datasets.PRESETS[args.dataset]
-    spec = _spec(args, preset)
-    rng = np.random.default_rng(args.seed)
-    x, y = datasets.make(args.dataset, rng, dtype=args.dtype)
-    if spec.layer_sizes[0] != x.shape[1]:
-        raise UsageError(f"dataset {args.dataset!r} has {x.shape[1]} input(s), but --layers "
-                         f"starts with {spec.layer_sizes[0]}")
-    if y.ndim == 1 and hw.LOSSES[spec.loss].targets != "class":
-        raise UsageError(f"dataset {args.dataset!r} has integer class labels: use --loss "
-                         "softmax_cross_entropy with a softmax output")
-    if y.ndim == 2 and y.shape[1] != spec.layer_sizes[-1]:
-        raise UsageError(f"dataset {args.dataset!r} has {y.shape[1]} output(s), but --layers "
-                         f"ends with {spec.layer_sizes[-1]}")
+def _training_case(args: argparse.Namespace) -> runs.TrainingCase:
+    spec = _spec(args, datasets.PRESETS[args.dataset])
     try:
-        hw.loss_and_grads(spec, hw.init_params(spec, np.random.default_rng(0), dtype=args.dtype),
-                          x, y)
+        return runs.TrainingCase.make(args.dataset, spec, seed=args.seed, dtype=args.dtype,
+                                      optimizer=args.optimizer, lr=args.lr, epochs=args.epochs,
+                                      batch_size=args.batch_size, init=args.init)
     except (TypeError, ValueError) as error:
-        raise UsageError(f"dataset {args.dataset!r} does not fit this network: {error}") from None
-    params = hw.init_params(spec, rng, args.init or preset.init, dtype=args.dtype)
-    epochs = args.epochs or preset.epochs
-    batch_size = args.batch_size
-    if batch_size is not None and batch_size > x.shape[0]:
-        raise UsageError(f"--batch-size must be at most {x.shape[0]}, the dataset's size")
-    order = (hw.make_batch_order(x.shape[0], epochs, rng)
-             if batch_size is not None and batch_size < x.shape[0] else None)
-    optimizer = hw.OptimizerSpec(args.optimizer or preset.optimizer, args.lr or preset.lr)
-    return {"preset": preset, "spec": spec, "x": x, "y": y, "params": params, "epochs": epochs,
-            "batch_size": batch_size, "order": order, "optimizer": optimizer}
-
-
-def _mean_loss(spec: hw.NetworkSpec, params: hw.Params, x: np.ndarray, y: np.ndarray) -> float:
-    """The loss with reduction "mean" on the whole dataset: what the blog prints."""
-    mean_spec = dataclasses.replace(spec, reduction="mean")
-    _, cache = hw.forward(mean_spec, params, x)
-    return float(loss_value(mean_spec, params, cache, y))
+        raise UsageError(str(error)) from None
 
 
 def _progress(total: int, enabled: bool) -> Any:
@@ -155,47 +128,34 @@ def _progress(total: int, enabled: bool) -> Any:
     return tqdm(total=total, unit="epoch", leave=False, file=sys.stderr)
 
 
-def cmd_fit(args: argparse.Namespace) -> int:
-    s = _training_setup(args)
-    spec, x, y = s["spec"], s["x"], s["y"]
-    verbose = not (args.quiet or args.json)
-    bar = _progress(s["epochs"], verbose and sys.stderr.isatty() and s["epochs"] >= 200)
-    log: list[tuple[int, float]] = []
-
-    def report(epoch: int, params: hw.Params) -> None:
-        if epoch % 10 == 0 and epoch < s["epochs"]:
-            log.append((epoch, _mean_loss(spec, params, x, y)))
-            if verbose:
-                line = f"epoch: {epoch}, loss: {log[-1][1]}"
-                if bar is not None:
-                    bar.write(line)
-                else:
-                    print(line)
-        if bar is not None and epoch:
-            bar.update(1)
-
-    report(0, s["params"])
-    history = hw.train(spec, s["params"], x, y, s["optimizer"], epochs=s["epochs"],
-                       batch_size=s["batch_size"], batch_order=s["order"], callback=report)
-    if bar is not None:
-        bar.close()
-    final = history.final_params
-    final_loss = _mean_loss(spec, final, x, y)
+def _plot_fit(case: runs.TrainingCase, final: hw.Params, final_loss: float, out: Path) -> None:
     from bpnet import plots
 
-    title = (f"{args.dataset}: network {spec.layer_sizes}, {'/'.join(spec.activations)}\n"
-             f"{s['optimizer'].name} lr {s['optimizer'].lr}, {s['epochs']} epochs: "
-             f"mean loss {final_loss:.4g}")
-    if s["preset"].kind == "regression":
-        plots.fit_regression(x, y, lambda g: hw.predict(spec, final, g), args.out, title,
-                             f"network {spec.layer_sizes}")
+    title = case.title(f"{case.epochs} epochs: mean loss {final_loss:.4g}")
+    predict = lambda g: hw.predict(case.spec, final, g)  # noqa: E731
+    if case.preset.kind == "regression":
+        plots.fit_regression(case.x, case.y, predict, out, title,
+                             f"network {case.spec.layer_sizes}")
     else:
-        labels = y[:, 0].astype(int) if y.ndim == 2 else y
-        plots.fit_classification(x, labels, lambda g: hw.predict(spec, final, g), args.out, title)
+        labels = case.y[:, 0].astype(int) if case.y.ndim == 2 else case.y
+        plots.fit_classification(case.x, labels, predict, out, title)
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    case = _training_case(args)
+    verbose = not (args.quiet or args.json)
+    bar = _progress(case.epochs, verbose and sys.stderr.isatty() and case.epochs >= 200)
+    write = print if bar is None else bar.write
+    history, log = runs.fit(case, on_log=(lambda e, v: write(f"epoch: {e}, loss: {v}"))
+                            if verbose else None, on_epoch=bar.update if bar else None)
+    if bar is not None:
+        bar.close()
+    final_loss = case.mean_loss(history.final_params)
+    _plot_fit(case, history.final_params, final_loss, args.out)
     if args.json:
-        print(json.dumps({"spec": dataclasses.asdict(spec), "optimizer": {
-            "name": s["optimizer"].name, "lr": s["optimizer"].lr,
-            "hyperparams": dict(s["optimizer"].hyperparams)}, "epochs": s["epochs"],
+        print(json.dumps({"spec": dataclasses.asdict(case.spec), "optimizer": {
+            "name": case.optimizer.name, "lr": case.optimizer.lr,
+            "hyperparams": dict(case.optimizer.hyperparams)}, "epochs": case.epochs,
             "log": log, "final_loss": final_loss, "plot": str(args.out)}))
     else:
         print(f"final loss (mean over samples and outputs): {final_loss:.6g}")
@@ -205,11 +165,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 def _check_case(args: argparse.Namespace) -> tuple[hw.NetworkSpec, hw.Params, np.ndarray,
                                                    np.ndarray]:
+    from bpnet.problems import make_targets
+
     spec = _spec(args)
     rng = np.random.default_rng(args.seed)
     params = hw.init_params(spec, rng, "glorot_uniform")
     x = rng.uniform(-1.5, 1.5, (args.batch, spec.layer_sizes[0]))
-    y = datasets.make_targets(spec, rng, args.batch, np.float64, labels=args.labels)
+    y = make_targets(spec, rng, args.batch, np.float64, labels=args.labels)
     return spec, params, x, y
 
 
@@ -221,140 +183,78 @@ def _load(name: str) -> Any:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from bpnet.finite_diff import network_grads
-
     spec, params, x, y = _check_case(args)
-    ours = hw.trace(spec, params, x, y)
-    columns: dict[str, list[LeafReport]] = {}
-    for name in implementations.NAMES[1:]:
-        ref = _load(name)
-        columns[name] = compare_trace(ours, ref.trace(spec, params, x, y), rtol=RTOL64,
-                                      atol_scale=ATOL64_SCALE)
-    fd, masks = network_grads(spec, params, x, y)
-    atol = FD_ATOL_SCALE * max(1.0, abs(float(ours.loss)))
-    fd_reports: dict[tuple[int | None, str], LeafReport] = {}
-    for l, layer in enumerate(ours.layers):
-        for key in ("W", "b"):
-            fd_reports[(l, f"d_{key}")] = compare_leaf(layer[f"d_{key}"], fd[l][key], f"d_{key}",
-                                                       l, rtol=FD_RTOL, atol=atol,
-                                                       mask=masks[l][key])
-    rows = [(r.layer, r.quantity) for r in next(iter(columns.values()))]
-    failures = [(pair, r) for pair, reports in columns.items() for r in reports if not r.ok]
-    failures += [("finite differences", r) for r in fd_reports.values() if not r.ok]
-    order = {row: i for i, row in enumerate(rows)}
-    failures.sort(key=lambda item: order[(item[1].layer, item[1].quantity)])
-
+    report = cross_check(spec, params, x, y, {name: _load(name) for name in implementations.NAMES},
+                         finite_differences=True, grads=False)
     if args.json:
-        out = {"spec": dataclasses.asdict(spec), "batch": args.batch, "seed": args.seed,
-               "dtype": "float64", "ok": not failures,
-               "first_failure": (None if not failures else
-                                 {"pair": f"handwritten vs {failures[0][0]}",
-                                  "quantity": failures[0][1].label}),
-               "rows": [{"quantity": r.label, "layer": r.layer, "name": r.quantity,
-                         **{f"vs {pair}": {"max_abs": columns[pair][i].max_abs,
-                                           "max_rel": columns[pair][i].max_rel,
-                                           "ok": columns[pair][i].ok} for pair in columns},
-                         **({"vs finite differences": {
-                             "max_abs": fd_reports[(r.layer, r.quantity)].max_abs,
-                             "max_rel": fd_reports[(r.layer, r.quantity)].max_rel,
-                             "ok": fd_reports[(r.layer, r.quantity)].ok}}
-                            if (r.layer, r.quantity) in fd_reports else {})}
-                        for i, r in enumerate(next(iter(columns.values())))]}
-        print(json.dumps(out, default=float))
+        print(json.dumps(report.to_json() | {"seed": args.seed, "dtype": "float64"},
+                         default=float))
     else:
+        fd_atol = max(c.atol for (_, column), c in report.cells.items()
+                      if column == FINITE_DIFFERENCES)
         print(f"bpnet check: {spec}, batch {args.batch}, seed {args.seed}, float64")
         print(f"tolerance vs autograd: rtol {RTOL64:g} + {ATOL64_SCALE:g} * max|ref|; "
-              f"vs finite differences: rtol {FD_RTOL:g} + {atol:.2g}")
-        header = f"{'quantity':14s}" + "".join(f"{'vs ' + p.replace('reference_', ''):>22s}"
-                                                for p in columns) + f"{'vs finite diff':>22s}"
-        print(header)
-        print("-" * len(header))
-        for i, row in enumerate(rows):
-            first = columns[next(iter(columns))][i]
-            cells = [columns[p][i] for p in columns]
-            fd_cell = fd_reports.get(row)
-            text = f"{first.label:14s}" + "".join(f"{_cell(c):>22s}" for c in cells)
-            print(text + (f"{_cell(fd_cell):>22s}" if fd_cell else f"{'':>22s}"))
-        if failures:
-            pair, report = failures[0]
-            print(f"FAIL: first disagreement in derivation order: {report.label} "
-                  f"(handwritten vs {pair}): {report}")
-        else:
-            print("ok: every quantity agrees within the tolerance policy")
-    return 1 if failures else 0
-
-
-def _cell(report: LeafReport) -> str:
-    if report.problem:
-        return "FAIL " + report.problem[:14]
-    return f"{report.max_rel:9.2e} {'ok' if report.ok else 'FAIL'}"
+              f"vs finite differences: rtol {FD_RTOL:g} + {fd_atol:.2g}")
+        print(report.table())
+        print(report.verdict())
+    return 0 if report.ok else 1
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    s = _training_setup(args)
-    spec, x, y = s["spec"], s["x"], s["y"]
-    kwargs = {"epochs": s["epochs"], "batch_size": s["batch_size"], "batch_order": s["order"],
-              "record_every": 1}
-    histories = {name: _load(name).train(spec, s["params"], x, y, s["optimizer"], **kwargs)
-                 for name in implementations.NAMES}
-    ours = histories["handwritten"]
-
-    def divergence(other: hw.History) -> np.ndarray:
-        out = []
-        for mine, theirs in zip(ours.params, other.params):
-            scale = max(float(np.abs(v).max()) for p in mine for v in p.values())
-            out.append(max(float(np.abs(p[k] - q[k]).max()) for p, q in zip(mine, theirs)
-                           for k in p) / scale)
-        return np.array(out)
-
-    div = {name: divergence(h) for name, h in histories.items() if name != "handwritten"}
+    case = _training_case(args)
+    result = runs.compare(case, _load)
     from bpnet import plots
 
-    plots.compare({n: h.losses for n, h in histories.items()},
-                  {n.replace("reference_", ""): d for n, d in div.items()}, args.out,
-                  f"{args.dataset}: {spec.layer_sizes}, {s['optimizer'].name}, "
-                  f"{len(ours.losses)} steps, {args.dtype}")
-    result = {"final_loss": {n: float(h.losses[-1]) for n, h in histories.items()},
-              "max_divergence": {n: float(d.max()) for n, d in div.items()},
-              "steps": len(ours.losses), "plot": str(args.out)}
+    steps = len(result.histories["handwritten"].losses)
+    plots.compare({n: h.losses for n, h in result.histories.items()},
+                  {n.replace("reference_", ""): d for n, d in result.divergence.items()},
+                  args.out, f"{args.dataset}: {case.spec.layer_sizes}, {case.optimizer.name}, "
+                  f"{steps} steps, {args.dtype}")
     if args.json:
-        print(json.dumps(result))
-    else:
-        for name, h in histories.items():
-            print(f"{name:16s} final loss {float(h.losses[-1]):.17g}")
-        for name, d in div.items():
-            print(f"largest parameter divergence, handwritten vs {name}: {d.max():.3g} "
-                  f"(relative to max |θ|, over {len(d) - 1} steps)")
-        print(f"plot saved to {args.out}")
+        print(json.dumps({
+            "final_loss": {n: float(h.losses[-1]) for n, h in result.histories.items()},
+            "max_divergence": {n: float(d.max()) for n, d in result.divergence.items()},
+            "steps": steps, "plot": str(args.out)}))
+        return 0
+    for name, h in result.histories.items():
+        print(f"{name:16s} final loss {float(h.losses[-1]):.17g}")
+    for name, d in result.divergence.items():
+        print(f"largest parameter divergence, handwritten vs {name}: {d.max():.3g} "
+              f"(relative to max |θ|, over {len(d) - 1} steps)")
+    print(f"plot saved to {args.out}")
     return 0
+
+
+def _explain_values(args: argparse.Namespace) -> dict[str, Any]:
+    """Every trace quantity of one case, handwritten's beside one autograd reference's."""
+    args.batch, args.labels = args.values, True
+    spec, params, x, y = _check_case(args)
+    ours = hw.trace(spec, params, x, y)
+    name = next((n for n in implementations.NAMES[1:] if n in implementations.available()), None)
+    theirs = implementations.load(name).trace(spec, params, x, y) if name else None
+    values = []
+    for l, layer in enumerate(ours.layers):
+        for key, value in layer.items():
+            entry = {"quantity": f"layer {l} {key}", "handwritten": value.tolist()}
+            if theirs is not None and name is not None:
+                entry[name] = theirs.layers[l][key].tolist()
+            values.append(entry)
+    return {"values": values, "autograd": name}
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from bpnet.explain import derivation
 
-    spec = _spec(args)
-    lines = derivation(spec, "N" if args.values is None else str(args.values))
+    lines = derivation(_spec(args), "N" if args.values is None else str(args.values))
     result: dict[str, Any] = {"derivation": lines}
     if args.values is not None:
-        args.batch, args.labels = args.values, True
-        spec, params, x, y = _check_case(args)
-        ours = hw.trace(spec, params, x, y)
-        name = next((n for n in implementations.NAMES[1:]
-                     if n in implementations.available()), None)
-        theirs = implementations.load(name).trace(spec, params, x, y) if name else None
-        values = []
-        for l, layer in enumerate(ours.layers):
-            for key, value in layer.items():
-                entry = {"quantity": f"layer {l} {key}", "handwritten": value.tolist()}
-                if theirs is not None and name is not None:
-                    entry[name] = theirs.layers[l][key].tolist()
-                values.append(entry)
-        result |= {"values": values, "autograd": name}
+        result |= _explain_values(args)
     if args.json:
         print(json.dumps(result))
         return 0
     print("\n".join(lines))
     if args.values is not None:
+        name = result["autograd"]
         np.set_printoptions(precision=6, suppress=False, linewidth=100)
         print(f"\nvalues for batch {args.values}, seed {args.seed}"
               + (f" (handwritten, then {name} autograd)" if name else " (handwritten)"))
@@ -419,8 +319,9 @@ def build_parser() -> Parser:
     return parser
 
 
-BLOG_DEFAULTS = {"layers": (1, 10, 1), "activations": ("sigmoid", "sigmoid"),
-                 "loss": "half_mse", "reduction": "sum"}
+BLOG_DEFAULTS = {"layers": BLOG_SPEC.layer_sizes, "activations": BLOG_SPEC.activations,
+                 "loss": BLOG_SPEC.loss, "reduction": BLOG_SPEC.reduction}
+"""check and explain default to the blog's network (seed.BLOG_SPEC)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

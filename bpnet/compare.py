@@ -4,7 +4,8 @@ Checks keys, then shape, then dtype, then values, and names each leaf
 ("layer 1 d_W").  A trace is reported in the order the derivation computes it —
 forward z and a from the input up, then the loss, then d_a, d_z, d_W, d_b from
 the output layer down — so the first failing report is the first derivation step
-that disagrees.  The test suite and the command line both use this module.
+that disagrees.  ``bpnet.check.cross_check`` builds on it; ``param_divergence``
+is the one measure of how far two sets of params have drifted apart.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-FORWARD = ("z", "a")
-BACKWARD = ("d_a", "d_z", "d_W", "d_b")
+from handwritten.spec import BACKWARD_QUANTITIES as BACKWARD
+from handwritten.spec import FORWARD_QUANTITIES as FORWARD
 
 
 @dataclass(frozen=True)
@@ -118,3 +119,13 @@ def compare_params(actual: Sequence[Mapping[str, Any]], expected: Sequence[Mappi
 def first_failure(reports: Sequence[LeafReport]) -> LeafReport | None:
     """The first report that failed: the first derivation step that disagrees."""
     return next((r for r in reports if not r.ok), None)
+
+
+def param_divergence(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]]) -> float:
+    """Normwise distance of two params-shaped structures: max |a - b| over every leaf,
+    relative to max |a| over every leaf (the parameter-divergence metric of every
+    trajectory comparison: ``bpnet compare`` and the suite's trajectory envelope)."""
+    scale = max(float(np.abs(v).max()) for p in a for v in p.values())
+    diff = max(float(np.abs(np.asarray(p[k], np.float64) - np.asarray(q[k], np.float64)).max())
+               for p, q in zip(a, b) for k in p)
+    return diff / max(scale, float(np.finfo(np.float64).tiny))

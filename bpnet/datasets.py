@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from handwritten import LOSSES, NetworkSpec, Params
+from handwritten import NetworkSpec
+from handwritten.seed import BLOG_SPEC
 
 Data = tuple[np.ndarray, np.ndarray]
 
@@ -23,10 +24,7 @@ class Preset:
 
     make: Callable[[np.random.Generator, int], Data]
     n: int
-    layers: tuple[int, ...]
-    activations: tuple[str, ...]
-    loss: str
-    reduction: str
+    spec: NetworkSpec
     optimizer: str
     lr: float
     epochs: int
@@ -73,17 +71,20 @@ def spirals(rng: np.random.Generator, n: int) -> Data:
 
 
 PRESETS: dict[str, Preset] = {
-    "blog": Preset(blog, 100, (1, 10, 1), ("sigmoid", "sigmoid"), "half_mse", "sum", "sgd", 0.1,
-                   1000, "blog", "regression", "the blog post's y = x^2 + noise, its network"),
-    "sin": Preset(sin, 100, (1, 16, 1), ("tanh", "sigmoid"), "half_mse", "mean", "adam", 0.02,
-                  1000, "glorot_uniform", "regression", "a noisy sine"),
-    "xor": Preset(xor, 200, (2, 8, 1), ("tanh", "sigmoid"), "bce_with_logits", "mean", "adam",
-                  0.05, 500, "glorot_uniform", "classification", "XOR of the coordinates' signs"),
-    "moons": Preset(moons, 300, (2, 16, 2), ("tanh", "softmax"), "softmax_cross_entropy", "mean",
+    "blog": Preset(blog, 100, BLOG_SPEC, "sgd", 0.1, 1000, "blog", "regression",
+                   "the blog post's y = x^2 + noise, its network"),
+    "sin": Preset(sin, 100, NetworkSpec((1, 16, 1), ("tanh", "sigmoid"), "half_mse", "mean"),
+                  "adam", 0.02, 1000, "glorot_uniform", "regression", "a noisy sine"),
+    "xor": Preset(xor, 200, NetworkSpec((2, 8, 1), ("tanh", "sigmoid"), "bce_with_logits",
+                                        "mean"),
+                  "adam", 0.05, 500, "glorot_uniform", "classification",
+                  "XOR of the coordinates' signs"),
+    "moons": Preset(moons, 300, NetworkSpec((2, 16, 2), ("tanh", "softmax"),
+                                            "softmax_cross_entropy", "mean"),
                     "adam", 0.05, 500, "glorot_uniform", "classification", "two moons"),
-    "spirals": Preset(spirals, 300, (2, 32, 32, 3), ("relu", "relu", "softmax"),
-                      "softmax_cross_entropy", "mean", "adam", 0.02, 1000, "he_normal",
-                      "classification", "three spiral arms"),
+    "spirals": Preset(spirals, 300, NetworkSpec((2, 32, 32, 3), ("relu", "relu", "softmax"),
+                                                "softmax_cross_entropy", "mean"),
+                      "adam", 0.02, 1000, "he_normal", "classification", "three spiral arms"),
 }
 
 
@@ -93,30 +94,3 @@ def make(name: str, rng: np.random.Generator, n: int | None = None, dtype: Any =
     preset = PRESETS[name]
     x, y = preset.make(rng, n or preset.n)
     return x.astype(dtype), (y.astype(dtype) if y.dtype.kind == "f" else y)
-
-
-# Random problems for checks (bpnet check and the test suite) ---------------------------
-
-
-def make_targets(spec: NetworkSpec, rng: np.random.Generator, batch: int,
-                 dtype: Any, labels: bool = False) -> np.ndarray:
-    """Targets the spec's loss accepts: reals, probabilities, or classes (labels or one-hot)."""
-    n_out = spec.layer_sizes[-1]
-    kind = LOSSES[spec.loss].targets
-    if kind == "class":
-        idx = rng.integers(0, n_out, size=batch)
-        return idx if labels else np.eye(n_out, dtype=dtype)[idx]
-    if kind == "probability":
-        return rng.uniform(0, 1, size=(batch, n_out)).astype(dtype)
-    return rng.uniform(-1, 1, size=(batch, n_out)).astype(dtype)
-
-
-def make_params(spec: NetworkSpec, rng: np.random.Generator, dtype: Any,
-                scale: float = 1.0) -> Params:
-    """Bounded params: W ~ U(-s, s) sqrt(3 / fan_in) (unit-variance layers), b ~ U(-s, s) / 2."""
-    params = []
-    for fan_in, fan_out in zip(spec.layer_sizes[:-1], spec.layer_sizes[1:]):
-        w = rng.uniform(-scale, scale, (fan_in, fan_out)) * np.sqrt(3.0 / fan_in)
-        b = rng.uniform(-scale, scale, fan_out) / 2
-        params.append({"W": w.astype(dtype), "b": b.astype(dtype)})
-    return params

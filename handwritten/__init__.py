@@ -1,8 +1,10 @@
 """bpnet's hand-derived backpropagation network: NumPy only, every gradient by hand.
 
 Read in this order: ``activations`` (each value beside its derivative),
-``losses`` (each loss beside its gradient), ``network`` (forward, backward, the
-shared interface), ``optimizers`` (each update rule as a pure step),
+``losses`` (each loss beside its gradient), ``spec`` (the shared vocabulary:
+NetworkSpec, Params, Trace, OptimizerSpec, History), ``checks`` (the input
+checks every implementation shares), ``network`` (forward, backward, the shared
+interface), ``optimizers`` (each update rule as it states Delta theta),
 ``training`` (the only loop), and ``seed`` (the blog post's original program).
 The derivation behind every line is in docs/derivation.md.
 """
@@ -11,9 +13,6 @@ from handwritten.activations import ACTIVATIONS
 from handwritten.losses import LOSSES, REDUCTIONS
 from handwritten.network import (
     INIT_SCHEMES,
-    NetworkSpec,
-    Params,
-    Trace,
     backward,
     forward,
     init_params,
@@ -21,20 +20,31 @@ from handwritten.network import (
     predict,
     trace,
 )
-from handwritten.optimizers import OPTIMIZERS, OptimizerSpec, init_state, step
-from handwritten.training import History, make_batch_order, train
+from handwritten.optimizers import OPTIMIZERS, apply_updates, init_state, step, update
+from handwritten.spec import (
+    OPTIMIZER_DEFAULTS,
+    History,
+    NetworkSpec,
+    OptimizerSpec,
+    Params,
+    Trace,
+)
+from handwritten.training import Schedule, make_batch_order, train
 
 __all__ = [
     "ACTIVATIONS",
     "INIT_SCHEMES",
     "LOSSES",
     "OPTIMIZERS",
+    "OPTIMIZER_DEFAULTS",
     "REDUCTIONS",
     "History",
     "NetworkSpec",
     "OptimizerSpec",
     "Params",
+    "Schedule",
     "Trace",
+    "apply_updates",
     "backward",
     "forward",
     "init_params",
@@ -45,4 +55,5 @@ __all__ = [
     "step",
     "trace",
     "train",
+    "update",
 ]

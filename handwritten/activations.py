@@ -258,27 +258,32 @@ class Activation(NamedTuple):
 
     forward: Callable[[Array], Array]
     backward: Callable[[Array, Array, Array], Array]
+    derivative: str
+    """The backward's equation, d_z in terms of d_a, z and a (what ``bpnet explain`` prints)."""
     output_only: bool = False
     """True when the activation couples the units of a row (softmax)."""
+    kinked: bool = False
+    """True when a derivative jumps at z = 0 (relu and leaky_relu's first, elu's second).
+    Central finite differences lose their accuracy near such a point, so a
+    finite-difference check keeps z away from 0."""
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "sigmoid": Activation(sigmoid, sigmoid_backward),
-    "tanh": Activation(tanh, tanh_backward),
-    "relu": Activation(relu, relu_backward),
-    "leaky_relu": Activation(leaky_relu, leaky_relu_backward),
-    "elu": Activation(elu, elu_backward),
-    "softplus": Activation(softplus, softplus_backward),
-    "gelu": Activation(gelu, gelu_backward),
-    "silu": Activation(silu, silu_backward),
-    "identity": Activation(identity, identity_backward),
-    "softmax": Activation(softmax, softmax_backward, output_only=True),
+    "sigmoid": Activation(sigmoid, sigmoid_backward, "d_a * a * (1 - a)"),
+    "tanh": Activation(tanh, tanh_backward, "d_a * (1 - a**2)"),
+    "relu": Activation(relu, relu_backward, "d_a * [z > 0]", kinked=True),
+    "leaky_relu": Activation(leaky_relu, leaky_relu_backward,
+                             f"d_a * (1 if z > 0 else {LEAKY_RELU_SLOPE})", kinked=True),
+    "elu": Activation(elu, elu_backward, f"d_a * (1 if z > 0 else a + {ELU_ALPHA})",
+                      kinked=True),
+    "softplus": Activation(softplus, softplus_backward, "d_a * (1 - exp(-a))"),
+    "gelu": Activation(gelu, gelu_backward,
+                       "d_a * ((1 + t)/2 + z/2 (1 - t**2) c (1 + 3k z**2)),  t = tanh(u(z))"),
+    "silu": Activation(silu, silu_backward, "d_a * (s + a (1 - s)),  s = sigmoid(z)"),
+    "identity": Activation(identity, identity_backward, "d_a"),
+    "softmax": Activation(softmax, softmax_backward, "a * (d_a - sum(d_a * a, axis=1))",
+                          output_only=True),
 }
 """Every activation by name.  ``swish`` is an alias of ``silu``."""
 
 ACTIVATIONS["swish"] = ACTIVATIONS["silu"]
-
-KINKED_ACTIVATIONS = frozenset({"relu", "leaky_relu", "elu"})
-"""Activations with a kink at z = 0: relu and leaky_relu's first derivative jumps there,
-elu's second derivative does.  Central finite differences lose their accuracy
-near such a point, so a finite-difference check keeps z away from 0."""

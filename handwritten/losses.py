@@ -179,23 +179,34 @@ class Loss(NamedTuple):
 
     value: LossFn
     grad: LossGrad
+    equation: str
+    """The loss in z, a, y and the reduction's divisor n (what ``bpnet explain`` prints)."""
+    gradient: str
+    """The gradient's equation: d_a, or d_z for a fused loss, in terms of z, a, y and n."""
     fused_with: str | None = None
     """The output activation fused into the loss; its gradient is then d_z, not d_a."""
     output_activations: frozenset[str] | None = None
     """The output activations the loss accepts (None: any)."""
     targets: str = "real"
     """What y holds: "real", "probability" (in [0, 1]) or "class" (labels or rows summing to 1)."""
+    per_row: bool = False
+    """True when the loss has one term per row (the reduction "mean" divides by batch),
+    False when it has one per element (it divides by batch * n_out)."""
 
 
 LOSSES: dict[str, Loss] = {
-    "half_mse": Loss(half_mse, half_mse_grad),
-    "mse": Loss(mse, mse_grad),
-    "bce": Loss(bce, bce_grad, output_activations=frozenset({"sigmoid", "softmax"}),
-                targets="probability"),
-    "bce_with_logits": Loss(bce_with_logits, bce_with_logits_grad, fused_with="sigmoid",
+    "half_mse": Loss(half_mse, half_mse_grad, "sum((a - y)**2 / 2) / n", "d_a = (a - y) / n"),
+    "mse": Loss(mse, mse_grad, "sum((a - y)**2) / n", "d_a = 2 (a - y) / n"),
+    "bce": Loss(bce, bce_grad, "-sum(y log a + (1 - y) log(1 - a)) / n",
+                "d_a = (a - y) / (a (1 - a)) / n",
+                output_activations=frozenset({"sigmoid", "softmax"}), targets="probability"),
+    "bce_with_logits": Loss(bce_with_logits, bce_with_logits_grad, "sum(softplus(z) - y z) / n",
+                            "d_z = (sigmoid(z) - y) / n", fused_with="sigmoid",
                             output_activations=frozenset({"sigmoid"}), targets="probability"),
     "softmax_cross_entropy": Loss(softmax_cross_entropy, softmax_cross_entropy_grad,
-                                  fused_with="softmax",
-                                  output_activations=frozenset({"softmax"}), targets="class"),
+                                  "sum(logsumexp(z) - sum_k y_k z_k) / n",
+                                  "d_z = (softmax(z) - y) / n", fused_with="softmax",
+                                  output_activations=frozenset({"softmax"}), targets="class",
+                                  per_row=True),
 }
 """Every loss by name."""

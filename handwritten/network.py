@@ -29,100 +29,16 @@ back d_z of the output layer directly; that layer then has no d_a.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
-from handwritten import _checks
+from handwritten import checks
 from handwritten.activations import ACTIVATIONS
-from handwritten.losses import LOSSES, REDUCTIONS
-
-Array = NDArray[np.floating[Any]]
-Params = list[dict[str, Array]]
-"""One ``{"W": (fan_in, fan_out), "b": (fan_out,)}`` dict per layer; gradients alike."""
-Scalar = np.floating[Any]
+from handwritten.losses import LOSSES
+from handwritten.spec import Array, NetworkSpec, Params, Scalar, Trace
 
 INIT_SCHEMES = ("blog", "glorot_uniform", "glorot_normal", "he_normal")
-
-
-@dataclass(frozen=True)
-class NetworkSpec:
-    """What a network is: sizes, activations, loss.  Validated on construction.
-
-    Parameters
-    ----------
-    layer_sizes : tuple of int
-        ``(n_in, h_1, ..., n_out)``, at least two entries, each >= 1.
-    activations : tuple of str
-        One name from ``ACTIVATIONS`` per layer (``len(layer_sizes) - 1``);
-        hidden and output layers may differ.  softmax only on the output layer.
-    loss : str
-        A name from ``LOSSES``; it must accept the output activation.
-    reduction : {"mean", "sum"}
-        How the loss reduces over the batch (see ``handwritten.losses``).
-    weight_decay : float
-        L2 penalty lambda >= 0: adds lambda/2 * sum ||W||^2 to the loss.
-    """
-
-    layer_sizes: tuple[int, ...]
-    activations: tuple[str, ...]
-    loss: str = "half_mse"
-    reduction: str = "mean"
-    weight_decay: float = 0.0
-
-    def __post_init__(self) -> None:
-        sizes = _as_tuple("layer_sizes", self.layer_sizes)
-        names = _as_tuple("activations", self.activations)
-        object.__setattr__(self, "layer_sizes", sizes)
-        object.__setattr__(self, "activations", names)
-        if len(sizes) < 2:
-            raise ValueError(f"layer_sizes needs at least (n_in, n_out), got {sizes}")
-        for i, n in enumerate(sizes):
-            _checks.check_positive_int(f"layer_sizes[{i}]", n)
-        if len(names) != len(sizes) - 1:
-            raise ValueError(f"activations needs one name per layer ({len(sizes) - 1} for "
-                             f"layer_sizes {sizes}), got {len(names)}: {names}")
-        for i, name in enumerate(names):
-            if name not in ACTIVATIONS:
-                raise ValueError(f"activations[{i}] is unknown: {name!r}; "
-                                 f"expected one of {sorted(ACTIVATIONS)}")
-            if ACTIVATIONS[name].output_only and i != len(names) - 1:
-                raise ValueError(f"activations[{i}] is {name!r}, which is allowed only on the "
-                                 "output layer")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss is unknown: {self.loss!r}; expected one of {sorted(LOSSES)}")
-        accepted = LOSSES[self.loss].output_activations
-        if accepted is not None and names[-1] not in accepted:
-            raise ValueError(f"loss {self.loss!r} needs the output activation to be one of "
-                             f"{sorted(accepted)}, got {names[-1]!r}")
-        if self.reduction not in REDUCTIONS:
-            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {self.reduction!r}")
-        object.__setattr__(self, "weight_decay",
-                           _checks.check_real("weight_decay", self.weight_decay, low=0.0))
-
-    @property
-    def n_layers(self) -> int:
-        """Number of weight layers, len(layer_sizes) - 1."""
-        return len(self.layer_sizes) - 1
-
-
-def _as_tuple(name: str, value: object) -> tuple[Any, ...]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
-        raise TypeError(f"{name} must be a tuple or list, got {type(value).__name__}")
-    return tuple(value)
-
-
-class Trace(NamedTuple):
-    """Every quantity of one forward and backward pass.
-
-    ``layers[l]`` maps "z", "a", "d_a", "d_z", "d_W", "d_b" to layer l's arrays
-    (the output layer of a fused loss has no "d_a").
-    """
-
-    loss: Scalar
-    layers: list[dict[str, Array]]
 
 
 # initialisation --------------------------------------------------------------
@@ -142,13 +58,11 @@ def init_params(spec: NetworkSpec, rng: np.random.Generator, scheme: str = "blog
     Draws are made layer by layer in float64 and then cast to ``dtype``, so
     float32 and float64 params from the same seed agree to float32 rounding.
     """
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), "
-                        f"got {type(rng).__name__}")
+    checks.check_rng(rng)
     if scheme not in INIT_SCHEMES:
         raise ValueError(f"scheme is unknown: {scheme!r}; expected one of {INIT_SCHEMES}")
     dt = np.dtype(dtype)
-    if dt not in _checks.FLOAT_DTYPES:
+    if dt not in checks.FLOAT_DTYPES:
         raise TypeError(f"dtype must be float32 or float64, got {dt}")
     params: Params = []
     for fan_in, fan_out in zip(spec.layer_sizes[:-1], spec.layer_sizes[1:]):
@@ -222,7 +136,7 @@ def backward(spec: NetworkSpec, params: Params, x: Array, y: Array,
     deltas: list[dict[str, Array]] = [{} for _ in range(n_layers)]
 
     out = cache[-1]
-    if loss.fused_with:
+    if spec.fused_output:
         d_z = loss.grad(out["z"], out["a"], y, spec.reduction)     # dL/dz_out directly
     else:
         deltas[-1]["d_a"] = loss.grad(out["z"], out["a"], y, spec.reduction)
@@ -250,8 +164,8 @@ def backward(spec: NetworkSpec, params: Params, x: Array, y: Array,
 
 def predict(spec: NetworkSpec, params: Params, x: Array) -> Array:
     """The network's output a_{L-1} for inputs x of shape (batch, n_in)."""
-    dtype = _checks.check_x(spec, x)
-    _checks.check_params(spec, params, dtype)
+    dtype = checks.check_x(spec, x)
+    checks.check_params(spec, params, dtype)
     return forward(spec, params, x)[0]
 
 
@@ -271,7 +185,7 @@ def loss_and_grads(spec: NetworkSpec, params: Params, x: Array, y: Array
     loss : scalar of the params' dtype
     grads : dL/dparams, exactly the structure, shapes and dtype of ``params``
     """
-    _checks.check_problem(spec, params, x, y)
+    checks.check_problem(spec, params, x, y)
     _, cache = forward(spec, params, x)
     grads, _ = backward(spec, params, x, y, cache)
     return loss_value(spec, params, cache, y), grads
@@ -282,14 +196,10 @@ def trace(spec: NetworkSpec, params: Params, x: Array, y: Array) -> Trace:
 
     This is what lets a check name the *first* derivation step that is wrong.
     """
-    _checks.check_problem(spec, params, x, y)
+    checks.check_problem(spec, params, x, y)
     _, cache = forward(spec, params, x)
     grads, deltas = backward(spec, params, x, y, cache)
-    layers = []
-    for c, d, g in zip(cache, deltas, grads):
-        layer = {"z": c["z"], "a": c["a"]}
-        if "d_a" in d:
-            layer["d_a"] = d["d_a"]
-        layer.update(d_z=d["d_z"], d_W=g["W"], d_b=g["b"])
-        layers.append(layer)
-    return Trace(loss_value(spec, params, cache, y), layers)
+    return Trace.from_passes(spec, loss_value(spec, params, cache, y),
+                             z=[c["z"] for c in cache], a=[c["a"] for c in cache],
+                             d_a=[d.get("d_a") for d in deltas], d_z=[d["d_z"] for d in deltas],
+                             d_W=[g["W"] for g in grads], d_b=[g["b"] for g in grads])

@@ -41,7 +41,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from handwritten.activations import sigmoid
-from handwritten.network import NetworkSpec, Params
+from handwritten.spec import NetworkSpec, Params
 
 Array = NDArray[np.floating[Any]]
 

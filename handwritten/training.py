@@ -7,95 +7,122 @@ batch is fixed by ``batch_order``, an (epochs, N) array whose rows are
 permutations of range(N): epoch e visits ``x[batch_order[e]]`` in slices of b.
 Draw it once with ``make_batch_order(n, epochs, rng)`` and hand the same array to
 every implementation, so all of them see the same batches.
+
+``Schedule`` is that loop's bookkeeping, shared by all three ``train``
+functions: which rows each step sees, after which steps params are recorded,
+and when training has diverged (a non-finite loss, or non-finite final params),
+with one message for all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from handwritten import _checks
-from handwritten.network import NetworkSpec, Params, backward, forward, loss_value
-from handwritten.optimizers import OptimizerSpec, State, init_state, step
+from handwritten import checks
+from handwritten.network import backward, forward, loss_value
+from handwritten.optimizers import apply_updates, init_state, update
+from handwritten.spec import History, NetworkSpec, OptimizerSpec, Params, State
 
 Array = NDArray[np.floating[Any]]
 
 
-@dataclass(frozen=True)
-class History:
-    """What a training run did.
+def make_batch_order(n_samples: int, epochs: int, rng: np.random.Generator) -> NDArray[np.intp]:
+    """One random permutation of range(n_samples) per epoch, shape (epochs, n_samples)."""
+    n_samples = checks.positive_int("n_samples", n_samples)
+    epochs = checks.positive_int("epochs", epochs)
+    checks.check_rng(rng)
+    return np.stack([rng.permutation(n_samples) for _ in range(epochs)])
 
-    Attributes
-    ----------
-    losses : (n_steps,)
-        The loss of each step's batch, evaluated before that step's update
-        (as the blog prints it), in the params' dtype.
-    recorded_steps : tuple of int
-        The steps after which params were recorded: 0 (the initial params),
-        every ``record_every``-th step (if given), and the last step.
-    params : list of Params
-        ``params[i]`` holds the params after step ``recorded_steps[i]``.
-    state : dict
-        The optimizer state after the last step.
+
+@dataclass(frozen=True)
+class Batch:
+    """One step of a schedule."""
+
+    step: int                             # t = 1, 2, ...
+    epoch: int                            # 0-based
+    number: int                           # 1-based, within the epoch
+    rows: slice | NDArray[np.intp]        # the samples: x[rows], y[rows]
+    end_of_epoch: bool
+    record: bool                          # params are recorded after this step
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Which samples each step sees, after which steps params are recorded, and the
+    divergence checks: the bookkeeping every ``train`` shares.
+
+    Build it with ``Schedule.for_training``, which checks every argument of ``train``.
     """
 
-    losses: Array
-    recorded_steps: tuple[int, ...]
-    params: list[Params]
-    state: State
+    n_samples: int
+    epochs: int
+    batch_size: int
+    batch_order: NDArray[np.intp] | None = None
+    record_every: int | None = None
+
+    @classmethod
+    def for_training(cls, spec: NetworkSpec, params: Params, x: Array, y: Array,
+                     optimizer: OptimizerSpec, epochs: object, batch_size: object,
+                     batch_order: object, record_every: object, callback: object) -> Schedule:
+        """Check every argument of ``train`` (the problem first), then build the schedule."""
+        checks.check_problem(spec, params, x, y)
+        n = x.shape[0]
+        epochs_, size, order, every = checks.check_training_args(
+            optimizer, n, epochs, batch_size, batch_order, record_every, callback)
+        return cls(n, epochs_, size, order, every)
 
     @property
-    def final_params(self) -> Params:
-        """The params after the last step."""
-        return self.params[-1]
+    def steps_per_epoch(self) -> int:
+        return -(-self.n_samples // self.batch_size)
+
+    @property
+    def n_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    @property
+    def recorded_steps(self) -> tuple[int, ...]:
+        """0 (the initial params), every record_every-th step, and the last step."""
+        every = self.record_every or self.n_steps
+        return (0, *range(every, self.n_steps, every), self.n_steps)
+
+    def __iter__(self) -> Iterator[Batch]:
+        t = 0
+        for epoch in range(self.epochs):
+            for number, start in enumerate(range(0, self.n_samples, self.batch_size), 1):
+                stop = start + self.batch_size
+                rows = (slice(start, stop) if self.batch_order is None    # a view: no copy
+                        else self.batch_order[epoch, start:stop])
+                t += 1
+                yield Batch(t, epoch, number, rows, number == self.steps_per_epoch,
+                            t == self.n_steps or (self.record_every is not None
+                                                  and t % self.record_every == 0))
+
+    def check_loss(self, loss: float | np.floating[Any], batch: Batch) -> None:
+        """Stop with a message naming the step when a batch's loss is NaN or inf."""
+        if not np.isfinite(loss):
+            raise FloatingPointError(
+                f"training diverged: the loss is {loss} at step {batch.step} (epoch "
+                f"{batch.epoch + 1}, batch {batch.number} of {self.steps_per_epoch}); "
+                "try a smaller learning rate")
+
+    def history(self, losses: list[Any], recorded: list[Params], state: State,
+                dtype: np.dtype[Any]) -> History:
+        """The run's History, once the final params are checked to be finite."""
+        if not all(np.isfinite(v).all() for p in recorded[-1] for v in p.values()):
+            raise FloatingPointError(
+                f"training diverged: the params are non-finite after step {self.n_steps} "
+                f"(epoch {self.epochs}); try a smaller learning rate")
+        assert len(recorded) == len(self.recorded_steps)
+        return History(np.array(losses, dtype=dtype), self.recorded_steps, recorded, state)
 
 
 def _copy(params: Params) -> Params:
     return [{k: v.copy() for k, v in p.items()} for p in params]
-
-
-def make_batch_order(n_samples: int, epochs: int, rng: np.random.Generator) -> NDArray[np.intp]:
-    """One random permutation of range(n_samples) per epoch, shape (epochs, n_samples)."""
-    n_samples = _checks.check_positive_int("n_samples", n_samples)
-    epochs = _checks.check_positive_int("epochs", epochs)
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    return np.stack([rng.permutation(n_samples) for _ in range(epochs)])
-
-
-def _check_batch_order(batch_order: object, epochs: int, n: int) -> NDArray[np.intp]:
-    if not isinstance(batch_order, np.ndarray) or batch_order.dtype.kind not in "iu":
-        raise TypeError("batch_order must be an integer numpy.ndarray of shape (epochs, n_samples)")
-    if batch_order.shape != (epochs, n):
-        raise ValueError(f"batch_order must have shape (epochs, n_samples) = ({epochs}, {n}), "
-                         f"got {batch_order.shape}")
-    if not (np.sort(batch_order, axis=1) == np.arange(n)).all():
-        raise ValueError(f"every row of batch_order must be a permutation of range({n})")
-    return batch_order.astype(np.intp)
-
-
-def check_training_args(spec: object, optimizer: object, x: Array, epochs: object,
-                        batch_size: object, batch_order: object, record_every: object
-                        ) -> tuple[int, NDArray[np.intp] | None, int | None]:
-    """Check train()'s arguments (x already checked); return batch_size and batch_order.
-
-    Shared by the reference implementations, so all three refuse the same inputs.
-    """
-    if not isinstance(optimizer, OptimizerSpec):
-        raise TypeError(f"optimizer must be an OptimizerSpec, got {type(optimizer).__name__}")
-    epochs = _checks.check_positive_int("epochs", epochs)
-    every = None if record_every is None else _checks.check_positive_int("record_every",
-                                                                          record_every)
-    n = x.shape[0]
-    size = _checks.check_positive_int("batch_size", n if batch_size is None else batch_size)
-    if size > n:
-        raise ValueError(f"batch_size must be in [1, {n}] (the number of samples), got {size}")
-    order = None if batch_order is None else _check_batch_order(batch_order, epochs, n)
-    return size, order, every
 
 
 def train(spec: NetworkSpec, params: Params, x: Array, y: Array, optimizer: OptimizerSpec,
@@ -122,7 +149,7 @@ def train(spec: NetworkSpec, params: Params, x: Array, y: Array, optimizer: Opti
         would fill the memory).
     callback : callable, optional
         Called as ``callback(epochs_done, params)`` after every epoch (for
-        progress reports); it must not modify ``params``.
+        progress reports); it gets a copy of the params.
 
     Raises
     ------
@@ -130,47 +157,26 @@ def train(spec: NetworkSpec, params: Params, x: Array, y: Array, optimizer: Opti
         When a step's loss, or the final params, become NaN or inf; the message
         names the step and epoch.
     """
-    _checks.check_problem(spec, params, x, y)
-    batch_size, order, record_every = check_training_args(spec, optimizer, x, epochs, batch_size,
-                                                          batch_order, record_every)
-    n = x.shape[0]
-
+    schedule = Schedule.for_training(spec, params, x, y, optimizer, epochs, batch_size,
+                                     batch_order, record_every, callback)
     state = init_state(optimizer, params)
     losses = []
-    recorded_steps, recorded = [0], [params]
-    # a private copy, updated in place (step(..., out=params)): the caller's arrays are
-    # never touched, and no step allocates a new set of params
+    recorded = [params]
+    # a private copy, updated in place: the caller's arrays are never touched, and no
+    # step allocates a new set of params
     params = _copy(params)
-    steps_per_epoch = -(-n // batch_size)
-    t = 0
-    for epoch in range(epochs):
-        for start in range(0, n, batch_size):
-            stop = start + batch_size
-            if order is None:
-                xb, yb = x[start:stop], y[start:stop]           # views: no copy
-            else:
-                idx = order[epoch, start:stop]
-                xb, yb = x[idx], y[idx]
-            _, cache = forward(spec, params, xb)
-            loss = loss_value(spec, params, cache, yb)
-            if not np.isfinite(loss):
-                raise FloatingPointError(
-                    f"training diverged: the loss is {loss} at step {t + 1} "
-                    f"(epoch {epoch + 1}, batch {start // batch_size + 1} of {steps_per_epoch}); "
-                    "try a smaller learning rate")
-            grads, _ = backward(spec, params, xb, yb, cache, keep_deltas=False)
-            params, state = step(optimizer, params, grads, state, out=params)
-            losses.append(loss)
-            t += 1
-            if record_every is not None and t % record_every == 0:
-                recorded_steps.append(t)
-                recorded.append(_copy(params))
-        if callback is not None:
-            callback(epoch + 1, _copy(params))
-    if recorded_steps[-1] != t:
-        recorded_steps.append(t)
-        recorded.append(params)
-    if not all(np.isfinite(v).all() for p in params for v in p.values()):
-        raise FloatingPointError(f"training diverged: the params are non-finite after step {t} "
-                                 f"(epoch {epochs}); try a smaller learning rate")
-    return History(np.array(losses, dtype=x.dtype), tuple(recorded_steps), recorded, state)
+    for batch in schedule:
+        xb, yb = x[batch.rows], y[batch.rows]
+        _, cache = forward(spec, params, xb)
+        loss = loss_value(spec, params, cache, yb)
+        schedule.check_loss(loss, batch)
+        grads, _ = backward(spec, params, xb, yb, cache, keep_deltas=False)
+        del cache                                   # free the activations before the update
+        updates, state = update(optimizer, grads, state, params)
+        apply_updates(params, updates, in_place=True)
+        losses.append(loss)
+        if batch.record:
+            recorded.append(params if batch.step == schedule.n_steps else _copy(params))
+        if callback is not None and batch.end_of_epoch:
+            callback(batch.epoch + 1, _copy(params))
+    return schedule.history(losses, recorded, state, x.dtype)

@@ -31,16 +31,15 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from handwritten import _checks
-from handwritten.losses import LOSSES as HW_LOSSES
-from handwritten.network import NetworkSpec, Params, Trace
+from handwritten import checks
+from handwritten.spec import NetworkSpec, Params, Trace
 from reference_jax.activations import ACTIVATIONS
+from reference_jax.losses import TERMS
 
 DEPTH = 4
 ACTIVATION_NAMES = tuple(sorted(ACTIVATIONS))
-LOSS_NAMES = tuple(sorted(HW_LOSSES))
+LOSS_NAMES = tuple(sorted(TERMS))
 # A padded softmax logit: exp(-1e30 - max) is exactly 0, and unlike -inf it keeps
 # 0 * logit finite in the cross-entropy of a padded column.
 MASKED_LOGIT = -1e30
@@ -61,26 +60,25 @@ def _activation_branch(name: str) -> Any:
     return lambda z, columns: f(z)
 
 
-def _per_element(name: str) -> Any:
-    """Each loss before reduction, on padded arrays: (z, a, y, mask, columns) -> terms."""
-    if name == "half_mse":
-        return lambda z, a, y, m, c: optax.losses.l2_loss(a, y)
-    if name == "mse":
-        return lambda z, a, y, m, c: optax.losses.squared_error(a, y)
-    if name == "bce":
-        def bce(z: jax.Array, a: jax.Array, y: jax.Array, m: jax.Array, c: jax.Array) -> Any:
-            a = jnp.where(m, a, 0.5)          # padded entries: a harmless probability
-            return -(y * jnp.log(a) + (1 - y) * jnp.log1p(-a))
-        return bce
-    if name == "bce_with_logits":
-        return lambda z, a, y, m, c: optax.losses.sigmoid_binary_cross_entropy(z, y)
-    if name == "softmax_cross_entropy":
-        def ce(z: jax.Array, a: jax.Array, y: jax.Array, m: jax.Array, c: jax.Array) -> Any:
-            rows = optax.losses.softmax_cross_entropy(jnp.where(c, z, MASKED_LOGIT), y)
-            first_column = jnp.arange(z.shape[1]) == 0       # one term per row, exactly
-            return jnp.where(first_column[None, :], rows[:, None], 0)
-        return ce
-    raise ValueError(name)
+def _padded_terms(name: str) -> Any:
+    """reference_jax's terms of one loss on padded arrays, as (batch, width) terms and their
+    count: (z, a, y, mask, n_rows, n_out) -> (terms, count).
+
+    Padded entries get harmless inputs (a logit whose exp() is exactly 0, a probability of
+    0.5) so that neither they nor their gradients are NaN before the mask removes them.  A
+    loss with one term per row (softmax cross-entropy) puts it in the row's first column.
+    """
+    terms = TERMS[name]
+
+    def padded(z: jax.Array, a: jax.Array, y: jax.Array, mask: jax.Array, n_rows: jax.Array,
+               n_out: jax.Array) -> tuple[jax.Array, jax.Array]:
+        columns = mask.any(axis=0)
+        t = terms(jnp.where(columns[None, :], z, MASKED_LOGIT), jnp.where(mask, a, 0.5), y)
+        if t.ndim == 1:
+            first_column = jnp.arange(z.shape[1]) == 0
+            return jnp.where(first_column[None, :], t[:, None], 0), n_rows
+        return t, n_rows * n_out
+    return padded
 
 
 def _loss(params: Any, dz: Any, da: Any, x: jax.Array, y: jax.Array, meta: dict[str, Any]
@@ -94,9 +92,11 @@ def _loss(params: Any, dz: Any, da: Any, x: jax.Array, y: jax.Array, meta: dict[
                            meta["columns"]) + da[l]
         cache.append({"z": z, "a": a})
     mask = meta["rows"][:, None] & meta["columns"][None, :]
-    terms = jax.lax.switch(meta["loss"], [_per_element(n) for n in LOSS_NAMES],
-                           cache[-1]["z"], cache[-1]["a"], y, mask, meta["columns"])
-    loss = jnp.sum(jnp.where(mask, terms, 0)) / meta["divisor"]
+    terms, count = jax.lax.switch(meta["loss"], [_padded_terms(n) for n in LOSS_NAMES],
+                                  cache[-1]["z"], cache[-1]["a"], y, mask, meta["n_rows"],
+                                  meta["n_out"])
+    divisor = jnp.where(meta["mean"], count, 1).astype(terms.dtype)
+    loss = jnp.sum(jnp.where(mask, terms, 0)) / divisor
     decay = sum(meta["real"][l] * jnp.sum(params[l]["W"] ** 2) for l in range(len(params)))
     return loss + meta["weight_decay"] / 2 * decay, cache
 
@@ -126,15 +126,15 @@ def _padded_problem(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndar
     padded += [{"W": _pad(p["W"], (width, width)), "b": _pad(p["b"], (width,))} for p in params]
     if y.ndim == 1:                                  # class labels: one-hot rows
         y = np.eye(n_out, dtype=dtype)[y]
-    reduction_count = (x.shape[0] if spec.loss == "softmax_cross_entropy"
-                       else x.shape[0] * n_out)
     meta = {
         "activation": np.array([ACTIVATION_NAMES.index("identity")] * offset
                                + [ACTIVATION_NAMES.index(n) for n in spec.activations]),
         "loss": np.array(LOSS_NAMES.index(spec.loss)),
         "rows": np.arange(batch) < x.shape[0],
         "columns": np.arange(width) < n_out,
-        "divisor": np.array(reduction_count if spec.reduction == "mean" else 1, dtype),
+        "n_rows": np.array(x.shape[0]),
+        "n_out": np.array(n_out),
+        "mean": np.array(spec.reduction == "mean"),
         "real": np.array([0.0] * offset + [1.0] * spec.n_layers, dtype),
         "weight_decay": np.array(spec.weight_decay, dtype),
     }
@@ -144,26 +144,22 @@ def _padded_problem(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndar
 
 def trace(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray) -> Trace:
     """reference_jax.trace's result, computed on the padded network."""
-    _checks.check_problem(spec, params, x, y)
+    checks.check_problem(spec, params, x, y)
     padded, zeros, px, py, meta, offset = _padded_problem(spec, params, x, y)
     # one transfer to NumPy, then NumPy slicing: slicing JAX arrays eagerly would compile
     # a new XLA op for every new slice shape
     (loss, cache), (d_params, d_z, d_a) = jax.device_get(
         _compiled(len(padded))(padded, zeros, zeros, px, py, meta))
-    fused = HW_LOSSES[spec.loss].fused_with is not None
-    batch, layers = x.shape[0], []
-    for l in range(spec.n_layers):
-        fan_in, fan_out = spec.layer_sizes[l], spec.layer_sizes[l + 1]
-        k = offset + l
-        layer = {"z": np.array(cache[k]["z"][:batch, :fan_out]),
-                 "a": np.array(cache[k]["a"][:batch, :fan_out])}
-        if not (fused and l == spec.n_layers - 1):
-            layer["d_a"] = np.array(d_a[k][:batch, :fan_out])
-        layer.update(d_z=np.array(d_z[k][:batch, :fan_out]),
-                     d_W=np.array(d_params[k]["W"][:fan_in, :fan_out]),
-                     d_b=np.array(d_params[k]["b"][:fan_out]))
-        layers.append(layer)
-    return Trace(np.asarray(loss).dtype.type(loss), layers)
+    batch, layers = x.shape[0], spec.layer_sizes
+    padded_layers = range(offset, offset + spec.n_layers)
+    return Trace.from_passes(
+        spec, np.asarray(loss).dtype.type(loss),
+        z=[cache[k]["z"][:batch, :layers[l + 1]] for l, k in enumerate(padded_layers)],
+        a=[cache[k]["a"][:batch, :layers[l + 1]] for l, k in enumerate(padded_layers)],
+        d_a=[d_a[k][:batch, :layers[l + 1]] for l, k in enumerate(padded_layers)],
+        d_z=[d_z[k][:batch, :layers[l + 1]] for l, k in enumerate(padded_layers)],
+        d_W=[d_params[k]["W"][:layers[l], :layers[l + 1]] for l, k in enumerate(padded_layers)],
+        d_b=[d_params[k]["b"][:layers[l + 1]] for l, k in enumerate(padded_layers)])
 
 
 def loss_and_grads(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray

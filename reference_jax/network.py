@@ -16,9 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from handwritten import _checks
-from handwritten.losses import LOSSES as HW_LOSSES
-from handwritten.network import NetworkSpec, Params, Trace
+from handwritten import checks
+from handwritten.spec import NetworkSpec, Params, Trace
 from reference_jax.activations import ACTIVATIONS
 from reference_jax.losses import LOSSES
 
@@ -87,36 +86,25 @@ def _trace(params: JaxParams, x: jax.Array, y: jax.Array, spec: NetworkSpec) -> 
     return loss, cache, d_params, d_z, d_a
 
 
-def _scalar(v: jax.Array) -> Any:
-    return np.asarray(v)[()]
-
-
 def predict(spec: NetworkSpec, params: Params, x: np.ndarray) -> np.ndarray:
     """The network's output for inputs x (batch, n_in)."""
-    dtype = _checks.check_x(spec, x)
-    _checks.check_params(spec, params, dtype)
+    dtype = checks.check_x(spec, x)
+    checks.check_params(spec, params, dtype)
     return np.array(forward(spec, to_jax(params), jnp.asarray(x))[0])
 
 
 def loss_and_grads(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray
                    ) -> tuple[Any, Params]:
     """The loss and jax.value_and_grad's gradient for every parameter."""
-    _checks.check_problem(spec, params, x, y)
+    checks.check_problem(spec, params, x, y)
     loss, grads = _loss_and_grads(to_jax(params), jnp.asarray(x), jnp.asarray(y), spec)
-    return _scalar(loss), from_jax(grads)
+    return np.asarray(loss)[()], from_jax(grads)
 
 
 def trace(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray) -> Trace:
     """Every z, a and autograd's d_a, d_z, d_W, d_b of every layer."""
-    _checks.check_problem(spec, params, x, y)
+    checks.check_problem(spec, params, x, y)
     loss, cache, d_params, d_z, d_a = _trace(to_jax(params), jnp.asarray(x), jnp.asarray(y), spec)
-    fused = HW_LOSSES[spec.loss].fused_with is not None
-    layers = []
-    for l in range(spec.n_layers):
-        layer = {"z": np.array(cache[l]["z"]), "a": np.array(cache[l]["a"])}
-        if not (fused and l == spec.n_layers - 1):
-            layer["d_a"] = np.array(d_a[l])
-        layer.update(d_z=np.array(d_z[l]), d_W=np.array(d_params[l]["W"]),
-                     d_b=np.array(d_params[l]["b"]))
-        layers.append(layer)
-    return Trace(_scalar(loss), layers)
+    return Trace.from_passes(spec, loss, z=[c["z"] for c in cache], a=[c["a"] for c in cache],
+                             d_a=d_a, d_z=d_z, d_W=[g["W"] for g in d_params],
+                             d_b=[g["b"] for g in d_params])

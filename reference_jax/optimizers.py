@@ -27,12 +27,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import optax
 
-from handwritten.network import Params
-from handwritten.optimizers import OptimizerSpec, State
+from handwritten.spec import OptimizerSpec, Params, State
 from reference_jax.network import from_jax, to_jax
 
 MAKERS: dict[str, Callable[[Any, dict[str, Any]], optax.GradientTransformation]] = {
@@ -86,19 +84,11 @@ def read_state(opt_state: Any, t: int) -> State:
     return state
 
 
-def step(optimizer: OptimizerSpec, params: Params, grads: Params, state: State,
-         out: Params | None = None) -> tuple[Params, State]:
-    """One optax update from exactly this state; the interface of handwritten's ``step``
-    (``out``: arrays to copy the new params into, as handwritten writes them)."""
+def step(optimizer: OptimizerSpec, params: Params, grads: Params, state: State
+         ) -> tuple[Params, State]:
+    """One optax update from exactly this state; the interface of handwritten's ``step``."""
     opt = make(optimizer)
     jparams = to_jax(params)
     opt_state = load_state(opt.init(jparams), state)
     updates, new_state = opt.update(to_jax(grads), opt_state, jparams)
-    new_params = jax.tree.map(lambda p, u: p + u, jparams, updates)
-    new = from_jax(new_params)
-    if out is not None:
-        for o, n in zip(out, new):
-            for k in o:
-                o[k][...] = n[k]
-        new = out
-    return new, read_state(new_state, state["t"] + 1)
+    return from_jax(optax.apply_updates(jparams, updates)), read_state(new_state, state["t"] + 1)

@@ -11,10 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from handwritten import _checks
-from handwritten.network import NetworkSpec, Params
-from handwritten.optimizers import OptimizerSpec
-from handwritten.training import History, check_training_args
+from handwritten.spec import History, NetworkSpec, OptimizerSpec, Params
+from handwritten.training import Schedule
 from reference_jax.network import _loss, from_jax, to_jax
 from reference_jax.optimizers import MAKERS, make, read_state
 
@@ -43,35 +41,22 @@ def train(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
           batch_order: np.ndarray[Any, Any] | None = None, record_every: int | None = None,
           callback: Callable[[int, Params], None] | None = None) -> History:
     """handwritten.train's contract, with jax.value_and_grad and an optax optimizer."""
-    _checks.check_problem(spec, params, x, y)
-    batch_size, order, record_every = check_training_args(spec, optimizer, x, epochs,
-                                                          batch_size, batch_order, record_every)
-    n = x.shape[0]
-    if order is None:
-        order = np.tile(np.arange(n), (epochs, 1))
+    schedule = Schedule.for_training(spec, params, x, y, optimizer, epochs, batch_size,
+                                     batch_order, record_every, callback)
     train_step = _step_fn(spec, optimizer.name)
     jparams = to_jax(params)
     opt_state = make(optimizer).init(jparams)
     lr = jnp.asarray(optimizer.lr, dtype=x.dtype)
     hyper = {k: jnp.asarray(v, dtype=x.dtype) for k, v in optimizer.hyperparams.items()}
     jx, jy = jnp.asarray(x), jnp.asarray(y)
-    losses = []
-    recorded_steps, recorded = [0], [params]
-    t = 0
-    for epoch in range(epochs):
-        for start in range(0, n, batch_size):
-            idx = order[epoch, start:start + batch_size]
-            jparams, opt_state, loss = train_step(jparams, opt_state, jx[idx], jy[idx], lr, hyper)
-            if not np.isfinite(float(loss)):
-                raise FloatingPointError(f"training diverged: the loss is {float(loss)} at step "
-                                         f"{t + 1} (epoch {epoch + 1})")
-            losses.append(np.asarray(loss))
-            t += 1
-            last = epoch == epochs - 1 and start + batch_size >= n
-            if last or (record_every is not None and t % record_every == 0):
-                recorded_steps.append(t)
-                recorded.append(from_jax(jparams))
-        if callback is not None:
-            callback(epoch + 1, from_jax(jparams))
-    return History(np.array(losses, dtype=x.dtype), tuple(recorded_steps), recorded,
-                   read_state(opt_state, t))
+    losses, recorded = [], [params]
+    for batch in schedule:
+        jparams, opt_state, loss = train_step(jparams, opt_state, jx[batch.rows], jy[batch.rows],
+                                              lr, hyper)
+        schedule.check_loss(float(loss), batch)
+        losses.append(np.asarray(loss))
+        if batch.record:
+            recorded.append(from_jax(jparams))
+        if callback is not None and batch.end_of_epoch:
+            callback(batch.epoch + 1, from_jax(jparams))
+    return schedule.history(losses, recorded, read_state(opt_state, schedule.n_steps), x.dtype)

@@ -13,9 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from handwritten import _checks
-from handwritten.losses import LOSSES as HW_LOSSES
-from handwritten.network import NetworkSpec, Params, Trace
+from handwritten import checks
+from handwritten.spec import NetworkSpec, Params, Trace
 from reference_torch.activations import ACTIVATIONS
 from reference_torch.losses import LOSSES
 
@@ -33,7 +32,8 @@ def from_torch(tensors: list[dict[str, torch.Tensor]]) -> Params:
     return [{k: v.detach().clone().numpy() for k, v in p.items()} for p in tensors]
 
 
-def _tensor(a: np.ndarray) -> torch.Tensor:
+def tensor(a: np.ndarray) -> torch.Tensor:
+    """x or y as a tensor of the same dtype (integer labels as int64, as cross_entropy wants)."""
     t = torch.tensor(a)
     return t.long() if t.dtype not in (torch.float32, torch.float64) else t
 
@@ -71,40 +71,37 @@ def _scalar(t: torch.Tensor) -> Any:
 
 def predict(spec: NetworkSpec, params: Params, x: np.ndarray) -> np.ndarray:
     """The network's output for inputs x (batch, n_in)."""
-    dtype = _checks.check_x(spec, x)
-    _checks.check_params(spec, params, dtype)
+    dtype = checks.check_x(spec, x)
+    checks.check_params(spec, params, dtype)
     with torch.no_grad():
-        out, _ = forward(spec, to_torch(params, requires_grad=False), _tensor(x))
+        out, _ = forward(spec, to_torch(params, requires_grad=False), tensor(x))
     return out.numpy()
 
 
 def loss_and_grads(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray
                    ) -> tuple[Any, Params]:
     """The loss and autograd's gradient for every parameter."""
-    _checks.check_problem(spec, params, x, y)
+    checks.check_problem(spec, params, x, y)
     tparams = to_torch(params)
-    _, cache = forward(spec, tparams, _tensor(x))
-    loss = loss_value(spec, tparams, cache, _tensor(y))
+    _, cache = forward(spec, tparams, tensor(x))
+    loss = loss_value(spec, tparams, cache, tensor(y))
     loss.backward()
     return _scalar(loss), [{k: _grad(v) for k, v in p.items()} for p in tparams]
 
 
 def trace(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray) -> Trace:
     """Every z, a and, by retain_grad(), autograd's d_a, d_z, d_W, d_b of every layer."""
-    _checks.check_problem(spec, params, x, y)
+    checks.check_problem(spec, params, x, y)
     tparams = to_torch(params)
-    _, cache = forward(spec, tparams, _tensor(x))
+    _, cache = forward(spec, tparams, tensor(x))
     for c in cache:
         for t in c.values():
             t.retain_grad()
-    loss = loss_value(spec, tparams, cache, _tensor(y))
+    loss = loss_value(spec, tparams, cache, tensor(y))
     loss.backward()
-    fused = HW_LOSSES[spec.loss].fused_with is not None
-    layers = []
-    for l, (c, p) in enumerate(zip(cache, tparams)):
-        layer = {"z": c["z"].detach().numpy(), "a": c["a"].detach().numpy()}
-        if not (fused and l == spec.n_layers - 1):
-            layer["d_a"] = _grad(c["a"])
-        layer.update(d_z=_grad(c["z"]), d_W=_grad(p["W"]), d_b=_grad(p["b"]))
-        layers.append(layer)
-    return Trace(_scalar(loss), layers)
+    return Trace.from_passes(spec, _scalar(loss),
+                             z=[c["z"].detach().numpy() for c in cache],
+                             a=[c["a"].detach().numpy() for c in cache],
+                             d_a=[c["a"].grad for c in cache], d_z=[_grad(c["z"]) for c in cache],
+                             d_W=[_grad(p["W"]) for p in tparams],
+                             d_b=[_grad(p["b"]) for p in tparams])

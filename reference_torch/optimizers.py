@@ -20,8 +20,7 @@ from typing import Any
 
 import torch
 
-from handwritten.network import Params
-from handwritten.optimizers import OptimizerSpec, State
+from handwritten.spec import OptimizerSpec, Params, State
 from reference_torch.network import from_torch, to_torch
 
 
@@ -86,10 +85,9 @@ def read_state(opt: torch.optim.Optimizer, optimizer: OptimizerSpec, t: int,
     return state
 
 
-def step(optimizer: OptimizerSpec, params: Params, grads: Params, state: State,
-         out: Params | None = None) -> tuple[Params, State]:
-    """One torch.optim step from exactly this state; the interface of handwritten's ``step``
-    (``out``: arrays to copy the new params into, as handwritten writes them)."""
+def step(optimizer: OptimizerSpec, params: Params, grads: Params, state: State
+         ) -> tuple[Params, State]:
+    """One torch.optim step from exactly this state; the interface of handwritten's ``step``."""
     tparams = to_torch(params)
     for p, g in zip(tparams, grads):
         for k in ("W", "b"):
@@ -97,13 +95,4 @@ def step(optimizer: OptimizerSpec, params: Params, grads: Params, state: State,
     opt = make(optimizer, tparams)
     load_state(opt, optimizer, state, tparams)
     opt.step()
-    return _into(out, from_torch(tparams)), read_state(opt, optimizer, state["t"] + 1, tparams)
-
-
-def _into(out: Params | None, new: Params) -> Params:
-    if out is None:
-        return new
-    for o, n in zip(out, new):
-        for k in o:
-            o[k][...] = n[k]
-    return out
+    return from_torch(tparams), read_state(opt, optimizer, state["t"] + 1, tparams)

@@ -11,9 +11,8 @@ import pytest
 from hypothesis import given
 
 import handwritten as hw
-from bpnet.compare import compare_trace
-from bpnet.tolerances import ATOL64_SCALE, RTOL64
-from tests.helpers import assert_reports_ok, assert_unchanged, snapshot
+from bpnet.check import cross_check
+from tests.helpers import assert_unchanged, snapshot
 from tests.strategies import Problem, problems
 
 pytest.importorskip("jax")
@@ -24,10 +23,9 @@ from reference_jax import bucketed
 @given(problems())
 def test_bucketed_equals_plain_reference_jax(p: Problem) -> None:
     before = snapshot(p.params, p.x, p.y)
-    padded = bucketed.trace(p.spec, p.params, p.x, p.y)
+    report = cross_check(p.spec, p.params, p.x, p.y, {"bucketed": bucketed, "reference_jax": rj})
     assert_unchanged(before, p.params, p.x, p.y)
-    assert_reports_ok(compare_trace(padded, rj.trace(p.spec, p.params, p.x, p.y), rtol=RTOL64,
-                                    atol_scale=ATOL64_SCALE), f"bucketed vs plain: {p!r}")
+    assert report.ok, f"{report.verdict()}\n{p!r}"
 
 
 @pytest.mark.parametrize("spec", [
@@ -40,9 +38,9 @@ def test_bucketed_beyond_the_default_bucket(spec: hw.NetworkSpec, batch: int) ->
     """Deeper, wider and larger-batch networks take a larger bucket and still agree."""
     for labels in (False, True) if spec.loss == "softmax_cross_entropy" else (False,):
         p = Problem(spec, batch, seed=5, labels=labels)
-        assert_reports_ok(compare_trace(bucketed.trace(p.spec, p.params, p.x, p.y),
-                                        rj.trace(p.spec, p.params, p.x, p.y), rtol=RTOL64,
-                                        atol_scale=ATOL64_SCALE), repr(p))
+        report = cross_check(p.spec, p.params, p.x, p.y,
+                             {"bucketed": bucketed, "reference_jax": rj})
+        assert report.ok, f"{report.verdict()}\n{p!r}"
 
 
 def test_bucketed_keeps_float32() -> None:

@@ -115,12 +115,22 @@ def test_explain_prints_the_derivation_with_shapes(capsys: pytest.CaptureFixture
                                    atol=1e-14)
 
 
-def test_explain_knows_every_registered_activation_and_loss() -> None:
-    from bpnet.explain import ACTIVATION_GRADS, LOSS_GRADS
-    from handwritten import ACTIVATIONS, LOSSES
+def test_explain_prints_each_registered_equation() -> None:
+    """explain takes every activation's and loss's equation (and constants such as the leaky
+    slope) from the registries: each appears, with layer indices, in its derivation."""
+    from bpnet.explain import at_layer, derivation
+    from handwritten import ACTIVATIONS, LOSSES, NetworkSpec
 
-    assert set(ACTIVATION_GRADS) == set(ACTIVATIONS)
-    assert set(LOSS_GRADS) == set(LOSSES)
+    assert at_layer("d_a * (1 - a**2)", 3) == "d_a3 * (1 - a3**2)"
+    assert at_layer("sum_k y_k z_k, sigmoid(z)", 0) == "sum_k y_k z_k, sigmoid(z0)"
+    for name, activation in ACTIVATIONS.items():
+        spec = (NetworkSpec((2, 3), (name,), "half_mse") if activation.output_only else
+                NetworkSpec((2, 3, 1), (name, "identity"), "half_mse"))
+        assert at_layer(activation.derivative, 0) in "\n".join(derivation(spec)), name
+    for name, loss in LOSSES.items():
+        out = sorted(loss.output_activations or ["identity"])[0]
+        text = "\n".join(derivation(NetworkSpec((2, 3, 2), ("tanh", out), name)))
+        assert f"L = {loss.equation}" in text and at_layer(loss.gradient, 1) in text, name
 
 
 @pytest.mark.parametrize(("argv", "words"), [

@@ -1,7 +1,8 @@
 """Hypothesis properties: handwritten against torch and JAX autograd, on any drawn network.
 
 Every property draws a case, computes it in each implementation, and compares with
-bpnet.compare.  A failure names the pair, the first quantity in derivation order
+bpnet.check.cross_check (loss, gradients, trace) or bpnet.compare (optimizer steps,
+trajectories).  A failure names the pair, the first quantity in derivation order
 that disagrees (e.g. "layer 1 d_z"), its errors against the tolerance, and prints a
 ``Problem(...)`` line that rebuilds the case.
 """
@@ -14,7 +15,8 @@ from hypothesis import given, target
 from hypothesis import strategies as st
 
 import handwritten as hw
-from bpnet.compare import LeafReport, compare_params, compare_trace
+from bpnet.check import CheckReport, cross_check
+from bpnet.compare import compare_params, param_divergence
 from bpnet.tolerances import (
     ATOL64_SCALE,
     RTOL64,
@@ -40,32 +42,33 @@ REFERENCES = {"reference_torch": rt, "reference_jax": rj}
 AUTOGRAD = {"reference_torch": rt, "reference_jax": bucketed}
 
 
-def _worst(reports: list[LeafReport]) -> float:
+def _worst(report: CheckReport, column: str) -> float:
     """Largest error in units of each array's absolute floor, for Hypothesis's target()."""
-    return max((r.max_abs / r.atol for r in reports if r.atol > 0), default=0.0)
+    return max((c.max_abs / c.atol for (_, col), c in report.cells.items()
+                if col == column and c.atol > 0), default=0.0)
+
+
+def _assert_agree(report: CheckReport, p: Problem) -> None:
+    for column in report.columns:
+        target(_worst(report, column), label=f"vs {column}")
+    assert report.ok, f"{report.verdict()}\n{p!r}"
 
 
 @given(problems())
 def test_loss_and_grads_match_autograd(p: Problem) -> None:
-    loss, grads = hw.loss_and_grads(p.spec, p.params, p.x, p.y)
-    for name, ref in AUTOGRAD.items():
-        ref_loss, ref_grads = ref.loss_and_grads(p.spec, p.params, p.x, p.y)
-        reports = compare_params(grads, ref_grads, rtol=RTOL64, atol_scale=ATOL64_SCALE)
-        target(_worst(reports), label=f"grads vs {name}")
-        assert_reports_ok(reports, f"handwritten vs {name}: {p!r}")
-        assert ref_loss == pytest.approx(loss, rel=RTOL64), f"loss vs {name}: {p!r}"
+    """loss_and_grads' loss and every gradient, in every implementation."""
+    report = cross_check(p.spec, p.params, p.x, p.y, {"handwritten": hw, **AUTOGRAD})
+    _assert_agree(report, p)
 
 
 @given(problems())
 def test_every_trace_quantity_matches_autograd(p: Problem) -> None:
     """z, a, loss, then d_a, d_z, d_W, d_b from the output down: the first that disagrees
     is the derivation step that is wrong."""
-    ours = hw.trace(p.spec, p.params, p.x, p.y)
-    for name, ref in AUTOGRAD.items():
-        reports = compare_trace(ours, ref.trace(p.spec, p.params, p.x, p.y), rtol=RTOL64,
-                                atol_scale=ATOL64_SCALE)
-        target(_worst(reports), label=f"trace vs {name}")
-        assert_reports_ok(reports, f"handwritten vs {name}: {p!r}")
+    report = cross_check(p.spec, p.params, p.x, p.y, {"handwritten": hw, **AUTOGRAD},
+                         grads=False)
+    assert report.rows[0] == "layer 0 z" and report.rows[-1] == "layer 0 d_b"
+    _assert_agree(report, p)
 
 
 def _random_state(opt: hw.OptimizerSpec, params: hw.Params, t: int, seed: int) -> dict:
@@ -99,39 +102,28 @@ def test_one_optimizer_step_matches_torch_optim_and_optax(p: Problem, opt: hw.Op
                                              atol_scale=ATOL64_SCALE), f"{context}, state {key}")
 
 
-def _normwise_diff(a: hw.Params, b: hw.Params) -> float:
-    """max |a - b| over every leaf, relative to max |a| over every leaf."""
-    scale = max(float(np.abs(v).max()) for p in a for v in p.values())
-    return max(float(np.abs(p[k] - q[k]).max()) for p, q in zip(a, b) for k in p) / scale
-
-
-def _twin(p: Problem, opt: hw.OptimizerSpec, epochs: int, batch_size: int,
-          order: np.ndarray | None, record_every: int) -> tuple[list[float], list[hw.Params]]:
-    """handwritten's training replayed with every gradient leaf perturbed by
-    TWIN_GRADIENT_NOISE times that leaf's largest magnitude at the first step, in a fixed sign
-    pattern: losses and recorded params.  (Near convergence a gradient is a cancellation whose
-    rounding error stays at the scale of its terms, so the noise keeps the first step's scale.)"""
+def _twin(p: Problem, opt: hw.OptimizerSpec, schedule: hw.Schedule
+          ) -> tuple[list[float], list[hw.Params]]:
+    """handwritten's training replayed, over the same schedule, with every gradient leaf
+    perturbed by TWIN_GRADIENT_NOISE times that leaf's largest magnitude at the first step, in
+    a fixed sign pattern: losses and recorded params.  (Near convergence a gradient is a
+    cancellation whose rounding error stays at the scale of its terms, so the noise keeps the
+    first step's scale.)"""
     signs = [{k: np.random.default_rng(p.seed + l).choice([-1.0, 1.0], v.shape)
               for k, v in layer.items()} for l, layer in enumerate(p.params)]
     params, state = p.params, hw.init_state(opt, p.params)
-    rows = order if order is not None else np.tile(np.arange(p.batch), (epochs, 1))
-    losses, recorded, t = [], [p.params], 0
+    losses, recorded = [], [p.params]
     scale: list[dict[str, float]] = []
-    for e in range(epochs):
-        for start in range(0, p.batch, batch_size):
-            idx = rows[e, start:start + batch_size]
-            loss, grads = hw.loss_and_grads(p.spec, params, p.x[idx], p.y[idx])
-            if not scale:
-                scale = [{k: float(np.abs(g).max()) for k, g in layer.items()} for layer in grads]
-            noisy = [{k: g + TWIN_GRADIENT_NOISE * scale[l][k] * signs[l][k]
-                      for k, g in layer.items()} for l, layer in enumerate(grads)]
-            params, state = hw.step(opt, params, noisy, state)
-            losses.append(float(loss))
-            t += 1
-            if t % record_every == 0:
-                recorded.append(params)
-    if t % record_every != 0:                        # the last step, as train() records it
-        recorded.append(params)
+    for batch in schedule:
+        loss, grads = hw.loss_and_grads(p.spec, params, p.x[batch.rows], p.y[batch.rows])
+        if not scale:
+            scale = [{k: float(np.abs(g).max()) for k, g in layer.items()} for layer in grads]
+        noisy = [{k: g + TWIN_GRADIENT_NOISE * scale[l][k] * signs[l][k]
+                  for k, g in layer.items()} for l, layer in enumerate(grads)]
+        params, state = hw.step(opt, params, noisy, state)
+        losses.append(float(loss))
+        if batch.record:
+            recorded.append(params)
     return losses, recorded
 
 
@@ -156,16 +148,16 @@ def test_float64_trajectories_stay_within_a_growing_envelope(
     kwargs = {"epochs": epochs, "batch_size": batch_size, "batch_order": order,
               "record_every": 5}
     ours = hw.train(p.spec, p.params, p.x, p.y, opt, **kwargs)
-    twin_losses, twin_params = _twin(p, opt, epochs, batch_size, order, 5)
+    twin_losses, twin_params = _twin(p, opt, hw.Schedule(p.batch, epochs, batch_size, order, 5))
     assert len(twin_params) == len(ours.params)
-    drift = [_normwise_diff(a, b) for a, b in zip(ours.params, twin_params)]
+    drift = [param_divergence(a, b) for a, b in zip(ours.params, twin_params)]
     for name, ref in REFERENCES.items():
         theirs = ref.train(p.spec, p.params, p.x, p.y, opt, **kwargs)
         context = f"{opt}, {epochs} epochs of {batch_size}, vs {name}: {p!r}"
         assert theirs.recorded_steps == ours.recorded_steps, context
         worst = 0.0
         for k, d, a, b in zip(ours.recorded_steps, drift, ours.params, theirs.params):
-            diff, allowed = _normwise_diff(a, b), trajectory_rtol(k) + TWIN_FACTOR * d
+            diff, allowed = param_divergence(a, b), trajectory_rtol(k) + TWIN_FACTOR * d
             worst = max(worst, diff / allowed)
             assert diff <= allowed, (f"{context}: params after step {k} differ by {diff:.3g} "
                                      f"(normwise) > allowed {allowed:.3g} (twin drift {d:.3g})")

@@ -10,7 +10,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from handwritten import OPTIMIZERS, OptimizerSpec, init_state, step
+from handwritten import (
+    OPTIMIZER_DEFAULTS,
+    OPTIMIZERS,
+    OptimizerSpec,
+    apply_updates,
+    init_state,
+    step,
+    update,
+)
 from tests.helpers import assert_unchanged, snapshot
 
 
@@ -120,18 +128,26 @@ def test_defaults_are_torch_defaults(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
-def test_out_writes_in_place_the_same_numbers(name: str) -> None:
-    """step(..., out=params) gives bit-for-bit the pure step's params, in params' own arrays."""
+def test_apply_updates_in_place_writes_the_same_numbers(name: str) -> None:
+    """apply_updates(..., in_place=True) gives bit-for-bit step's params, in params' own arrays,
+    and step is exactly update then apply_updates."""
     rng = np.random.default_rng(1)
     params = [{"W": rng.normal(size=(3, 2)), "b": rng.normal(size=2)}]
     grads = [{"W": rng.normal(size=(3, 2)), "b": rng.normal(size=2)}]
     opt = OptimizerSpec(name, 0.1)
     _, state = step(opt, params, grads, init_state(opt, params))
     pure, pure_state = step(opt, params, grads, state)
+    updates, update_state = update(opt, grads, state, params)
     work = [{k: v.copy() for k, v in p.items()} for p in params]
     arrays = [work[0]["W"], work[0]["b"]]
-    in_place, in_place_state = step(opt, work, grads, state, out=work)
+    in_place = apply_updates(work, updates, in_place=True)
     assert in_place[0]["W"] is arrays[0] and in_place[0]["b"] is arrays[1]
     for k in ("W", "b"):
         np.testing.assert_array_equal(in_place[0][k], pure[0][k])
-    assert in_place_state["t"] == pure_state["t"]
+        np.testing.assert_array_equal(params[0][k] + updates[0][k], pure[0][k])
+    assert update_state["t"] == pure_state["t"]
+
+
+def test_every_optimizer_has_defaults_and_a_rule() -> None:
+    """The spec's table of hyperparameters and the rules' registry name the same optimizers."""
+    assert set(OPTIMIZER_DEFAULTS) == set(OPTIMIZERS)

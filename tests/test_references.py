@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 import handwritten as hw
-from bpnet.compare import compare_params, compare_trace
+from bpnet.check import cross_check
+from bpnet.compare import compare_params
 from bpnet.tolerances import ATOL64_SCALE, RTOL64
+from handwritten.seed import BLOG_SPEC
 from tests.helpers import assert_reports_ok, assert_unchanged, snapshot
 from tests.strategies import make_params, make_targets
 
@@ -34,7 +36,7 @@ from reference_torch.optimizers import MAKERS as TORCH_OPTIMIZERS  # noqa: E402
 REFERENCES = {"reference_torch": rt, "reference_jax": rj}
 
 HAND_PICKED = {
-    "blog (1, 10, 1)": hw.NetworkSpec((1, 10, 1), ("sigmoid", "sigmoid"), "half_mse", "sum"),
+    "blog (1, 10, 1)": BLOG_SPEC,
     "3 hidden tanh/relu": hw.NetworkSpec((4, 8, 6, 5, 3), ("tanh", "relu", "tanh", "identity"),
                                          "mse", "mean"),
     "multi-output half_mse mean": hw.NetworkSpec((3, 7, 4), ("elu", "identity"), "half_mse",
@@ -53,19 +55,13 @@ def _case(spec: hw.NetworkSpec, seed: int = 0, batch: int = 11, labels: bool = T
 
 
 def _assert_agree(spec: hw.NetworkSpec, params, x, y) -> None:
-    """Loss, grads and every trace quantity of both references agree with handwritten."""
-    expected = hw.trace(spec, params, x, y)
-    _, grads = hw.loss_and_grads(spec, params, x, y)
-    for name, ref in REFERENCES.items():
-        context = f"handwritten vs {name}, {spec}, batch {x.shape[0]}, {x.dtype}"
-        assert_reports_ok(compare_trace(expected, ref.trace(spec, params, x, y), rtol=RTOL64,
-                                        atol_scale=ATOL64_SCALE), context)
-        loss, ref_grads = ref.loss_and_grads(spec, params, x, y)
-        assert_reports_ok(compare_params(grads, ref_grads, rtol=RTOL64,
-                                         atol_scale=ATOL64_SCALE), context)
-        assert loss == pytest.approx(expected.loss, rel=RTOL64)
-        np.testing.assert_allclose(ref.predict(spec, params, x), expected.layers[-1]["a"],
-                                   rtol=RTOL64, atol=0)
+    """Loss, grads and every trace quantity of both references agree with handwritten
+    (float64 through bpnet.check.cross_check), and so do their predictions."""
+    report = cross_check(spec, params, x, y, {"handwritten": hw, **REFERENCES})
+    assert report.ok, f"{report.verdict()}\n{spec}, batch {x.shape[0]}"
+    expected = hw.predict(spec, params, x)
+    for ref in REFERENCES.values():
+        np.testing.assert_allclose(ref.predict(spec, params, x), expected, rtol=RTOL64, atol=0)
 
 
 @pytest.mark.parametrize("label", list(HAND_PICKED))
@@ -146,11 +142,11 @@ def test_float32_stays_float32_end_to_end(impl) -> None:
                                    "softmax CE, integer labels"])
 def test_torch_loss_passes_gradcheck(label: str) -> None:
     """torch.autograd.gradcheck (float64 finite differences) on the reference's own loss."""
-    from reference_torch.network import _tensor, forward, loss_value
+    from reference_torch.network import forward, loss_value, tensor
 
     spec = HAND_PICKED[label]
     params, x, y = _case(spec, batch=4)
-    tx, ty = _tensor(x), _tensor(y)
+    tx, ty = tensor(x), tensor(y)
     leaves = [torch.tensor(p[k], requires_grad=True) for p in params for k in ("W", "b")]
 
     def loss_of(*flat):

@@ -1,23 +1,27 @@
-"""Input checks shared by the public entry points.
+"""Input checks shared by every implementation's public entry points.
 
 Every check raises before anything is computed, names the argument, and says
-what was expected.  Nothing here mutates its arguments.
+what was expected.  Nothing here mutates its arguments.  ``reference_torch``
+and ``reference_jax`` call the same checks, so all three refuse the same inputs
+with the same messages.
 """
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from handwritten.losses import LOSSES
-
-if TYPE_CHECKING:
-    from handwritten.network import NetworkSpec
+from handwritten.spec import NetworkSpec, OptimizerSpec, finite_real, positive_int
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+__all__ = ["FLOAT_DTYPES", "check_batch_order", "check_float_array", "check_params",
+           "check_problem", "check_rng", "check_training_args", "check_x", "check_y",
+           "finite_real", "positive_int"]
 
 
 def check_float_array(name: str, value: object, ndim: int) -> np.dtype[Any]:
@@ -33,27 +37,12 @@ def check_float_array(name: str, value: object, ndim: int) -> np.dtype[Any]:
     return value.dtype
 
 
-def check_positive_int(name: str, value: object) -> int:
-    """A positive integer (bools refused)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value}")
-    return int(value)
-
-
-def check_real(name: str, value: object, *, low: float, high: float = np.inf,
-               low_open: bool = False, high_open: bool = True) -> float:
-    """A finite real number in an interval; the message states the interval."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    v = float(value)
-    too_low = v <= low if low_open else v < low
-    too_high = v >= high if high_open else v > high
-    if not np.isfinite(v) or too_low or too_high:
-        interval = ("(" if low_open else "[") + f"{low}, {high}" + (")" if high_open else "]")
-        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
-    return v
+def check_rng(rng: object) -> np.random.Generator:
+    """An explicit numpy.random.Generator (never the global RNG)."""
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), "
+                        f"got {type(rng).__name__}")
+    return rng
 
 
 def check_params(spec: NetworkSpec, params: object, dtype: np.dtype[Any] | None = None,
@@ -86,8 +75,6 @@ def check_params(spec: NetworkSpec, params: object, dtype: np.dtype[Any] | None 
 
 def check_x(spec: NetworkSpec, x: object) -> np.dtype[Any]:
     """spec is a NetworkSpec; x of shape (batch, n_in), batch >= 1."""
-    from handwritten.network import NetworkSpec
-
     if not isinstance(spec, NetworkSpec):
         raise TypeError(f"spec must be a NetworkSpec, got {type(spec).__name__}")
     dtype = check_float_array("x", x, 2)
@@ -138,3 +125,42 @@ def check_problem(spec: NetworkSpec, params: object, x: object, y: object) -> np
     check_params(spec, params, x_dtype)
     check_y(spec, y, x.shape[0], x_dtype)
     return x_dtype
+
+
+# training arguments ----------------------------------------------------------
+
+
+def check_batch_order(batch_order: object, epochs: int, n: int) -> NDArray[np.intp]:
+    """An (epochs, n) integer array whose rows are permutations of range(n)."""
+    if not isinstance(batch_order, np.ndarray) or batch_order.dtype.kind not in "iu":
+        raise TypeError("batch_order must be an integer numpy.ndarray of shape (epochs, n_samples)")
+    if batch_order.shape != (epochs, n):
+        raise ValueError(f"batch_order must have shape (epochs, n_samples) = ({epochs}, {n}), "
+                         f"got {batch_order.shape}")
+    if not (np.sort(batch_order, axis=1) == np.arange(n)).all():
+        raise ValueError(f"every row of batch_order must be a permutation of range({n})")
+    return batch_order.astype(np.intp)
+
+
+def check_training_args(optimizer: object, n_samples: int, epochs: object, batch_size: object,
+                        batch_order: object, record_every: object, callback: object
+                        ) -> tuple[int, int, NDArray[np.intp] | None, int | None]:
+    """train()'s arguments besides the problem (checked first with ``check_problem``).
+
+    Returns (epochs, batch_size, batch_order, record_every), each checked; the
+    default batch_size (None) is the full batch.
+    """
+    if not isinstance(optimizer, OptimizerSpec):
+        raise TypeError(f"optimizer must be an OptimizerSpec, got {type(optimizer).__name__}")
+    epochs = positive_int("epochs", epochs)
+    every = None if record_every is None else positive_int("record_every", record_every)
+    size = positive_int("batch_size", n_samples if batch_size is None else batch_size)
+    if size > n_samples:
+        raise ValueError(f"batch_size must be in [1, {n_samples}] (the number of samples), "
+                         f"got {size}")
+    order = None if batch_order is None else check_batch_order(batch_order, epochs, n_samples)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable as callback(epoch, params), "
+                        f"got {type(callback).__name__}")
+    return epochs, size, order, every
+

@@ -1,0 +1,145 @@
+"""Random test problems: the one generator behind the suite, ``bpnet check`` and the benchmark.
+
+An architecture is drawn first (depth, widths, an activation per layer from the
+registries, a loss that accepts the output activation, a reduction, weight
+decay), then the batch size, then a seed from which a ``numpy.random.Generator``
+makes bounded params and data.  The draws go through a ``Chooser``, so the same
+code serves Hypothesis (``tests/strategies.py``: draws that shrink to the
+smallest network, batch and layer) and a plain seeded Generator (the benchmark's
+random architectures, ``random_problems``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+
+from handwritten import ACTIVATIONS, LOSSES, REDUCTIONS, NetworkSpec, Params
+
+T = TypeVar("T")
+
+HIDDEN_ACTIVATIONS = sorted(n for n, a in ACTIVATIONS.items() if not a.output_only)
+ALL_ACTIVATIONS = sorted(ACTIVATIONS)
+WEIGHT_DECAYS = (0.0, 0.1)
+
+
+class Chooser(Protocol):
+    """Where the random choices come from: Hypothesis's draw, or a seeded Generator."""
+
+    def integer(self, low: int, high: int) -> int:
+        """An integer in [low, high], both included."""
+
+    def choice(self, options: Sequence[T]) -> T:
+        """One of the options."""
+
+
+@dataclass(frozen=True)
+class GeneratorChooser:
+    """A Chooser drawing from an explicit numpy.random.Generator."""
+
+    rng: np.random.Generator
+
+    def integer(self, low: int, high: int) -> int:
+        return int(self.rng.integers(low, high + 1))
+
+    def choice(self, options: Sequence[T]) -> T:
+        return options[int(self.rng.integers(len(options)))]
+
+
+def losses_for(output_activation: str) -> list[str]:
+    """Losses that accept this output activation."""
+    return sorted(name for name, loss in LOSSES.items()
+                  if loss.output_activations is None
+                  or output_activation in loss.output_activations)
+
+
+def draw_spec(choose: Chooser, max_depth: int = 4, max_width: int = 16,
+              activations: Sequence[str] | None = None,
+              exclude_losses: Sequence[str] = ()) -> NetworkSpec:
+    """A valid NetworkSpec: depth, widths, activations, loss, reduction, weight decay."""
+    depth = choose.integer(1, max_depth)
+    sizes = tuple(choose.integer(1, max_width) for _ in range(depth + 1))
+    hidden = list(activations or HIDDEN_ACTIVATIONS)
+    names = [choose.choice(hidden) for _ in range(depth - 1)]
+    out_choices = [a for a in (activations or ALL_ACTIVATIONS)
+                   if not (a == "softmax" and sizes[-1] < 2)]
+    names.append(choose.choice(out_choices or ["identity"]))
+    loss = choose.choice([n for n in losses_for(names[-1]) if n not in exclude_losses])
+    reduction = choose.choice(REDUCTIONS)
+    weight_decay = choose.choice(WEIGHT_DECAYS)
+    return NetworkSpec(sizes, tuple(names), loss, reduction, weight_decay)
+
+
+def make_targets(spec: NetworkSpec, rng: np.random.Generator, batch: int,
+                 dtype: Any, labels: bool = False) -> np.ndarray:
+    """Targets the spec's loss accepts: reals, probabilities, or classes (labels or one-hot)."""
+    n_out = spec.layer_sizes[-1]
+    kind = LOSSES[spec.loss].targets
+    if kind == "class":
+        idx = rng.integers(0, n_out, size=batch)
+        return idx if labels else np.eye(n_out, dtype=dtype)[idx]
+    if kind == "probability":
+        return rng.uniform(0, 1, size=(batch, n_out)).astype(dtype)
+    return rng.uniform(-1, 1, size=(batch, n_out)).astype(dtype)
+
+
+def make_params(spec: NetworkSpec, rng: np.random.Generator, dtype: Any,
+                scale: float = 1.0) -> Params:
+    """Bounded params: W ~ U(-s, s) sqrt(3 / fan_in) (unit-variance layers), b ~ U(-s, s) / 2."""
+    params = []
+    for fan_in, fan_out in zip(spec.layer_sizes[:-1], spec.layer_sizes[1:]):
+        w = rng.uniform(-scale, scale, (fan_in, fan_out)) * np.sqrt(3.0 / fan_in)
+        b = rng.uniform(-scale, scale, fan_out) / 2
+        params.append({"W": w.astype(dtype), "b": b.astype(dtype)})
+    return params
+
+
+@dataclass
+class Problem:
+    """One case: spec, params, x and y, all made from ``seed``.
+
+    Its repr is a line a user can paste to rebuild it exactly.
+    """
+
+    spec: NetworkSpec
+    batch: int
+    seed: int
+    dtype: str = "float64"
+    labels: bool = False
+    params: Params = field(init=False, repr=False)
+    x: np.ndarray = field(init=False, repr=False)
+    y: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        rng = np.random.default_rng(self.seed)
+        self.params = make_params(self.spec, rng, self.dtype)
+        self.x = rng.uniform(-1.5, 1.5, (self.batch, self.spec.layer_sizes[0])).astype(self.dtype)
+        self.y = make_targets(self.spec, rng, self.batch, self.dtype, self.labels)
+
+    def __repr__(self) -> str:
+        return (f"Problem({self.spec!r}, batch={self.batch}, seed={self.seed}, "
+                f"dtype={self.dtype!r}, labels={self.labels})  "
+                "# from bpnet.problems import Problem; from handwritten import NetworkSpec")
+
+    def astype(self, dtype: str) -> Problem:
+        """The same draw in another dtype (float32 values are the float64 ones rounded)."""
+        return Problem(self.spec, self.batch, self.seed, dtype, self.labels)
+
+
+def draw_problem(choose: Chooser, max_depth: int = 4, max_width: int = 16, max_batch: int = 32,
+                 dtype: str = "float64", exclude_losses: Sequence[str] = ()) -> Problem:
+    """spec, then batch size, then a seed for params, x and y."""
+    spec = draw_spec(choose, max_depth, max_width, exclude_losses=exclude_losses)
+    batch = choose.integer(1, max_batch)
+    labels = LOSSES[spec.loss].targets == "class" and choose.choice((False, True))
+    seed = choose.integer(0, 2**32 - 1)
+    return Problem(spec, batch, seed, dtype, labels)
+
+
+def random_problems(n: int, seed: int, **limits: Any) -> list[Problem]:
+    """n problems drawn as the suite draws them, from one seeded Generator."""
+    choose = GeneratorChooser(np.random.default_rng(seed))
+    return [draw_problem(choose, **limits) for _ in range(n)]

@@ -1,0 +1,122 @@
+"""What the command line runs, as functions: a training case, a fit, a three-way comparison.
+
+Each command of ``bpnet.cli`` parses its options into a ``TrainingCase`` (or a
+check case), calls one function here or in ``bpnet.check``, and formats the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+import handwritten as hw
+from bpnet import datasets, implementations
+from bpnet.compare import param_divergence
+from handwritten import checks
+from handwritten.network import loss_value
+
+
+@dataclass(frozen=True)
+class TrainingCase:
+    """A dataset, the network and optimizer that train on it, and every random draw made."""
+
+    dataset: str
+    preset: datasets.Preset
+    spec: hw.NetworkSpec
+    optimizer: hw.OptimizerSpec
+    x: np.ndarray
+    y: np.ndarray
+    params: hw.Params
+    epochs: int
+    batch_size: int | None
+    batch_order: np.ndarray | None
+
+    @classmethod
+    def make(cls, dataset: str, spec: hw.NetworkSpec, *, seed: int, dtype: str,
+             optimizer: str | None = None, lr: float | None = None, epochs: int | None = None,
+             batch_size: int | None = None, init: str | None = None) -> TrainingCase:
+        """Data, params and batch order, all drawn from one Generator seeded with ``seed``;
+        what is not given comes from the dataset's preset.  Raises ValueError/TypeError
+        when the dataset does not fit the network."""
+        preset = datasets.PRESETS[dataset]
+        rng = np.random.default_rng(seed)
+        x, y = datasets.make(dataset, rng, dtype=dtype)
+        if spec.layer_sizes[0] != x.shape[1]:
+            raise ValueError(f"dataset {dataset!r} has {x.shape[1]} input(s), but --layers "
+                             f"starts with {spec.layer_sizes[0]}")
+        if y.ndim == 1 and hw.LOSSES[spec.loss].targets != "class":
+            raise ValueError(f"dataset {dataset!r} has integer class labels: use --loss "
+                             "softmax_cross_entropy with a softmax output")
+        if y.ndim == 2 and y.shape[1] != spec.layer_sizes[-1]:
+            raise ValueError(f"dataset {dataset!r} has {y.shape[1]} output(s), but --layers "
+                             f"ends with {spec.layer_sizes[-1]}")
+        try:
+            checks.check_y(spec, y, x.shape[0], x.dtype)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"dataset {dataset!r} does not fit this network: {error}") from None
+        params = hw.init_params(spec, rng, init or preset.init, dtype=np.dtype(dtype))
+        epochs = epochs or preset.epochs
+        if batch_size is not None and batch_size > x.shape[0]:
+            raise ValueError(f"--batch-size must be at most {x.shape[0]}, the dataset's size")
+        order = (hw.make_batch_order(x.shape[0], epochs, rng)
+                 if batch_size is not None and batch_size < x.shape[0] else None)
+        opt = hw.OptimizerSpec(optimizer or preset.optimizer, lr or preset.lr)
+        return cls(dataset, preset, spec, opt, x, y, params, epochs, batch_size, order)
+
+    def train(self, implementation: Any = hw, **kwargs: Any) -> hw.History:
+        """This case trained by one implementation (handwritten by default)."""
+        history: hw.History = implementation.train(
+            self.spec, self.params, self.x, self.y, self.optimizer, epochs=self.epochs,
+            batch_size=self.batch_size, batch_order=self.batch_order, **kwargs)
+        return history
+
+    def mean_loss(self, params: hw.Params) -> float:
+        """The loss with reduction "mean" on the whole dataset: what the blog prints."""
+        mean_spec = dataclasses.replace(self.spec, reduction="mean")
+        _, cache = hw.forward(mean_spec, params, self.x)
+        return float(loss_value(mean_spec, params, cache, self.y))
+
+    def title(self, detail: str) -> str:
+        return (f"{self.dataset}: network {self.spec.layer_sizes}, "
+                f"{'/'.join(self.spec.activations)}\n{self.optimizer.name} lr "
+                f"{self.optimizer.lr}, {detail}")
+
+
+def fit(case: TrainingCase, on_log: Callable[[int, float], None] | None = None,
+        on_epoch: Callable[[int], None] | None = None
+        ) -> tuple[hw.History, list[tuple[int, float]]]:
+    """Train with handwritten; log the mean loss every 10 epochs, as the blog prints it."""
+    log: list[tuple[int, float]] = []
+
+    def report(epoch: int, params: hw.Params) -> None:
+        if epoch % 10 == 0 and epoch < case.epochs:
+            log.append((epoch, case.mean_loss(params)))
+            if on_log is not None:
+                on_log(*log[-1])
+        if on_epoch is not None and epoch:
+            on_epoch(epoch)
+
+    report(0, case.params)
+    return case.train(callback=report), log
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The same case trained by every implementation."""
+
+    histories: dict[str, hw.History]
+    divergence: dict[str, np.ndarray]       # per reference: param_divergence at every step
+
+
+def compare(case: TrainingCase, load: Callable[[str], Any] = implementations.load
+            ) -> Comparison:
+    """Train the case in every implementation from the same params and batch order."""
+    histories = {name: case.train(load(name), record_every=1) for name in implementations.NAMES}
+    ours = histories[implementations.NAMES[0]]
+    divergence = {name: np.array([param_divergence(a, b) for a, b in zip(ours.params, h.params)])
+                  for name, h in histories.items() if name != implementations.NAMES[0]}
+    return Comparison(histories, divergence)
