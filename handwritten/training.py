@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -39,8 +39,7 @@ def make_batch_order(n_samples: int, epochs: int, rng: np.random.Generator) -> N
     return np.stack([rng.permutation(n_samples) for _ in range(epochs)])
 
 
-@dataclass(frozen=True)
-class Batch:
+class Batch(NamedTuple):
     """One step of a schedule."""
 
     step: int                             # t = 1, 2, ...
