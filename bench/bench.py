@@ -34,9 +34,10 @@ import numpy as np
 import handwritten as hw
 from bpnet.check import cross_check
 from bpnet.problems import Problem, random_problems
+from handwritten.seed import BLOG_SPEC
 
 SIZES = {
-    "blog": ((1, 10, 1), 100),
+    "blog": (BLOG_SPEC.layer_sizes, 100),
     "medium": ((64, 128, 128, 10), 128),
     "large": ((784, 1024, 1024, 10), 512),
 }

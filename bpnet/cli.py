@@ -23,6 +23,12 @@ from bpnet.check import FINITE_DIFFERENCES, cross_check
 from bpnet.tolerances import ATOL64_SCALE, FD_RTOL, RTOL64
 from handwritten.seed import BLOG_SPEC
 
+BLOG_DEFAULTS = {"layers": BLOG_SPEC.layer_sizes, "activations": BLOG_SPEC.activations,
+                 "loss": BLOG_SPEC.loss, "reduction": BLOG_SPEC.reduction}
+"""check and explain default to the blog's network (seed.BLOG_SPEC)."""
+BLOG_WORDS = (f"{','.join(map(str, BLOG_SPEC.layer_sizes))} {','.join(BLOG_SPEC.activations)} "
+              f"{BLOG_SPEC.loss} {BLOG_SPEC.reduction}")
+
 
 class UsageError(Exception):
     """Bad input: reported on one line with exit status 2."""
@@ -288,7 +294,7 @@ def build_parser() -> Parser:
                            "reference_torch, reference_jax and finite differences (float64) and "
                            "compare every trace quantity against the suite's tolerance policy. "
                            "Exit status 1 names the first failing quantity in derivation order.")
-    _add_network(check, "1,10,1 sigmoid,sigmoid half_mse sum")
+    _add_network(check, BLOG_WORDS)
     check.add_argument("--batch", type=_positive_int, default=8, help="batch size (8)")
     check.add_argument("--labels", action="store_true",
                        help="integer class labels instead of one-hot rows (softmax CE)")
@@ -311,7 +317,7 @@ def build_parser() -> Parser:
                              description="Print the forward and backward equations with this "
                              "architecture's shapes; with --values B, the numbers of one example "
                              "of batch B next to autograd's.")
-    _add_network(explain, "1,10,1 sigmoid,sigmoid half_mse sum")
+    _add_network(explain, BLOG_WORDS)
     explain.add_argument("--values", type=_positive_int, metavar="BATCH",
                          help="also print every quantity of one example of this batch size")
     _add_common(explain)
@@ -319,9 +325,7 @@ def build_parser() -> Parser:
     return parser
 
 
-BLOG_DEFAULTS = {"layers": BLOG_SPEC.layer_sizes, "activations": BLOG_SPEC.activations,
-                 "loss": BLOG_SPEC.loss, "reduction": BLOG_SPEC.reduction}
-"""check and explain default to the blog's network (seed.BLOG_SPEC)."""
+
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -52,3 +52,36 @@ def test_handwritten_sources_import_only_numpy_stdlib_and_itself() -> None:
                 continue
             for name in names:
                 assert name.split(".")[0] in allowed, f"{path.name} imports {name}"
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return names
+
+
+def test_no_module_outside_handwritten_imports_a_private_name_of_it() -> None:
+    """The shared contract is public: references, bpnet, bench and tests use public names."""
+    root = PACKAGE.parent
+    for folder in ("reference_torch", "reference_jax", "bpnet", "bench", "tests"):
+        for path in sorted((root / folder).glob("*.py")):
+            private = [n for n in _imports(path) if n.startswith("handwritten")
+                       and any(part.startswith("_") for part in n.split("."))]
+            assert not private, f"{folder}/{path.name} imports {private}"
+
+
+def test_handwritten_modules_import_each_other_one_way() -> None:
+    """No import cycle inside handwritten: each module builds only on the ones before it."""
+    modules = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
+    deps = {m: {n.split(".")[1] for n in _imports(PACKAGE / f"{m}.py")
+                if n.startswith("handwritten.") and n.split(".")[1] in modules} - {m}
+            for m in modules}
+    done: list[str] = []
+    while len(done) < len(modules):
+        ready = sorted(m for m in modules if m not in done and deps[m] <= set(done))
+        assert ready, f"import cycle among {sorted(set(modules) - set(done))}: {deps}"
+        done += ready

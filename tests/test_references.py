@@ -254,3 +254,22 @@ def test_references_refuse_bad_input_like_handwritten(impl) -> None:
         impl.loss_and_grads(spec, params, np.ones((3, 2)), y[:3])
     with pytest.raises(ValueError, match="epochs must be a positive integer"):
         impl.train(spec, params, x, y, hw.OptimizerSpec("sgd", 0.1), epochs=0)
+
+
+@pytest.mark.parametrize(("lr", "epochs", "words"), [
+    (1e3, 500, r"training diverged: the loss is (inf|nan) at step \d+ \(epoch \d+, batch 1 of 1\)"),
+    (1e307, 1, r"training diverged: the params are non-finite after step 1 \(epoch 1\)"),
+], ids=["loss", "final params"])
+def test_every_implementation_refuses_divergence_alike(lr: float, epochs: int, words: str) -> None:
+    """One Schedule, one message: a non-finite loss, or non-finite final params, stops all three
+    trainers with the same FloatingPointError (the references once returned inf params)."""
+    spec = hw.NetworkSpec((1, 1), ("identity",), "mse", "sum")
+    params = [{"W": np.array([[1.0]]), "b": np.array([0.0])}]
+    x, y = np.array([[10.0]]), np.array([[0.0]])
+    messages = []
+    for impl in (hw, rt, rj):
+        with pytest.raises(FloatingPointError, match=words) as error:
+            with np.errstate(over="ignore", invalid="ignore"):
+                impl.train(spec, params, x, y, hw.OptimizerSpec("sgd", lr), epochs=epochs)
+        messages.append(str(error.value).replace("nan", "inf"))
+    assert len(set(messages)) == 1, messages

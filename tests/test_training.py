@@ -11,6 +11,7 @@ from handwritten import (
     OPTIMIZERS,
     NetworkSpec,
     OptimizerSpec,
+    Schedule,
     init_params,
     init_state,
     loss_and_grads,
@@ -100,3 +101,35 @@ def test_divergence_names_the_step() -> None:
     with pytest.raises(FloatingPointError, match=r"at step \d+ \(epoch \d+, batch 1 of 1\)"):
         with np.errstate(over="ignore", invalid="ignore"):
             train(spec, params, x, y, OptimizerSpec("sgd", 1e3), epochs=500)
+
+
+@pytest.mark.parametrize(("n", "batch_size", "epochs", "record_every"),
+                         [(7, 3, 2, None), (7, 3, 3, 2), (6, 6, 4, 1), (5, 1, 2, 10)])
+def test_schedule_visits_every_sample_once_per_epoch(n: int, batch_size: int, epochs: int,
+                                                     record_every: int | None) -> None:
+    """Rows of each epoch partition range(n) in batch_order's order; steps count up from 1;
+    the recorded steps are 0, every k-th and the last, and Batch.record marks exactly them."""
+    order = make_batch_order(n, epochs, np.random.default_rng(n))
+    for batch_order in (None, order):
+        schedule = Schedule(n, epochs, batch_size, batch_order, record_every)
+        batches = list(schedule)
+        assert [b.step for b in batches] == list(range(1, schedule.n_steps + 1))
+        assert schedule.n_steps == epochs * -(-n // batch_size)
+        for e in range(epochs):
+            rows = [np.arange(n)[b.rows] for b in batches if b.epoch == e]
+            expected = np.arange(n) if batch_order is None else batch_order[e]
+            np.testing.assert_array_equal(np.concatenate(rows), expected)
+            assert [b.end_of_epoch for b in batches if b.epoch == e][-1]
+            assert sum(b.end_of_epoch for b in batches if b.epoch == e) == 1
+        assert (0, *[b.step for b in batches if b.record]) == schedule.recorded_steps
+        assert schedule.recorded_steps[-1] == schedule.n_steps
+
+
+def test_non_finite_final_params_are_refused() -> None:
+    """A finite last loss, then an update that overflows: the final check names the step."""
+    spec = NetworkSpec((1, 1), ("identity",), "mse", "sum")
+    params = [{"W": np.array([[1.0]]), "b": np.array([0.0])}]
+    x, y = np.array([[10.0]]), np.array([[0.0]])
+    with pytest.raises(FloatingPointError, match=r"params are non-finite after step 1 \(epoch 1\)"):
+        with np.errstate(over="ignore", invalid="ignore"):
+            train(spec, params, x, y, OptimizerSpec("sgd", 1e307), epochs=1)
