@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 import handwritten as hw
+from bpnet import implementations
 from bpnet.check import cross_check
 from bpnet.problems import Problem, random_problems
 from handwritten.seed import BLOG_SPEC
@@ -233,7 +234,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     repeats = 3 if args.quick else 7
-    import reference_jax  # noqa: F401  (x64 on before any JAX array)
+    implementations.pin_xla_numerics()
 
     env = environment()
     peaks = {dtype: gemm_peak(dtype) for dtype in ("float32", "float64")}

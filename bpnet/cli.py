@@ -329,6 +329,7 @@ def build_parser() -> Parser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    implementations.pin_xla_numerics()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command in ("check", "explain"):

@@ -7,6 +7,7 @@ Each module exposes ``loss_and_grads``, ``trace``, ``predict``, ``step`` and
 from __future__ import annotations
 
 import importlib
+import os
 from types import ModuleType
 
 NAMES = ("handwritten", "reference_torch", "reference_jax")
@@ -38,3 +39,18 @@ def available() -> dict[str, ModuleType]:
         except MissingFramework:
             continue
     return found
+
+
+XLA_FAST_MATH_OFF = "--xla_cpu_enable_fast_math=false"
+
+
+def pin_xla_numerics() -> None:
+    """Keep XLA's CPU fast math off (it may reassociate and flush what the checks compare).
+
+    An application's choice, made before JAX starts (XLA reads XLA_FLAGS once): the
+    command line, the test suite and the benchmark call this; importing reference_jax
+    never changes the environment.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if XLA_FAST_MATH_OFF not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {XLA_FAST_MATH_OFF}".strip()

@@ -4,19 +4,13 @@ An oracle for the hand-derived code: activations are ``jax.nn`` / ``jax.numpy``,
 losses ``optax.losses`` where they match, gradients ``jax.value_and_grad``,
 optimizers ``optax``.  Nothing here is derived by hand.
 
-This module is the one place where JAX is configured, before any array exists:
-float64 is enabled (JAX's default is float32, which would make every float64
-check silently compare float32 numbers), and XLA's CPU fast math is kept off.
+Importing it changes no global state: float64 is switched on only inside its
+own functions (``reference_jax.precision``), so a float64 problem is computed
+in float64 while the user's own JAX code keeps JAX's float32 default.
 """
 
-import os
-
-_FAST_MATH_OFF = "--xla_cpu_enable_fast_math=false"
-if _FAST_MATH_OFF not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FAST_MATH_OFF).strip()
-
 try:
-    import jax
+    import jax  # noqa: F401
     import optax  # noqa: F401
 except ImportError as error:  # pragma: no cover - exercised in a subprocess test
     raise ImportError(
@@ -24,10 +18,8 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess tes
         "pip install -e '.[jax]'"
     ) from error
 
-jax.config.update("jax_enable_x64", True)
-
-from reference_jax.network import from_jax, loss_and_grads, predict, to_jax, trace  # noqa: E402
-from reference_jax.optimizers import step  # noqa: E402
-from reference_jax.training import train  # noqa: E402
+from reference_jax.network import from_jax, loss_and_grads, predict, to_jax, trace
+from reference_jax.optimizers import step
+from reference_jax.training import train
 
 __all__ = ["from_jax", "loss_and_grads", "predict", "step", "to_jax", "trace", "train"]

@@ -36,6 +36,7 @@ from handwritten import checks
 from handwritten.spec import NetworkSpec, Params, Trace
 from reference_jax.activations import ACTIVATIONS
 from reference_jax.losses import TERMS
+from reference_jax.precision import float64
 
 DEPTH = 4
 ACTIVATION_NAMES = tuple(sorted(ACTIVATIONS))
@@ -142,6 +143,7 @@ def _padded_problem(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndar
     return padded, zeros, _pad(x, (batch, width)), _pad(y, (batch, width)), meta, offset
 
 
+@float64
 def trace(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray) -> Trace:
     """reference_jax.trace's result, computed on the padded network."""
     checks.check_problem(spec, params, x, y)

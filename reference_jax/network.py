@@ -20,12 +20,14 @@ from handwritten import checks
 from handwritten.spec import NetworkSpec, Params, Trace
 from reference_jax.activations import ACTIVATIONS
 from reference_jax.losses import LOSSES
+from reference_jax.precision import float64
 
 JaxParams = list[dict[str, jax.Array]]
 
 
+@float64
 def to_jax(params: Params) -> JaxParams:
-    """NumPy params as JAX arrays of the same dtype (x64 is on: float64 stays float64)."""
+    """NumPy params as JAX arrays of the same dtype (float64 stays float64: see precision)."""
     return [{k: jnp.asarray(v) for k, v in p.items()} for p in params]
 
 
@@ -86,6 +88,7 @@ def _trace(params: JaxParams, x: jax.Array, y: jax.Array, spec: NetworkSpec) -> 
     return loss, cache, d_params, d_z, d_a
 
 
+@float64
 def predict(spec: NetworkSpec, params: Params, x: np.ndarray) -> np.ndarray:
     """The network's output for inputs x (batch, n_in)."""
     dtype = checks.check_x(spec, x)
@@ -93,6 +96,7 @@ def predict(spec: NetworkSpec, params: Params, x: np.ndarray) -> np.ndarray:
     return np.array(forward(spec, to_jax(params), jnp.asarray(x))[0])
 
 
+@float64
 def loss_and_grads(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray
                    ) -> tuple[Any, Params]:
     """The loss and jax.value_and_grad's gradient for every parameter."""
@@ -101,6 +105,7 @@ def loss_and_grads(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarr
     return np.asarray(loss)[()], from_jax(grads)
 
 
+@float64
 def trace(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray) -> Trace:
     """Every z, a and autograd's d_a, d_z, d_W, d_b of every layer."""
     checks.check_problem(spec, params, x, y)

@@ -32,6 +32,7 @@ import optax
 
 from handwritten.spec import OptimizerSpec, Params, State
 from reference_jax.network import from_jax, to_jax
+from reference_jax.precision import float64
 
 MAKERS: dict[str, Callable[[Any, dict[str, Any]], optax.GradientTransformation]] = {
     "sgd": lambda lr, h: optax.sgd(lr),
@@ -84,6 +85,7 @@ def read_state(opt_state: Any, t: int) -> State:
     return state
 
 
+@float64
 def step(optimizer: OptimizerSpec, params: Params, grads: Params, state: State
          ) -> tuple[Params, State]:
     """One optax update from exactly this state; the interface of handwritten's ``step``."""

@@ -15,6 +15,7 @@ from handwritten.spec import History, NetworkSpec, OptimizerSpec, Params
 from handwritten.training import Schedule
 from reference_jax.network import _loss, from_jax, to_jax
 from reference_jax.optimizers import MAKERS, make, read_state
+from reference_jax.precision import float64
 
 
 @lru_cache(maxsize=64)
@@ -36,6 +37,7 @@ def _step_fn(spec: NetworkSpec, name: str) -> Any:
     return train_step
 
 
+@float64
 def train(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
           optimizer: OptimizerSpec, *, epochs: int, batch_size: int | None = None,
           batch_order: np.ndarray[Any, Any] | None = None, record_every: int | None = None,

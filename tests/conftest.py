@@ -16,13 +16,12 @@ import pytest
 from hypothesis import HealthCheck, settings
 from threadpoolctl import threadpool_limits
 
-# The references pin their numerics on import: reference_jax switches on float64
-# (jax_enable_x64, its one place) and XLA fast math off before any JAX array exists,
-# so it is imported here, first.  torch gets one intra-op thread, like BLAS below.
-try:
-    import reference_jax  # noqa: F401
-except ImportError:  # the handwritten-only tests still run
-    pass
+from bpnet.implementations import pin_xla_numerics
+
+# The suite pins what changes low bits.  XLA's CPU fast math off, before JAX starts
+# (reference_jax itself changes no global state: it scopes float64 to its own calls).
+# torch gets one intra-op thread, like BLAS below.
+pin_xla_numerics()
 try:
     import torch
 

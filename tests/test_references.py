@@ -167,9 +167,10 @@ def test_jax_loss_passes_check_grads(label: str) -> None:
 
     spec = HAND_PICKED[label]
     params, x, y = _case(spec, batch=4)
-    jx, jy = jax.numpy.asarray(x), jax.numpy.asarray(y)
-    check_grads(lambda p: _loss(p, jx, jy, spec), (to_jax(params),), order=1,
-                modes=("fwd", "rev"))
+    with jax.enable_x64(True):                  # float64, scoped as reference_jax scopes it
+        jx, jy = jax.numpy.asarray(x), jax.numpy.asarray(y)
+        check_grads(lambda p: _loss(p, jx, jy, spec), (to_jax(params),), order=1,
+                    modes=("fwd", "rev"))
 
 
 REGISTRIES = {
@@ -205,9 +206,10 @@ def test_optax_rmsprop_default_puts_eps_inside_the_sqrt() -> None:
     assert ours[0]["W"][0, 0] == pytest.approx(expected, rel=1e-12)
     for eps_in_sqrt, agrees in ((False, True), (True, False)):
         tx = optax.rmsprop(lr, decay=alpha, eps=eps, eps_in_sqrt=eps_in_sqrt)
-        p = rj.to_jax(params)
-        update, _ = tx.update(rj.to_jax(grads), tx.init(p), p)
-        value = float(update[0]["W"][0, 0])
+        with jax.enable_x64(True):              # float64, scoped as reference_jax scopes it
+            p = rj.to_jax(params)
+            update, _ = tx.update(rj.to_jax(grads), tx.init(p), p)
+            value = float(update[0]["W"][0, 0])
         assert bool(value == pytest.approx(expected, rel=1e-12)) is agrees, (eps_in_sqrt, value)
 
 
@@ -273,3 +275,26 @@ def test_every_implementation_refuses_divergence_alike(lr: float, epochs: int, w
                 impl.train(spec, params, x, y, hw.OptimizerSpec("sgd", lr), epochs=epochs)
         messages.append(str(error.value).replace("nan", "inf"))
     assert len(set(messages)) == 1, messages
+
+
+def test_importing_reference_jax_leaves_jax_in_float32() -> None:
+    """A user's own JAX code keeps JAX's float32 default after importing and using
+    reference_jax (even with JAX_ENABLE_X64 unset), while reference_jax computes a float64
+    problem in float64."""
+    code = (
+        "import os; os.environ.pop('JAX_ENABLE_X64', None)\n"
+        "import numpy as np, jax.numpy as jnp\n"
+        "import handwritten as hw, reference_jax\n"
+        "assert jnp.array([1.0]).dtype == jnp.float32, 'import switched x64 on'\n"
+        "spec = hw.NetworkSpec((1, 1), ('identity',), 'half_mse', 'sum')\n"
+        "params = [{'W': np.array([[1.0]]), 'b': np.array([0.0])}]\n"
+        "x, y = np.array([[1.0 + 2.0**-40]]), np.array([[1.0]])\n"
+        "loss, _ = reference_jax.loss_and_grads(spec, params, x, y)\n"
+        "assert loss == 2.0**-81 and loss.dtype == np.float64, loss\n"
+        "assert jnp.array([1.0]).dtype == jnp.float32, 'a call left x64 on'\n"
+        "print('float32')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "float32"
