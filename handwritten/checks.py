@@ -8,7 +8,7 @@ with the same messages.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,15 +19,38 @@ from handwritten.spec import NetworkSpec, OptimizerSpec, finite_real, positive_i
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
-__all__ = ["FLOAT_DTYPES", "check_batch_order", "check_float_array", "check_params",
-           "check_problem", "check_rng", "check_training_args", "check_x", "check_y",
-           "finite_real", "positive_int"]
+__all__ = [
+    "FLOAT_DTYPES",
+    "check_batch_order",
+    "check_float_array",
+    "check_ndarray",
+    "check_optimizer",
+    "check_params",
+    "check_problem",
+    "check_rng",
+    "check_step",
+    "check_training_args",
+    "check_x",
+    "check_y",
+    "finite_real",
+    "positive_int",
+]
+
+
+def check_ndarray(name: str, value: object) -> np.ndarray[Any, Any]:
+    """A plain numpy.ndarray: subclasses (np.matrix, masked arrays) change what operators
+    mean (a masked NaN is still NaN to the frameworks), so they are refused."""
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(value).__name__}")
+    if type(value) is not np.ndarray:
+        raise TypeError(f"{name} must be a plain numpy.ndarray, not the subclass "
+                        f"{type(value).__name__}: convert it with np.asarray")
+    return value
 
 
 def check_float_array(name: str, value: object, ndim: int) -> np.dtype[Any]:
     """A finite float32/float64 ndarray of the given ndim; returns its dtype."""
-    if not isinstance(value, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(value).__name__}")
+    value = check_ndarray(name, value)
     if value.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must have dtype float32 or float64, got {value.dtype}")
     if value.ndim != ndim:
@@ -91,8 +114,7 @@ def check_y(spec: NetworkSpec, y: object, batch: int, dtype: np.dtype[Any]) -> N
     """Targets matching the loss: see the ``targets`` field of the loss registry."""
     n_out = spec.layer_sizes[-1]
     kind = LOSSES[spec.loss].targets
-    if not isinstance(y, np.ndarray):
-        raise TypeError(f"y must be a numpy.ndarray, got {type(y).__name__}")
+    y = check_ndarray("y", y)
     if kind == "class" and y.ndim == 1:
         if y.dtype.kind not in "iu":
             raise TypeError(f"y as class labels (1-D) must be an integer array, got {y.dtype}")
@@ -132,7 +154,7 @@ def check_problem(spec: NetworkSpec, params: object, x: object, y: object) -> np
 
 def check_batch_order(batch_order: object, epochs: int, n: int) -> NDArray[np.intp]:
     """An (epochs, n) integer array whose rows are permutations of range(n)."""
-    if not isinstance(batch_order, np.ndarray) or batch_order.dtype.kind not in "iu":
+    if type(batch_order) is not np.ndarray or batch_order.dtype.kind not in "iu":
         raise TypeError("batch_order must be an integer numpy.ndarray of shape (epochs, n_samples)")
     if batch_order.shape != (epochs, n):
         raise ValueError(f"batch_order must have shape (epochs, n_samples) = ({epochs}, {n}), "
@@ -150,8 +172,7 @@ def check_training_args(optimizer: object, n_samples: int, epochs: object, batch
     Returns (epochs, batch_size, batch_order, record_every), each checked; the
     default batch_size (None) is the full batch.
     """
-    if not isinstance(optimizer, OptimizerSpec):
-        raise TypeError(f"optimizer must be an OptimizerSpec, got {type(optimizer).__name__}")
+    check_optimizer(optimizer)
     epochs = positive_int("epochs", epochs)
     every = None if record_every is None else positive_int("record_every", record_every)
     size = positive_int("batch_size", n_samples if batch_size is None else batch_size)
@@ -164,3 +185,77 @@ def check_training_args(optimizer: object, n_samples: int, epochs: object, batch
                         f"got {type(callback).__name__}")
     return epochs, size, order, every
 
+
+
+# optimizer steps -------------------------------------------------------------
+
+
+def check_optimizer(optimizer: object) -> OptimizerSpec:
+    """An OptimizerSpec (a bare name such as "adam" is refused: it carries no lr)."""
+    if not isinstance(optimizer, OptimizerSpec):
+        raise TypeError(f"optimizer must be an OptimizerSpec (e.g. OptimizerSpec('adam', "
+                        f"lr=1e-3)), got {type(optimizer).__name__}: {optimizer!r}")
+    return optimizer
+
+
+def check_like(name: str, tree: object, like: Sequence[dict[str, Any]], dtype: np.dtype[Any]
+               ) -> None:
+    """A params-shaped structure with exactly the layers, keys, shapes and dtype of ``like``."""
+    if not isinstance(tree, Sequence) or isinstance(tree, (str, bytes)) or len(tree) != len(like):
+        raise TypeError(f"{name} must be a list of {len(like)} dicts shaped like params, "
+                        f"got {type(tree).__name__}")
+    for i, (layer, ref) in enumerate(zip(tree, like)):
+        if not isinstance(layer, dict) or set(layer) != set(ref):
+            raise TypeError(f"{name}[{i}] must be a dict with keys {sorted(ref)}")
+        for key, leaf in layer.items():
+            leaf_name = f"{name}[{i}][{key!r}]"
+            if check_float_array(leaf_name, leaf, ref[key].ndim) != dtype:
+                raise TypeError(f"{leaf_name} has dtype {leaf.dtype}, but params are {dtype}: "
+                                "mixed dtypes are not converted silently")
+            if leaf.shape != ref[key].shape:
+                raise ValueError(f"{leaf_name} must have shape {ref[key].shape}, like params, "
+                                 f"got {leaf.shape}")
+
+
+def check_params_tree(params: object) -> np.dtype[Any]:
+    """params of some network (no spec at hand): {"W": (fan_in, fan_out), "b": (fan_out,)}
+    dicts whose shapes chain from layer to layer, all of one float dtype."""
+    if not isinstance(params, Sequence) or isinstance(params, (str, bytes)) or not params:
+        raise TypeError(f"params must be a non-empty list of {{'W', 'b'}} dicts, "
+                        f"got {type(params).__name__}")
+    dtype = None
+    for i, layer in enumerate(params):
+        if not isinstance(layer, dict) or set(layer) != {"W", "b"}:
+            raise TypeError(f"params[{i}] must be a dict with keys 'W' and 'b'")
+        w_dtype = check_float_array(f"params[{i}]['W']", layer["W"], 2)
+        b_dtype = check_float_array(f"params[{i}]['b']", layer["b"], 1)
+        dtype = dtype or w_dtype
+        if w_dtype != dtype or b_dtype != dtype:
+            raise TypeError(f"params[{i}] has dtype {w_dtype}/{b_dtype}, but params[0] is "
+                            f"{dtype}: mixed dtypes are not converted silently")
+        fan_in, fan_out = layer["W"].shape
+        if layer["b"].shape != (fan_out,) or (i and params[i - 1]["W"].shape[1] != fan_in):
+            raise ValueError(f"params[{i}] has W {layer['W'].shape} and b {layer['b'].shape}: "
+                             "the shapes do not chain as (fan_in, fan_out), (fan_out,)")
+    assert dtype is not None
+    return dtype
+
+
+def check_step(optimizer: object, params: object, grads: object, state: object,
+               buffers: Collection[str]) -> None:
+    """One optimizer step's arguments: an OptimizerSpec, params, grads shaped and typed like
+    them, and a state as ``init_state`` makes it: a step count "t" and the rule's
+    params-shaped ``buffers``."""
+    name = check_optimizer(optimizer).name
+    dtype = check_params_tree(params)
+    assert isinstance(params, Sequence)
+    check_like("grads", grads, params, dtype)
+    if not isinstance(state, dict) or set(state) != {"t", *buffers}:
+        got = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise TypeError(f"state must be the dict init_state returns for "
+                        f"{name!r} (keys {sorted({'t', *buffers})}), got {got}")
+    t = state["t"]
+    if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0:
+        raise ValueError(f"state['t'] must be a step count >= 0, got {t!r}")
+    for key in buffers:
+        check_like(f"state[{key!r}]", state[key], params, dtype)

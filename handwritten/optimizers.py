@@ -39,6 +39,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from handwritten import checks
 from handwritten.spec import OptimizerSpec, Params, State
 
 Hyper = Mapping[str, float]
@@ -158,19 +159,20 @@ Update = Callable[[Params, State, Params, float, Hyper], tuple[Params, State]]
 
 
 class OptimizerRule(NamedTuple):
-    """One registry entry: fresh state, and the update rule."""
+    """One registry entry: fresh state, the update rule, and the state's buffer names."""
 
     init: Callable[[Params], State]
     update: Update
+    buffers: tuple[str, ...] = ()
 
 
 OPTIMIZERS: dict[str, OptimizerRule] = {
     "sgd": OptimizerRule(sgd_init, sgd_update),
-    "momentum": OptimizerRule(momentum_init, momentum_update),
-    "nesterov": OptimizerRule(momentum_init, nesterov_update),
-    "adam": OptimizerRule(adam_init, adam_update),
-    "adamw": OptimizerRule(adam_init, adamw_update),
-    "rmsprop": OptimizerRule(rmsprop_init, rmsprop_update),
+    "momentum": OptimizerRule(momentum_init, momentum_update, ("b",)),
+    "nesterov": OptimizerRule(momentum_init, nesterov_update, ("b",)),
+    "adam": OptimizerRule(adam_init, adam_update, ("m", "v")),
+    "adamw": OptimizerRule(adam_init, adamw_update, ("m", "v")),
+    "rmsprop": OptimizerRule(rmsprop_init, rmsprop_update, ("v",)),
 }
 """Every optimizer by name (the names of ``handwritten.spec.OPTIMIZER_DEFAULTS``)."""
 
@@ -180,12 +182,21 @@ OPTIMIZERS: dict[str, OptimizerRule] = {
 
 def init_state(optimizer: OptimizerSpec, params: Params) -> State:
     """Fresh optimizer state for ``params`` (zero buffers, t = 0)."""
+    checks.check_optimizer(optimizer)
+    checks.check_params_tree(params)
     return OPTIMIZERS[optimizer.name].init(params)
+
+
+def check_step(optimizer: OptimizerSpec, params: Params, grads: Params, state: State) -> None:
+    """The checks of ``step`` and ``update`` (the references' ``step`` makes the same)."""
+    checks.check_optimizer(optimizer)
+    checks.check_step(optimizer, params, grads, state, OPTIMIZERS[optimizer.name].buffers)
 
 
 def update(optimizer: OptimizerSpec, grads: Params, state: State, params: Params
            ) -> tuple[Params, State]:
-    """The rule's Delta theta for every parameter, and the new state."""
+    """The rule's Delta theta for every parameter, and the new state (arguments checked)."""
+    check_step(optimizer, params, grads, state)
     rule = OPTIMIZERS[optimizer.name]
     return rule.update(grads, state, params, optimizer.lr, optimizer.hyperparams)
 

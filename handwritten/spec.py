@@ -67,6 +67,11 @@ def finite_real(name: str, value: object, *, low: float, high: float = np.inf,
     return v
 
 
+def _check_name(name: str, value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a name (str), got {type(value).__name__}: {value!r}")
+
+
 def _as_tuple(name: str, value: object) -> tuple[Any, ...]:
     if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
         raise TypeError(f"{name} must be a tuple or list, got {type(value).__name__}")
@@ -109,6 +114,10 @@ class NetworkSpec:
         sizes = tuple(positive_int(f"layer_sizes[{i}]", n) for i, n in enumerate(sizes))
         object.__setattr__(self, "layer_sizes", sizes)
         object.__setattr__(self, "activations", names)
+        for i, name in enumerate(names):
+            _check_name(f"activations[{i}]", name)
+        _check_name("loss", self.loss)
+        _check_name("reduction", self.reduction)
         if len(names) != len(sizes) - 1:
             raise ValueError(f"activations needs one name per layer ({len(sizes) - 1} for "
                              f"layer_sizes {sizes}), got {len(names)}: {names}")
@@ -221,6 +230,7 @@ class OptimizerSpec:
     hyperparams: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        _check_name("name", self.name)
         if self.name not in OPTIMIZER_DEFAULTS:
             raise ValueError(f"optimizer name is unknown: {self.name!r}; "
                              f"expected one of {sorted(OPTIMIZER_DEFAULTS)}")
@@ -237,7 +247,19 @@ class OptimizerSpec:
             low, high, low_open = HYPERPARAMETER_RANGES[key]
             hyper[key] = finite_real(key, value, low=low, high=high, low_open=low_open)
         object.__setattr__(self, "lr", lr)
-        object.__setattr__(self, "hyperparams", hyper)
+        # read-only once validated: a changed beta1 would bypass the range checks
+        object.__setattr__(self, "hyperparams", MappingProxyType(hyper))
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.lr, tuple(sorted(self.hyperparams.items()))))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # copy and pickle rebuild the spec (the read-only mapping itself cannot be pickled)
+        return (OptimizerSpec, (self.name, self.lr, dict(self.hyperparams)))
+
+    def __repr__(self) -> str:
+        hyper = dict(self.hyperparams)
+        return f"OptimizerSpec({self.name!r}, lr={self.lr!r}, hyperparams={hyper!r})"
 
 
 # a training run --------------------------------------------------------------

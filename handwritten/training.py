@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 
 from handwritten import checks
 from handwritten.network import backward, forward, loss_value
-from handwritten.optimizers import apply_updates, init_state, update
+from handwritten.optimizers import OPTIMIZERS, apply_updates
 from handwritten.spec import History, NetworkSpec, OptimizerSpec, Params, State
 
 Array = NDArray[np.floating[Any]]
@@ -37,6 +37,11 @@ def make_batch_order(n_samples: int, epochs: int, rng: np.random.Generator) -> N
     epochs = checks.positive_int("epochs", epochs)
     checks.check_rng(rng)
     return np.stack([rng.permutation(n_samples) for _ in range(epochs)])
+
+
+def copy_params(params: Params) -> Params:
+    """Fresh copies of every array of a params-shaped structure."""
+    return [{k: v.copy() for k, v in p.items()} for p in params]
 
 
 class Batch(NamedTuple):
@@ -111,17 +116,18 @@ class Schedule:
 
     def history(self, losses: list[Any], recorded: list[Params], state: State,
                 dtype: np.dtype[Any]) -> History:
-        """The run's History, once the final params are checked to be finite."""
+        """The run's History, once the final params are checked to be finite.
+
+        ``recorded[0]`` (the caller's initial params) is copied, so that changing a
+        History can never change the caller's arrays.
+        """
         if not all(np.isfinite(v).all() for p in recorded[-1] for v in p.values()):
             raise FloatingPointError(
                 f"training diverged: the params are non-finite after step {self.n_steps} "
                 f"(epoch {self.epochs}); try a smaller learning rate")
         assert len(recorded) == len(self.recorded_steps)
-        return History(np.array(losses, dtype=dtype), self.recorded_steps, recorded, state)
-
-
-def _copy(params: Params) -> Params:
-    return [{k: v.copy() for k, v in p.items()} for p in params]
+        return History(np.array(losses, dtype=dtype), self.recorded_steps,
+                       [copy_params(recorded[0]), *recorded[1:]], state)
 
 
 def train(spec: NetworkSpec, params: Params, x: Array, y: Array, optimizer: OptimizerSpec,
@@ -158,12 +164,13 @@ def train(spec: NetworkSpec, params: Params, x: Array, y: Array, optimizer: Opti
     """
     schedule = Schedule.for_training(spec, params, x, y, optimizer, epochs, batch_size,
                                      batch_order, record_every, callback)
-    state = init_state(optimizer, params)
+    rule = OPTIMIZERS[optimizer.name]              # checked once above, not at every step
+    state = rule.init(params)
     losses = []
     recorded = [params]
     # a private copy, updated in place: the caller's arrays are never touched, and no
     # step allocates a new set of params
-    params = _copy(params)
+    params = copy_params(params)
     for batch in schedule:
         xb, yb = x[batch.rows], y[batch.rows]
         _, cache = forward(spec, params, xb)
@@ -171,11 +178,11 @@ def train(spec: NetworkSpec, params: Params, x: Array, y: Array, optimizer: Opti
         schedule.check_loss(loss, batch)
         grads, _ = backward(spec, params, xb, yb, cache, keep_deltas=False)
         del cache                                   # free the activations before the update
-        updates, state = update(optimizer, grads, state, params)
+        updates, state = rule.update(grads, state, params, optimizer.lr, optimizer.hyperparams)
         apply_updates(params, updates, in_place=True)
         losses.append(loss)
         if batch.record:
-            recorded.append(params if batch.step == schedule.n_steps else _copy(params))
+            recorded.append(params if batch.step == schedule.n_steps else copy_params(params))
         if callback is not None and batch.end_of_epoch:
-            callback(batch.epoch + 1, _copy(params))
+            callback(batch.epoch + 1, copy_params(params))
     return schedule.history(losses, recorded, state, x.dtype)

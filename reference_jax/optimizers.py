@@ -30,6 +30,7 @@ from typing import Any
 import jax.numpy as jnp
 import optax
 
+from handwritten.optimizers import check_step
 from handwritten.spec import OptimizerSpec, Params, State
 from reference_jax.network import from_jax, to_jax
 from reference_jax.precision import float64
@@ -89,6 +90,7 @@ def read_state(opt_state: Any, t: int) -> State:
 def step(optimizer: OptimizerSpec, params: Params, grads: Params, state: State
          ) -> tuple[Params, State]:
     """One optax update from exactly this state; the interface of handwritten's ``step``."""
+    check_step(optimizer, params, grads, state)
     opt = make(optimizer)
     jparams = to_jax(params)
     opt_state = load_state(opt.init(jparams), state)

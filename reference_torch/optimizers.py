@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from handwritten.optimizers import check_step
 from handwritten.spec import OptimizerSpec, Params, State
 from reference_torch.network import from_torch, to_torch
 
@@ -88,6 +89,7 @@ def read_state(opt: torch.optim.Optimizer, optimizer: OptimizerSpec, t: int,
 def step(optimizer: OptimizerSpec, params: Params, grads: Params, state: State
          ) -> tuple[Params, State]:
     """One torch.optim step from exactly this state; the interface of handwritten's ``step``."""
+    check_step(optimizer, params, grads, state)
     tparams = to_torch(params)
     for p, g in zip(tparams, grads):
         for k in ("W", "b"):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -12,9 +15,11 @@ from handwritten import (
     NetworkSpec,
     OptimizerSpec,
     init_params,
+    init_state,
     loss_and_grads,
     make_batch_order,
     predict,
+    step,
     trace,
     train,
 )
@@ -30,6 +35,13 @@ def good() -> dict[str, Any]:
     rng = np.random.default_rng(0)
     return {"params": init_params(SPEC, rng, "glorot_uniform"),
             "x": rng.normal(size=(5, 3)), "y": rng.uniform(size=(5, 2))}
+
+
+def _matrix(a: np.ndarray) -> np.ndarray:
+    """np.matrix, which NumPy itself discourages (it warns on creation)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        return np.asmatrix(a)
 
 
 def with_nan(a: np.ndarray, value: float = np.nan) -> np.ndarray:
@@ -83,6 +95,12 @@ CASES: list[tuple[str, Spoil, NetworkSpec, type[Exception], str]] = [
      "integer array"),
     ("class rows not summing to 1", lambda d: d.update(y=np.full((5, 2), 0.3)), CE, ValueError,
      "y rows must sum to 1"),
+    ("x np.matrix", lambda d: d.update(x=_matrix(d["x"])), SPEC, TypeError,
+     "x must be a plain numpy.ndarray, not the subclass matrix"),
+    ("y masked", lambda d: d.update(y=np.ma.masked_invalid(with_nan(d["y"]))), SPEC, TypeError,
+     "y must be a plain numpy.ndarray, not the subclass MaskedArray"),
+    ("params W masked", lambda d: d["params"][0].update(W=np.ma.asarray(d["params"][0]["W"])),
+     SPEC, TypeError, "params[0]['W'] must be a plain numpy.ndarray"),
 ]
 
 
@@ -130,6 +148,9 @@ SPEC_CASES: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"reduction": "avg"}, ValueError, "reduction must be one of"),
     ({"weight_decay": -0.1}, ValueError, "weight_decay must be a finite number"),
     ({"weight_decay": float("nan")}, ValueError, "weight_decay must be a finite number"),
+    ({"loss": ["half_mse"]}, TypeError, "loss must be a name (str), got list"),
+    ({"activations": ("tanh", None)}, TypeError, "activations[1] must be a name (str)"),
+    ({"reduction": 1}, TypeError, "reduction must be a name (str), got int"),
 ]
 
 
@@ -155,6 +176,7 @@ OPT_CASES: list[tuple[tuple[Any, ...], type[Exception], str]] = [
     (("nesterov", 0.1, {"momentum": 0.0}), ValueError, "momentum must be a finite number in (0.0"),
     (("sgd", 0.1, {"momentum": 0.9}), ValueError, "hyperparams ['momentum'] are unknown"),
     (("rmsprop", 0.1, {"alpha": 2}), ValueError, "alpha must be a finite number"),
+    ((["adam"], 0.1), TypeError, "name must be a name (str), got list"),
 ]
 
 
@@ -176,6 +198,9 @@ TRAIN_CASES: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"batch_order": np.tile(np.arange(5), (3, 1))}, ValueError, "batch_order must have shape"),
     ({"batch_order": np.tile(np.arange(5.0), (2, 1))}, TypeError, "batch_order must be an integer"),
     ({"optimizer": "sgd"}, TypeError, "optimizer must be an OptimizerSpec"),
+    ({"callback": 5}, TypeError, "callback must be callable"),
+    ({"batch_order": _matrix(np.tile(np.arange(5), (2, 1)))}, TypeError,
+     "batch_order must be an integer numpy.ndarray"),
 ]
 
 
@@ -201,3 +226,80 @@ def test_bad_init_arguments_are_refused() -> None:
         init_params(SPEC, np.random.default_rng(0), dtype=np.float16)
     with pytest.raises(TypeError, match=r"rng must be a numpy\.random\.Generator"):
         make_batch_order(5, 2, None)  # type: ignore[arg-type]
+
+
+def test_numpy_integer_sizes_are_stored_as_python_ints() -> None:
+    """np.uint8(200) + np.uint8(100) would wrap to 44 in the glorot scale."""
+    spec = NetworkSpec((np.uint8(200), np.uint8(100), np.int64(3)), ("tanh", "identity"))
+    assert all(type(n) is int for n in spec.layer_sizes)
+    w = init_params(spec, np.random.default_rng(0), "glorot_uniform")[0]["W"]
+    assert np.abs(w).max() <= np.sqrt(6 / 300) and np.abs(w).max() > np.sqrt(6 / 300) * 0.9
+
+
+def test_optimizer_spec_is_immutable_and_hashable() -> None:
+    opt = OptimizerSpec("adam", 0.1)
+    with pytest.raises(TypeError):
+        opt.hyperparams["beta1"] = 1.0  # type: ignore[index]
+    assert opt.hyperparams["beta1"] == 0.9
+    assert {opt: 1}[OptimizerSpec("adam", 0.1, {"beta1": 0.9})] == 1
+    assert "hyperparams={'beta1': 0.9" in repr(opt)
+    assert pickle.loads(pickle.dumps(opt)) == opt == copy.deepcopy(opt)
+
+
+def test_history_does_not_share_the_callers_arrays() -> None:
+    d = good()
+    before = snapshot(d)
+    history = train(SPEC, d["params"], d["x"], d["y"], SGD, epochs=2)
+    history.params[0][0]["W"][...] = 7.0
+    assert_unchanged(before, d)
+
+
+def _step_args() -> dict[str, Any]:
+    d = good()
+    opt = OptimizerSpec("adam", 0.1)
+    return {"optimizer": opt, "params": d["params"], "grads": loss_and_grads(
+        SPEC, d["params"], d["x"], d["y"])[1], "state": init_state(opt, d["params"])}
+
+
+def _float32(tree: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    return [{k: v.astype(np.float32) for k, v in layer.items()} for layer in tree]
+
+
+# (case id, how to spoil step's arguments, error type, words the message must contain)
+STEP_CASES: list[tuple[str, Callable[[dict[str, Any]], None], type[Exception], str]] = [
+    ("optimizer str", lambda a: a.update(optimizer="adam"), TypeError,
+     "optimizer must be an OptimizerSpec"),
+    ("grads float32", lambda a: a.update(grads=_float32(a["grads"])), TypeError,
+     "grads[0]['W'] has dtype float32, but params are float64"),
+    ("grads wrong shape", lambda a: a["grads"][1].update(b=np.ones(3)), ValueError,
+     "grads[1]['b'] must have shape (2,)"),
+    ("grads missing layer", lambda a: a.update(grads=a["grads"][:1]), TypeError,
+     "grads must be a list of 2 dicts"),
+    ("params do not chain", lambda a: a["params"][1].update(W=np.ones((3, 2))), ValueError,
+     "params[1] has W (3, 2)"),
+    ("state of another optimizer", lambda a: a.update(state={"t": 0}), TypeError,
+     "state must be the dict init_state returns for 'adam'"),
+    ("state negative t", lambda a: a["state"].update(t=-1), ValueError, "state['t']"),
+    ("state buffer float32", lambda a: a["state"].update(m=_float32(a["state"]["m"])),
+     TypeError, "state['m'][0]['W'] has dtype float32"),
+]
+
+
+@pytest.mark.parametrize(("case", "spoil", "error", "words"), STEP_CASES,
+                         ids=[c[0] for c in STEP_CASES])
+def test_bad_step_arguments_are_refused(case: str, spoil: Callable[[dict[str, Any]], None],
+                                        error: type[Exception], words: str) -> None:
+    args = _step_args()
+    spoil(args)
+    before = snapshot(args)
+    with pytest.raises(error) as info:
+        step(**args)
+    assert words in str(info.value), str(info.value)
+    assert_unchanged(before, args)
+
+
+def test_init_state_refuses_a_name_and_bad_params() -> None:
+    with pytest.raises(TypeError, match="optimizer must be an OptimizerSpec"):
+        init_state("adam", good()["params"])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="params must be a non-empty list"):
+        init_state(SGD, [])

@@ -298,3 +298,39 @@ def test_importing_reference_jax_leaves_jax_in_float32() -> None:
                             timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "float32"
+
+
+@pytest.mark.parametrize("impl", [rt, rj], ids=["torch", "jax"])
+def test_references_refuse_every_bad_input_like_handwritten(impl) -> None:
+    """The bad-input tables of test_bad_input, through each reference's entry points: the
+    same error type and words (they share handwritten.checks), and nothing modified."""
+    from tests.test_bad_input import CASES, CE, SGD, SPEC, STEP_CASES, TRAIN_CASES, good
+    from tests.test_bad_input import _step_args as step_args
+
+    for case, spoil, spec, error, words in CASES:
+        for entry in ("loss_and_grads", "trace", "train"):
+            d = good()
+            if spec is CE:
+                d["y"] = np.eye(2)[[0, 1, 1, 0, 1]]
+            spoil(d)
+            before = snapshot(d)
+            args = (spec, d["params"], d["x"], d["y"])
+            with pytest.raises(error) as info:
+                if entry == "train":
+                    impl.train(*args, SGD, epochs=2)
+                else:
+                    getattr(impl, entry)(*args)
+            assert words in str(info.value), (case, entry, str(info.value))
+            assert_unchanged(before, d)
+    for change, error, words in TRAIN_CASES:
+        d = good()
+        with pytest.raises(error) as info:
+            impl.train(SPEC, d["params"], d["x"], d["y"], **({"optimizer": SGD, "epochs": 2}
+                                                              | change))
+        assert words in str(info.value), str(info.value)
+    for case, spoil, error, words in STEP_CASES:
+        args = step_args()
+        spoil(args)
+        with pytest.raises(error) as info:
+            impl.step(**args)
+        assert words in str(info.value), (case, str(info.value))

@@ -66,7 +66,9 @@ def test_record_every_records_initial_every_kth_and_last() -> None:
     h = train(SPEC, params, x, y, OptimizerSpec("sgd", 0.1), epochs=7, batch_size=2,
               record_every=5)
     assert h.recorded_steps == (0, 5, 10, 15, 20, 21)
-    assert h.params[0] is params
+    assert h.params[0] is not params         # a copy: changing the History cannot touch params
+    for a, b in zip(h.params[0], params):
+        assert all(np.array_equal(a[k], b[k]) and a[k] is not b[k] for k in a)
     assert len(h.params) == len(h.recorded_steps)
     # recorded params are snapshots, not views of the params training updates in place
     assert not any(np.array_equal(h.params[i][0]["W"], h.params[i + 1][0]["W"])
