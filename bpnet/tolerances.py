@@ -89,3 +89,31 @@ TWIN_FACTOR = 10.0
 def trajectory_rtol(step: int) -> float:
     """The rounding floor of the envelope after ``step`` steps (the twin drift comes on top)."""
     return RTOL64 * (1 + step)
+
+
+# Extreme regimes (saturated units, kinks, huge logits), against a longdouble oracle ---------
+# In the extremes no fixed relative tolerance is meaningful: a quantity's attainable accuracy
+# is set by its conditioning.  A formula evaluated from exact inputs x with n elementary
+# operations, each correctly rounded, returns g(x (1 + d)) (1 + d') with |d|, |d'| <= n eps
+# (backward stability), so its error is at most
+#     n eps (|g| + S),   S = sum over inputs of |x dg/dx|
+# (S = condition number * |g|; written with S, a true value of 0 with non-zero sensitivity
+# is handled too).  No formula in handwritten's activations and losses takes more than 16
+# operations, so EXTREME_ULPS = 16.  S is measured in the oracle (float80 longdouble, eps
+# 1.1e-19) by relative perturbations of every input; integer labels are exact and never
+# perturbed.  Below the smallest normal number of the dtype, relative accuracy ends
+# (gradual underflow): that is the absolute floor.
+EXTREME_ULPS = 16.0
+EXTREME_STEP = 2.0**-24   # the oracle's relative perturbation for S: its truncation error,
+                          # ~h * S, is far below the EXTREME_ULPS * eps it scales
+
+
+def extreme_allowed(true: np.ndarray, sensitivity: np.ndarray, dtype: np.dtype,
+                    extra_terms: float | np.ndarray = 0.0) -> np.ndarray:
+    """The largest error allowed for a quantity with true value ``true`` and sensitivity S
+    (``extra_terms``: further rounding, e.g. a sum's N * sum|terms|), in ``dtype``."""
+    info = np.finfo(dtype)
+    allowed: np.ndarray = (EXTREME_ULPS * float(info.eps)
+                           * (np.abs(true) + sensitivity + extra_terms)
+                           + float(info.smallest_normal))
+    return allowed

@@ -35,6 +35,13 @@ ELU_ALPHA = 1.0
 GELU_C = math.sqrt(2.0 / math.pi)
 GELU_K = 0.044715
 
+TAIL = 2.0
+"""|z| beyond which a derivative written in the output (sigmoid's 1 - a, tanh's
+1 - a**2, elu's a + alpha) is computed from z instead.  Inside it the subtraction
+from the rounded output costs at most ~27 ulps of relative accuracy (tanh at 2:
+2 sinh(2)**2 + 1), within the 16 (1 + condition number) ulps every activation is
+held to (bpnet.tolerances); beyond it the loss grows like e^|z| (and e^2|z|)."""
+
 
 # sigmoid ---------------------------------------------------------------------
 
@@ -57,12 +64,38 @@ def sigmoid(z: Array) -> Array:
     return np.reciprocal(e, out=e)
 
 
+def sigmoid_down_to_subnormals(z: Array) -> Array:
+    """sigmoid(z), accurate also where it is subnormal.
+
+    Below -log(max float) (-709.8 in float64, -88.7 in float32) exp(-z) overflows and
+    1 / (1 + exp(-z)) is 0, while sigmoid(z) = e^z / (1 + e^z) = e^z is still
+    representable down to -745 (-103).  On its own that difference is below the
+    smallest normal number; multiplied by z (silu) it is not.
+    """
+    s = sigmoid(z)
+    low = z < -np.log(np.finfo(z.dtype).max)
+    if low.any():
+        s[low] = np.exp(z[low])
+    return s
+
+
 def sigmoid_backward(z: Array, a: Array, d_a: Array) -> Array:
     """sigmoid'(z) = a (1 - a), reusing the output.
 
         d_z = d_a * a * (1 - a)
+
+    Near a = 1 the subtraction 1 - a cancels: a carries a rounding error of about
+    eps, so 1 - a keeps a relative accuracy of only about eps / (1 - a) -- eight
+    digits at z = 20, none from z = 37 on, where a rounds to 1 and sigmoid' to 0
+    although it is e^-z.  So where z > TAIL, 1 - a is computed as a * exp(-z), the
+    same number without the cancellation:
+
+        1 - a = e^-z / (1 + e^-z) = a e^-z
     """
     d_z = 1 - a
+    if z.max() > TAIL:                          # the saturated tail, usually a few entries
+        tail = z > TAIL
+        d_z[tail] = a[tail] * np.exp(-z[tail])
     d_z *= a
     d_z *= d_a
     return d_z
@@ -80,9 +113,19 @@ def tanh_backward(z: Array, a: Array, d_a: Array) -> Array:
     """tanh'(z) = 1 - tanh(z)**2 = 1 - a**2, reusing the output.
 
         d_z = d_a * (1 - a * a)
+
+    As a approaches +-1, 1 - a**2 cancels (none of its digits are left from |z| = 19
+    on, where tanh' = sech**2 is still 4 e^(-2|z|)).  So where |z| > TAIL it is
+    computed from z directly, with e = exp(-|z|):
+
+        1 - a**2 = sech(z)**2 = 4 e**2 / (1 + e**2)**2
     """
     d_z = a * a
     np.subtract(1, d_z, out=d_z)
+    if z.max() > TAIL or z.min() < -TAIL:      # the saturated tails, usually a few entries
+        tail = np.abs(z) > TAIL
+        e2 = np.exp(-np.abs(z[tail])) ** 2
+        d_z[tail] = 4 * e2 / (1 + e2) ** 2
     d_z *= d_a
     return d_z
 
@@ -135,8 +178,16 @@ def elu_backward(z: Array, a: Array, d_a: Array) -> Array:
     """elu'(z) = 1 for z > 0, else alpha * exp(z) = a + alpha (reusing the output).
 
         d_z = d_a * (1 if z > 0 else a + alpha)
+
+    a + alpha cancels as a approaches -alpha (for z <= -37 it is exactly 0 in
+    float64, while alpha e^z is not), so where z < -TAIL it is alpha * exp(z).
     """
-    return np.where(z > 0, d_a, d_a * (a + ELU_ALPHA))
+    d_z = np.where(z > 0, 1, a + ELU_ALPHA)
+    if z.min() < -TAIL:
+        tail = z < -TAIL
+        d_z[tail] = ELU_ALPHA * np.exp(z[tail])
+    d_z *= d_a
+    return d_z
 
 
 # softplus --------------------------------------------------------------------
@@ -170,24 +221,38 @@ def gelu(z: Array) -> Array:
     """GELU, tanh approximation (torch's ``gelu(z, approximate="tanh")``).
 
         u = c (z + k z**3),   c = sqrt(2 / pi),  k = 0.044715
-        a = z / 2 * (1 + tanh(u))
+        a = z / 2 * (1 + tanh(u)) = z * s,   s = sigmoid(2 u)
+
+    (1 + tanh(u)) / 2 = sigmoid(2u) exactly; the sigmoid form keeps its digits for
+    very negative z, where 1 + tanh(u) cancels.  For |z| beyond ~1e102 (float64)
+    z**3 overflows to inf, and u = +-inf is the right limit: that overflow is silenced.
     """
-    u = GELU_C * (z + GELU_K * z**3)
-    return 0.5 * z * (1 + np.tanh(u))
+    return z * sigmoid_down_to_subnormals(2 * _gelu_u(z))
+
+
+def _gelu_u(z: Array) -> Array:
+    with np.errstate(over="ignore"):
+        return GELU_C * (z + GELU_K * z**3)
 
 
 def gelu_backward(z: Array, a: Array, d_a: Array) -> Array:
-    """Product rule on a = z/2 * (1 + t), t = tanh(u):
+    """Product rule on a = z s, s = sigmoid(2u), with ds/dz = 2 s (1 - s) du/dz:
 
         du/dz = c (1 + 3 k z**2)
-        gelu'(z) = (1 + t) / 2 + z/2 * (1 - t**2) * du/dz
+        gelu'(z) = s + z * 2 s (1 - s) * du/dz,    1 - s = sigmoid(-2u)
         d_z = d_a * gelu'(z)
 
-    t cannot be recovered from ``a`` stably near z = 0, so it is recomputed.
+    s cannot be recovered from ``a`` stably near z = 0, so it is recomputed; 1 - s
+    is sigmoid(-2u), not a subtraction.  Where s (1 - s) is exactly 0 (|2u| beyond
+    ~745) the second term is 0 too, even where du/dz overflows to inf.
     """
-    t = np.tanh(GELU_C * (z + GELU_K * z**3))
-    du_dz = GELU_C * (1 + 3 * GELU_K * z * z)
-    return d_a * (0.5 * (1 + t) + 0.5 * z * (1 - t * t) * du_dz)
+    u = _gelu_u(z)
+    s, one_minus_s = sigmoid_down_to_subnormals(2 * u), sigmoid_down_to_subnormals(-2 * u)
+    ds = 2 * s * one_minus_s
+    with np.errstate(over="ignore"):
+        du_dz = GELU_C * (1 + 3 * GELU_K * z * z)
+    second = np.multiply(z * ds, du_dz, out=np.zeros_like(z), where=ds > 0)
+    return d_a * (s + second)
 
 
 # silu / swish ----------------------------------------------------------------
@@ -195,7 +260,7 @@ def gelu_backward(z: Array, a: Array, d_a: Array) -> Array:
 
 def silu(z: Array) -> Array:
     """SiLU (swish with beta = 1), a = z * sigmoid(z)."""
-    return z * sigmoid(z)
+    return z * sigmoid_down_to_subnormals(z)
 
 
 def silu_backward(z: Array, a: Array, d_a: Array) -> Array:
@@ -204,10 +269,11 @@ def silu_backward(z: Array, a: Array, d_a: Array) -> Array:
         silu'(z) = s + z s (1 - s) = s + a (1 - s)
         d_z = d_a * (s + a * (1 - s))
 
-    s = a / z is unstable near z = 0, so s is recomputed.
+    s = a / z is unstable near z = 0, so s is recomputed; 1 - s is sigmoid(-z), not
+    a subtraction (which would cost z * eps/2 as s approaches 1: 18 ulps at z = 37).
     """
-    s = sigmoid(z)
-    return d_a * (s + a * (1 - s))
+    s, one_minus_s = sigmoid_down_to_subnormals(z), sigmoid_down_to_subnormals(-z)
+    return d_a * (s + a * one_minus_s)
 
 
 # identity --------------------------------------------------------------------
@@ -232,7 +298,8 @@ def softmax(z: Array) -> Array:
     Subtracting the row maximum first changes nothing mathematically and keeps
     exp from overflowing.
     """
-    e = np.exp(z - z.max(axis=1, keepdims=True))
+    with np.errstate(over="ignore"):       # z - max below -1.8e308: -inf, exp(-inf) = 0
+        e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
 
@@ -278,7 +345,7 @@ ACTIVATIONS: dict[str, Activation] = {
                       kinked=True),
     "softplus": Activation(softplus, softplus_backward, "d_a * (1 - exp(-a))"),
     "gelu": Activation(gelu, gelu_backward,
-                       "d_a * ((1 + t)/2 + z/2 (1 - t**2) c (1 + 3k z**2)),  t = tanh(u(z))"),
+                       "d_a * (s + z 2 s (1 - s) c (1 + 3k z**2)),  s = sigmoid(2 u(z))"),
     "silu": Activation(silu, silu_backward, "d_a * (s + a (1 - s)),  s = sigmoid(z)"),
     "identity": Activation(identity, identity_backward, "d_a"),
     "softmax": Activation(softmax, softmax_backward, "a * (d_a - sum(d_a * a, axis=1))",

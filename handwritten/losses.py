@@ -32,6 +32,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from handwritten.activations import sigmoid
+
 Array = NDArray[np.floating[Any]]
 Labels = NDArray[Any]
 Scalar = np.floating[Any]
@@ -85,15 +87,21 @@ def mse_grad(z: Array, a: Array, y: Array, reduction: str) -> Array:
 
 
 def bce(z: Array, a: Array, y: Array, reduction: str) -> Scalar:
-    """Binary cross-entropy of probabilities a in (0, 1) against targets y in [0, 1].
+    """Binary cross-entropy of probabilities a in [0, 1] against targets y in [0, 1].
 
         L = reduce(-(y log a + (1 - y) log(1 - a)))
 
-    "mean" divides the sum by batch * n_out; "sum" does not divide.  Unlike
-    torch's ``binary_cross_entropy`` the logs are not clamped at -100: an output
-    of exactly 0 or 1 gives an infinite loss, which training reports as divergence.
+    with 0 log 0 = 0 (the limit, scipy's ``xlogy``): a prediction that is exactly
+    right and saturated, a = y = 1 or a = y = 0, costs 0, not NaN.  "mean" divides
+    the sum by batch * n_out; "sum" does not divide.  Unlike torch's
+    ``binary_cross_entropy``, the logs are not clamped at -100: a = 0 where y > 0
+    (or a = 1 where y < 1) gives the true loss, inf, which training reports as
+    divergence, where torch reports 100 per such element.
     """
-    return -np.sum(y * np.log(a) + (1 - y) * np.log1p(-a)) / _count(a.size, reduction)
+    with np.errstate(divide="ignore"):      # log(0) = -inf: the true value
+        log_a = np.log(a, out=np.zeros_like(a), where=y > 0)
+        log_1_minus_a = np.log1p(-a, out=np.zeros_like(a), where=y < 1)
+    return -np.sum(y * log_a + (1 - y) * log_1_minus_a) / _count(a.size, reduction)
 
 
 def bce_grad(z: Array, a: Array, y: Array, reduction: str) -> Array:
@@ -103,8 +111,27 @@ def bce_grad(z: Array, a: Array, y: Array, reduction: str) -> Array:
 
     Chained through a sigmoid output (d_z = d_a * a (1 - a)) this is (a - y) / n,
     the fused gradient below, computed the long way round.
+
+    Where a is exactly 0 or 1 the quotient is 0/0; there the sum form with
+    0 * (1/0) = 0 gives the limit: at a = 1, -y plus +inf unless y = 1 (so -1
+    for a = y = 1); at a = 0, 1 - y plus -inf unless y = 0 (so 1 for a = y = 0).
+    torch instead clamps a (1 - a) at 1e-12 and returns 0 at a = y = 1.
     """
-    return (a - y) / (a * (1 - a)) / _count(a.size, reduction)
+    n = _count(a.size, reduction)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        d_a = (a - y) / (a * (1 - a)) / n
+        # for a tiny a the quotient can overflow before the division by n: there divide
+        # by n first (an overflow that remains is right: the true value is beyond range)
+        big = np.isinf(d_a) & (a > 0) & (a < 1)
+        if big.any():
+            d_a[big] = (a[big] - y[big]) / n / (a[big] * (1 - a[big]))
+    # at a = 0 or 1 the quotient is 0/0: the limits
+    ones, zeros = a == 1, a == 0
+    if ones.any():
+        d_a[ones] = np.where(y[ones] < 1, np.inf, -y[ones]) / n
+    if zeros.any():
+        d_a[zeros] = np.where(y[zeros] > 0, -np.inf, 1 - y[zeros]) / n
+    return d_a
 
 
 # bce_with_logits: sigmoid output fused into the loss --------------------------
@@ -127,8 +154,16 @@ def bce_with_logits_grad(z: Array, a: Array, y: Array, reduction: str) -> Array:
     """Fused gradient, with respect to the logits: d/dz (softplus(z) - y z) = sigmoid(z) - y.
 
         d_z = (a - y) / n,   a = sigmoid(z),  n = batch * n_out ("mean") or 1 ("sum")
+
+    Where y = 1, a - 1 cancels as a approaches 1 (from z = 37 on it is 0 in float64,
+    while the gradient is -e^-z); there it is computed as -sigmoid(-z), the same
+    number without the subtraction.
     """
-    return (a - y) / _count(z.size, reduction)
+    d_z = a - y
+    ones = y == 1
+    if ones.any():
+        d_z[ones] = -sigmoid(-z[ones])
+    return d_z / _count(z.size, reduction)
 
 
 # softmax_cross_entropy: softmax output fused into the loss --------------------
@@ -148,12 +183,21 @@ def softmax_cross_entropy(z: Array, a: Array, y: Array | Labels, reduction: str)
 
         L_row = -sum_k y_k log softmax(z)_k = logsumexp(z) - sum_k y_k z_k
 
+    computed as z_k - z_max - log1p(sum of exp(z_j - z_max) over j other than the max).
+
     "mean" averages L_row over the batch (divides by batch); "sum" adds them.
     """
     y_dist = _as_distribution(y, a)
-    z_max = z.max(axis=1, keepdims=True)
-    log_softmax = z - z_max - np.log(np.sum(np.exp(z - z_max), axis=1, keepdims=True))
-    return -np.sum(y_dist * log_softmax) / _count(z.shape[0], reduction)
+    with np.errstate(over="ignore"):         # z - z_max below -1.8e308: -inf, exp(-inf) = 0
+        shifted = z - z.max(axis=1, keepdims=True)
+    # logsumexp(z) - z_max = log(1 + the sum of the other terms): log1p keeps the digits of
+    # a tiny sum (a confident row), which log(1 + tiny) would round away
+    e = np.exp(shifted)
+    e[np.arange(len(e)), shifted.argmax(axis=1)] = 0           # the max's own term, e^0 = 1
+    log_softmax = shifted - np.log1p(e.sum(axis=1, keepdims=True))
+    # only the classes with y_k > 0 count (0 * log 0 = 0, also where log_softmax is -inf)
+    terms = np.multiply(y_dist, log_softmax, out=np.zeros_like(log_softmax), where=y_dist > 0)
+    return -np.sum(terms) / _count(z.shape[0], reduction)
 
 
 def softmax_cross_entropy_grad(
@@ -164,8 +208,18 @@ def softmax_cross_entropy_grad(
         dL_row/dz_j = d/dz_j (logsumexp(z) - sum_k y_k z_k) = a_j - y_j
 
         d_z = (a - y) / n,   n = batch ("mean") or 1 ("sum")
+
+    Where y_j = 1 (the true class of a one-hot row), a_j - 1 cancels as a_j
+    approaches 1; there it is computed as -(the sum of the row's other a), the same
+    number (the row of a sums to 1) without the subtraction.
     """
-    return (a - _as_distribution(y, a)) / _count(z.shape[0], reduction)
+    y_dist = _as_distribution(y, a)
+    d_z = a - y_dist
+    hot = y_dist == 1
+    if hot.any():
+        others = np.where(hot, 0, a).sum(axis=1, keepdims=True)
+        d_z[hot] = -np.broadcast_to(others, a.shape)[hot]
+    return d_z / _count(z.shape[0], reduction)
 
 
 # registry --------------------------------------------------------------------

@@ -138,3 +138,27 @@ def test_float32_in_float32_out(name: str) -> None:
     value = LOSSES[name].value(z, a, y, "mean")
     assert value.dtype == np.float32
     assert LOSSES[name].grad(z, a, y, "mean").dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_bce_of_a_saturated_correct_prediction_is_zero_with_a_finite_gradient(dtype: str) -> None:
+    """a = y = 1 and a = y = 0 cost 0 (0 log 0 = 0), with d_a = -1 and +1 (the limits of
+    -y/a + (1-y)/(1-a)), in both dtypes, without a RuntimeWarning; torch gives loss 0 too.
+    A sigmoid saturates to exactly 1.0 from z = 17 in float32, 37 in float64."""
+    bce = LOSSES["bce"]
+    a = np.array([[1.0, 0.0]], dtype=dtype)
+    assert bce.value(None, a, a.copy(), "sum") == 0
+    np.testing.assert_array_equal(bce.grad(None, a, a.copy(), "sum"), [[-1.0, 1.0]])
+    z = np.array([[17.0 if dtype == "float32" else 37.0]], dtype=dtype)
+    out = ACTIVATIONS["sigmoid"].forward(z)
+    assert out[0, 0] == 1.0
+    assert np.isfinite(bce.grad(z, out, np.ones_like(out), "mean")).all()
+
+
+def test_bce_of_a_wrong_saturated_prediction_is_infinite() -> None:
+    """a = 1 where y = 0 (or a = 0 where y = 1): the true loss is inf, and so is the gradient
+    (torch clamps the log at -100 instead and reports 100); training then reports divergence."""
+    bce = LOSSES["bce"]
+    a, y = np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]])
+    assert bce.value(None, a, y, "sum") == np.inf
+    np.testing.assert_array_equal(bce.grad(None, a, y, "sum"), [[np.inf, -np.inf]])
