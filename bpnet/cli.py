@@ -1,8 +1,11 @@
 """bpnet: fit, check, compare, explain.  Run ``bpnet COMMAND --help`` for each.
 
-Exit status: 0 on success, 1 when a check fails, 2 for bad input (unknown option
-values, an inconsistent architecture, a missing optional framework), with a
-one-line error and no traceback.
+Exit status: 0 on success; 1 when a check fails or training diverges; 2 for bad input
+(unknown option values, an inconsistent architecture, a plot path that cannot be
+written, a run too large for memory, a missing optional framework); 130 when
+interrupted (Ctrl-C); 141 when the reader of the output goes away (``| head``).
+Every error is one line on stderr, never a traceback; with --json it is also a JSON
+object on stdout.  Bad input is refused before anything is computed.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +22,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 import handwritten as hw
-from bpnet import datasets, implementations, runs
+from bpnet import datasets, implementations, preflight, runs
 from bpnet.check import FINITE_DIFFERENCES, cross_check
 from bpnet.tolerances import ATOL64_SCALE, FD_RTOL, RTOL64
 from handwritten.seed import BLOG_SPEC
@@ -35,14 +39,18 @@ class UsageError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but errors are one line that says what to do (exit status 2)."""
+    """argparse, but an error is a UsageError: one line that says what to do."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
 def _names(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
+    parts = tuple(part.strip() for part in text.split(","))
+    if not all(parts):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated names such as tanh,sigmoid, got {text!r}")
+    return parts
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -60,6 +68,16 @@ def _positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
     return value
 
 
@@ -95,9 +113,10 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dtype", choices=("float64", "float32"), default="float64")
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=0, help="seed of every random draw (0)")
+def _add_common(p: argparse.ArgumentParser, quiet: str) -> None:
+    p.add_argument("--seed", type=_seed, default=0, help="seed of every random draw (0)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON only")
+    p.add_argument("--quiet", action="store_true", help=quiet)
 
 
 def _spec(args: argparse.Namespace, preset: datasets.Preset | None = None) -> hw.NetworkSpec:
@@ -116,14 +135,25 @@ def _spec(args: argparse.Namespace, preset: datasets.Preset | None = None) -> hw
         raise UsageError(f"inconsistent network: {error}") from None
 
 
-def _training_case(args: argparse.Namespace) -> runs.TrainingCase:
+def _training_case(args: argparse.Namespace, implementations: int = 1,
+                   record_every_step: bool = False) -> runs.TrainingCase:
     spec = _spec(args, datasets.PRESETS[args.dataset])
     try:
+        preflight.check_out(args.out)
         return runs.TrainingCase.make(args.dataset, spec, seed=args.seed, dtype=args.dtype,
                                       optimizer=args.optimizer, lr=args.lr, epochs=args.epochs,
-                                      batch_size=args.batch_size, init=args.init)
+                                      batch_size=args.batch_size, init=args.init,
+                                      implementations=implementations,
+                                      record_every_step=record_every_step)
     except (TypeError, ValueError) as error:
         raise UsageError(str(error)) from None
+
+
+def _warn(args: argparse.Namespace, diagnostics: tuple[str, ...]) -> None:
+    """One warning line on stderr for a run that did not train."""
+    if diagnostics:
+        print(f"bpnet {args.command}: warning: training did not train: "
+              f"{'; '.join(diagnostics)}", file=sys.stderr)
 
 
 def _progress(total: int, enabled: bool) -> Any:
@@ -152,17 +182,32 @@ def cmd_fit(args: argparse.Namespace) -> int:
     verbose = not (args.quiet or args.json)
     bar = _progress(case.epochs, verbose and sys.stderr.isatty() and case.epochs >= 200)
     write = print if bar is None else bar.write
-    history, log = runs.fit(case, on_log=(lambda e, v: write(f"epoch: {e}, loss: {v}"))
-                            if verbose else None, on_epoch=bar.update if bar else None)
-    if bar is not None:
-        bar.close()
+    latest = {"params": case.params}
+
+    def on_epoch(epoch: int, params: hw.Params) -> None:
+        latest["params"] = params
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        history, log = runs.fit(case, on_log=(lambda e, v: write(f"epoch: {e}, loss: {v}"))
+                                if verbose else None, on_epoch=on_epoch)
+    except KeyboardInterrupt:
+        _plot_fit(case, latest["params"], case.mean_loss(latest["params"]), args.out)
+        raise KeyboardInterrupt(
+            f"interrupted; the plot of the params so far is in {args.out}") from None
+    finally:
+        if bar is not None:
+            bar.close()
     final_loss = case.mean_loss(history.final_params)
     _plot_fit(case, history.final_params, final_loss, args.out)
+    _warn(args, history.diagnostics)
     if args.json:
         print(json.dumps({"spec": dataclasses.asdict(case.spec), "optimizer": {
             "name": case.optimizer.name, "lr": case.optimizer.lr,
             "hyperparams": dict(case.optimizer.hyperparams)}, "epochs": case.epochs,
-            "log": log, "final_loss": final_loss, "plot": str(args.out)}))
+            "log": log, "final_loss": final_loss, "plot": str(args.out),
+            "warnings": list(history.diagnostics)}))
     else:
         print(f"final loss (mean over samples and outputs): {final_loss:.6g}")
         print(f"plot saved to {args.out}")
@@ -174,6 +219,14 @@ def _check_case(args: argparse.Namespace) -> tuple[hw.NetworkSpec, hw.Params, np
     from bpnet.problems import make_targets
 
     spec = _spec(args)
+    if args.labels and hw.LOSSES[spec.loss].targets != "class":
+        raise UsageError(f"--labels needs a loss with class targets (softmax_cross_entropy); "
+                         f"{spec.loss} takes {hw.LOSSES[spec.loss].targets} targets")
+    try:
+        preflight.check_fits(preflight.check_bytes(spec, args.batch),
+                             f"a batch of {args.batch} through {spec.layer_sizes}")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     rng = np.random.default_rng(args.seed)
     params = hw.init_params(spec, rng, "glorot_uniform")
     x = rng.uniform(-1.5, 1.5, (args.batch, spec.layer_sizes[0]))
@@ -195,6 +248,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_json() | {"seed": args.seed, "dtype": "float64"},
                          default=float))
+    elif args.quiet:
+        print(report.verdict())
     else:
         fd_atol = max(c.atol for (_, column), c in report.cells.items()
                       if column == FINITE_DIFFERENCES)
@@ -207,7 +262,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    case = _training_case(args)
+    case = _training_case(args, implementations=len(implementations.NAMES),
+                          record_every_step=True)
     result = runs.compare(case, _load)
     from bpnet import plots
 
@@ -216,24 +272,26 @@ def cmd_compare(args: argparse.Namespace) -> int:
                   {n.replace("reference_", ""): d for n, d in result.divergence.items()},
                   args.out, f"{args.dataset}: {case.spec.layer_sizes}, {case.optimizer.name}, "
                   f"{steps} steps, {args.dtype}")
+    _warn(args, result.diagnostics)
     if args.json:
         print(json.dumps({
             "final_loss": {n: float(h.losses[-1]) for n, h in result.histories.items()},
             "max_divergence": {n: float(d.max()) for n, d in result.divergence.items()},
-            "steps": steps, "plot": str(args.out)}))
+            "steps": steps, "plot": str(args.out), "warnings": list(result.diagnostics)}))
         return 0
-    for name, h in result.histories.items():
-        print(f"{name:16s} final loss {float(h.losses[-1]):.17g}")
-    for name, d in result.divergence.items():
-        print(f"largest parameter divergence, handwritten vs {name}: {d.max():.3g} "
-              f"(relative to max |θ|, over {len(d) - 1} steps)")
+    if not args.quiet:
+        for name, h in result.histories.items():
+            print(f"{name:16s} final loss {float(h.losses[-1]):.17g}")
+        for name, d in result.divergence.items():
+            print(f"largest parameter divergence, handwritten vs {name}: {d.max():.3g} "
+                  f"(relative to max |theta|, over {len(d) - 1} steps)")
     print(f"plot saved to {args.out}")
     return 0
 
 
 def _explain_values(args: argparse.Namespace) -> dict[str, Any]:
     """Every trace quantity of one case, handwritten's beside one autograd reference's."""
-    args.batch, args.labels = args.values, True
+    args.batch, args.labels = args.values, hw.LOSSES[args.loss].targets == "class"
     spec, params, x, y = _check_case(args)
     ours = hw.trace(spec, params, x, y)
     name = next((n for n in implementations.NAMES[1:] if n in implementations.available()), None)
@@ -254,12 +312,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
     lines = derivation(_spec(args), "N" if args.values is None else str(args.values))
     result: dict[str, Any] = {"derivation": lines}
     if args.values is not None:
+        try:
+            preflight.check_fits(preflight.check_bytes(_spec(args), args.values),
+                                 f"a batch of {args.values}")
+        except ValueError as error:
+            raise UsageError(str(error)) from None
         result |= _explain_values(args)
     if args.json:
         print(json.dumps(result))
         return 0
     print("\n".join(lines))
-    if args.values is not None:
+    if args.values is not None and not args.quiet:
         name = result["autograd"]
         np.set_printoptions(precision=6, suppress=False, linewidth=100)
         print(f"\nvalues for batch {args.values}, seed {args.seed}"
@@ -284,9 +347,9 @@ def build_parser() -> Parser:
                          "outputs, whatever reduction the gradient uses), save a PNG.")
     _add_network(fit)
     _add_training(fit)
-    _add_common(fit)
-    fit.add_argument("--out", type=Path, default=Path("out/fit.png"), help="PNG (out/fit.png)")
-    fit.add_argument("--quiet", action="store_true", help="no loss log, no progress bar")
+    _add_common(fit, "no loss log, no progress bar")
+    fit.add_argument("--out", type=Path, default=Path("out/fit.png"),
+                     help="the plot, any format matplotlib writes (out/fit.png)")
     fit.set_defaults(run=cmd_fit)
 
     check = sub.add_parser("check", help="one case through every implementation, a table of "
@@ -298,7 +361,7 @@ def build_parser() -> Parser:
     check.add_argument("--batch", type=_positive_int, default=8, help="batch size (8)")
     check.add_argument("--labels", action="store_true",
                        help="integer class labels instead of one-hot rows (softmax CE)")
-    _add_common(check)
+    _add_common(check, "print only the verdict line")
     check.set_defaults(run=cmd_check, layers=None)
 
     compare = sub.add_parser("compare", help="train in all three implementations, plot the "
@@ -308,9 +371,9 @@ def build_parser() -> Parser:
                              "and the largest parameter divergence; save a PNG.")
     _add_network(compare)
     _add_training(compare)
-    _add_common(compare)
+    _add_common(compare, "print only where the plot is")
     compare.add_argument("--out", type=Path, default=Path("out/compare.png"),
-                         help="PNG (out/compare.png)")
+                         help="the plot, any format matplotlib writes (out/compare.png)")
     compare.set_defaults(run=cmd_compare)
 
     explain = sub.add_parser("explain", help="the derivation for one architecture, with shapes",
@@ -320,7 +383,7 @@ def build_parser() -> Parser:
     _add_network(explain, BLOG_WORDS)
     explain.add_argument("--values", type=_positive_int, metavar="BATCH",
                          help="also print every quantity of one example of this batch size")
-    _add_common(explain)
+    _add_common(explain, "the equations only, without --values' numbers")
     explain.set_defaults(run=cmd_explain)
     return parser
 
@@ -329,21 +392,39 @@ def build_parser() -> Parser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for stream in (sys.stdout, sys.stderr):       # an ASCII terminal gets '?', not a crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
     implementations.pin_xla_numerics()
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command in ("check", "explain"):
-        for key, value in BLOG_DEFAULTS.items():
-            if getattr(args, key) is None:
-                setattr(args, key, value)
+    command = next((a for a in argv if not a.startswith("-")), "")
     try:
+        args = build_parser().parse_args(argv)
+        command = args.command
+        if command in ("check", "explain"):
+            for key, value in BLOG_DEFAULTS.items():
+                if getattr(args, key) is None:
+                    setattr(args, key, value)
         return int(args.run(args))
     except UsageError as error:
-        print(f"bpnet {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        return _fail(command, str(error), 2, "--json" in argv, prefix="error: ")
     except FloatingPointError as error:
-        print(f"bpnet {args.command}: {error}", file=sys.stderr)
-        return 1
+        return _fail(command, str(error), 1, "--json" in argv)
+    except KeyboardInterrupt as error:
+        return _fail(command, str(error) or "interrupted", 130, "--json" in argv)
+    except BrokenPipeError:
+        # the reader went away (bpnet fit | head -1): stop quietly, and let nothing more
+        # be written to the closed pipe when Python flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def _fail(command: str, message: str, status: int, as_json: bool, prefix: str = "") -> int:
+    """One line on stderr (and a JSON object on stdout with --json); the exit status."""
+    print(f"bpnet{' ' + command if command else ''}: {prefix}{message}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"error": message, "exit_status": status}))
+    return status
 
 
 if __name__ == "__main__":

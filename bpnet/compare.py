@@ -68,6 +68,8 @@ def compare_leaf(actual: Any, expected: Any, quantity: str, layer: int | None, *
     ok = bool(np.all(diff <= floor + rtol * ref))            # NaN anywhere fails
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.where(ref > 0, diff / ref, np.where(diff > 0, np.inf, 0.0))
+    # a NaN on either side is a NaN error (np.where would turn a NaN reference into 0)
+    rel[np.isnan(diff)] = np.nan
     max_abs = float(np.max(diff)) if diff.size else 0.0
     max_rel = float(np.max(rel)) if rel.size else 0.0
     return LeafReport(quantity, layer, max_abs, max_rel, rtol, floor, ok)

@@ -7,6 +7,7 @@ check case), calls one function here or in ``bpnet.check``, and formats the resu
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 
 import handwritten as hw
-from bpnet import datasets, implementations
+from bpnet import datasets, implementations, preflight
 from bpnet.compare import param_divergence
 from handwritten import checks
 from handwritten.network import loss_value
@@ -33,16 +34,26 @@ class TrainingCase:
     params: hw.Params
     epochs: int
     batch_size: int | None
-    batch_order: np.ndarray | None
+    batch_order: hw.Shuffle | None
 
     @classmethod
     def make(cls, dataset: str, spec: hw.NetworkSpec, *, seed: int, dtype: str,
              optimizer: str | None = None, lr: float | None = None, epochs: int | None = None,
-             batch_size: int | None = None, init: str | None = None) -> TrainingCase:
+             batch_size: int | None = None, init: str | None = None, implementations: int = 1,
+             record_every_step: bool = False) -> TrainingCase:
         """Data, params and batch order, all drawn from one Generator seeded with ``seed``;
         what is not given comes from the dataset's preset.  Raises ValueError/TypeError
-        when the dataset does not fit the network."""
+        when the dataset does not fit the network, or the run (``implementations`` trainers,
+        recording params at every step or not) cannot fit in memory -- before allocating."""
         preset = datasets.PRESETS[dataset]
+        epochs = epochs or preset.epochs
+        if batch_size is not None and batch_size > preset.n:
+            raise ValueError(f"--batch-size must be at most {preset.n}, the dataset's size")
+        batch = batch_size or preset.n
+        steps = epochs * -(-preset.n // batch)
+        preflight.check_fits(preflight.training_bytes(
+            spec, preset.n, batch, np.dtype(dtype).itemsize, steps, implementations,
+            record_every_step), f"training {spec.layer_sizes} for {steps} steps")
         rng = np.random.default_rng(seed)
         x, y = datasets.make(dataset, rng, dtype=dtype)
         if spec.layer_sizes[0] != x.shape[1]:
@@ -59,10 +70,9 @@ class TrainingCase:
         except (TypeError, ValueError) as error:
             raise ValueError(f"dataset {dataset!r} does not fit this network: {error}") from None
         params = hw.init_params(spec, rng, init or preset.init, dtype=np.dtype(dtype))
-        epochs = epochs or preset.epochs
-        if batch_size is not None and batch_size > x.shape[0]:
-            raise ValueError(f"--batch-size must be at most {x.shape[0]}, the dataset's size")
-        order = (hw.make_batch_order(x.shape[0], epochs, rng)
+        # the batch order, drawn one epoch at a time from its own seed (all epochs at once
+        # would be epochs * n integers)
+        order = (hw.Shuffle(int(rng.integers(2**63)))
                  if batch_size is not None and batch_size < x.shape[0] else None)
         opt = hw.OptimizerSpec(optimizer or preset.optimizer, lr or preset.lr)
         return cls(dataset, preset, spec, opt, x, y, params, epochs, batch_size, order)
@@ -87,9 +97,12 @@ class TrainingCase:
 
 
 def fit(case: TrainingCase, on_log: Callable[[int, float], None] | None = None,
-        on_epoch: Callable[[int], None] | None = None
+        on_epoch: Callable[[int, hw.Params], None] | None = None
         ) -> tuple[hw.History, list[tuple[int, float]]]:
-    """Train with handwritten; log the mean loss every 10 epochs, as the blog prints it."""
+    """Train with handwritten; log the mean loss every 10 epochs, as the blog prints it.
+    ``on_epoch(epoch, params)`` follows the run (a caller keeps the latest params, say, to
+    plot them if the run is interrupted).  A TrainingWarning is not raised here: the
+    History's diagnostics carry it."""
     log: list[tuple[int, float]] = []
 
     def report(epoch: int, params: hw.Params) -> None:
@@ -98,10 +111,12 @@ def fit(case: TrainingCase, on_log: Callable[[int, float], None] | None = None,
             if on_log is not None:
                 on_log(*log[-1])
         if on_epoch is not None and epoch:
-            on_epoch(epoch)
+            on_epoch(epoch, params)
 
     report(0, case.params)
-    return case.train(callback=report), log
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hw.TrainingWarning)
+        return case.train(callback=report), log
 
 
 @dataclass(frozen=True)
@@ -111,11 +126,19 @@ class Comparison:
     histories: dict[str, hw.History]
     divergence: dict[str, np.ndarray]       # per reference: param_divergence at every step
 
+    @property
+    def diagnostics(self) -> tuple[str, ...]:
+        """Every implementation's diagnostics, each once."""
+        return tuple(dict.fromkeys(d for h in self.histories.values() for d in h.diagnostics))
+
 
 def compare(case: TrainingCase, load: Callable[[str], Any] = implementations.load
             ) -> Comparison:
     """Train the case in every implementation from the same params and batch order."""
-    histories = {name: case.train(load(name), record_every=1) for name in implementations.NAMES}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hw.TrainingWarning)
+        histories = {name: case.train(load(name), record_every=1)
+                     for name in implementations.NAMES}
     ours = histories[implementations.NAMES[0]]
     divergence = {name: np.array([param_divergence(a, b) for a, b in zip(ours.params, h.params)])
                   for name, h in histories.items() if name != implementations.NAMES[0]}

@@ -27,9 +27,10 @@ from handwritten.spec import (
     NetworkSpec,
     OptimizerSpec,
     Params,
+    Shuffle,
     Trace,
 )
-from handwritten.training import Schedule, make_batch_order, train
+from handwritten.training import Schedule, TrainingWarning, make_batch_order, train
 
 __all__ = [
     "ACTIVATIONS",
@@ -43,7 +44,9 @@ __all__ = [
     "OptimizerSpec",
     "Params",
     "Schedule",
+    "Shuffle",
     "Trace",
+    "TrainingWarning",
     "apply_updates",
     "backward",
     "forward",

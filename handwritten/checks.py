@@ -12,10 +12,9 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from handwritten.losses import LOSSES
-from handwritten.spec import NetworkSpec, OptimizerSpec, finite_real, positive_int
+from handwritten.spec import NetworkSpec, OptimizerSpec, Shuffle, finite_real, positive_int
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -152,8 +151,11 @@ def check_problem(spec: NetworkSpec, params: object, x: object, y: object) -> np
 # training arguments ----------------------------------------------------------
 
 
-def check_batch_order(batch_order: object, epochs: int, n: int) -> NDArray[np.intp]:
-    """An (epochs, n) integer array whose rows are permutations of range(n)."""
+def check_batch_order(batch_order: object, epochs: int, n: int) -> Any:
+    """An (epochs, n) integer array whose rows are permutations of range(n), or a
+    ``handwritten.training.Shuffle`` (drawn one epoch at a time)."""
+    if isinstance(batch_order, Shuffle):
+        return batch_order
     if type(batch_order) is not np.ndarray or batch_order.dtype.kind not in "iu":
         raise TypeError("batch_order must be an integer numpy.ndarray of shape (epochs, n_samples)")
     if batch_order.shape != (epochs, n):
@@ -166,7 +168,7 @@ def check_batch_order(batch_order: object, epochs: int, n: int) -> NDArray[np.in
 
 def check_training_args(optimizer: object, n_samples: int, epochs: object, batch_size: object,
                         batch_order: object, record_every: object, callback: object
-                        ) -> tuple[int, int, NDArray[np.intp] | None, int | None]:
+                        ) -> tuple[int, int, Any, int | None]:
     """train()'s arguments besides the problem (checked first with ``check_problem``).
 
     Returns (epochs, batch_size, batch_order, record_every), each checked; the

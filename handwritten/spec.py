@@ -13,6 +13,7 @@ speaks in these types, NumPy in and out:
 - ``OptimizerSpec``: an optimizer's name, learning rate and hyperparameters
   (their defaults and valid ranges are ``OPTIMIZER_DEFAULTS`` and
   ``HYPERPARAMETER_RANGES``; the update rules are in ``handwritten.optimizers``).
+- ``Shuffle``: a batch order drawn one epoch at a time from a seed.
 - ``History``: what a training run did.
 
 The two field checks the constructors use, ``positive_int`` and ``finite_real``,
@@ -266,6 +267,23 @@ class OptimizerSpec:
 
 
 @dataclass(frozen=True)
+class Shuffle:
+    """A batch order drawn one epoch at a time: epoch e visits the permutation that the
+    e-th ``rng.permutation(n)`` of ``np.random.default_rng(seed)`` gives -- the rows of
+    ``make_batch_order(n, epochs, np.random.default_rng(seed))``, without holding all
+    epochs' orders in memory at once.  Every implementation handed the same Shuffle sees
+    the same batches."""
+
+    seed: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) \
+                or self.seed < 0:
+            raise ValueError(f"Shuffle seed must be a non-negative int, got {self.seed!r}")
+
+
+
+@dataclass(frozen=True)
 class History:
     """What a training run did.
 
@@ -281,12 +299,17 @@ class History:
         ``params[i]`` holds the params after step ``recorded_steps[i]``.
     state : dict
         The optimizer state after the last step.
+    diagnostics : tuple of str
+        What the run tells about itself when it did not train (the loss rose, every
+        gradient is zero, a hidden layer is saturated); empty when nothing is amiss.
+        ``train`` warns with these (``handwritten.training.TrainingWarning``).
     """
 
     losses: Array
     recorded_steps: tuple[int, ...]
     params: list[Params]
     state: State
+    diagnostics: tuple[str, ...] = ()
 
     @property
     def final_params(self) -> Params:

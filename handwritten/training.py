@@ -16,17 +16,19 @@ with one message for all.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
 from handwritten import checks
+from handwritten.activations import ACTIVATIONS
 from handwritten.network import backward, forward, loss_value
 from handwritten.optimizers import OPTIMIZERS, apply_updates
-from handwritten.spec import History, NetworkSpec, OptimizerSpec, Params, State
+from handwritten.spec import History, NetworkSpec, OptimizerSpec, Params, Shuffle, State
 
 Array = NDArray[np.floating[Any]]
 
@@ -66,8 +68,11 @@ class Schedule:
     n_samples: int
     epochs: int
     batch_size: int
-    batch_order: NDArray[np.intp] | None = None
+    batch_order: NDArray[np.intp] | Shuffle | None = None
     record_every: int | None = None
+    problem: tuple[NetworkSpec, Array, Array] | None = field(default=None, repr=False,
+                                                             compare=False)
+    """(spec, x, y), for the diagnostics of a finished run (``diagnose``)."""
 
     @classmethod
     def for_training(cls, spec: NetworkSpec, params: Params, x: Array, y: Array,
@@ -78,7 +83,7 @@ class Schedule:
         n = x.shape[0]
         epochs_, size, order, every = checks.check_training_args(
             optimizer, n, epochs, batch_size, batch_order, record_every, callback)
-        return cls(n, epochs_, size, order, every)
+        return cls(n, epochs_, size, order, every, (spec, x, y))
 
     @property
     def steps_per_epoch(self) -> int:
@@ -96,11 +101,17 @@ class Schedule:
 
     def __iter__(self) -> Iterator[Batch]:
         t = 0
+        given = self.batch_order
+        rng = np.random.default_rng(given.seed) if isinstance(given, Shuffle) else None
         for epoch in range(self.epochs):
+            order: NDArray[np.intp] | None
+            if rng is not None:
+                order = rng.permutation(self.n_samples)        # one epoch at a time
+            else:
+                order = None if given is None else given[epoch]  # type: ignore[index]
             for number, start in enumerate(range(0, self.n_samples, self.batch_size), 1):
                 stop = start + self.batch_size
-                rows = (slice(start, stop) if self.batch_order is None    # a view: no copy
-                        else self.batch_order[epoch, start:stop])
+                rows = slice(start, stop) if order is None else order[start:stop]  # slice: a view
                 t += 1
                 yield Batch(t, epoch, number, rows, number == self.steps_per_epoch,
                             t == self.n_steps or (self.record_every is not None
@@ -116,7 +127,8 @@ class Schedule:
 
     def history(self, losses: list[Any], recorded: list[Params], state: State,
                 dtype: np.dtype[Any]) -> History:
-        """The run's History, once the final params are checked to be finite.
+        """The run's History, once the final params are checked to be finite, with its
+        diagnostics (``diagnose``); a run with any warns once with a TrainingWarning.
 
         ``recorded[0]`` (the caller's initial params) is copied, so that changing a
         History can never change the caller's arrays.
@@ -126,13 +138,56 @@ class Schedule:
                 f"training diverged: the params are non-finite after step {self.n_steps} "
                 f"(epoch {self.epochs}); try a smaller learning rate")
         assert len(recorded) == len(self.recorded_steps)
+        notes = () if self.problem is None else diagnose(*self.problem, recorded[0], recorded[-1])
+        if notes:
+            warnings.warn(TrainingWarning("training did not train: " + "; ".join(notes)),
+                          stacklevel=3)
         return History(np.array(losses, dtype=dtype), self.recorded_steps,
-                       [copy_params(recorded[0]), *recorded[1:]], state)
+                       [copy_params(recorded[0]), *recorded[1:]], state, notes)
+
+
+class TrainingWarning(UserWarning):
+    """A run finished without an error but did not train (see ``History.diagnostics``).
+
+    Silence it with ``warnings.simplefilter("ignore", TrainingWarning)``."""
+
+
+SATURATED = 1e-8
+"""A unit is saturated when its activation's derivative is below this on every sample."""
+
+
+def diagnose(spec: NetworkSpec, x: Array, y: Array, initial: Params, final: Params
+             ) -> tuple[str, ...]:
+    """What a finished run tells about itself, evaluated on all the data with
+    handwritten's forward and backward (whichever implementation trained):
+
+    - the loss ended above where it started;
+    - every gradient is exactly zero at the final params (nothing can move them);
+    - every unit of a hidden layer is saturated: its activation's derivative is below
+      SATURATED on every sample (a dead relu layer, a sigmoid layer pinned at 0 or 1).
+    """
+    notes = []
+    _, start = forward(spec, initial, x)
+    _, cache = forward(spec, final, x)
+    before, after = loss_value(spec, initial, start, y), loss_value(spec, final, cache, y)
+    if after > before:
+        notes.append(f"the loss on all the data rose from {before:.6g} to {after:.6g}")
+    grads, _ = backward(spec, final, x, y, cache, keep_deltas=False)
+    if not any(np.any(g) for layer in grads for g in layer.values()):
+        notes.append("every gradient is exactly zero at the final params")
+    for l, (name, c) in enumerate(zip(spec.activations, cache)):
+        if l == spec.n_layers - 1 or ACTIVATIONS[name].output_only:
+            continue
+        slope = np.abs(ACTIVATIONS[name].backward(c["z"], c["a"], np.ones_like(c["z"])))
+        if (slope.max(axis=0) < SATURATED).all():
+            notes.append(f"layer {l}: all {slope.shape[1]} {name} units saturated "
+                         f"({name}' < {SATURATED:g} on every sample)")
+    return tuple(notes)
 
 
 def train(spec: NetworkSpec, params: Params, x: Array, y: Array, optimizer: OptimizerSpec,
           *, epochs: int, batch_size: int | None = None,
-          batch_order: NDArray[np.integer[Any]] | None = None,
+          batch_order: NDArray[np.integer[Any]] | Shuffle | None = None,
           record_every: int | None = None,
           callback: Callable[[int, Params], None] | None = None) -> History:
     """Train from ``params`` (which are not modified) and return the History.
@@ -145,9 +200,10 @@ def train(spec: NetworkSpec, params: Params, x: Array, y: Array, optimizer: Opti
     epochs : int >= 1
     batch_size : int in [1, batch], optional
         Samples per step; default (None) is the full batch, one step per epoch.
-    batch_order : (epochs, batch) int array, optional
-        Row e is the permutation of samples visited in epoch e; default (None)
-        is the natural order 0..N-1 in every epoch (no shuffling).
+    batch_order : (epochs, batch) int array, or Shuffle, optional
+        Row e is the permutation of samples visited in epoch e; ``Shuffle(seed)``
+        draws the same rows one epoch at a time; default (None) is the natural
+        order 0..N-1 in every epoch (no shuffling).
     record_every : int >= 1, optional
         Also record params every this many steps; by default only the initial
         and the final params are kept (a large network's params at every step

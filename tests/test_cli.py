@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import matplotlib.image
 import numpy as np
@@ -143,6 +146,19 @@ def test_explain_prints_each_registered_equation() -> None:
     (["check", "--layers", "2,3", "--activations", "tanh,tanh"], "inconsistent network"),
     (["check", "--activations", "softmax,sigmoid"], "only on the output layer"),
     (["fit", "--batch-size", "500"], "--batch-size must be at most 100"),
+    (["fit", "--out", "x.txt"], "must end in a plot format matplotlib writes"),
+    (["fit", "--out", "noext"], "must end in a plot format matplotlib writes"),
+    (["compare", "--out", "/etc/hostname/plot.png"], "which is a file, not a directory"),
+    (["fit", "--seed", "-1"], "--seed: expected a non-negative integer"),
+    (["check", "--seed", "-1"], "--seed: expected a non-negative integer"),
+    (["compare", "--seed", "-1"], "--seed: expected a non-negative integer"),
+    (["explain", "--seed", "-1"], "--seed: expected a non-negative integer"),
+    (["fit", "--layers", "1,10000000000,1"], "of memory, more than this machine's"),
+    (["compare", "--layers", "1,10000000000,1"], "of memory, more than this machine's"),
+    (["check", "--batch", "1000000000"], "of memory, more than this machine's"),
+    (["explain", "--values", "1000000000"], "of memory, more than this machine's"),
+    (["fit", "--activations", "sigmoid,,sigmoid"], "expected comma-separated names"),
+    (["check", "--labels"], "--labels needs a loss with class targets"),
 ])
 def test_bad_input_is_one_line_exit_2(argv: list[str], words: str,
                                       capsys: pytest.CaptureFixture[str]) -> None:
@@ -179,3 +195,122 @@ def test_console_script_is_installed() -> None:
     assert result.returncode == 0
     for command in ("fit", "check", "compare", "explain"):
         assert command in result.stdout
+
+
+def test_out_that_is_a_directory_is_refused(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fit", "--out", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
+                    reason="root may write anywhere: no directory is unwritable to it")
+def test_out_in_a_directory_without_write_permission_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    assert main(["fit", "--epochs", "1", "--out", str(locked / "fit.png")]) == 2
+    assert "no permission to write" in capsys.readouterr().err
+
+
+def test_an_error_with_json_is_also_a_json_object(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fit", "--json", "--seed", "-1"]) == 2
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {"error": err.split("error: ", 1)[1].strip(), "exit_status": 2}
+
+
+@pytest.mark.parametrize("command", ["fit", "check", "compare", "explain"])
+def test_every_command_takes_quiet(command: str, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    extra = {"fit": ["--epochs", "20", "--out", str(tmp_path / "f.png")],
+             "compare": ["--epochs", "3", "--out", str(tmp_path / "c.png")],
+             "check": [], "explain": ["--values", "2"]}[command]
+    assert main([command, "--quiet", *extra]) == 0
+    out = capsys.readouterr().out
+    assert "epoch:" not in out and "values for batch" not in out
+    if command == "check":
+        assert out.strip() == "ok: every quantity agrees within the tolerance policy"
+
+
+def _run(*args: str, env: dict[str, str] | None = None, **kwargs: Any
+         ) -> subprocess.Popen[str]:
+    exe = Path(sys.executable).parent / "bpnet"
+    return subprocess.Popen([str(exe), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=None if env is None else os.environ | env, **kwargs)
+
+
+def test_ctrl_c_is_one_line_exit_130_and_fit_saves_the_plot_so_far(tmp_path: Path) -> None:
+    out = tmp_path / "fit.png"
+    with _run("fit", "--epochs", "100000000", "--batch-size", "50", "--out", str(out)) as proc:
+        assert proc.stdout is not None and proc.stdout.readline().startswith("epoch: 0")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert err.strip().splitlines() == [
+        f"bpnet fit: interrupted; the plot of the params so far is in {out}"]
+    _png_ok(out)
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    """bpnet fit | head -1: the reader goes away; no traceback, no message, status 141."""
+    with _run("fit", "--out", str(tmp_path / "fit.png")) as proc:
+        assert proc.stdout is not None and proc.stdout.readline().startswith("epoch: 0")
+        proc.stdout.close()
+        proc.wait(timeout=120)
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+    assert err == "" and proc.returncode == 141
+
+
+def test_an_ascii_terminal_gets_no_traceback(tmp_path: Path) -> None:
+    with _run("compare", "--epochs", "3", "--out", str(tmp_path / "c.png"),
+              env={"PYTHONIOENCODING": "ascii"}) as proc:
+        out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "largest parameter divergence" in out and "Traceback" not in err
+
+
+def test_huge_epochs_draw_the_batch_order_one_epoch_at_a_time() -> None:
+    """--epochs 100000000 --batch-size 50 once drew every epoch's order up front (~90 GB)."""
+    from bpnet.runs import TrainingCase
+    from handwritten import Shuffle
+
+    case = TrainingCase.make("blog", seed.BLOG_SPEC, seed=0, dtype="float64", epochs=10**8,
+                             batch_size=50)
+    assert isinstance(case.batch_order, Shuffle)
+
+
+def test_a_run_that_does_not_train_warns_in_one_line(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """--lr 1000 saturates every unit: the loss goes flat, every gradient is exactly zero."""
+    assert main(["fit", "--lr", "1000", "--quiet", "--out", str(tmp_path / "f.png")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("bpnet fit: warning: training did not train")
+    assert "every gradient is exactly zero" in err[0] and "units saturated" in err[0]
+    assert main(["fit", "--lr", "1000", "--json", "--out", str(tmp_path / "f.png")]) == 0
+    assert "every gradient is exactly zero at the final params" in json.loads(
+        capsys.readouterr().out)["warnings"]
+    assert main(["compare", "--lr", "1000", "--epochs", "200", "--quiet", "--out",
+                 str(tmp_path / "c.png")]) == 0
+    assert "warning: training did not train" in capsys.readouterr().err
+
+
+def test_a_nan_in_the_check_table_is_nan_and_fail() -> None:
+    """A reference returning NaN: the table prints nan and FAIL, never 0.00e+00."""
+    import types
+
+    import handwritten as hw
+    from bpnet.check import cross_check
+
+    def nan_trace(spec: Any, params: Any, x: Any, y: Any) -> Any:
+        t = hw.trace(spec, params, x, y)
+        t.layers[0]["d_z"] = np.full_like(t.layers[0]["d_z"], np.nan)
+        return t
+
+    fake = types.SimpleNamespace(trace=nan_trace, loss_and_grads=hw.loss_and_grads)
+    x, y, *weights = seed.blog_problem(np.random.default_rng(0), n=5)
+    report = cross_check(seed.BLOG_SPEC, seed.to_params(*weights), x, y,
+                         {"handwritten": hw, "fake": fake})
+    row = next(line for line in report.table().splitlines() if line.startswith("layer 0 d_z"))
+    assert "nan FAIL" in row and "0.00e+00" not in row
+    assert "layer 0 d_z" in report.verdict() and not report.ok

@@ -12,6 +12,7 @@ from handwritten import (
     NetworkSpec,
     OptimizerSpec,
     Schedule,
+    Shuffle,
     init_params,
     init_state,
     loss_and_grads,
@@ -135,3 +136,42 @@ def test_non_finite_final_params_are_refused() -> None:
     with pytest.raises(FloatingPointError, match=r"params are non-finite after step 1 \(epoch 1\)"):
         with np.errstate(over="ignore", invalid="ignore"):
             train(spec, params, x, y, OptimizerSpec("sgd", 1e307), epochs=1)
+
+
+def test_shuffle_draws_make_batch_orders_rows_one_epoch_at_a_time() -> None:
+    order = make_batch_order(7, 4, np.random.default_rng(11))
+    lazy = [b.rows for b in Schedule(7, 4, 7, Shuffle(11))]
+    np.testing.assert_array_equal(np.stack(lazy), order)
+    params, x, y = _data(7)
+    opt = OptimizerSpec("adam", 0.05)
+    a = train(SPEC, params, x, y, opt, epochs=4, batch_size=3, batch_order=order)
+    b = train(SPEC, params, x, y, opt, epochs=4, batch_size=3, batch_order=Shuffle(11))
+    np.testing.assert_array_equal(a.losses, b.losses)
+    with pytest.raises(ValueError, match="Shuffle seed must be a non-negative int"):
+        Shuffle(-1)
+
+
+def test_a_run_that_does_not_train_warns_once_and_says_why() -> None:
+    """lr 1000 on the blog problem pins every sigmoid at 0 or 1: History.diagnostics says so,
+    and train warns once with a TrainingWarning (a UserWarning a user can filter)."""
+    from handwritten import TrainingWarning, seed
+
+    x, y, *weights = seed.blog_problem(np.random.default_rng(0))
+    with pytest.warns(TrainingWarning) as record:
+        h = train(seed.BLOG_SPEC, seed.to_params(*weights), x, y, OptimizerSpec("sgd", 1000.0),
+                  epochs=100)
+    assert len(record) == 1 and issubclass(TrainingWarning, UserWarning)
+    assert "every gradient is exactly zero at the final params" in h.diagnostics
+    assert any("all 10 sigmoid units saturated" in d for d in h.diagnostics)
+    good = train(seed.BLOG_SPEC, seed.to_params(*weights), x, y, OptimizerSpec("sgd", 0.1),
+                 epochs=100)
+    assert good.diagnostics == ()
+
+
+def test_a_rising_loss_is_diagnosed() -> None:
+    from handwritten.training import diagnose
+
+    params, x, y = _data(6)
+    worse = [{k: v * 3 + 1 for k, v in p.items()} for p in params]
+    notes = diagnose(SPEC, x, y, params, worse)
+    assert notes and notes[0].startswith("the loss on all the data rose from")
