@@ -331,3 +331,192 @@ def test_loss_value_and_gradient_at_the_extremes(name: str, reduction: str, dtyp
     assert_close_to_oracle(f"{name} {reduction} gradient", g, grad(x, yl) / n,
                            sensitivity(lambda x, y: grad(x, y), {"x": x, "y": yl}, exact,
                                        rowwise) / n)
+
+
+# the whole network ----------------------------------------------------------------------
+
+def oracle_trace(spec: Any, params: list[dict[str, LArray]], x: LArray, y: LArray,
+                 bump: tuple[Any, ...] | None = None) -> dict[tuple[int | None, str], LArray]:
+    """Every trace quantity in longdouble, from the oracle formulas above.  ``bump`` =
+    (quantity, layer, flat index[, step]): that intermediate scalar is multiplied by 1 + h
+    (or has ``step`` added) as soon as it is computed -- how sensitive the rest is to its
+    rounding."""
+    h = L(EXTREME_STEP)
+
+    def hit(name: str, l: int, value: LArray) -> LArray:
+        if bump is not None and bump[:2] == (name, l):
+            value = value.copy()
+            if len(bump) == 4:                          # an absolute step (below)
+                value.flat[bump[2]] += bump[3]
+            else:
+                value.flat[bump[2]] *= 1 + h
+        return value
+
+    out: dict[tuple[int | None, str], LArray] = {}
+    last = spec.n_layers - 1
+    a = x
+    for l, (p, name) in enumerate(zip(params, spec.activations)):
+        z = hit("z", l, a @ p["W"] + p["b"])
+        a = hit("a", l, _softmax(z) if name == "softmax" else ORACLE[name][0](z))
+        out[l, "z"], out[l, "a"] = z, a
+    loss = LOSSES[spec.loss]
+    terms, grad, wrt = LOSS_ORACLE[spec.loss]
+    n = L(1 if spec.reduction == "sum" else
+          (x.shape[0] if loss.per_row else x.shape[0] * spec.layer_sizes[-1]))
+    given = out[last, wrt]
+    out[None, "loss"] = (np.sum(terms(given, y)) / n
+                         + L(spec.weight_decay) / 2 * sum(np.sum(p["W"] ** 2) for p in params))
+    for l in range(last, -1, -1):
+        z, a = out[l, "z"], out[l, "a"]
+        if l == last and spec.fused_output:
+            d_z = grad(z, y) / n
+        else:
+            d_a = hit("d_a", l, grad(a, y) / n if l == last
+                      else out[l + 1, "d_z"] @ params[l + 1]["W"].T)
+            out[l, "d_a"] = d_a
+            name = spec.activations[l]
+            d_z = _softmax_backward(a, d_a) if name == "softmax" else d_a * ORACLE[name][1](z)
+        out[l, "d_z"] = d_z = hit("d_z", l, d_z)
+        a_prev = x if l == 0 else out[l - 1, "a"]
+        out[l, "d_W"] = a_prev.T @ d_z + L(spec.weight_decay) * params[l]["W"]
+        out[l, "d_b"] = d_z.sum(axis=0)
+    return out
+
+
+def network_sensitivity(spec: Any, params: list[dict[str, LArray]], x: LArray, y: LArray,
+                        labels: bool, floor: float) -> dict[tuple[int | None, str], LArray]:
+    """The error each trace quantity inherits, in units of eps: S, the sum of |v dq/dv| over
+    every input scalar (params, x, float targets) and every intermediate one (z, a, d_a, d_z
+    of every layer), one at a time; plus, for the intermediates, |dq/dv| times the dtype's
+    smallest normal number / eps -- below it an intermediate has no relative accuracy
+    (sigmoid(-100) in float32 is 0, not 3.7e-44), and a later huge weight can lift that
+    absolute error back into the normal range."""
+    h = L(EXTREME_STEP)
+    base = oracle_trace(spec, params, x, y)
+    total = {k: np.zeros_like(v) for k, v in base.items()}
+
+    def add(bumped: dict[tuple[int | None, str], LArray], scale: LArray = 1 / h) -> None:
+        for k, v in bumped.items():
+            with np.errstate(invalid="ignore", over="ignore"):
+                delta = np.abs(v - base[k]) * scale
+            total[k] += np.nan_to_num(delta, nan=0.0, posinf=0.0)
+
+    for l, p in enumerate(params):
+        for key, leaf in p.items():
+            for i in range(leaf.size):
+                moved = [{k: v.copy() for k, v in q.items()} for q in params]
+                moved[l][key].flat[i] *= 1 + h
+                add(oracle_trace(spec, moved, x, y))
+    for name, array in (("x", x), *(() if labels else (("y", y),))):
+        for i in range(array.size):
+            moved_array = array.copy()
+            moved_array.flat[i] *= 1 + h
+            add(oracle_trace(spec, params, moved_array if name == "x" else x,
+                             moved_array if name == "y" else y))
+    for (layer, name), value in base.items():
+        if layer is not None and name in ("z", "a", "d_a", "d_z"):
+            # d_z = d_a * f'(z): f'(z) may itself be subnormal (gelu'(-10.5) in float32), an
+            # absolute error of floor in f' is one of |d_a| * floor in d_z
+            d_a = base.get((layer, "d_a")) if name == "d_z" else None
+            for i in range(value.size):
+                add(oracle_trace(spec, params, x, y, bump=(name, layer, i)))
+                # |dq/dv| * floor, in the units of S (eps): a step of floor * h, scaled back
+                step = L(floor) * h * (1 + (abs(d_a.flat[i]) if d_a is not None else 0))
+                add(oracle_trace(spec, params, x, y, bump=(name, layer, i, step)), 1 / h)
+    return total
+
+
+@st.composite
+def extreme_networks(draw: st.DrawFn, dtype: str) -> Any:
+    """A small network (depth 1-3, widths 1-3, batch 1-3) whose params and inputs mix the
+    special magnitudes: saturated and dead units, exact kinks, huge logits, ties."""
+    from bpnet.problems import draw_spec
+    from tests.strategies import HypothesisChooser
+
+    spec = draw_spec(HypothesisChooser(draw), max_depth=3, max_width=3)
+    batch = draw(st.integers(1, 3))
+    # huge enough to saturate anything, small enough that products of a few stay in range
+    magnitude = st.sampled_from([0.0, 1.0, 10.0, 1e4] + ([1e30, 1e100] if dtype == "float64"
+                                                         else [1e12]))
+    value = st.builds(lambda s, m: s * m, st.sampled_from([-1.0, -0.5, 0.5, 1.0]), magnitude)
+    params = []
+    for fan_in, fan_out in zip(spec.layer_sizes[:-1], spec.layer_sizes[1:]):
+        params.append({"W": draw(arrays_of(value, (fan_in, fan_out), dtype)),
+                       "b": draw(arrays_of(value, (1, fan_out), dtype)).reshape(fan_out)})
+    x = draw(arrays_of(value, (batch, spec.layer_sizes[0]), dtype))
+    n_out = spec.layer_sizes[-1]
+    kind = LOSSES[spec.loss].targets
+    labels = kind == "class" and draw(st.booleans())
+    if kind == "class":
+        idx = np.array(draw(st.lists(st.integers(0, n_out - 1), min_size=batch, max_size=batch)))
+        y = idx if labels else np.eye(n_out, dtype=dtype)[idx]
+    elif kind == "probability":
+        y = draw(arrays_of(st.sampled_from([0.0, 1.0, 0.25]), (batch, n_out), dtype))
+    else:
+        y = draw(arrays_of(value, (batch, n_out), dtype))
+    return spec, params, x, y, labels
+
+
+FIRST_ORDER = 1e-3
+"""The largest error allowance of a pre-activation, relative to max(1, |z|), for which a
+first-order (linear) error bound still describes what comes after it."""
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data())
+def test_whole_network_trace_at_the_extremes(dtype: str, data: st.DataObject) -> None:
+    """Every quantity of handwritten.trace on a network driven into saturation, kinks and
+    huge logits, within its conditioning (sensitivity to every input and every intermediate
+    rounding) of the longdouble oracle network -- and no NaN, no RuntimeWarning."""
+    from hypothesis import assume
+
+    import handwritten as hw
+
+    spec, params, x, y, labels = data.draw(extreme_networks(dtype), label="network")
+    lparams = [{k: v.astype(L) for k, v in p.items()} for p in params]
+    xl = x.astype(L)
+    yl = np.eye(spec.layer_sizes[-1], dtype=L)[y] if labels else y.astype(L)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        truth = oracle_trace(spec, lparams, xl, yl)
+    limit = np.finfo(dtype).max
+    # beyond the float range the true values are not representable: such draws say nothing;
+    # nor do those whose loss terms, squared before they are halved and summed before the
+    # division by n (docs/derivation.md), leave the range on the way
+    assume(all(np.all(np.abs(v) <= limit) for v in truth.values()))
+    terms = LOSS_ORACLE[spec.loss][0](truth[spec.n_layers - 1,
+                                            LOSS_ORACLE[spec.loss][2]], yl)
+    assume(2 * np.sum(np.abs(terms)) <= limit)
+    info = np.finfo(dtype)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        sens = network_sensitivity(spec, lparams, xl, yl, labels,
+                                   float(info.smallest_normal) / float(info.eps))
+    # The allowance is a first-order bound: it holds while rounding moves each pre-activation
+    # by little on the scale where activations bend (~1).  A z that is a cancellation of huge
+    # terms (x @ W = 5e33 - 5e33) may be off by 1e18 in any correct evaluation: what follows
+    # is decided by rounding, and such draws say nothing.
+    # (softmax depends on differences of z: there the scale is 1 whatever |z|.)  Likewise
+    # bce on probabilities bends at a = 0 and 1: an output within rounding of them (a
+    # float32 sigmoid is exactly 1 from z = 17 on) is the reason bce_with_logits exists.
+    for l, name in enumerate(spec.activations):
+        true_z = truth[l, "z"]
+        room = extreme_allowed(true_z, sens[l, "z"], np.dtype(dtype))
+        scale = 1 if name == "softmax" else np.maximum(1, np.abs(true_z))
+        assume(np.all(room <= FIRST_ORDER * scale))
+    if spec.loss == "bce":
+        a = truth[spec.n_layers - 1, "a"]
+        room = extreme_allowed(a, sens[spec.n_layers - 1, "a"], np.dtype(dtype))
+        assume(np.all((room <= FIRST_ORDER * np.minimum(a, 1 - a)) | (a == yl)))
+    t = hw.trace(spec, params, x, y)
+    # Likewise where rounding may move a pre-activation across a kink (a true z within its
+    # allowance of 0, computed differently): the branch is decided by rounding, as a finite
+    # difference across a kink is meaningless (the kink itself is checked exactly above).
+    for l, name in enumerate(spec.activations):
+        if ACTIVATIONS[name].kinked:
+            true_z = truth[l, "z"]
+            near = np.abs(true_z) <= extreme_allowed(true_z, sens[l, "z"], np.dtype(dtype))
+            assume(not np.any(near & (t.layers[l]["z"].astype(L) != true_z)))
+    assert_close_to_oracle("loss", np.asarray(t.loss), truth[None, "loss"], sens[None, "loss"])
+    for (layer, name), true in truth.items():
+        if layer is not None:
+            assert_close_to_oracle(f"layer {layer} {name}", t.layers[layer][name], true,
+                                   sens[layer, name])
