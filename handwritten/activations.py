@@ -93,9 +93,9 @@ def sigmoid_backward(z: Array, a: Array, d_a: Array) -> Array:
         1 - a = e^-z / (1 + e^-z) = a e^-z
     """
     d_z = 1 - a
-    if z.max() > TAIL:                          # the saturated tail, usually a few entries
-        tail = z > TAIL
-        d_z[tail] = a[tail] * np.exp(-z[tail])
+    tail = np.flatnonzero(z > TAIL)             # the saturated tail: usually a few entries
+    if tail.size:
+        d_z.put(tail, a.take(tail) * np.exp(-z.take(tail)))
     d_z *= a
     d_z *= d_a
     return d_z
@@ -122,10 +122,10 @@ def tanh_backward(z: Array, a: Array, d_a: Array) -> Array:
     """
     d_z = a * a
     np.subtract(1, d_z, out=d_z)
-    if z.max() > TAIL or z.min() < -TAIL:      # the saturated tails, usually a few entries
-        tail = np.abs(z) > TAIL
-        e2 = np.exp(-np.abs(z[tail])) ** 2
-        d_z[tail] = 4 * e2 / (1 + e2) ** 2
+    tail = np.flatnonzero(np.abs(z) > TAIL)     # the saturated tails: usually a few entries
+    if tail.size:
+        e2 = np.exp(-np.abs(z.take(tail))) ** 2
+        d_z.put(tail, 4 * e2 / (1 + e2) ** 2)
     d_z *= d_a
     return d_z
 
@@ -183,9 +183,9 @@ def elu_backward(z: Array, a: Array, d_a: Array) -> Array:
     float64, while alpha e^z is not), so where z < -TAIL it is alpha * exp(z).
     """
     d_z = np.where(z > 0, 1, a + ELU_ALPHA)
-    if z.min() < -TAIL:
-        tail = z < -TAIL
-        d_z[tail] = ELU_ALPHA * np.exp(z[tail])
+    tail = np.flatnonzero(z < -TAIL)
+    if tail.size:
+        d_z.put(tail, ELU_ALPHA * np.exp(z.take(tail)))
     d_z *= d_a
     return d_z
 
