@@ -50,8 +50,9 @@ def sigmoid(z: Array) -> Array:
     """Logistic function, a = 1 / (1 + exp(-z)), without overflow warnings or NaN.
 
     For z < -709 (float64; -88 in float32) exp(-z) overflows to inf, and
-    1 / (1 + inf) = 0 is then the correct limit: the true value is below the
-    smallest float.  So that overflow is expected and silenced; everywhere else
+    1 / (1 + inf) = 0 is then the right limit to within the smallest normal float
+    (``sigmoid_down_to_subnormals`` keeps the subnormal e^z).  So that overflow is
+    expected and silenced; everywhere else
     each step is exact to rounding (relative error of a few ulps for any z, the
     same numbers as the blog's 1 / (1 + np.exp(-x))).  Four passes, one array:
 

@@ -6,12 +6,14 @@ an epoch holds the remainder (nothing is dropped).  Which samples form each
 batch is fixed by ``batch_order``, an (epochs, N) array whose rows are
 permutations of range(N): epoch e visits ``x[batch_order[e]]`` in slices of b.
 Draw it once with ``make_batch_order(n, epochs, rng)`` and hand the same array to
-every implementation, so all of them see the same batches.
+every implementation, so all of them see the same batches -- or hand them
+``Shuffle(seed)``, the same rows drawn one epoch at a time.
 
 ``Schedule`` is that loop's bookkeeping, shared by all three ``train``
 functions: which rows each step sees, after which steps params are recorded,
-and when training has diverged (a non-finite loss, or non-finite final params),
-with one message for all.
+when training has diverged (a non-finite loss, or non-finite final params, with
+one message for all), and what a finished run that did not train tells about
+itself (``diagnose``, a ``TrainingWarning``).
 """
 
 from __future__ import annotations
