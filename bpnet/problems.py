@@ -75,12 +75,19 @@ def draw_spec(choose: Chooser, max_depth: int = 4, max_width: int = 16,
 
 def make_targets(spec: NetworkSpec, rng: np.random.Generator, batch: int,
                  dtype: Any, labels: bool = False) -> np.ndarray:
-    """Targets the spec's loss accepts: reals, probabilities, or classes (labels or one-hot)."""
+    """Targets the spec's loss accepts: reals, probabilities, or classes (labels, one-hot
+    rows, or soft rows of class probabilities)."""
     n_out = spec.layer_sizes[-1]
     kind = LOSSES[spec.loss].targets
     if kind == "class":
         idx = rng.integers(0, n_out, size=batch)
-        return idx if labels else np.eye(n_out, dtype=dtype)[idx]
+        if labels:
+            return idx
+        # one-hot rows, or soft rows of class probabilities: both are valid targets, and
+        # only soft rows tell a - y from a + y away from the true class
+        if rng.random() < 0.5:
+            return np.eye(n_out, dtype=dtype)[idx]
+        return rng.dirichlet(np.ones(n_out), size=batch).astype(dtype)
     if kind == "probability":
         return rng.uniform(0, 1, size=(batch, n_out)).astype(dtype)
     return rng.uniform(-1, 1, size=(batch, n_out)).astype(dtype)

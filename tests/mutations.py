@@ -57,6 +57,9 @@ MUTATIONS = [
     Mutation("softmax_ce_sign", "softmax cross-entropy gradient y - a",
              "losses.py", "    return d_z / _count(z.shape[0], reduction)",
              "    return -d_z / _count(z.shape[0], reduction)"),
+    Mutation("softmax_ce_plus_y", "softmax cross-entropy gradient a + y: one-hot targets hide "
+             "it (the true class is computed apart), soft targets do not",
+             "losses.py", "    d_z = a - y_dist\n", "    d_z = a + y_dist\n"),
     Mutation("bce_logits_wrong_count", "bce_with_logits mean divides by batch only",
              "losses.py", "return d_z / _count(z.size, reduction)",
              "return d_z / _count(z.shape[0], reduction)"),

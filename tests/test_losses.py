@@ -23,7 +23,9 @@ def _case(name: str, rng: np.random.Generator, batch: int, n_out: int, labels: b
     kind = LOSSES[name].targets
     if kind == "class":
         idx = rng.integers(0, n_out, batch)
-        y = idx if labels else np.eye(n_out)[idx]
+        # labels, one-hot rows, or soft rows of class probabilities (each a valid target)
+        y = (idx if labels else np.eye(n_out)[idx] if rng.random() < 0.5
+             else rng.dirichlet(np.ones(n_out), batch))
     elif kind == "probability":
         y = rng.uniform(0, 1, (batch, n_out))
     else:
