@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 
-from bpnet.problems import Problem, draw_problem, draw_spec, make_params, make_targets
+from bpnet.problems import Problem, draw_problem, draw_spec
 from handwritten import OPTIMIZER_DEFAULTS, NetworkSpec, OptimizerSpec
 
-__all__ = ["Problem", "make_params", "make_targets", "optimizer_specs", "problems", "specs"]
+__all__ = ["HypothesisChooser", "Problem", "optimizer_specs", "problems", "specs"]
 
 T = TypeVar("T")
 OPTIMIZER_NAMES = sorted(OPTIMIZER_DEFAULTS)

@@ -143,7 +143,7 @@ def test_params_and_grads_share_one_structure(spec: NetworkSpec) -> None:
     rng = np.random.default_rng(0)
     params = init_params(spec, rng, "glorot_uniform")
     x = rng.normal(size=(3, spec.layer_sizes[0]))
-    from tests.strategies import make_targets
+    from bpnet.problems import make_targets
     y = make_targets(spec, rng, 3, np.float64)
     _, grads = loss_and_grads(spec, params, x, y)
     assert len(grads) == len(params)

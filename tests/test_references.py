@@ -15,10 +15,10 @@ import pytest
 import handwritten as hw
 from bpnet.check import cross_check
 from bpnet.compare import compare_params
+from bpnet.problems import make_params, make_targets
 from bpnet.tolerances import ATOL64_SCALE, RTOL64
 from handwritten.seed import BLOG_SPEC
 from tests.helpers import assert_reports_ok, assert_unchanged, snapshot
-from tests.strategies import make_params, make_targets
 
 torch = pytest.importorskip("torch")
 jax = pytest.importorskip("jax")
