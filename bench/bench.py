@@ -156,17 +156,27 @@ def step_times(size: str, dtype: str, repeats: int) -> dict[str, float]:
 
 def seed_vs_general(repeats: int, epochs: int = 1000) -> dict[str, float]:
     """The blog's program (seed.train) against the general train on BLOG_SPEC, per epoch,
-    same data, same initial weights, same lr: what the generality costs at the blog's size."""
+    same data, same initial weights, same lr: what the generality costs at the blog's size.
+    The two run in turn, and the ratio is the median of the per-pair ratios, so a burst
+    of load on a shared machine slows both sides of a pair alike."""
     from handwritten import seed
 
     x, y, *weights = seed.blog_problem(np.random.default_rng(0))
     params = seed.to_params(*weights)
     opt = hw.OptimizerSpec("sgd", 0.1)
-    blog = timed(lambda: seed.train(x, y, *weights, lr=0.1, epoch=epochs, verbose=False),
-                 repeats) / epochs
-    general = timed(lambda: hw.train(seed.BLOG_SPEC, params, x, y, opt, epochs=epochs),
-                    repeats) / epochs
-    return {"seed_ms": blog * 1e3, "general_ms": general * 1e3, "ratio": general / blog}
+    runs = {"seed": lambda: seed.train(x, y, *weights, lr=0.1, epoch=epochs, verbose=False),
+            "general": lambda: hw.train(seed.BLOG_SPEC, params, x, y, opt, epochs=epochs)}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for fn in runs.values():
+        fn()                                       # warm-up
+    for _ in range(repeats):                       # interleaved: both see the same load
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - start) / epochs)
+    ratio = statistics.median(g / b for g, b in zip(times["general"], times["seed"]))
+    return {"seed_ms": statistics.median(times["seed"]) * 1e3,
+            "general_ms": statistics.median(times["general"]) * 1e3, "ratio": ratio}
 
 
 def memory_peak() -> dict[str, float]:

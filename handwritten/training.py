@@ -18,6 +18,7 @@ itself (``diagnose``, a ``TrainingWarning``).
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -102,7 +103,7 @@ class Schedule:
         return (0, *range(every, self.n_steps, every), self.n_steps)
 
     def __iter__(self) -> Iterator[Batch]:
-        t = 0
+        t, per_epoch, last = 0, self.steps_per_epoch, self.n_steps
         given = self.batch_order
         rng = np.random.default_rng(given.seed) if isinstance(given, Shuffle) else None
         for epoch in range(self.epochs):
@@ -115,13 +116,13 @@ class Schedule:
                 stop = start + self.batch_size
                 rows = slice(start, stop) if order is None else order[start:stop]  # slice: a view
                 t += 1
-                yield Batch(t, epoch, number, rows, number == self.steps_per_epoch,
-                            t == self.n_steps or (self.record_every is not None
-                                                  and t % self.record_every == 0))
+                yield Batch(t, epoch, number, rows, number == per_epoch,
+                            t == last or (self.record_every is not None
+                                          and t % self.record_every == 0))
 
     def check_loss(self, loss: float | np.floating[Any], batch: Batch) -> None:
         """Stop with a message naming the step when a batch's loss is NaN or inf."""
-        if not np.isfinite(loss):
+        if not math.isfinite(loss):
             raise FloatingPointError(
                 f"training diverged: the loss is {loss} at step {batch.step} (epoch "
                 f"{batch.epoch + 1}, batch {batch.number} of {self.steps_per_epoch}); "

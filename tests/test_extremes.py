@@ -121,9 +121,9 @@ def assert_close_to_oracle(name: str, computed: np.ndarray, true: LArray, sens: 
 def _specials(dtype: str) -> list[float]:
     info = np.finfo(dtype)
     magnitudes = [0.0, float(info.smallest_subnormal), float(info.smallest_normal), 1e-30,
-                  1e-8, 0.5, 1.0, 2.0, 2.5, 10.0, 17.0, 20.0, 36.7, 37.0, 40.0, 88.0, 89.0,
-                  104.0, 700.0, 709.0, 710.0, 745.0, 746.0, 1e4, 1e10, 1e30, 1e102, 1e103,
-                  1e154, 1e200, float(info.max)]
+                  1e-8, 0.5, 1.0, 2.0, 2.5, 3.0, 4.0, 5.0, 7.0, 10.0, 17.0, 20.0, 36.7,
+                  37.0, 40.0, 88.0, 89.0, 104.0, 700.0, 709.0, 710.0, 745.0, 746.0, 1e4, 1e10,
+                  1e30, 1e102, 1e103, 1e154, 1e200, float(info.max)]
     values = [m for m in magnitudes if m <= float(info.max)]
     return sorted({*values, *(-v for v in values)})
 
