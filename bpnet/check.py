@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -25,10 +25,16 @@ import numpy as np
 
 from bpnet import implementations as impls
 from bpnet.compare import LeafReport, compare_layers, compare_leaf, compare_trace
+from bpnet.diagnose import error_shape, implementing
+from bpnet.problems import replay_command
 from bpnet.tolerances import ATOL64_SCALE, FD_ATOL_SCALE, FD_RTOL, RTOL64
 from handwritten import NetworkSpec, Params
 
 FINITE_DIFFERENCES = "finite differences"
+
+SATURATION = {"sigmoid": 4.0, "tanh": 2.0, "elu": 2.0}
+"""|z| beyond which an activation's derivative is computed from z, not from its output
+(handwritten.activations.TAIL): an error confined there is named as such."""
 
 
 @dataclass(frozen=True)
@@ -46,10 +52,28 @@ class CheckReport:
     columns: tuple[str, ...]
     rows: tuple[str, ...]
     cells: Mapping[tuple[str, str], LeafReport]
+    values: Mapping[tuple[str, str], tuple[Any, Any]] = field(
+        default_factory=dict, repr=False, compare=False)
+    """(row, column) -> (the primary's array, the column's array), for the diagnosis."""
+    where: Mapping[str, tuple[str, str]] = field(default_factory=dict, repr=False,
+                                                 compare=False)
+    """row -> (equation, function) for rows that are not trace quantities."""
+    z: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """row -> the pre-activation z of the row's layer, where it has the row's shape."""
+    related: Mapping[str, dict[str, Any]] = field(default_factory=dict, repr=False,
+                                                  compare=False)
+    """row -> arrays the row's error may be proportional to (d_W: the layer's W)."""
+    constants: Mapping[str, float] = field(default_factory=dict, repr=False, compare=False)
+    """Named values a ratio of errors may equal, beyond 1/batch, -1, 2, ... (diagnose)."""
 
     @property
     def ok(self) -> bool:
         return all(cell.ok for cell in self.cells.values())
+
+    def worst(self) -> dict[str, float]:
+        """The largest relative error of each column, over every row."""
+        return {column: max((c.max_rel for (_, col), c in self.cells.items() if col == column),
+                            default=0.0) for column in self.columns}
 
     def failures(self) -> list[tuple[str, LeafReport]]:
         """(column, report) of every failing cell, in derivation order, then column order."""
@@ -62,13 +86,51 @@ class CheckReport:
         return failures[0] if failures else None
 
     def verdict(self) -> str:
-        """One line: ok, or the first failing quantity and the pair."""
+        """One line: ok, or the first failing quantity, the pair and the function."""
         first = self.first_failure()
         if first is None:
             return "ok: every quantity agrees within the tolerance policy"
         column, report = first
+        found = self.implementing(report.label)
+        function = f" -- {found[1]}" if found else ""
         return (f"FAIL: first disagreement in derivation order: {report.label} "
-                f"({self.primary} vs {column}): {report}")
+                f"({self.primary} vs {column}): {report}{function}")
+
+    def implementing(self, row: str) -> tuple[str, str] | None:
+        """(equation, function of handwritten) of a row, when known."""
+        return self.where.get(row) or implementing(self.spec, row)
+
+    def message(self, case: str = "") -> str:
+        """The verdict; for a failure also its diagnosis and, given the case's
+        ``Problem(...)`` line, the command that replays it."""
+        lines = [self.verdict()]
+        if not self.ok:
+            lines += ["  " + line for line in self.diagnosis()]
+            if case.startswith("Problem("):
+                lines += [f"  case: {case}", f"  replay: {replay_command(case)}"]
+        return "\n".join(lines)
+
+    def diagnosis(self) -> list[str]:
+        """For the first failure: its equation and function, and the shape of its error."""
+        first = self.first_failure()
+        if first is None:
+            return []
+        column, report = first
+        lines = []
+        found = self.implementing(report.label)
+        if found:
+            lines.append(f"{found[0]}  -- {found[1]}")
+        if (report.label, column) in self.values:
+            ours, theirs = self.values[report.label, column]
+            name = report.label.split(" ")[-1]
+            layer = report.layer if report.layer is not None else -1
+            activation = self.spec.activations[layer] if 0 <= layer < self.spec.n_layers else ""
+            lines.append("error: " + error_shape(
+                ours, theirs, rtol=report.rtol, atol=report.atol, spec=self.spec,
+                batch=self.batch, z=self.z.get(report.label),
+                saturation=SATURATION.get(activation) if name in ("a", "d_z") else None,
+                related=self.related.get(report.label), constants=self.constants))
+        return lines
 
     def table(self) -> str:
         """Rows in derivation order, one column of max relative errors per pair."""
@@ -122,15 +184,21 @@ def _grads_reports(primary: Any, other: Any) -> list[LeafReport]:
 
 
 def _finite_difference_reports(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
-                               trace: Any) -> list[LeafReport]:
+                               trace: Any
+                               ) -> tuple[list[LeafReport], dict[tuple[str, str], Any]]:
     """The primary's d_W and d_b against central differences of handwritten's forward pass."""
     from bpnet.finite_diff import network_grads
 
     fd, masks = network_grads(spec, params, x, y)
     atol = FD_ATOL_SCALE * max(1.0, abs(float(trace.loss)))
-    return [compare_leaf(layer[f"d_{key}"], fd[l][key], f"d_{key}", l, rtol=FD_RTOL, atol=atol,
-                         mask=masks[l][key])
-            for l, layer in enumerate(trace.layers) for key in ("W", "b")]
+    reports = [compare_leaf(layer[f"d_{key}"], fd[l][key], f"d_{key}", l, rtol=FD_RTOL,
+                            atol=atol, mask=masks[l][key])
+               for l, layer in enumerate(trace.layers) for key in ("W", "b")]
+    # entries the differences cannot judge (at a kink) are left out of the diagnosis too
+    values = {(f"layer {l} d_{key}", FINITE_DIFFERENCES):
+              (layer[f"d_{key}"], np.where(masks[l][key], fd[l][key], layer[f"d_{key}"]))
+              for l, layer in enumerate(trace.layers) for key in ("W", "b")}
+    return reports, values
 
 
 def cross_check(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
@@ -160,15 +228,43 @@ def cross_check(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
     ours = primary.trace(spec, params, x, y)
     ours_grads = primary.loss_and_grads(spec, params, x, y) if grads else None
     columns: dict[str, list[LeafReport]] = {}
+    values: dict[tuple[str, str], tuple[Any, Any]] = {}
     for name, ref in references:
-        reports = compare_trace(ours, ref.trace(spec, params, x, y), rtol=RTOL64,
-                                atol_scale=ATOL64_SCALE)
+        theirs = ref.trace(spec, params, x, y)
+        reports = compare_trace(ours, theirs, rtol=RTOL64, atol_scale=ATOL64_SCALE)
+        values |= _trace_values(ours, theirs, name)
         if ours_grads is not None:
-            reports += _grads_reports(ours_grads, ref.loss_and_grads(spec, params, x, y))
+            their_grads = ref.loss_and_grads(spec, params, x, y)
+            reports += _grads_reports(ours_grads, their_grads)
+            values |= _grads_values(ours_grads, their_grads, name)
         columns[name] = reports
     if finite_differences:
-        columns[FINITE_DIFFERENCES] = _finite_difference_reports(spec, params, x, y, ours)
+        columns[FINITE_DIFFERENCES], fd_values = _finite_difference_reports(spec, params, x, y,
+                                                                            ours)
+        values |= fd_values
     rows = {r.label: None for reports in columns.values() for r in reports}   # ordered union
     cells = {(r.label, name): r for name, reports in columns.items() for r in reports}
-    return CheckReport(spec, x.shape[0], primary_name, tuple(columns), tuple(rows), cells)
+    z = {f"layer {l} {q}": layer["z"] for l, layer in enumerate(ours.layers)
+         for q in ("z", "a", "d_a", "d_z") if q in layer and layer[q].shape == layer["z"].shape}
+    related = {f"layer {l} d_{k}{suffix}": {f"{k}{l}": p[k]} for l, p in enumerate(params)
+               for k in ("W", "b") for suffix in ("", " (loss_and_grads)")}
+    return CheckReport(spec, x.shape[0], primary_name, tuple(columns), tuple(rows), cells,
+                       values, z=z, related=related)
 
+
+def _trace_values(ours: Any, theirs: Any, column: str) -> dict[tuple[str, str], tuple[Any, Any]]:
+    values: dict[tuple[str, str], tuple[Any, Any]] = {("loss", column): (ours.loss, theirs.loss)}
+    for l, (mine, other) in enumerate(zip(ours.layers, theirs.layers)):
+        for key in mine.keys() & other.keys():
+            values[f"layer {l} {key}", column] = (mine[key], other[key])
+    return values
+
+
+def _grads_values(ours: Any, theirs: Any, column: str) -> dict[tuple[str, str], tuple[Any, Any]]:
+    (loss, grads), (their_loss, their_grads) = ours, theirs
+    values: dict[tuple[str, str], tuple[Any, Any]] = {
+        ("loss (loss_and_grads)", column): (loss, their_loss)}
+    for l, (mine, other) in enumerate(zip(grads, their_grads)):
+        for key in mine.keys() & other.keys():
+            values[f"layer {l} d_{key} (loss_and_grads)", column] = (mine[key], other[key])
+    return values

@@ -22,8 +22,9 @@ from typing import Any, NoReturn
 import numpy as np
 
 import handwritten as hw
-from bpnet import datasets, implementations, preflight, runs
-from bpnet.check import FINITE_DIFFERENCES, cross_check
+from bpnet import check_all, datasets, implementations, preflight, runs
+from bpnet.check import FINITE_DIFFERENCES, CheckReport, cross_check
+from bpnet.problems import Problem
 from bpnet.tolerances import ATOL64_SCALE, FD_RTOL, RTOL64
 from handwritten.seed import BLOG_SPEC
 
@@ -213,24 +214,43 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_case(args: argparse.Namespace) -> tuple[hw.NetworkSpec, hw.Params, np.ndarray,
-                                                   np.ndarray]:
-    from bpnet.problems import make_targets
-
-    spec = _spec(args)
-    if args.labels and hw.LOSSES[spec.loss].targets != "class":
-        raise UsageError(f"--labels needs a loss with class targets (softmax_cross_entropy); "
-                         f"{spec.loss} takes {hw.LOSSES[spec.loss].targets} targets")
+def _check_case(args: argparse.Namespace) -> Problem:
+    """The case of check and explain --values: the suite's own generator (bpnet.problems,
+    non-zero biases), or the suite's failure line given to --replay."""
+    if getattr(args, "replay", None):
+        try:
+            problem = check_all.parse_problem(args.replay)
+        except (TypeError, ValueError) as error:
+            raise UsageError(str(error)) from None
+        spec, batch = problem.spec, problem.batch
+    else:
+        spec, batch = _spec(args), args.batch
+        if args.labels and hw.LOSSES[spec.loss].targets != "class":
+            raise UsageError(f"--labels needs a loss with class targets "
+                             f"(softmax_cross_entropy); {spec.loss} takes "
+                             f"{hw.LOSSES[spec.loss].targets} targets")
     try:
-        preflight.check_fits(preflight.check_bytes(spec, args.batch),
-                             f"a batch of {args.batch} through {spec.layer_sizes}")
+        preflight.check_fits(preflight.check_bytes(spec, batch),
+                             f"a batch of {batch} through {spec.layer_sizes}")
     except ValueError as error:
         raise UsageError(str(error)) from None
-    rng = np.random.default_rng(args.seed)
-    params = hw.init_params(spec, rng, "glorot_uniform")
-    x = rng.uniform(-1.5, 1.5, (args.batch, spec.layer_sizes[0]))
-    y = make_targets(spec, rng, args.batch, np.float64, labels=args.labels)
-    return spec, params, x, y
+    if getattr(args, "replay", None):
+        return problem.astype("float64")
+    return Problem(spec, batch, args.seed, labels=args.labels)
+
+
+def _references() -> dict[str, Any]:
+    return {name: _load(name) for name in implementations.NAMES[1:]}
+
+
+def _refuse_gaps(spec: hw.NetworkSpec | None = None) -> None:
+    """Exit 2 with one line when a name (of the spec, or any) has no reference counterpart."""
+    gaps = check_all.registry_gaps(_references())
+    if spec is not None:
+        used = {*spec.activations, spec.loss}
+        gaps = [g for g in gaps if g.split("'")[1] in used]
+    if gaps:
+        raise UsageError(gaps[0] + (f" (and {len(gaps) - 1} more)" if len(gaps) > 1 else ""))
 
 
 def _load(name: str) -> Any:
@@ -241,23 +261,79 @@ def _load(name: str) -> Any:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    spec, params, x, y = _check_case(args)
-    report = cross_check(spec, params, x, y, {name: _load(name) for name in implementations.NAMES},
-                         finite_differences=True, grads=False)
+    if args.all:
+        return cmd_check_all(args)
+    p = _check_case(args)
+    _refuse_gaps(p.spec)
+    impls = {"handwritten": hw, **_references()}
+    reports = [cross_check(p.spec, p.params, p.x, p.y, impls, finite_differences=True,
+                           grads=False)]
+    if args.optimizer:
+        opt = hw.OptimizerSpec(args.optimizer, args.lr or 0.05)
+        reports.append(check_all.optimizer_report(opt, p.spec, p.params, hw.loss_and_grads(
+            p.spec, p.params, p.x, p.y)[1], impls, np.random.default_rng(p.seed)))
+    failed = next((r for r in reports if not r.ok), None)
     if args.json:
-        print(json.dumps(report.to_json() | {"seed": args.seed, "dtype": "float64"},
-                         default=float))
+        print(json.dumps(reports[0].to_json() | {
+            "seed": p.seed, "dtype": "float64", "case": repr(p),
+            "optimizer": reports[1].to_json() if len(reports) > 1 else None,
+            "diagnosis": failed.diagnosis() if failed else []}, default=float))
     elif args.quiet:
-        print(report.verdict())
+        print((failed or reports[0]).verdict())
     else:
-        fd_atol = max(c.atol for (_, column), c in report.cells.items()
+        fd_atol = max(c.atol for (_, column), c in reports[0].cells.items()
                       if column == FINITE_DIFFERENCES)
-        print(f"bpnet check: {spec}, batch {args.batch}, seed {args.seed}, float64")
+        print(f"bpnet check: {p.spec}, batch {p.batch}, seed {p.seed}, float64")
         print(f"tolerance vs autograd: rtol {RTOL64:g} + {ATOL64_SCALE:g} * max|ref|; "
               f"vs finite differences: rtol {FD_RTOL:g} + {fd_atol:.2g}")
-        print(report.table())
-        print(report.verdict())
-    return 0 if report.ok else 1
+        for report in reports:
+            print(report.table())
+        _print_verdict(failed or reports[0], repr(p))
+    return 0 if failed is None else 1
+
+
+def _print_verdict(report: CheckReport, case: str) -> None:
+    """The verdict; for a failure, its equation, function, error shape and a replay line."""
+    print(report.message(case))
+
+
+def cmd_check_all(args: argparse.Namespace) -> int:
+    _refuse_gaps()
+    impls = {"handwritten": hw, **_references()}
+    verbose = not (args.quiet or args.json)
+    if verbose:
+        print(f"bpnet check --all: every registered entry, handwritten against "
+              f"{', '.join(list(impls)[1:])} (float64)")
+        print(f"{'group':13s} {'entry':44s} {'max rel err per reference':>30s}"
+              f" {'time':>6s}  verdict")
+
+    def show(entry: check_all.Entry) -> None:
+        if verbose:
+            worst = " / ".join(f"{e:.1e}" for e in entry.report.worst().values())
+            print(f"{entry.group:13s} {entry.name[:44]:44s} {worst:>30s} "
+                  f"{entry.seconds:5.1f}s  {'ok' if entry.ok else 'FAIL'}", flush=True)
+
+    entries = check_all.check_all(impls, on_entry=show, only=args.only)
+    if not entries:
+        raise UsageError(f"--only {args.only!r} matches no entry of --all")
+    failed = [e for e in entries if not e.ok]
+    total = sum(e.seconds for e in entries)
+    if args.json:
+        print(json.dumps({"ok": not failed, "seconds": total, "entries": [
+            {"group": e.group, "name": e.name, "case": e.case, "ok": e.ok, "seconds": e.seconds,
+             "verdict": e.report.verdict(), "diagnosis": e.report.diagnosis()}
+            for e in entries]}))
+        return 1 if failed else 0
+    if not failed:
+        print(f"ok: {len(entries)} cases, every quantity agrees ({total:.1f} s)")
+        return 0
+    first = failed[0]
+    print(f"\n{len(failed)} of {len(entries)} cases FAIL ({total:.1f} s); the first: "
+          f"{first.group} {first.name}")
+    if not args.quiet and not first.case.startswith("Problem("):
+        print(f"  case: {first.case}")
+    _print_verdict(first.report, first.case)
+    return 1
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -291,7 +367,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def _explain_values(args: argparse.Namespace) -> dict[str, Any]:
     """Every trace quantity of one case, handwritten's beside one autograd reference's."""
     args.batch, args.labels = args.values, hw.LOSSES[args.loss].targets == "class"
-    spec, params, x, y = _check_case(args)
+    p = _check_case(args)
+    spec, params, x, y = p.spec, p.params, p.x, p.y
     ours = hw.trace(spec, params, x, y)
     name = next((n for n in implementations.NAMES[1:] if n in implementations.available()), None)
     theirs = implementations.load(name).trace(spec, params, x, y) if name else None
@@ -351,10 +428,22 @@ def build_parser() -> Parser:
                            "reference_torch, reference_jax and finite differences (float64) and "
                            "compare every trace quantity against the suite's tolerance policy. "
                            "Exit status 1 names the first failing quantity in derivation order.")
-    _add_network(check, BLOG_WORDS)
+    _add_network(check, f"{BLOG_WORDS}; reduction sum only for the blog's network, else mean")
     check.add_argument("--batch", type=_positive_int, default=8, help="batch size (8)")
     check.add_argument("--labels", action="store_true",
                        help="integer class labels instead of one-hot rows (softmax CE)")
+    check.add_argument("--optimizer", choices=sorted(hw.OPTIMIZERS),
+                       help="also check this optimizer: 3 steps from a random state, every "
+                       "buffer (m, v, ...), update and param")
+    check.add_argument("--lr", type=_positive_float, help="the optimizer's learning rate (0.05)")
+    check.add_argument("--replay", metavar="'Problem(...)'",
+                       help="the case of a failing suite property: its printed Problem(...) line")
+    check.add_argument("--all", action="store_true",
+                       help="every registered activation, loss, reduction, optimizer, init "
+                       "scheme and the blog's seed.py, in one table (about 20 s)")
+    check.add_argument("--only", metavar="TEXT",
+                       help="with --all: only one group (activation, loss, weight decay, "
+                       "network, optimizer, init, blog) or one entry (tanh, adam, ...)")
     _add_common(check, "print only the verdict line")
     check.set_defaults(run=cmd_check, layers=None)
 
@@ -385,6 +474,18 @@ def build_parser() -> Parser:
 
 
 
+def _network_defaults(args: argparse.Namespace) -> None:
+    """What check and explain leave out comes from the blog's network, except the
+    reduction: the blog's "sum" only when the network is the blog's, "mean" otherwise."""
+    for key, value in BLOG_DEFAULTS.items():
+        if key != "reduction" and getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.reduction is None:
+        blog = all(getattr(args, key) == value for key, value in BLOG_DEFAULTS.items()
+                   if key != "reduction")
+        args.reduction = BLOG_SPEC.reduction if blog else "mean"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     for stream in (sys.stdout, sys.stderr):       # an ASCII terminal gets '?', not a crash
@@ -396,9 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         command = args.command
         if command in ("check", "explain"):
-            for key, value in BLOG_DEFAULTS.items():
-                if getattr(args, key) is None:
-                    setattr(args, key, value)
+            _network_defaults(args)
         return int(args.run(args))
     except UsageError as error:
         return _fail(command, str(error), 2, "--json" in argv, prefix="error: ")

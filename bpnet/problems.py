@@ -11,6 +11,7 @@ random architectures, ``random_problems``).
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -24,6 +25,11 @@ T = TypeVar("T")
 HIDDEN_ACTIVATIONS = sorted(n for n, a in ACTIVATIONS.items() if not a.output_only)
 ALL_ACTIVATIONS = sorted(ACTIVATIONS)
 WEIGHT_DECAYS = (0.0, 0.1)
+TYPICAL_HYPERPARAMETERS = {"momentum": (0.0, 0.99), "beta1": (0.0, 0.99),
+                           "beta2": (0.9, 0.9999), "alpha": (0.8, 0.999), "eps": (1e-10, 1e-6),
+                           "weight_decay": (0.0, 0.5)}
+"""(low, high) of each hyperparameter as drawn by the suite and ``bpnet check --all``: inside
+the valid ranges (handwritten.spec.HYPERPARAMETER_RANGES), where training usually happens."""
 
 
 class Chooser(Protocol):
@@ -116,24 +122,34 @@ class Problem:
     seed: int
     dtype: str = "float64"
     labels: bool = False
+    scale: float = 1.0
+    """of the params (``make_params``): 6 saturates sigmoid and tanh units."""
     params: Params = field(init=False, repr=False)
     x: np.ndarray = field(init=False, repr=False)
     y: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         rng = np.random.default_rng(self.seed)
-        self.params = make_params(self.spec, rng, self.dtype)
+        self.params = make_params(self.spec, rng, self.dtype, self.scale)
         self.x = rng.uniform(-1.5, 1.5, (self.batch, self.spec.layer_sizes[0])).astype(self.dtype)
         self.y = make_targets(self.spec, rng, self.batch, self.dtype, self.labels)
 
     def __repr__(self) -> str:
+        scale = f", scale={self.scale!r}" if self.scale != 1.0 else ""
         return (f"Problem({self.spec!r}, batch={self.batch}, seed={self.seed}, "
-                f"dtype={self.dtype!r}, labels={self.labels})  "
+                f"dtype={self.dtype!r}, labels={self.labels}{scale})  "
                 "# from bpnet.problems import Problem; from handwritten import NetworkSpec")
 
     def astype(self, dtype: str) -> Problem:
         """The same draw in another dtype (float32 values are the float64 ones rounded)."""
-        return Problem(self.spec, self.batch, self.seed, dtype, self.labels)
+        return Problem(self.spec, self.batch, self.seed, dtype, self.labels, self.scale)
+
+
+def replay_command(case: str) -> str:
+    """The command line that re-runs a ``Problem(...)`` line: bpnet check --replay "..."."""
+    line = case.split("  #")[0]
+    quoted = f'"{line}"' if not set(line) & set('"$`\\!') else shlex.quote(line)
+    return f"bpnet check --replay {quoted}"
 
 
 def draw_problem(choose: Chooser, max_depth: int = 4, max_width: int = 16, max_batch: int = 32,

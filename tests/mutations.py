@@ -1,17 +1,24 @@
 """Classic derivation mistakes, each applied to a copy of handwritten/: the suite must catch all.
 
-    python -m tests.mutations            # every mutation, a table of caught / missed
+    python -m tests.mutations                  # every mutation: caught / missed by the suite
     python -m tests.mutations adam_no_bias_correction
+    python -m tests.mutations --check-all      # the same, caught by `bpnet check --all`?
+    python -m tests.mutations --check-all --planted
 
-Each mutation is a textual patch of one line of handwritten/.  The runner copies
-the project into a temporary directory, applies the patch there (the working tree
-is never touched), and runs the property tests against the copy with the
-derandomized ``ci`` profile, stopping at the first failure.  A mutation is caught
-when that run fails.
+Each mutation is a textual patch of one line of handwritten/, anchored to the
+function it targets ("optimizers.py:adam_update"): the patch must occur exactly once
+in that function's source, wherever the function sits in the file, so edits
+elsewhere leave it alone; when the function or the line is gone, the mutation says
+so in one line (``applies``) and is skipped, not failed.  The runner copies the
+project into a temporary directory, applies the patch there (the working tree is
+never touched), and runs the property tests against the copy with the derandomized
+``ci`` profile, stopping at the first failure -- or, with --check-all,
+``bpnet check --all``.  A mutation is caught when that run fails.
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -35,86 +42,160 @@ PROPERTY_TESTS = [
 class Mutation:
     name: str
     what: str
-    file: str
+    where: str              # "file.py:function": the patch applies inside that function only
     old: str
     new: str
+    planted: bool = False   # one of the student's mistakes of issue 14 (README, check --all)
+    shown: tuple[str, ...] = ()   # what `bpnet check --all` must print for a planted one
+
+    @property
+    def file(self) -> str:
+        return self.where.split(":")[0]
+
+    @property
+    def function(self) -> str:
+        return self.where.split(":")[1]
+
+    def applies(self, source: str) -> str:
+        """"" when the patch applies to this source of the file, else one line saying why not."""
+        span = _function_span(source, self.function)
+        if span is None:
+            return (f"mutation {self.name} no longer applies: handwritten/{self.file} has no "
+                    f"function {self.function}")
+        count = source[span[0]:span[1]].count(self.old)
+        if count != 1:
+            return (f"mutation {self.name} no longer applies: {self.function} in "
+                    f"handwritten/{self.file} contains {self.old.strip()!r} {count} times, "
+                    "not once")
+        return ""
+
+    def apply(self, source: str) -> str:
+        """The source with the patch applied inside the function (see ``applies``)."""
+        reason = self.applies(source)
+        if reason:
+            raise ValueError(reason)
+        start, end = _function_span(source, self.function)  # type: ignore[misc]
+        return source[:start] + source[start:end].replace(self.old, self.new) + source[end:]
+
+
+def _function_span(source: str, name: str) -> tuple[int, int] | None:
+    """Character offsets of a top-level function's source, or None when it is not defined."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    lines = source.splitlines(keepends=True)
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            start = sum(len(line) for line in lines[:node.lineno - 1])
+            end = sum(len(line) for line in lines[:node.end_lineno])
+            return start, end
+    return None
 
 
 MUTATIONS = [
     Mutation("dW_missing_transpose", "d_W = d_z.T @ a_prev: the transpose on the wrong factor",
-             "network.py", "d_W = a_prev.T @ d_z  ", "d_W = d_z.T @ a_prev  "),
+             "network.py:backward", "d_W = a_prev.T @ d_z  ", "d_W = d_z.T @ a_prev  "),
     Mutation("sigmoid_grad_of_a", "sigmoid derivative evaluated at a instead of z",
-             "activations.py", "    d_z *= a\n    d_z *= d_a\n    return d_z",
+             "activations.py:sigmoid_backward", "    d_z *= a\n    d_z *= d_a\n    return d_z",
              "    d_z = sigmoid(a) * (1 - sigmoid(a))\n    d_z *= d_a\n    return d_z"),
     Mutation("db_mean_not_sum", "bias gradient averaged, not summed, over the batch",
-             "network.py", '"b": d_z.sum(axis=0)', '"b": d_z.mean(axis=0)'),
+             "network.py:backward", '"b": d_z.sum(axis=0)', '"b": d_z.mean(axis=0)',
+             planted=True,
+             shown=('d_b', 'handwritten.network.backward', '= 1/batch x reference')),
     Mutation("half_mse_mean_over_batch_only", "mean reduction divides by batch, not batch*n_out",
-             "losses.py", "return (a - y) / _count(a.size, reduction)",
+             "losses.py:half_mse_grad", "return (a - y) / _count(a.size, reduction)",
              "return (a - y) / _count(a.shape[0], reduction)"),
     Mutation("mse_missing_factor_2", "d(a - y)**2 = (a - y), missing the 2",
-             "losses.py", "return 2 * (a - y) / _count(a.size, reduction)",
+             "losses.py:mse_grad", "return 2 * (a - y) / _count(a.size, reduction)",
              "return (a - y) / _count(a.size, reduction)"),
     Mutation("softmax_ce_sign", "softmax cross-entropy gradient y - a",
-             "losses.py", "    return d_z / _count(z.shape[0], reduction)",
+             "losses.py:softmax_cross_entropy_grad",
+             "    return d_z / _count(z.shape[0], reduction)",
              "    return -d_z / _count(z.shape[0], reduction)"),
     Mutation("softmax_ce_plus_y", "softmax cross-entropy gradient a + y: one-hot targets hide "
              "it (the true class is computed apart), soft targets do not",
-             "losses.py", "    d_z = a - y_dist\n", "    d_z = a + y_dist\n"),
+             "losses.py:softmax_cross_entropy_grad",
+             "    d_z = a - y_dist\n", "    d_z = a + y_dist\n"),
     Mutation("bce_logits_wrong_count", "bce_with_logits mean divides by batch only",
-             "losses.py", "return d_z / _count(z.size, reduction)",
+             "losses.py:bce_with_logits_grad", "return d_z / _count(z.size, reduction)",
              "return d_z / _count(z.shape[0], reduction)"),
     Mutation("bce_grad_sign", "bce gradient (y - a) / (a (1 - a))",
-             "losses.py", "d_a = (a - y) / (a * (1 - a)) / n\n",
+             "losses.py:bce_grad", "d_a = (a - y) / (a * (1 - a)) / n\n",
              "d_a = (y - a) / (a * (1 - a)) / n\n"),
     Mutation("tanh_grad_1_minus_a", "tanh' = 1 - a instead of 1 - a**2",
-             "activations.py", "d_z = a * a\n", "d_z = a.copy()\n"),
+             "activations.py:tanh_backward", "d_z = a * a\n", "d_z = a.copy()\n", planted=True,
+             shown=('layer 0 d_z', 'handwritten.activations.tanh_backward')),
     Mutation("softmax_backward_elementwise", "softmax backward as if elementwise, a (1 - a)",
-             "activations.py",
+             "activations.py:softmax_backward",
              "return a * (d_a - np.sum(d_a * a, axis=1, keepdims=True))",
              "return d_a * a * (1 - a)"),
     Mutation("leaky_relu_grad_no_slope", "leaky_relu backward drops the negative slope",
-             "activations.py", "return np.where(z > 0, d_a, LEAKY_RELU_SLOPE * d_a)",
+             "activations.py:leaky_relu_backward",
+             "return np.where(z > 0, d_a, LEAKY_RELU_SLOPE * d_a)",
              "return np.where(z > 0, d_a, 0 * d_a)"),
     Mutation("elu_grad_a", "elu' = a instead of a + alpha for z <= 0",
-             "activations.py", "d_z = np.where(z > 0, 1, a + ELU_ALPHA)",
+             "activations.py:elu_backward", "d_z = np.where(z > 0, 1, a + ELU_ALPHA)",
              "d_z = np.where(z > 0, 1, a)"),
     Mutation("gelu_grad_missing_product_term", "gelu' without the z 2 s (1 - s) du/dz term",
-             "activations.py", "return d_a * (s + second)", "return d_a * s"),
+             "activations.py:gelu_backward", "return d_a * (s + second)", "return d_a * s"),
     Mutation("silu_grad_sigmoid_only", "silu' = sigmoid(z), forgetting the product rule",
-             "activations.py", "return d_a * (s + a * one_minus_s)", "return d_a * s"),
+             "activations.py:silu_backward",
+             "return d_a * (s + a * one_minus_s)", "return d_a * s"),
     Mutation("softplus_grad_exp", "softplus' = exp(-a) instead of 1 - exp(-a)",
-             "activations.py", "return d_a * -np.expm1(-a)", "return d_a * np.exp(-a)"),
+             "activations.py:softplus_backward",
+             "return d_a * -np.expm1(-a)", "return d_a * np.exp(-a)"),
     Mutation("backward_layer_off_by_one", "backward uses the layer's own activation as a_prev",
-             "network.py", 'a_prev = x if l == 0 else cache[l - 1]["a"]',
+             "network.py:backward", 'a_prev = x if l == 0 else cache[l - 1]["a"]',
              'a_prev = x if l == 0 else cache[l]["a"][:, :W.shape[0]]'),
     Mutation("weight_decay_missing_from_grad", "L2 penalty in the loss but not in d_W",
-             "network.py", "d_W += spec.weight_decay * W", "d_W += 0 * W"),
+             "network.py:backward", "d_W += spec.weight_decay * W", "d_W += 0 * W"),
     Mutation("weight_decay_loss_missing_half", "penalty lambda ||W||^2 with gradient lambda W",
-             "network.py", "loss = loss + spec.weight_decay / 2 * sum(",
+             "network.py:loss_value", "loss = loss + spec.weight_decay / 2 * sum(",
              "loss = loss + spec.weight_decay * sum("),
     Mutation("adam_no_bias_correction", "Adam without bias correction of m",
-             "optimizers.py", "step_size = lr / (1 - beta1**t)", "step_size = lr"),
+             "optimizers.py:adam_update", "step_size = lr / (1 - beta1**t)", "step_size = lr"),
     Mutation("adam_eps_inside_sqrt", "Adam with eps inside the square root",
-             "optimizers.py", "(np.sqrt(v[l][k]) / bias_correction2_sqrt + eps)",
+             "optimizers.py:adam_update", "(np.sqrt(v[l][k]) / bias_correction2_sqrt + eps)",
              "(np.sqrt(v[l][k] + eps) / bias_correction2_sqrt)"),
     Mutation("momentum_old_buffer", "momentum steps with the buffer before it is updated",
-             "optimizers.py", "updates = [{k: -lr * v for k, v in layer.items()} for layer in b]",
+             "optimizers.py:momentum_update",
+             "updates = [{k: -lr * v for k, v in layer.items()} for layer in b]",
              'updates = [{k: -lr * v for k, v in layer.items()} for layer in state["b"]]'),
     Mutation("nesterov_old_buffer", "nesterov look-ahead with the old buffer",
-             "optimizers.py", "-lr * (g + mu * b[l][k])", '-lr * (g + mu * state["b"][l][k])'),
+             "optimizers.py:nesterov_update",
+             "-lr * (g + mu * b[l][k])", '-lr * (g + mu * state["b"][l][k])'),
     Mutation("rmsprop_missing_one_minus_alpha", "rmsprop adds g**2 without (1 - alpha)",
-             "optimizers.py", 'alpha * state["v"][l][k] + (1 - alpha) * g * g',
+             "optimizers.py:rmsprop_update", 'alpha * state["v"][l][k] + (1 - alpha) * g * g',
              'alpha * state["v"][l][k] + g * g'),
+    Mutation("adam_no_second_bias_correction", "Adam without the bias correction of v",
+             "optimizers.py:adam_update", "bias_correction2_sqrt = (1 - beta2**t) ** 0.5",
+             "bias_correction2_sqrt = 1.0", planted=True,
+             shown=('handwritten.optimizers.adam_update', '= 1/sqrt(1 - beta2**t) x reference')),
+    Mutation("softmax_ce_divided_by_batch_twice", "softmax-CE gradient divided by the batch "
+             "twice", "losses.py:softmax_cross_entropy_grad",
+             "    return d_z / _count(z.shape[0], reduction)",
+             "    return d_z / _count(z.shape[0], reduction) / z.shape[0]", planted=True,
+             shown=('handwritten.losses.softmax_cross_entropy_grad', '= 1/batch x reference')),
+    Mutation("weight_decay_on_biases", "the L2 penalty's gradient added to the biases too",
+             "network.py:backward", '"b": d_z.sum(axis=0)}',
+             '"b": d_z.sum(axis=0) + spec.weight_decay * params[l]["b"]}', planted=True,
+             shown=('d_b', 'handwritten.network.backward', '= weight_decay x b')),
     Mutation("adamw_decay_without_lr", "adamw decays by (1 - weight_decay), forgetting lr",
-             "optimizers.py", 'decay = lr * hyper["weight_decay"]',
+             "optimizers.py:adamw_update", 'decay = lr * hyper["weight_decay"]',
              'decay = hyper["weight_decay"]'),
 ]
 
 
-def run(mutation: Mutation, timeout: float = 1200.0) -> tuple[bool, str, float]:
-    """Apply one mutation to a copy of the project and run the property tests against it.
+CHECK_ALL = ["-m", "bpnet.cli", "check", "--all", "--quiet"]
 
-    Returns (caught, the last lines of the test output, seconds).
+
+def run(mutation: Mutation, timeout: float = 1200.0, check_all: bool = False
+        ) -> tuple[bool, str, float]:
+    """Apply one mutation to a copy of the project and run the property tests (or
+    ``bpnet check --all``) against it.
+
+    Returns (caught, the output -- its last lines for the tests --, seconds).
     """
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bpnet-mutant-") as tmp:
@@ -124,36 +205,43 @@ def run(mutation: Mutation, timeout: float = 1200.0) -> tuple[bool, str, float]:
                             ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
         target = work / "handwritten" / mutation.file
-        source = target.read_text()
-        if source.count(mutation.old) != 1:
-            raise ValueError(f"mutation {mutation.name}: {mutation.old!r} must occur exactly "
-                             f"once in handwritten/{mutation.file}")
-        target.write_text(source.replace(mutation.old, mutation.new))
+        target.write_text(mutation.apply(target.read_text()))
         env = os.environ | {"HYPOTHESIS_PROFILE": "ci", "OMP_NUM_THREADS": "1",
                             "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        # `python -m pytest` puts the copy first on sys.path: its handwritten is imported.
+        # `python -m` puts the copy first on sys.path: its handwritten is imported.
         copy = str(work / "handwritten")
         check = ("import handwritten, pathlib, sys; sys.exit(pathlib.Path(handwritten.__file__)"
                  f".parent != pathlib.Path({copy!r}))")
         subprocess.run([sys.executable, "-c", check], cwd=work, env=env, check=True)
-        result = subprocess.run(
-            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-             "--no-header", "-o", "addopts=", *PROPERTY_TESTS],
-            cwd=work, env=env, capture_output=True, text=True, timeout=timeout, check=False)
-    tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-3:])
-    return result.returncode == 1, tail, time.perf_counter() - start
+        command = CHECK_ALL if check_all else [
+            "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header", "-o",
+            "addopts=", *PROPERTY_TESTS]
+        result = subprocess.run([sys.executable, *command], cwd=work, env=env,
+                                capture_output=True, text=True, timeout=timeout, check=False)
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    output = "\n".join(lines if check_all else lines[-3:])   # check --all: the whole verdict
+    return result.returncode == 1, output, time.perf_counter() - start
 
 
-def main(names: list[str]) -> int:
-    chosen = [m for m in MUTATIONS if not names or m.name in names]
+def main(argv: list[str]) -> int:
+    check_all = "--check-all" in argv
+    planted = "--planted" in argv
+    names = [a for a in argv if not a.startswith("--")]
+    chosen = [m for m in MUTATIONS if (not names or m.name in names)
+              and (not planted or m.planted)]
     caught = 0
     for m in chosen:
-        ok, tail, seconds = run(m)
+        reason = m.applies((ROOT / "handwritten" / m.file).read_text())
+        if reason:
+            print(f"skipped {reason}")
+            continue
+        ok, tail, seconds = run(m, check_all=check_all)
         caught += ok
         print(f"{'caught' if ok else 'MISSED'}  {m.name:34s} {seconds:6.1f}s  {m.what}")
-        if not ok:
-            print("    " + tail.replace("\n", "\n    "))
-    print(f"{caught} of {len(chosen)} mutations caught")
+        if check_all or not ok:
+            print("    " + "\n    ".join(tail.splitlines()[-5:]))
+    by = "bpnet check --all" if check_all else "the property tests"
+    print(f"{caught} of {len(chosen)} mutations caught by {by}")
     return 0 if caught == len(chosen) else 1
 
 

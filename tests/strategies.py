@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 
-from bpnet.problems import Problem, draw_problem, draw_spec
+from bpnet.problems import TYPICAL_HYPERPARAMETERS, Problem, draw_problem, draw_spec
 from handwritten import OPTIMIZER_DEFAULTS, NetworkSpec, OptimizerSpec
 
 __all__ = ["HypothesisChooser", "Problem", "optimizer_specs", "problems", "specs"]
@@ -57,9 +57,7 @@ def problems(draw: st.DrawFn, max_depth: int = 4, max_width: int = 16, max_batch
 def optimizer_specs(draw: st.DrawFn) -> Any:
     """Any registered optimizer with hyperparameters drawn inside their valid ranges."""
     name = draw(st.sampled_from(OPTIMIZER_NAMES))
-    ranges = {"momentum": (0.0, 0.99), "beta1": (0.0, 0.99), "beta2": (0.9, 0.9999),
-              "alpha": (0.8, 0.999), "eps": (1e-10, 1e-6), "weight_decay": (0.0, 0.5)}
-    hyper = {k: draw(st.floats(*ranges[k], exclude_min=k == "momentum"))
+    hyper = {k: draw(st.floats(*TYPICAL_HYPERPARAMETERS[k], exclude_min=k == "momentum"))
              for k in OPTIMIZER_DEFAULTS[name]}
     lr = draw(st.floats(1e-4, 0.1))
     return OptimizerSpec(name, lr, hyper)

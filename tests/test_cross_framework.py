@@ -51,7 +51,7 @@ def _worst(report: CheckReport, column: str) -> float:
 def _assert_agree(report: CheckReport, p: Problem) -> None:
     for column in report.columns:
         target(_worst(report, column), label=f"vs {column}")
-    assert report.ok, f"{report.verdict()}\n{p!r}"
+    assert report.ok, report.message(repr(p))
 
 
 @given(problems())

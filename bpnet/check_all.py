@@ -1,0 +1,461 @@
+"""``bpnet check --all``: everything registered in handwritten, through every implementation.
+
+One command that a student runs after editing handwritten/: every activation (in
+ordinary and saturated units), every loss under every reduction, weight decay,
+hand-picked and randomly drawn networks (the suite's own generator, non-zero
+biases), every optimizer (one step from a random state, then a few steps of its
+own, every state buffer and update compared), every initialisation scheme (against
+torch.nn.init and jax.nn.initializers, statistically), and the blog's seed.py
+functions.  Each entry is a ``CheckReport``; the first failing entry names the
+quantity, its equation and the function of handwritten that computes it.
+
+Before anything runs, every registered name must have a counterpart in each
+reference: ``registry_gaps`` says in one line which does not.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import partial
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+import handwritten as hw
+from bpnet.check import CheckReport, cross_check
+from bpnet.compare import LeafReport, compare_leaf
+from bpnet.diagnose import qualname
+from bpnet.problems import TYPICAL_HYPERPARAMETERS, Problem, make_params, random_problems
+from bpnet.tolerances import ATOL64_SCALE, RTOL64
+from handwritten import seed
+from handwritten.spec import OPTIMIZER_DEFAULTS, NetworkSpec, State
+
+REGISTRIES = ("activation", "loss", "optimizer")
+
+
+def _registry(implementation: str, kind: str) -> Mapping[str, Any]:
+    """An implementation's registry of one kind (reference_torch.activations.ACTIVATIONS, ...)."""
+    import importlib
+
+    module = {"activation": "activations", "loss": "losses", "optimizer": "optimizers"}[kind]
+    name = {"activation": "ACTIVATIONS", "loss": "LOSSES", "optimizer": "MAKERS"}[kind]
+    if implementation == "handwritten":
+        name = name.replace("MAKERS", "OPTIMIZERS")
+    registry: Mapping[str, Any] = getattr(importlib.import_module(f"{implementation}.{module}"),
+                                          name)
+    return registry
+
+
+def registry_gaps(references: Mapping[str, ModuleType]) -> list[str]:
+    """One line per name registered in handwritten that a reference lacks (or the reverse)."""
+    gaps = []
+    for kind in REGISTRIES:
+        ours = _registry("handwritten", kind)
+        for ref in references:
+            theirs = _registry(ref, kind)
+            module = f"{ref}/{kind}s.py".replace("optimizers.py", "optimizers.py (MAKERS)")
+            gaps += [f"{kind} {name!r} is registered in handwritten but has no counterpart in "
+                     f"{module}: add it there (the reference's autograd version)"
+                     for name in ours if name not in theirs]
+            gaps += [f"{kind} {name!r} in {module} is not registered in handwritten"
+                     for name in theirs if name not in ours]
+    return gaps
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of the --all table: a registered entry, the case run, and its report."""
+
+    group: str
+    name: str
+    case: str
+    report: CheckReport
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.report.ok
+
+
+# the cases ---------------------------------------------------------------------------------
+
+BATCH = 8
+"""Rows per case: neither 1 nor the number of outputs, so a wrong 1/batch shows as itself."""
+SATURATED_SCALE = 6.0
+"""make_params' scale for the saturated case: |z| up to ~10, well into every tail."""
+
+
+def _problem_check(problem: Problem, impls: Mapping[str, ModuleType],
+                   finite_differences: bool = False) -> Callable[[], CheckReport]:
+    def run() -> CheckReport:
+        return cross_check(problem.spec, problem.params, problem.x, problem.y, impls,
+                           finite_differences=finite_differences)
+
+    return run
+
+
+def _class_target_seeds(spec: NetworkSpec) -> tuple[int, int]:
+    """The first seed whose targets are one-hot rows, and the first whose are soft rows
+    (make_targets draws either)."""
+    kinds: dict[bool, int] = {}
+    for s in range(100):
+        y = Problem(spec, BATCH, s).y
+        kinds.setdefault(bool(np.all((y == 0) | (y == 1))), s)
+    return kinds[True], kinds[False]
+
+
+def problem_cases(impls: Mapping[str, ModuleType], n_random: int = 12
+                  ) -> Iterator[tuple[str, str, str, Callable[[], CheckReport]]]:
+    """(group, name, case, run) for every case that is one problem through cross_check."""
+    for name, act in sorted(hw.ACTIVATIONS.items()):
+        if act.output_only:
+            spec = NetworkSpec((3, 5, 4), ("tanh", name), "mse", "sum")
+            problems = {"": Problem(spec, BATCH, 1)}
+        else:
+            spec = NetworkSpec((3, 5, 5, 2), (name, name, "identity"), "half_mse", "mean")
+            problems = {"": Problem(spec, BATCH, 1),
+                        " (saturated units)": Problem(spec, BATCH, 2, scale=SATURATED_SCALE)}
+        for kind, p in problems.items():
+            yield "activation", name + kind, repr(p), _problem_check(p, impls)
+    for loss_name, loss in sorted(hw.LOSSES.items()):
+        out = sorted(loss.output_activations)[0] if loss.output_activations else "tanh"
+        for reduction in hw.REDUCTIONS:
+            spec = NetworkSpec((3, 6, 4), ("silu", out), loss_name, reduction)
+            problems = {"": Problem(spec, BATCH, 3)}
+            if loss.targets == "class":
+                problems = {f", {kind}": Problem(spec, BATCH, s)
+                            for kind, s in zip(("one-hot", "soft"), _class_target_seeds(spec))}
+                problems[", labels"] = Problem(spec, BATCH, 3, labels=True)
+            for kind, p in problems.items():
+                yield ("loss", f"{loss_name} ({reduction}{kind})", repr(p),
+                       _problem_check(p, impls))
+    for loss_name in ("mse", "softmax_cross_entropy"):
+        out = "softmax" if loss_name == "softmax_cross_entropy" else "identity"
+        spec = NetworkSpec((3, 5, 4), ("tanh", out), loss_name, "mean", weight_decay=0.1)
+        p = Problem(spec, BATCH, 4)
+        yield "weight decay", f"0.1 with {loss_name}", repr(p), _problem_check(p, impls)
+    hand_picked = [seed.BLOG_SPEC,
+                   NetworkSpec((4, 8, 6, 5, 3), ("tanh", "relu", "tanh", "identity"), "mse"),
+                   NetworkSpec((5, 9, 4), ("gelu", "softmax"), "softmax_cross_entropy")]
+    for spec in hand_picked:
+        p = Problem(spec, BATCH, 5)
+        yield ("network", f"{spec.layer_sizes} (+ finite differences)", repr(p),
+               _problem_check(p, impls, finite_differences=True))
+    for i, p in enumerate(random_problems(n_random, seed=2026, max_depth=4, max_width=8,
+                                          max_batch=12)):
+        yield "network", f"random #{i + 1} {p.spec.layer_sizes}", repr(p), _problem_check(p, impls)
+
+
+# optimizers: one step from a random state, then a few of their own -------------------------
+
+OPTIMIZER_STEPS = 3
+
+
+def random_state(optimizer: hw.OptimizerSpec, params: hw.Params, t: int,
+                 rng: np.random.Generator) -> State:
+    """A state as after t steps: buffers of the params' shapes, second moments >= 0."""
+    state: State = {"t": t}
+    for buffer in hw.OPTIMIZERS[optimizer.name].buffers:
+        low = 0.0 if buffer == "v" else -1.0
+        state[buffer] = [{k: rng.uniform(low, 1.0, v.shape) for k, v in p.items()}
+                         for p in params]
+    return state
+
+
+def _hyper(name: str, rng: np.random.Generator) -> dict[str, float]:
+    """Hyperparameters drawn as the suite draws them (not the defaults)."""
+    return {key: float(rng.uniform(*TYPICAL_HYPERPARAMETERS[key]))
+            for key in OPTIMIZER_DEFAULTS[name]}
+
+
+def _optimizer_reports(optimizer: hw.OptimizerSpec, params: hw.Params, grads: hw.Params,
+                       state: State, impls: Mapping[str, ModuleType]
+                       ) -> tuple[list[str], dict[tuple[str, str], LeafReport],
+                                  dict[tuple[str, str], tuple[Any, Any]]]:
+    """Rows, cells and values of OPTIMIZER_STEPS steps: each implementation from its own
+    previous params and state, every buffer, the update and the params after each step."""
+    primary_name, *references = impls
+    # per implementation and step: (params before, state after, params after)
+    runs: dict[str, list[tuple[hw.Params, State, hw.Params]]] = {}
+    for name, impl in impls.items():
+        p, s, taken = params, state, []
+        for _ in range(OPTIMIZER_STEPS):
+            new_p, s = impl.step(optimizer, p, grads, s)
+            taken.append((p, s, new_p))
+            p = new_p
+        runs[name] = taken
+    rows: dict[str, None] = {}
+    cells: dict[tuple[str, str], LeafReport] = {}
+    values: dict[tuple[str, str], tuple[Any, Any]] = {}
+    buffers = hw.OPTIMIZERS[optimizer.name].buffers
+    for t in range(OPTIMIZER_STEPS):
+        before, mine, after = runs[primary_name][t]
+        for name in references:
+            their_before, theirs, their_after = runs[name][t]
+            for l in range(len(params)):
+                for k in ("W", "b"):
+                    quantities = {f"{b} of layer {l} {k}": (mine[b][l][k], theirs[b][l][k])
+                                  for b in buffers}
+                    quantities[f"update of layer {l} {k}"] = (
+                        after[l][k] - before[l][k], their_after[l][k] - their_before[l][k])
+                    quantities[f"layer {l} {k}"] = (after[l][k], their_after[l][k])
+                    for label, (a, e) in quantities.items():
+                        row = f"step {t + 1}: {label}"
+                        rows[row] = None
+                        cells[row, name] = dataclasses.replace(
+                            compare_leaf(a, e, row, None, rtol=RTOL64, atol_scale=ATOL64_SCALE),
+                            quantity=row)
+                        values[row, name] = (a, e)
+    return list(rows), cells, values
+
+
+def optimizer_report(optimizer: hw.OptimizerSpec, spec: NetworkSpec, params: hw.Params,
+                     grads: hw.Params, impls: Mapping[str, ModuleType],
+                     rng: np.random.Generator) -> CheckReport:
+    """OPTIMIZER_STEPS steps of one optimizer from a random state (as after 1 to 19 steps)
+    in every implementation, each from its own previous params and state: every buffer,
+    the update and the params after each step, named by the rule that computes them."""
+    state = random_state(optimizer, params, int(rng.integers(1, 20)), rng)
+    rows, cells, values = _optimizer_reports(optimizer, params, grads, state, impls)
+    rule = hw.OPTIMIZERS[optimizer.name].update
+    equation = " ".join((rule.__doc__ or "").split())
+    where = {row: (f"{optimizer.name} from t = {state['t']}: {equation}", qualname(rule))
+             for row in rows}
+    return CheckReport(spec, 0, next(iter(impls)), tuple(list(impls)[1:]), tuple(rows), cells,
+                       values, where, constants=optimizer_constants(optimizer, state["t"] + 1))
+
+
+def optimizer_constants(optimizer: hw.OptimizerSpec, t: int) -> dict[str, float]:
+    """Values a wrong update is typically off by, at step t: a bias correction, lr, ..."""
+    h = dict(optimizer.hyperparams)
+    named = {"lr": optimizer.lr, "1/lr": 1 / optimizer.lr}
+    if "beta1" in h:
+        c1, c2 = 1 - h["beta1"] ** t, 1 - h["beta2"] ** t
+        named |= {"1/(1 - beta1**t)": 1 / c1, "1 - beta1**t": c1,
+                  "1/sqrt(1 - beta2**t)": c2**-0.5, "sqrt(1 - beta2**t)": c2**0.5,
+                  "1 - beta1": 1 - h["beta1"], "1 - beta2": 1 - h["beta2"]}
+    if "alpha" in h:
+        named |= {"1 - alpha": 1 - h["alpha"]}
+    if "momentum" in h:
+        named |= {"momentum": h["momentum"], "1 + momentum": 1 + h["momentum"]}
+    return named
+
+
+def optimizer_cases(impls: Mapping[str, ModuleType]
+                    ) -> Iterator[tuple[str, str, str, Callable[[], CheckReport]]]:
+    """Every optimizer with its defaults, and with hyperparameters drawn as the suite draws."""
+    spec = NetworkSpec((4, 6, 3), ("tanh", "identity"), "mse")
+    for name in sorted(hw.OPTIMIZERS):
+        rng = np.random.default_rng(7)
+        settings = [dict(OPTIMIZER_DEFAULTS[name])]
+        if OPTIMIZER_DEFAULTS[name]:
+            settings.append(_hyper(name, rng))
+        for hyper in settings:
+            optimizer = hw.OptimizerSpec(name, 0.05, hyper)
+            params = make_params(spec, rng, np.float64)
+            grads = make_params(spec, rng, np.float64)           # any params-shaped draw
+            case = f"{optimizer!r}, {OPTIMIZER_STEPS} steps from a random state"
+            yield "optimizer", name, case, partial(
+                optimizer_report, optimizer, spec, params, grads, impls,
+                np.random.default_rng(int(rng.integers(2**32))))
+
+
+# initialisation: the draws' statistics against the frameworks' own initialisers -----------
+
+INIT_SHAPE = (300, 200)
+INIT_SE = 6.0
+"""Standard errors allowed between the statistics of two independent draws of 60 000
+entries (6 of them: ~1e-9 likely by chance), while a wrong scale -- fan_in for
+fan_in + fan_out, a missing sqrt(2) -- is off by tens of them (2.4% allowed for the std)."""
+
+
+def _framework_init(scheme: str, framework: str, shape: tuple[int, int]) -> np.ndarray:
+    """One (fan_in, fan_out) draw of the scheme by torch.nn.init or jax.nn.initializers."""
+    fan_in, fan_out = shape
+    if framework == "reference_torch":
+        import torch
+
+        gen = torch.Generator().manual_seed(0)
+        w = torch.empty(fan_out, fan_in, dtype=torch.float64)     # torch's (out, in)
+        inits: dict[str, Callable[[], Any]] = {
+            "blog": lambda: torch.nn.init.normal_(w, 0.0, 1.0, generator=gen),
+            "glorot_uniform": lambda: torch.nn.init.xavier_uniform_(w, generator=gen),
+            "glorot_normal": lambda: torch.nn.init.xavier_normal_(w, generator=gen),
+            "he_normal": lambda: torch.nn.init.kaiming_normal_(w, nonlinearity="relu",
+                                                               generator=gen)}
+        init = inits[scheme]
+        return np.asarray(init().numpy()).T
+    import jax
+
+    from reference_jax.precision import float64
+
+    # jax's glorot_normal and he_normal draw a normal truncated at 2 sigma, rescaled to the
+    # same variance: the standard deviation is the quantity both frameworks document
+    jax_inits: dict[str, Any] = {"blog": jax.nn.initializers.normal(1.0),
+                                 "glorot_uniform": jax.nn.initializers.glorot_uniform(),
+                                 "glorot_normal": jax.nn.initializers.glorot_normal(),
+                                 "he_normal": jax.nn.initializers.he_normal()}
+
+    @float64
+    def draw() -> np.ndarray:
+        return np.asarray(jax_inits[scheme](jax.random.key(0), shape, jax.numpy.float64))
+
+    return draw()
+
+
+def init_cases(impls: Mapping[str, ModuleType]
+               ) -> Iterator[tuple[str, str, str, Callable[[], CheckReport]]]:
+    spec = NetworkSpec(INIT_SHAPE, ("identity",), "mse")
+    n = INIT_SHAPE[0] * INIT_SHAPE[1]
+    for scheme in hw.INIT_SCHEMES:
+        def run(scheme: str = scheme) -> CheckReport:
+            params = hw.init_params(spec, np.random.default_rng(0), scheme)
+            w, b = params[0]["W"], params[0]["b"]
+            cells: dict[tuple[str, str], LeafReport] = {}
+            values: dict[tuple[str, str], tuple[Any, Any]] = {}
+            for name in list(impls)[1:]:
+                theirs = _framework_init(scheme, name, INIT_SHAPE)
+                # (ours, theirs, rtol, atol): a sample std has relative standard error
+                # <= 1/sqrt(2n), the difference of two sqrt(2) times that
+                stats = {"std of W": (w.std(), theirs.std(), INIT_SE / np.sqrt(n), 0.0)}
+                if scheme == "glorot_uniform":     # the bound is sqrt(3) std: both ends seen
+                    stats["max |W| / std"] = (np.abs(w).max() / w.std(),
+                                              np.abs(theirs).max() / theirs.std(),
+                                              INIT_SE / np.sqrt(n), 0.0)
+                stats["b"] = (b, np.zeros_like(b), 0.0, 0.0)     # biases start at zero
+                for row, (a, e, rtol, atol) in stats.items():
+                    cells[row, name] = dataclasses.replace(
+                        compare_leaf(a, e, row, None, rtol=rtol, atol=atol), quantity=row)
+                    values[row, name] = (a, e)
+            rows = tuple(dict.fromkeys(row for row, _ in cells))
+            where = {row: (f"W ~ {scheme}", qualname(hw.init_params)) for row in rows}
+            return CheckReport(spec, 0, "handwritten", tuple(list(impls)[1:]), rows,
+                               cells, values, where)
+
+        yield ("init", scheme, f"init_params(NetworkSpec({INIT_SHAPE}, ...), "
+               f"default_rng(0), {scheme!r})", run)
+
+
+# the blog's program ------------------------------------------------------------------------
+
+def blog_cases(impls: Mapping[str, ModuleType]
+               ) -> Iterator[tuple[str, str, str, Callable[[], CheckReport]]]:
+    """seed.forward, backward, loss, update and train against each reference's general
+    network on BLOG_SPEC (random non-zero biases)."""
+    p = Problem(seed.BLOG_SPEC, 20, 6)
+
+    def run() -> CheckReport:
+        w1, b1, w2, b2 = seed.from_params(p.params)
+        z1, a1, z2, a2 = seed.forward(p.x, w1, b1, w2, b2)
+        dw1, db1, dw2, db2 = seed.backward(p.x, p.y, w1, b1, w2, b2, z1, a1, z2, a2)
+        lr, epochs = 0.1, 5
+        stepped = seed.update(w1, b1, w2, b2, dw1, db1, dw2, db2, lr)
+        trained = seed.train(p.x, p.y, w1, b1, w2, b2, lr, epochs, verbose=False)[:4]
+        ours: dict[str, tuple[Any, Callable[..., Any], str]] = {
+            "z1": (z1, seed.forward, "z1 = x @ w1 + b1"),
+            "a1": (a1, seed.forward, "a1 = sigmoid(z1)"),
+            "z2": (z2, seed.forward, "z2 = a1 @ w2 + b2"),
+            "a2": (a2, seed.forward, "a2 = sigmoid(z2)"),
+            "printed loss": (seed.loss(p.y, a2), seed.loss, "mean((y - a2)**2 / 2)"),
+            "dw2": (dw2, seed.backward, "dw2 = a1.T @ dz2"),
+            "db2": (db2, seed.backward, "db2 = dz2.sum(axis=0)"),
+            "dw1": (dw1, seed.backward, "dw1 = x.T @ dz1"),
+            "db1": (db1, seed.backward, "db1 = dz1.sum(axis=0)"),
+            **{f"update: {k}": (v, seed.update, f"{k} - lr * d{k}")
+               for k, v in zip(("w1", "b1", "w2", "b2"), stepped)},
+            **{f"train {epochs} epochs: {k}": (v, seed.train, "the update, epoch times")
+               for k, v in zip(("w1", "b1", "w2", "b2"), trained)}}
+        cells: dict[tuple[str, str], LeafReport] = {}
+        values: dict[tuple[str, str], tuple[Any, Any]] = {}
+        mean_spec = dataclasses.replace(seed.BLOG_SPEC, reduction="mean")
+        opt = hw.OptimizerSpec("sgd", lr)
+        for name, impl in list(impls.items())[1:]:
+            t = impl.trace(seed.BLOG_SPEC, p.params, p.x, p.y)
+            g = impl.loss_and_grads(seed.BLOG_SPEC, p.params, p.x, p.y)[1]
+            one, _ = impl.step(opt, p.params, g, hw.init_state(opt, p.params))
+            run_ = impl.train(seed.BLOG_SPEC, p.params, p.x, p.y, opt, epochs=epochs)
+            theirs = {"z1": t.layers[0]["z"], "a1": t.layers[0]["a"], "z2": t.layers[1]["z"],
+                      "a2": t.layers[1]["a"],
+                      "printed loss": impl.trace(mean_spec, p.params, p.x, p.y).loss,
+                      "dw2": t.layers[1]["d_W"], "db2": t.layers[1]["d_b"],
+                      "dw1": t.layers[0]["d_W"], "db1": t.layers[0]["d_b"],
+                      **{f"update: {k}": v for k, v in zip(
+                          ("w1", "b1", "w2", "b2"), seed.from_params(one))},
+                      **{f"train {epochs} epochs: {k}": v for k, v in zip(
+                          ("w1", "b1", "w2", "b2"), seed.from_params(run_.final_params))}}
+            for row, (a, _, _) in ours.items():
+                cells[row, name] = dataclasses.replace(compare_leaf(
+                    a, theirs[row], row, None, rtol=RTOL64, atol_scale=ATOL64_SCALE),
+                    quantity=row)
+                values[row, name] = (a, theirs[row])
+        where = {row: (eq, qualname(fn)) for row, (_, fn, eq) in ours.items()}
+        return CheckReport(seed.BLOG_SPEC, p.batch, "handwritten.seed", tuple(list(impls)[1:]),
+                           tuple(ours), cells, values, where)
+
+    yield "blog", "seed.py vs the general network", repr(p), run
+
+
+# the whole run -----------------------------------------------------------------------------
+
+def cases(impls: Mapping[str, ModuleType], n_random: int = 12
+          ) -> list[tuple[str, str, str, Callable[[], CheckReport]]]:
+    """Every case of --all, in the order they run: the derivation's building blocks first."""
+    return [*problem_cases(impls, n_random), *optimizer_cases(impls), *init_cases(impls),
+            *blog_cases(impls)]
+
+
+def check_all(impls: Mapping[str, ModuleType], *, n_random: int = 12,
+              on_entry: Callable[[Entry], None] | None = None,
+              only: str | None = None) -> list[Entry]:
+    """Run every case (or those of the group, or the entry, named ``only``)."""
+    entries = []
+    for group, name, case, run in cases(impls, n_random):
+        if only and only not in (group, group.split(" ")[0], name, name.split(" ")[0]):
+            continue
+        start = time.perf_counter()
+        report = run()
+        entry = Entry(group, name, case, report, time.perf_counter() - start)
+        entries.append(entry)
+        if on_entry is not None:
+            on_entry(entry)
+    return entries
+
+
+# replaying the suite's failure line --------------------------------------------------------
+
+_CALLABLES = {"Problem": Problem, "NetworkSpec": NetworkSpec, "OptimizerSpec": hw.OptimizerSpec}
+
+
+def parse_problem(text: str) -> Problem:
+    """The ``Problem(...)`` line a failing property prints, back as the Problem.
+
+    Only the calls Problem, NetworkSpec and OptimizerSpec with literal arguments are
+    accepted (nothing is evaluated); anything else is a ValueError that says so.
+    """
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as error:
+        raise ValueError(f"--replay expects the suite's line 'Problem(NetworkSpec(...), "
+                         f"batch=..., seed=...)'; it does not parse: {error.msg}") from None
+
+    def build(node: ast.AST) -> Any:
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                and node.func.id in _CALLABLES:
+            args = [build(a) for a in node.args]
+            kwargs = {k.arg: build(k.value) for k in node.keywords if k.arg is not None}
+            return _CALLABLES[node.func.id](*args, **kwargs)
+        try:
+            return ast.literal_eval(node)
+        except ValueError:
+            raise ValueError(f"--replay accepts only Problem(...), NetworkSpec(...) and "
+                             f"literal values; found {ast.unparse(node)!r}") from None
+
+    problem = build(tree.body)
+    if not isinstance(problem, Problem):
+        raise ValueError(f"--replay expects a Problem(...) line, got {type(problem).__name__}")
+    return problem

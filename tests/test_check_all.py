@@ -1,0 +1,257 @@
+"""`bpnet check --all`, the diagnosis of a failure, --replay and the registry-gap message."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import Phase, settings
+
+import handwritten as hw
+from bpnet import check_all, cli
+from bpnet.check import cross_check
+from bpnet.diagnose import error_shape, implementing
+from bpnet.problems import Problem, replay_command
+from handwritten.activations import Activation
+from tests.mutations import MUTATIONS, Mutation, run
+
+torch = pytest.importorskip("torch")
+jax = pytest.importorskip("jax")
+
+PLANTED = [m for m in MUTATIONS if m.planted]
+
+
+# the whole command, on the code as it is and on each planted mistake ---------------------
+
+def test_check_all_passes_and_covers_every_registered_name(capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
+    assert cli.main(["check", "--all", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["ok"] and all(e["ok"] for e in result["entries"])
+    names = {(e["group"], e["name"].split(" ")[0]) for e in result["entries"]}
+    for group, registry in (("activation", hw.ACTIVATIONS), ("loss", hw.LOSSES),
+                            ("optimizer", hw.OPTIMIZERS)):
+        assert {(group, n) for n in registry} <= names, group
+    assert {("init", s) for s in hw.INIT_SCHEMES} <= names
+    assert {e["name"] for e in result["entries"] if e["group"] == "loss"} >= {
+        f"{n} ({r}" + ("" if hw.LOSSES[n].targets != "class" else ", labels") + ")"
+        for n in hw.LOSSES for r in hw.REDUCTIONS}
+    assert any(e["group"] == "blog" for e in result["entries"])
+
+
+def test_there_are_the_five_planted_mistakes() -> None:
+    assert {m.name for m in PLANTED} == {
+        "tanh_grad_1_minus_a", "db_mean_not_sum", "adam_no_second_bias_correction",
+        "softmax_ce_divided_by_batch_twice", "weight_decay_on_biases"}
+    assert all(m.shown for m in PLANTED)
+
+
+@pytest.mark.parametrize("mutation", PLANTED, ids=[m.name for m in PLANTED])
+def test_check_all_catches_a_planted_mistake_and_names_its_function(mutation: Mutation) -> None:
+    caught, output, _ = run(mutation, check_all=True)
+    assert caught, f"{mutation.name} passed bpnet check --all:\n{output}"
+    verdict = output[output.index("FAIL: first disagreement"):]
+    for text in mutation.shown:
+        assert text in verdict, f"{mutation.name}: {text!r} not in\n{verdict}"
+
+
+# the diagnosis -----------------------------------------------------------------------------
+
+SPEC = hw.NetworkSpec((3, 4, 2), ("tanh", "identity"), "mse", "mean", weight_decay=0.1)
+RNG = np.random.default_rng(0)
+E = RNG.uniform(0.5, 2.0, (8, 4)) * RNG.choice([-1, 1], (8, 4))
+
+
+def _shape(ours: np.ndarray, theirs: np.ndarray = E, **kw: object) -> str:
+    return error_shape(ours, theirs, rtol=1e-10, atol=1e-14, spec=SPEC, batch=8, **kw)
+
+
+@pytest.mark.parametrize("factor, name", [(1 / 8, "1/batch"), (8.0, "batch"), (-1.0, "-1"),
+                                          (2.0, "2"), (0.5, "1/n_outputs"), (0.1, "weight_decay")])
+def test_a_constant_ratio_is_named(factor: float, name: str) -> None:
+    shape = _shape(E * factor)
+    assert shape.startswith("a constant ratio") and shape.endswith(" x reference")
+    assert f"= {name} " in shape
+
+
+def test_an_unnamed_constant_ratio_is_given_as_a_number() -> None:
+    assert _shape(E * 3.7).startswith("a constant ratio: handwritten = 3.7 x reference")
+    assert "= 1/sqrt(1 - beta2**t)" in _shape(E * 11.2, constants={"1/sqrt(1 - beta2**t)": 11.2})
+
+
+def test_a_transposed_match_is_named() -> None:
+    square = RNG.normal(size=(4, 4))
+    assert "transposed" in _shape(square.T, square)
+    assert "transposed" in _shape(E.T)          # a shape mismatch that is a transpose
+
+
+def test_an_error_in_one_sample_or_one_unit_is_located() -> None:
+    row, col = E.copy(), E.copy()
+    row[3, :] += 1.0
+    col[:, 2] *= 1.5
+    assert "one row (sample 3)" in _shape(row)
+    assert "one column (unit 2)" in _shape(col)
+
+
+def test_an_error_on_one_side_of_z_or_in_the_saturated_entries_is_located() -> None:
+    z = RNG.normal(0, 3, E.shape)
+    negative, saturated = E.copy(), E.copy()
+    negative[z <= 0] *= 0.3
+    saturated[np.abs(z) > 2] += 1e-3
+    assert "where z <= 0" in _shape(negative, z=z)
+    assert "saturated entries (|z| > 2)" in _shape(saturated, z=z, saturation=2.0)
+
+
+def test_an_error_proportional_to_a_param_is_named() -> None:
+    b = RNG.normal(size=4)
+    d_b = RNG.normal(size=4)
+    assert "= 0.1 = weight_decay x b1" in error_shape(
+        d_b + 0.1 * b, d_b, rtol=1e-10, atol=1e-14, spec=SPEC, batch=8, related={"b1": b})
+
+
+def test_no_pattern_says_so_with_the_range_of_ratios() -> None:
+    noisy = E * RNG.uniform(0.5, 1.5, E.shape)
+    assert _shape(noisy).startswith("no simple pattern (32 of 32 entries wrong); handwritten / "
+                                    "reference from 0.5")
+
+
+def _specs() -> list[hw.NetworkSpec]:
+    """A small network per registered activation and per registered loss."""
+    specs = []
+    for name, act in sorted(hw.ACTIVATIONS.items()):
+        specs.append(hw.NetworkSpec((2, 3, 3), ("tanh", name) if act.output_only
+                                    else (name, "identity"), "mse"))
+    for name, loss in sorted(hw.LOSSES.items()):
+        out = sorted(loss.output_activations)[0] if loss.output_activations else "identity"
+        specs.append(hw.NetworkSpec((2, 3, 3), ("tanh", out), name))
+    return specs
+
+
+@pytest.mark.parametrize("spec", _specs(), ids=str)
+def test_every_trace_quantity_names_an_existing_function(spec: hw.NetworkSpec) -> None:
+    import importlib
+
+    labels = ["loss"] + [f"layer {l} {q}" for l in range(spec.n_layers)
+                         for q in ("z", "a", "d_a", "d_z", "d_W", "d_b")]
+    for label in labels:
+        found = implementing(spec, label)
+        assert found is not None, label
+        module, _, function = found[1].rpartition(".")
+        assert callable(getattr(importlib.import_module(module), function)), found
+
+
+def test_a_failing_report_carries_the_diagnosis_and_the_replay_line() -> None:
+    class HalfGradient:                      # handwritten with d_b divided by the batch
+        trace = staticmethod(hw.trace)
+
+        @staticmethod
+        def loss_and_grads(*args):  # type: ignore[no-untyped-def]
+            loss, grads = hw.loss_and_grads(*args)
+            return loss, [{"W": g["W"], "b": g["b"] / 8} for g in grads]
+
+    import reference_torch
+
+    p = Problem(SPEC, 8, 1)
+    report = cross_check(p.spec, p.params, p.x, p.y,
+                         {"handwritten": HalfGradient, "reference_torch": reference_torch})
+    message = report.message(repr(p))
+    assert "layer 1 d_b (loss_and_grads)" in message
+    assert "handwritten.network.backward" in message
+    assert "= 1/batch x reference" in message
+    assert replay_command(repr(p)) in message
+
+
+def test_hypothesis_profiles_have_no_explain_phase() -> None:
+    """Its "explanation" was always the failure message's own formatting: a red herring."""
+    assert Phase.explain not in settings().phases
+
+
+# --replay ----------------------------------------------------------------------------------
+
+def test_the_suites_problem_line_replays_exactly() -> None:
+    p = Problem(hw.NetworkSpec((3, 5, 4), ("elu", "softmax"), "softmax_cross_entropy", "sum",
+                               0.1), batch=6, seed=123, labels=True, scale=6.0)
+    again = check_all.parse_problem(repr(p))
+    assert repr(again) == repr(p)
+    for a, b in zip(again.params, p.params):
+        assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert np.array_equal(again.x, p.x) and np.array_equal(again.y, p.y)
+
+
+@pytest.mark.parametrize("text", ["os.system('ls')", "Problem(NetworkSpec(*open('x')))",
+                                  "Problem(", "3"])
+def test_replay_evaluates_nothing_but_literals(text: str) -> None:
+    with pytest.raises(ValueError, match="--replay"):
+        check_all.parse_problem(text)
+
+
+def test_check_replay_equals_the_plain_check_of_the_same_case(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--layers", "3,4,2", "--activations", "tanh,identity", "--loss", "mse",
+            "--reduction", "mean", "--batch", "5", "--seed", "9"]
+    assert cli.main(["check", *args, "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert cli.main(["check", "--replay", plain["case"], "--json"]) == 0
+    replayed = json.loads(capsys.readouterr().out)
+    assert replayed["rows"] == plain["rows"]
+
+
+# honest defaults and the optimizer ---------------------------------------------------------
+
+@pytest.mark.parametrize("args, reduction", [
+    ([], "sum"),                                                      # the blog's network
+    (["--layers", "3,5,4", "--activations", "tanh,softmax", "--loss",
+      "softmax_cross_entropy"], "mean"),
+    (["--loss", "mse"], "mean"),
+    (["--layers", "1,10,1", "--reduction", "sum", "--loss", "mse"], "sum")])
+def test_the_blogs_sum_is_the_default_only_for_the_blogs_network(
+        args: list[str], reduction: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["check", *args, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["spec"]["reduction"] == reduction
+
+
+def test_check_with_an_optimizer_shows_every_buffer(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["check", "--optimizer", "adam"]) == 0
+    out = capsys.readouterr().out
+    for row in ("step 1: m of layer 0 W", "step 1: v of layer 1 b", "step 3: update of layer 0 W",
+                "step 3: layer 1 b"):
+        assert row in out
+
+
+def test_check_uses_non_zero_biases(capsys: pytest.CaptureFixture[str]) -> None:
+    """Weight decay wrongly applied to the biases is invisible with zero biases."""
+    p = Problem(hw.NetworkSpec((3, 4, 2), ("tanh", "identity"), "mse", "mean", 0.1), 8, 0)
+    assert all(np.all(layer["b"] != 0) for layer in p.params)
+
+
+# a registered name without its references --------------------------------------------------
+
+@pytest.fixture
+def mish(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An activation added to handwritten only, as a student would add one."""
+    act = Activation(lambda z: z * np.tanh(np.log1p(np.exp(z))), lambda z, a, d: d, "d_a * ?")
+    monkeypatch.setitem(hw.ACTIVATIONS, "mish", act)
+
+
+@pytest.mark.usefixtures("mish")
+@pytest.mark.parametrize("args", [["--all"], ["--layers", "2,3,1", "--activations",
+                                              "mish,identity"]])
+def test_a_name_without_a_reference_counterpart_is_one_line_and_exit_2(
+        args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["check", *args]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith("bpnet check: error: activation 'mish' is registered in "
+                                   "handwritten but has no counterpart in reference_torch/")
+
+
+@pytest.mark.usefixtures("mish")
+def test_the_suite_reports_the_gap_with_the_same_line() -> None:
+    import reference_jax
+    import reference_torch
+
+    gaps = check_all.registry_gaps({"reference_torch": reference_torch,
+                                    "reference_jax": reference_jax})
+    assert len(gaps) == 2 and all("'mish'" in g for g in gaps)
