@@ -348,20 +348,31 @@ def cmd_compare(args: argparse.Namespace) -> int:
                   args.out, f"{args.dataset}: {case.spec.layer_sizes}, {case.optimizer.name}, "
                   f"{steps} steps, {args.dtype}")
     _warn(args, result.diagnostics)
+    final = {n: case.mean_loss(h.final_params) for n, h in result.histories.items()}
+    outside = result.outside()
     if args.json:
         print(json.dumps({
-            "final_loss": {n: float(h.losses[-1]) for n, h in result.histories.items()},
+            "final_loss": final, "final_loss_is": "mean over samples and outputs, as fit",
             "max_divergence": {n: float(d.max()) for n, d in result.divergence.items()},
-            "steps": steps, "plot": str(args.out), "warnings": list(result.diagnostics)}))
-        return 0
+            "within_envelope": None if result.allowed is None else not outside,
+            "outside_envelope": outside, "steps": steps, "plot": str(args.out),
+            "warnings": list(result.diagnostics)}))
+        return 1 if outside else 0
     if not args.quiet:
-        for name, h in result.histories.items():
-            print(f"{name:16s} final loss {float(h.losses[-1]):.17g}")
+        for name, loss in final.items():
+            print(f"{name:16s} final loss (mean over samples and outputs, as fit) {loss:.17g}")
         for name, d in result.divergence.items():
             print(f"largest parameter divergence, handwritten vs {name}: {d.max():.3g} "
                   f"(relative to max |theta|, over {len(d) - 1} steps)")
+        if result.allowed is None:
+            print("the suite's trajectory envelope is a float64 policy: not judged in float32")
+        elif not outside:
+            print(f"within the suite's envelope at every step (at the end: "
+                  f"{result.allowed[-1]:.3g})")
+    for line in outside:
+        print(f"FAIL: {line}")
     print(f"plot saved to {args.out}")
-    return 0
+    return 1 if outside else 0
 
 
 def _explain_values(args: argparse.Namespace) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import numpy as np
 
 import handwritten as hw
 from bpnet import datasets, implementations, preflight
-from bpnet.compare import param_divergence
+from bpnet.compare import envelope, param_divergence, twin_run
 from handwritten import checks
 from handwritten.network import loss_value
 
@@ -35,6 +35,7 @@ class TrainingCase:
     epochs: int
     batch_size: int | None
     batch_order: hw.Shuffle | None
+    seed: int = 0
 
     @classmethod
     def make(cls, dataset: str, spec: hw.NetworkSpec, *, seed: int, dtype: str,
@@ -75,7 +76,7 @@ class TrainingCase:
         order = (hw.Shuffle(int(rng.integers(2**63)))
                  if batch_size is not None and batch_size < x.shape[0] else None)
         opt = hw.OptimizerSpec(optimizer or preset.optimizer, lr or preset.lr)
-        return cls(dataset, preset, spec, opt, x, y, params, epochs, batch_size, order)
+        return cls(dataset, preset, spec, opt, x, y, params, epochs, batch_size, order, seed)
 
     def train(self, implementation: Any = hw, **kwargs: Any) -> hw.History:
         """This case trained by one implementation (handwritten by default)."""
@@ -125,6 +126,21 @@ class Comparison:
 
     histories: dict[str, hw.History]
     divergence: dict[str, np.ndarray]       # per reference: param_divergence at every step
+    allowed: np.ndarray | None              # the suite's envelope at every step (float64)
+
+    def outside(self) -> list[str]:
+        """One line per reference whose params left the envelope: the first such step."""
+        lines: list[str] = []
+        if self.allowed is None:
+            return lines
+        for name, d in self.divergence.items():
+            over = np.flatnonzero(~(d <= self.allowed))
+            if over.size:
+                k = int(over[0])
+                lines.append(f"handwritten vs {name}: the params after step {k} differ by "
+                             f"{d[k]:.3g} (normwise), outside the suite's envelope "
+                             f"{self.allowed[k]:.3g}")
+        return lines
 
     @property
     def diagnostics(self) -> tuple[str, ...]:
@@ -134,7 +150,9 @@ class Comparison:
 
 def compare(case: TrainingCase, load: Callable[[str], Any] = implementations.load
             ) -> Comparison:
-    """Train the case in every implementation from the same params and batch order."""
+    """Train the case in every implementation from the same params and batch order, and
+    (float64) the envelope the suite allows their params to drift apart within: a twin run
+    of handwritten with rounding-sized gradient noise (bpnet.compare.twin_run)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", hw.TrainingWarning)
         histories = {name: case.train(load(name), record_every=1)
@@ -142,4 +160,10 @@ def compare(case: TrainingCase, load: Callable[[str], Any] = implementations.loa
     ours = histories[implementations.NAMES[0]]
     divergence = {name: np.array([param_divergence(a, b) for a, b in zip(ours.params, h.params)])
                   for name, h in histories.items() if name != implementations.NAMES[0]}
-    return Comparison(histories, divergence)
+    if case.x.dtype != np.float64:          # the envelope is the float64 policy
+        return Comparison(histories, divergence, None)
+    schedule = hw.Schedule(case.x.shape[0], case.epochs, case.batch_size or case.x.shape[0],
+                           case.batch_order, record_every=1)
+    _, twin = twin_run(case.spec, case.params, case.x, case.y, case.optimizer, schedule,
+                       case.seed)
+    return Comparison(histories, divergence, envelope(ours.recorded_steps, ours.params, twin))

@@ -14,6 +14,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
+import handwritten as hw
 from bpnet.cli import main
 from handwritten import seed
 from tests.blog_program import blog_training_run
@@ -102,6 +103,39 @@ def test_compare_trains_all_three_and_plots(tmp_path: Path,
     assert set(result["final_loss"]) == {"handwritten", "reference_torch", "reference_jax"}
     assert max(result["max_divergence"].values()) < 1e-12
     _png_ok(out)
+
+
+def test_compare_prints_the_loss_fit_prints(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Both print the mean loss of the final params (the blog trains on the sum)."""
+    args = ["--epochs", "30", "--quiet", "--json"]
+    assert main(["fit", *args, "--out", str(tmp_path / "f.png")]) == 0
+    fitted = json.loads(capsys.readouterr().out)["final_loss"]
+    assert main(["compare", *args, "--out", str(tmp_path / "c.png")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["final_loss"]["handwritten"] == fitted
+    assert result["within_envelope"] is True
+
+
+def test_compare_fails_when_a_trajectory_leaves_the_envelope(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+        ) -> None:
+    """Adam without its second bias correction, in handwritten only: exit 1, naming the first
+    step outside the suite's envelope (before, compare printed a divergence and exited 0)."""
+    from handwritten import optimizers
+
+    def no_correction(grads, state, params, lr, hyper):  # type: ignore[no-untyped-def]
+        updates, new = optimizers.adam_update(grads, state, params, lr, hyper)
+        c = (1 - hyper["beta2"] ** new["t"]) ** 0.5   # v's correction undone, eps aside
+        return [{k: u * c for k, u in layer.items()} for layer in updates], new
+
+    monkeypatch.setitem(hw.OPTIMIZERS, "adam", optimizers.OptimizerRule(
+        optimizers.adam_init, no_correction, ("m", "v")))
+    assert main(["compare", "--optimizer", "adam", "--lr", "0.01", "--epochs", "20", "--out",
+                 str(tmp_path / "c.png")]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL: handwritten vs reference_torch: the params after step 1 differ by" in out
+    assert "outside the suite's envelope" in out
 
 
 def test_explain_prints_the_derivation_with_shapes(capsys: pytest.CaptureFixture[str]) -> None:
