@@ -9,7 +9,7 @@ OUT ?= out
 # The suite pins what changes low bits: one BLAS/OpenMP thread.
 THREADS := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: install demo test lint typecheck pytest bench mutations mutmut clean
+.PHONY: install demo test quick lint typecheck pytest bench mutations mutmut clean
 
 install: $(STAMP)
 
@@ -32,6 +32,11 @@ pytest: $(STAMP)
 	$(THREADS) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# seconds, not minutes: ruff and the tests of the files changed since the last commit
+# (QUICK_ARGS="--since main" for a branch), see tests/quick.py
+quick: $(STAMP)
+	$(THREADS) $(BIN)/python -m tests.quick $(QUICK_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py
