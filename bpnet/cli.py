@@ -375,47 +375,47 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if outside else 0
 
 
-def _explain_values(args: argparse.Namespace) -> dict[str, Any]:
-    """Every trace quantity of one case, handwritten's beside one autograd reference's."""
-    args.batch, args.labels = args.values, hw.LOSSES[args.loss].targets == "class"
-    p = _check_case(args)
-    spec, params, x, y = p.spec, p.params, p.x, p.y
-    ours = hw.trace(spec, params, x, y)
-    name = next((n for n in implementations.NAMES[1:] if n in implementations.available()), None)
-    theirs = implementations.load(name).trace(spec, params, x, y) if name else None
-    values = []
-    for l, layer in enumerate(ours.layers):
-        for key, value in layer.items():
-            entry = {"quantity": f"layer {l} {key}", "handwritten": value.tolist()}
-            if theirs is not None and name is not None:
-                entry[name] = theirs.layers[l][key].tolist()
-            values.append(entry)
-    return {"values": values, "autograd": name}
-
-
 def cmd_explain(args: argparse.Namespace) -> int:
-    from bpnet.explain import derivation
+    from bpnet import explain
 
-    lines = derivation(_spec(args), "N" if args.values is None else str(args.values))
+    lines = explain.derivation(_spec(args), "N" if args.values is None else str(args.values))
     result: dict[str, Any] = {"derivation": lines}
     if args.values is not None:
-        result |= _explain_values(args)      # its case is checked to fit in memory first
+        args.batch, args.labels = args.values, hw.LOSSES[args.loss].targets == "class"
+        p = _check_case(args)               # checked to fit in memory first
+        name = next((n for n in implementations.NAMES[1:] if n in implementations.available()),
+                    None)
+        result |= explain.values(p.spec, p.params, p.x, p.y,
+                                 (name, implementations.load(name)) if name else None)
     if args.json:
         print(json.dumps(result))
         return 0
     print("\n".join(lines))
     if args.values is not None and not args.quiet:
-        name = result["autograd"]
-        np.set_printoptions(precision=6, suppress=False, linewidth=100)
-        print(f"\nvalues for batch {args.values}, seed {args.seed}"
-              + (f" (handwritten, then {name} autograd)" if name else " (handwritten)"))
-        for entry in result["values"]:
-            print(f"\n{entry['quantity']}:")
-            for who in ("handwritten", name or ""):
-                if who:
-                    label = f"  {who.replace('reference_', ''):12s}"
-                    print(label + np.array2string(np.array(entry[who]), prefix=label))
+        _print_values(result, args)
     return 0
+
+
+def _print_values(result: dict[str, Any], args: argparse.Namespace) -> None:
+    """Inputs, then every quantity in derivation order with its equation and its error
+    against autograd, then two entries worked by hand."""
+    name = result["autograd"]
+    np.set_printoptions(precision=6, suppress=False, linewidth=100)
+    short = name.replace("reference_", "") if name else ""
+    print(f"\nvalues for batch {args.values}, seed {args.seed}: handwritten"
+          + (f"; err = largest relative error against {short} autograd" if name else ""))
+    print("\ninputs and params")
+    for key, value in result["inputs"].items():
+        label = f"  {key:4s} "
+        print(label + np.array2string(np.array(value), prefix=label))
+    for entry in result["values"]:
+        err = f"   err {entry['max_rel_error']:.1e}" if name else ""
+        print(f"\n{entry['quantity']}:  {entry['equation']}{err}")
+        label = "  "
+        print(label + np.array2string(np.array(entry["handwritten"]), prefix=label))
+    print("\nby hand, from the numbers above")
+    for line in result["by_hand"]:
+        print("  " + line)
 
 
 def build_parser() -> Parser:

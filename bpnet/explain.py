@@ -1,10 +1,15 @@
-"""The derivation of docs/derivation.md, instantiated with one architecture's shapes."""
+"""The derivation of docs/derivation.md, instantiated with one architecture's shapes, and
+(``values``) with the numbers of one case."""
 
 from __future__ import annotations
 
 import re
+from types import ModuleType
+from typing import Any
 
-from handwritten import ACTIVATIONS, LOSSES, NetworkSpec
+import numpy as np
+
+from handwritten import ACTIVATIONS, LOSSES, NetworkSpec, Params, Trace
 
 _QUANTITY = re.compile(r"\b(d_a|d_z|z|a)\b")
 
@@ -60,3 +65,64 @@ def derivation(spec: NetworkSpec, batch: str = "N") -> list[str]:
             lines.append(f"  d_a{l - 1} = d_z{l} @ W{l}.T".ljust(45)
                          + f"({batch}, {fan_out}) @ ({fan_out}, {fan_in}) -> ({batch}, {fan_in})")
     return lines
+
+
+def _terms(pairs: list[tuple[float, float]], limit: int = 6) -> str:
+    shown = " + ".join(f"({u:.6g})({v:.6g})" for u, v in pairs[:limit])
+    return shown + (f" + ... ({len(pairs) - limit} more)" if len(pairs) > limit else "")
+
+
+def by_hand(spec: NetworkSpec, params: Params, x: np.ndarray, trace: Trace) -> list[str]:
+    """Two scalar entries worked out from the printed numbers: z0[0, 0] (forward) and
+    d_W0[0, 0] (backward), each sum written term by term and evaluated, beside handwritten's."""
+    W, b = params[0]["W"], params[0]["b"]
+    z = float(np.sum(x[0, :] * W[:, 0]) + b[0])
+    lines = ["z0[0, 0] = sum_k x[0, k] W0[k, 0] + b0[0]",
+             f"         = {_terms(list(zip(x[0, :], W[:, 0])))} + ({b[0]:.6g})",
+             f"         = {z:.17g}   (handwritten: {float(trace.layers[0]['z'][0, 0]):.17g})"]
+    d_z = trace.layers[0]["d_z"]
+    d_w = float(np.sum(x[:, 0] * d_z[:, 0])) + spec.weight_decay * float(W[0, 0])
+    decay = f" + {spec.weight_decay} W0[0, 0]" if spec.weight_decay else ""
+    decay_value = f" + {spec.weight_decay} ({W[0, 0]:.6g})" if spec.weight_decay else ""
+    lines += ["", f"d_W0[0, 0] = sum_i x[i, 0] d_z0[i, 0]{decay}",
+              f"           = {_terms(list(zip(x[:, 0], d_z[:, 0])))}{decay_value}",
+              f"           = {d_w:.17g}   (handwritten: "
+              f"{float(trace.layers[0]['d_W'][0, 0]):.17g})"]
+    return lines
+
+
+def values(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
+           reference: tuple[str, ModuleType] | None) -> dict[str, Any]:
+    """Every quantity of one case in derivation order, with its equation, the function
+    that computes it, handwritten's values and (given a reference) autograd's values and
+    the largest relative error; the inputs x, y, W, b; and two entries worked by hand."""
+    import handwritten as hw
+    from bpnet.check import cross_check
+    from bpnet.diagnose import implementing
+
+    trace = hw.trace(spec, params, x, y)
+    inputs = {"x": x, "y": y, **{f"{k}{l}": p[k] for l, p in enumerate(params) for k in p}}
+    report = cross_check(spec, params, x, y, {"handwritten": hw, reference[0]: reference[1]},
+                         grads=False) if reference else None
+    rows = report.rows if report else [
+        *(f"layer {l} {q}" for l in range(spec.n_layers) for q in ("z", "a")), "loss",
+        *(f"layer {l} {q}" for l in reversed(range(spec.n_layers))
+          for q in ("d_a", "d_z", "d_W", "d_b") if q in trace.layers[l])]
+    entries = []
+    for row in rows:
+        equation, function = implementing(spec, row) or ("", "")
+        if row == "loss":
+            mine: Any = trace.loss
+        else:
+            l, q = int(row.split()[1]), row.split()[2]
+            mine = trace.layers[l][q]
+        entry: dict[str, Any] = {"quantity": row, "equation": equation, "function": function,
+                                 "handwritten": np.asarray(mine).tolist()}
+        if report is not None and reference is not None:
+            cell = report.cells[row, reference[0]]
+            entry[reference[0]] = np.asarray(report.values[row, reference[0]][1]).tolist()
+            entry["max_rel_error"] = cell.max_rel
+        entries.append(entry)
+    return {"inputs": {k: np.asarray(v).tolist() for k, v in inputs.items()},
+            "values": entries, "autograd": reference[0] if reference else None,
+            "by_hand": by_hand(spec, params, x, trace)}

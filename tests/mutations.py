@@ -125,7 +125,7 @@ MUTATIONS = [
              "d_a = (y - a) / (a * (1 - a)) / n\n"),
     Mutation("tanh_grad_1_minus_a", "tanh' = 1 - a instead of 1 - a**2",
              "activations.py:tanh_backward", "d_z = a * a\n", "d_z = a.copy()\n", planted=True,
-             shown=('layer 0 d_z', 'handwritten.activations.tanh_backward')),
+             shown=('d_z', 'handwritten.activations.tanh_backward')),
     Mutation("softmax_backward_elementwise", "softmax backward as if elementwise, a (1 - a)",
              "activations.py:softmax_backward",
              "return a * (d_a - np.sum(d_a * a, axis=1, keepdims=True))",

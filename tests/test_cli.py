@@ -147,6 +147,17 @@ def test_explain_prints_the_derivation_with_shapes(capsys: pytest.CaptureFixture
                  "softmax_cross_entropy", "--values", "2", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["autograd"] == "reference_torch"
+    assert set(result["inputs"]) == {"x", "y", "W0", "b0", "W1", "b1"}
+    order = [e["quantity"] for e in result["values"]]
+    assert order[:4] == ["layer 0 z", "layer 0 a", "layer 1 z", "layer 1 a"]
+    assert order[4] == "loss" and order[-1] == "layer 0 d_b"
+    assert all(e["equation"] and e["max_rel_error"] < 1e-10 for e in result["values"])
+    # the entries worked by hand: the sum of the printed terms is handwritten's value
+    worked = [line for line in result["by_hand"] if "(handwritten: " in line]
+    assert len(worked) == 2
+    for line in worked:
+        value, mine = line.split("= ")[-1].split("   (handwritten: ")
+        assert float(value) == pytest.approx(float(mine.rstrip(")")), rel=1e-12)
     for entry in result["values"]:
         np.testing.assert_allclose(entry["handwritten"], entry["reference_torch"], rtol=1e-10,
                                    atol=1e-14)

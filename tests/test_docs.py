@@ -1,0 +1,67 @@
+"""docs/derivation.md and the README against the code: the tables name exactly what is
+registered, with the registries' constants, and the README's test map is tests/quick.py's."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import handwritten as hw
+from handwritten import activations
+from tests.quick import TESTS
+
+ROOT = Path(__file__).resolve().parent.parent
+DERIVATION = (ROOT / "docs" / "derivation.md").read_text()
+README = (ROOT / "README.md").read_text()
+
+
+def _table(section: str) -> dict[str, str]:
+    """The rows of the first table under a '## N. <section>' heading: first-column names
+    (every backticked name in it) -> the whole row."""
+    start = DERIVATION.index(f". {section}")
+    body = DERIVATION[start:DERIVATION.index("\n## ", start)]
+    rows: dict[str, str] = {}
+    for line in body.splitlines():
+        if line.startswith("| `"):
+            first = line.split("|")[1]
+            for name in re.findall(r"`([a-z_0-9]+)`", first):
+                rows[name] = line
+    return rows
+
+
+def test_the_activation_table_is_the_registry() -> None:
+    rows = _table("Activations")
+    assert set(rows) == set(hw.ACTIVATIONS)
+    assert f"{activations.LEAKY_RELU_SLOPE:g} z" in rows["leaky_relu"]
+    assert f"\\alpha = {activations.ELU_ALPHA:g}" in rows["elu"]
+    assert f"{activations.GELU_K:g}" in rows["gelu"]
+    assert f"z > {2 * activations.TAIL:g}" in rows["sigmoid"]
+    assert f"z\\rvert > {activations.TAIL:g}" in rows["tanh"]
+    assert f"z < -{activations.TAIL:g}" in rows["elu"]
+
+
+def test_the_loss_table_is_the_registry() -> None:
+    rows = _table("Losses")
+    assert set(rows) == set(hw.LOSSES)
+    for name, loss in hw.LOSSES.items():
+        if loss.fused_with:
+            assert f"fused with {loss.fused_with}" in rows[name], name
+
+
+def test_the_optimizer_table_is_the_registry_and_names_each_rule() -> None:
+    rows = _table("Optimizers")
+    assert set(rows) == set(hw.OPTIMIZERS)
+    for name, rule in hw.OPTIMIZERS.items():
+        assert f"`{rule.update.__name__}`" in rows[name], name
+
+
+def test_the_readme_maps_every_handwritten_file_to_the_tests_quick_runs() -> None:
+    start = README.index("| file | its tests")
+    table = README[start:README.index("\n\n", start)]
+    for line in table.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        file = cells[0].strip("`")
+        listed = re.findall(r"`(test_[a-z_]+)`", cells[1])
+        assert listed == TESTS[file], f"README's tests of {file}: {listed} != {TESTS[file]}"
+    documented = set(re.findall(r"\| `(handwritten/[a-z_]+\.py)`", table))
+    assert documented == {f"handwritten/{p.name}" for p in (ROOT / "handwritten").glob("*.py")}
