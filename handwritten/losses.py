@@ -59,7 +59,7 @@ def half_mse(z: Array, a: Array, y: Array, reduction: str) -> Scalar:
 
     "mean" divides the sum by batch * n_out; "sum" does not divide.
     """
-    return np.square(a - y).sum() / 2 / _count(a.size, reduction)
+    return (np.square(a - y) / 2).sum() / _count(a.size, reduction)   # halved first: no overflow
 
 
 def half_mse_grad(z: Array, a: Array, y: Array, reduction: str) -> Array:

@@ -4,6 +4,7 @@
     python -m tests.mutations adam_no_bias_correction
     python -m tests.mutations --check-all      # the same, caught by `bpnet check --all`?
     python -m tests.mutations --check-all --planted
+    python -m tests.mutations --generic 24 [--check-all]   # operator swaps, drawn (seeded)
 
 Each mutation is a textual patch of one line of handwritten/, anchored to the
 function it targets ("optimizers.py:adam_update"): the patch must occur exactly once
@@ -32,7 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # The property tests, fast ones first (pytest stops at the first failure).
 PROPERTY_TESTS = [
-    "tests/test_activations.py", "tests/test_losses.py", "tests/test_optimizers.py",
+    "tests/test_activations.py", "tests/test_losses.py", "tests/test_extremes.py",
+    "tests/test_optimizers.py",
     "tests/test_network.py", "tests/test_training.py", "tests/test_seed.py",
     "tests/test_cross_framework.py", "tests/test_references.py",
 ]
@@ -187,6 +189,48 @@ MUTATIONS = [
 ]
 
 
+# generic mutations: mutmut-like operator swaps on the derivation's code lines ----------------
+
+GENERIC_FILES = ("activations.py", "losses.py", "network.py", "optimizers.py")
+GENERIC_SWAPS = [(" + ", " - "), (" - ", " + "), (" * ", " / "), (" / ", " * "), ("**", "*"),
+                 (".T ", " "), (".sum(", ".mean("), ("np.sum(", "np.mean("), ("axis=0", "axis=1"),
+                 ("axis=1", "axis=0"), ("beta1", "beta2"), ("beta2", "beta1"), (" > ", " >= "),
+                 (" < ", " <= "), ("(1 - ", "(1 + "), ("np.sqrt(", "np.square(")]
+
+
+def generic(n: int, seed: int = 14) -> list[Mutation]:
+    """n single-operator mutations of the derivation's code (not docstrings, comments or
+    error messages), drawn with a seeded Generator from every place a swap applies."""
+    import numpy as np
+
+    candidates = []
+    for file in GENERIC_FILES:
+        source = (ROOT / "handwritten" / file).read_text()
+        tree = ast.parse(source)
+        lines = source.splitlines()
+        for node in tree.body:
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            body = node.body[1:] if ast.get_docstring(node) else node.body
+            start, end = body[0].lineno, node.end_lineno or body[0].lineno
+            text = "\n".join(lines[start - 1:end])
+            for number in range(start, end + 1):
+                line = lines[number - 1]
+                code = line.split("#")[0]
+                if not code.strip() or "raise" in code or '"' in code or "'" in code:
+                    continue
+                for old, new in GENERIC_SWAPS:
+                    if old in code and text.count(code.rstrip()) == 1:
+                        mutated = code.replace(old, new, 1).rstrip()
+                        candidates.append(Mutation(
+                            f"generic_{file[:-3]}_{number}_{len(candidates)}",
+                            f"{file}:{number} {old.strip()!r} -> {new.strip()!r}",
+                            f"{file}:{node.name}", code.rstrip(), mutated))
+    rng = np.random.default_rng(seed)
+    picked = sorted(rng.choice(len(candidates), size=min(n, len(candidates)), replace=False))
+    return [candidates[i] for i in picked]
+
+
 CHECK_ALL = ["-m", "bpnet.cli", "check", "--all", "--quiet"]
 
 
@@ -227,7 +271,12 @@ def main(argv: list[str]) -> int:
     check_all = "--check-all" in argv
     planted = "--planted" in argv
     names = [a for a in argv if not a.startswith("--")]
-    chosen = [m for m in MUTATIONS if (not names or m.name in names)
+    if "--generic" in argv:        # python -m tests.mutations --generic 24 [--check-all]
+        count = int(names.pop(0)) if names and names[0].isdigit() else 24
+        pool = generic(count)
+    else:
+        pool = MUTATIONS
+    chosen = [m for m in pool if (not names or m.name in names)
               and (not planted or m.planted)]
     caught = 0
     for m in chosen:
