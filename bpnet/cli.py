@@ -339,6 +339,7 @@ def cmd_check_all(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     case = _training_case(args, implementations=len(implementations.NAMES),
                           record_every_step=True)
+    _refuse_gaps(case.spec)
     result = runs.compare(case, _load)
     from bpnet import plots
 
@@ -385,6 +386,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         p = _check_case(args)               # checked to fit in memory first
         name = next((n for n in implementations.NAMES[1:] if n in implementations.available()),
                     None)
+        if name is not None:
+            _refuse_gaps(p.spec)
         result |= explain.values(p.spec, p.params, p.x, p.y,
                                  (name, implementations.load(name)) if name else None)
     if args.json:

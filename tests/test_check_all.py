@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -235,16 +236,19 @@ def mish(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("mish")
-@pytest.mark.parametrize("args", [["--all"], ["--layers", "2,3,1", "--activations",
-                                              "mish,identity"]])
+@pytest.mark.parametrize("args", [
+    ["check", "--all"], ["check", "--layers", "2,3,1", "--activations", "mish,identity"],
+    ["compare", "--activations", "mish,identity", "--epochs", "2"],
+    ["explain", "--layers", "2,3,1", "--activations", "mish,identity", "--values", "2"]])
 def test_a_name_without_a_reference_counterpart_is_one_line_and_exit_2(
-        args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["check", *args]) == 2
+        args: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
+    extra = ["--out", str(tmp_path / "c.png")] if args[0] == "compare" else []
+    assert cli.main([*args, *extra]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.count("\n") == 1
-    assert captured.err.startswith("bpnet check: error: activation 'mish' is registered in "
-                                   "handwritten but has no counterpart in reference_torch/")
+    assert captured.err.startswith(f"bpnet {args[0]}: error: activation 'mish' is registered "
+                                   "in handwritten but has no counterpart in reference_torch/")
 
 
 @pytest.mark.usefixtures("mish")
