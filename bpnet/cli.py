@@ -23,7 +23,7 @@ import numpy as np
 
 import handwritten as hw
 from bpnet import check_all, datasets, implementations, preflight, runs
-from bpnet.check import FINITE_DIFFERENCES, CheckReport, cross_check
+from bpnet.check import FINITE_DIFFERENCES, cross_check
 from bpnet.problems import Problem
 from bpnet.tolerances import ATOL64_SCALE, FD_RTOL, RTOL64
 from handwritten.seed import BLOG_SPEC
@@ -261,7 +261,14 @@ def _load(name: str) -> Any:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    if args.only and not args.all:
+        raise UsageError("--only selects entries of --all: give --all too")
+    if args.lr and not args.optimizer:
+        raise UsageError("--lr is the learning rate of --optimizer: give --optimizer too")
     if args.all:
+        if args.optimizer or args.replay:
+            raise UsageError("--all checks every optimizer on cases of its own: it takes no "
+                             "--optimizer or --replay")
         return cmd_check_all(args)
     p = _check_case(args)
     _refuse_gaps(p.spec)
@@ -288,13 +295,8 @@ def cmd_check(args: argparse.Namespace) -> int:
               f"vs finite differences: rtol {FD_RTOL:g} + {fd_atol:.2g}")
         for report in reports:
             print(report.table())
-        _print_verdict(failed or reports[0], repr(p))
+        print((failed or reports[0]).message(repr(p)))
     return 0 if failed is None else 1
-
-
-def _print_verdict(report: CheckReport, case: str) -> None:
-    """The verdict; for a failure, its equation, function, error shape and a replay line."""
-    print(report.message(case))
 
 
 def cmd_check_all(args: argparse.Namespace) -> int:
@@ -303,7 +305,8 @@ def cmd_check_all(args: argparse.Namespace) -> int:
     verbose = not (args.quiet or args.json)
     if verbose:
         print(f"bpnet check --all: every registered entry, handwritten against "
-              f"{', '.join(list(impls)[1:])} (float64)")
+              f"{', '.join(list(impls)[1:])} (float64), and at the extremes against a "
+              "float80 oracle (float32 and float64)")
         print(f"{'group':13s} {'entry':44s} {'max rel err per reference':>30s}"
               f" {'time':>6s}  verdict")
 
@@ -332,7 +335,7 @@ def cmd_check_all(args: argparse.Namespace) -> int:
           f"{first.group} {first.name}")
     if not args.quiet and not first.case.startswith("Problem("):
         print(f"  case: {first.case}")
-    _print_verdict(first.report, first.case)
+    print(first.report.message(first.case))
     return 1
 
 

@@ -129,6 +129,18 @@ class Problem:
     y: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.spec, NetworkSpec):
+            raise TypeError(f"spec must be a NetworkSpec, got {type(self.spec).__name__}")
+        for name, low in (("batch", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        if not (isinstance(self.scale, (int, float)) and 0 < self.scale < np.inf):
+            raise ValueError(f"scale must be a positive number, got {self.scale!r}")
+        if self.labels and LOSSES[self.spec.loss].targets != "class":
+            raise ValueError(f"labels needs a loss with class targets, not {self.spec.loss}")
         rng = np.random.default_rng(self.seed)
         self.params = make_params(self.spec, rng, self.dtype, self.scale)
         self.x = rng.uniform(-1.5, 1.5, (self.batch, self.spec.layer_sizes[0])).astype(self.dtype)

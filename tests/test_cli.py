@@ -204,6 +204,12 @@ def test_explain_prints_each_registered_equation() -> None:
     (["explain", "--values", "1000000000"], "of memory, more than this machine's"),
     (["fit", "--activations", "sigmoid,,sigmoid"], "expected comma-separated names"),
     (["check", "--labels"], "--labels needs a loss with class targets"),
+    (["check", "--only", "tanh"], "--only selects entries of --all: give --all too"),
+    (["check", "--lr", "0.1"], "--lr is the learning rate of --optimizer"),
+    (["check", "--all", "--optimizer", "adam"], "it takes no --optimizer or --replay"),
+    (["check", "--all", "--only", "nothing"], "--only 'nothing' matches no entry of --all"),
+    (["check", "--replay", "Problem(NetworkSpec((1, 1), ('tanh',), 'mse'), batch=0, seed=1)"],
+     "batch"),
 ])
 def test_bad_input_is_one_line_exit_2(argv: list[str], words: str,
                                       capsys: pytest.CaptureFixture[str]) -> None:
