@@ -453,8 +453,8 @@ def _loss_inputs(name: str, dtype: str) -> list[tuple[np.ndarray, np.ndarray, np
         return [(z, a, np.eye(3, dtype=dtype)[idx], False), (z, a, idx, True)]
     targets = np.array([0.0, 0.25, 1.0], dtype=dtype)
     if name == "bce":
-        p = np.array([0.0, 1.0, 0.5, info.eps, 1 - info.eps, info.smallest_normal, 1e-30],
-                     dtype=dtype)
+        p = np.array([0.0, 1.0, 0.5, info.eps, 1 - info.eps, info.smallest_normal, 1e-30,
+                      info.smallest_subnormal, info.smallest_normal / 16], dtype=dtype)
         a, y = np.meshgrid(p, targets)
         return [(a.copy(), a, y, False)]
     z_values = np.array(specials(dtype), dtype=dtype)

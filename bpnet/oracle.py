@@ -177,12 +177,13 @@ def judge(computed: np.ndarray, true: LArray, sens: LArray, extra: Any = 0.0) ->
     infinite = ~np.isfinite(true)
     if not np.array_equal(computed_l[infinite], true[infinite]):
         return "infinities differ"
-    error = np.abs(computed_l - true)
+    with np.errstate(invalid="ignore"):         # inf - inf where both are inf: not judged
+        error = np.abs(computed_l - true)
     allowed = extreme_allowed(true, sens, dtype, extra)
     bad = finite & ~(error <= allowed)
     if bad.any():
-        i = tuple(np.argwhere(bad)[np.argmax((error / allowed)[bad])])
-        return (f"({dtype}) at {i} computed {computed[i]!r}, true {float(true[i])!r}: error "
+        i = tuple(int(k) for k in np.argwhere(bad)[np.argmax((error / allowed)[bad])])
+        return (f"({dtype}) at {i} computed {float(computed[i])!r}, true {float(true[i])!r}: error "
                 f"{float(error[i]):.3g} > allowed {float(allowed[i]):.3g} (sensitivity "
                 f"{float(sens[i]):.3g})")
     return ""
@@ -216,8 +217,10 @@ def activation_problems(name: str, z: np.ndarray, d_a: np.ndarray | None = None
 
 def loss_problems(name: str, reduction: str, z: np.ndarray, a: np.ndarray, y: np.ndarray,
                   labels: bool = False) -> dict[str, str]:
-    """{"value": problem, "gradient": problem} of handwritten's loss ("" where it agrees;
-    {} when the true loss is beyond the float range, where its overflow is right)."""
+    """{"value": problem, "gradient": problem} of handwritten's loss ("" where it agrees).
+    Where the true sum of the terms is beyond the float range, the value's overflow is
+    right (a mean divides that sum after it is formed) and it is not judged; the gradient
+    is judged all the same."""
     from handwritten.losses import LOSSES
 
     loss = LOSSES[name]
@@ -229,16 +232,17 @@ def loss_problems(name: str, reduction: str, z: np.ndarray, a: np.ndarray, y: np
     n = L(1 if reduction == "sum" else (len(z) if loss.per_row else z.size))
     exact = {"y"} if labels else set()
     true_terms = terms(x, yl)
-    if not np.abs(np.sum(true_terms)) <= np.finfo(z.dtype).max:
-        return {}
+    # a sum of terms beyond the float range overflows (before a mean divides it): right
+    beyond = not np.abs(np.sum(true_terms)) <= np.finfo(z.dtype).max
     term_sens = sensitivity(lambda x, y: terms(x, y), {"x": x, "y": yl}, exact, rowwise)
-    value = np.asarray(loss.value(z, a, y, reduction))
+    with np.errstate(over="ignore" if beyond else "warn"):
+        value = np.asarray(loss.value(z, a, y, reduction))
     g = loss.grad(z, a, y, reduction)
     if g.dtype != z.dtype:
         return {"value": "", "gradient": f"dtype {g.dtype}, expected {z.dtype}"}
-    return {"value": judge(value, np.asarray(np.sum(true_terms) / n),
-                           np.asarray(np.sum(term_sens) / n),
-                           extra=true_terms.size * np.sum(np.abs(true_terms)) / n),
+    return {"value": "" if beyond else judge(
+                value, np.asarray(np.sum(true_terms) / n), np.asarray(np.sum(term_sens) / n),
+                extra=true_terms.size * np.sum(np.abs(true_terms)) / n),
             "gradient": judge(g, grad(x, yl) / n,
                               sensitivity(lambda x, y: grad(x, y), {"x": x, "y": yl}, exact,
                                           rowwise) / n)}

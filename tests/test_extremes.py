@@ -125,7 +125,8 @@ def loss_inputs(draw: st.DrawFn, name: str, dtype: str) -> tuple[np.ndarray, np.
     info = np.finfo(dtype)
     probability = st.one_of(st.sampled_from([0.0, 1.0, 0.5, float(info.eps),
                                              1 - float(info.eps), float(info.smallest_normal),
-                                             1e-30]),
+                                             1e-30, float(info.smallest_subnormal),
+                                             float(info.smallest_normal) / 16]),
                             st.floats(0, 1, width=32 if dtype == "float32" else 64))
     if name == "softmax_cross_entropy":
         z = draw(logits(dtype))
