@@ -177,7 +177,8 @@ MUTATIONS = [
     Mutation("softmax_ce_divided_by_batch_twice", "softmax-CE gradient divided by the batch "
              "twice", "losses.py:softmax_cross_entropy_grad",
              "    return d_z / _count(z.shape[0], reduction)",
-             "    return d_z / _count(z.shape[0], reduction) / z.shape[0]", planted=True,
+             "    return d_z / _count(z.shape[0], reduction) / _count(z.shape[0], reduction)",
+             planted=True,
              shown=('handwritten.losses.softmax_cross_entropy_grad', '= 1/batch x reference')),
     Mutation("weight_decay_on_biases", "the L2 penalty's gradient added to the biases too",
              "network.py:backward", '"b": d_z.sum(axis=0)}',
@@ -234,10 +235,10 @@ def generic(n: int, seed: int = 14) -> list[Mutation]:
 CHECK_ALL = ["-m", "bpnet.cli", "check", "--all", "--quiet"]
 
 
-def run(mutation: Mutation, timeout: float = 1200.0, check_all: bool = False
-        ) -> tuple[bool, str, float]:
+def run(mutation: Mutation, timeout: float = 1200.0, check_all: bool = False,
+        command: list[str] | None = None) -> tuple[bool, str, float]:
     """Apply one mutation to a copy of the project and run the property tests (or
-    ``bpnet check --all``) against it.
+    ``bpnet check --all``, or ``python`` with the arguments ``command``) against it.
 
     Returns (caught, the output -- its last lines for the tests --, seconds).
     """
@@ -257,13 +258,13 @@ def run(mutation: Mutation, timeout: float = 1200.0, check_all: bool = False
         check = ("import handwritten, pathlib, sys; sys.exit(pathlib.Path(handwritten.__file__)"
                  f".parent != pathlib.Path({copy!r}))")
         subprocess.run([sys.executable, "-c", check], cwd=work, env=env, check=True)
-        command = CHECK_ALL if check_all else [
+        command = command or (CHECK_ALL if check_all else [
             "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header", "-o",
-            "addopts=", *PROPERTY_TESTS]
+            "addopts=", *PROPERTY_TESTS])
         result = subprocess.run([sys.executable, *command], cwd=work, env=env,
                                 capture_output=True, text=True, timeout=timeout, check=False)
     lines = (result.stdout + result.stderr).strip().splitlines()
-    output = "\n".join(lines if check_all else lines[-3:])   # check --all: the whole verdict
+    output = "\n".join(lines if check_all or command else lines[-3:])   # the whole verdict
     return result.returncode == 1, output, time.perf_counter() - start
 
 

@@ -15,7 +15,7 @@ from bpnet.check import cross_check
 from bpnet.diagnose import error_shape, implementing
 from bpnet.problems import Problem, replay_command
 from handwritten.activations import Activation
-from tests.mutations import MUTATIONS, Mutation, run
+from tests.mutations import MUTATIONS, ROOT, Mutation, run
 
 torch = pytest.importorskip("torch")
 jax = pytest.importorskip("jax")
@@ -55,6 +55,22 @@ def test_check_all_catches_a_planted_mistake_and_names_its_function(mutation: Mu
     verdict = output[output.index("FAIL: first disagreement"):]
     for text in mutation.shown:
         assert text in verdict, f"{mutation.name}: {text!r} not in\n{verdict}"
+
+
+def test_the_readmes_softmax_example_catches_the_gradient_divided_twice() -> None:
+    """With "mean" now the default off the blog's network, the README's `bpnet check` example
+    sees softmax-CE divided by the batch twice (with the blog's "sum" it passed)."""
+    mutation = next(m for m in PLANTED if m.name == "softmax_ce_divided_by_batch_twice")
+    readme = (ROOT / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if "bpnet check --layers" in x)
+    args = line.split("bpnet ", 1)[1].split()
+    caught, output, _ = run(mutation, command=["-m", "bpnet.cli", *args, "--quiet"])
+    assert caught, output
+    assert "handwritten.losses.softmax_cross_entropy_grad" in output
+    # the old default: with "sum", n = 1 and the second division is invisible
+    caught, output, _ = run(mutation, command=["-m", "bpnet.cli", *args, "--quiet",
+                                               "--reduction", "sum"])
+    assert not caught, output
 
 
 # the diagnosis -----------------------------------------------------------------------------
