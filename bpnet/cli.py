@@ -457,10 +457,10 @@ def build_parser() -> Parser:
                        help="the case of a failing suite property: its printed Problem(...) line")
     check.add_argument("--all", action="store_true",
                        help="every registered activation, loss, reduction, optimizer, init "
-                       "scheme and the blog's seed.py, in one table (about 20 s)")
+                       "scheme, the extremes and the blog's seed.py, in one table (about 20 s)")
     check.add_argument("--only", metavar="TEXT",
-                       help="with --all: only one group (activation, loss, weight decay, "
-                       "network, optimizer, init, blog) or one entry (tanh, adam, ...)")
+                       help="with --all: only one group (activation, loss, weight, network, "
+                       "extremes, optimizer, init, blog) or one entry (tanh, adam, ...)")
     _add_common(check, "print only the verdict line")
     check.set_defaults(run=cmd_check, layers=None)
 
