@@ -164,12 +164,18 @@ OPTIMIZER_STEPS = 3
 
 def random_state(optimizer: hw.OptimizerSpec, params: hw.Params, t: int,
                  rng: np.random.Generator) -> State:
-    """A state as after t steps: buffers of the params' shapes, second moments >= 0."""
-    state: State = {"t": t}
+    """A state as after t steps: each of the rule's buffers (in its order) drawn from rng,
+    signed ones from N(0, 1), second moments v from U(0, 1); t = 0 is the fresh state."""
+    state = hw.init_state(optimizer, params)
+    if t == 0:
+        return state
+    state["t"] = t
     for buffer in hw.OPTIMIZERS[optimizer.name].buffers:
-        low = 0.0 if buffer == "v" else -1.0
-        state[buffer] = [{k: rng.uniform(low, 1.0, v.shape) for k, v in p.items()}
-                         for p in params]
+        def draw(shape: tuple[int, ...], v: bool = buffer == "v") -> np.ndarray:
+            return rng.uniform(0, 1, shape) if v else rng.normal(size=shape)
+
+        state[buffer] = [{k: draw(x.shape).astype(x.dtype) for k, x in layer.items()}
+                         for layer in params]
     return state
 
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import handwritten as hw
 from bpnet.check import CheckReport, cross_check
+from bpnet.check_all import random_state
 from bpnet.compare import compare_params, envelope, param_divergence, twin_run
 from bpnet.tolerances import (
     ATOL64_SCALE,
@@ -70,26 +71,12 @@ def test_every_trace_quantity_matches_autograd(p: Problem) -> None:
     _assert_agree(report, p)
 
 
-def _random_state(opt: hw.OptimizerSpec, params: hw.Params, t: int, seed: int) -> dict:
-    """A state as if t steps had been taken: random buffers (second moments positive)."""
-    state = hw.init_state(opt, params)
-    if t == 0:
-        return state
-    rng = np.random.default_rng(seed)
-    state["t"] = t
-    for key in state.keys() - {"t"}:
-        draw = (lambda s: rng.uniform(0, 1, s)) if key == "v" else (lambda s: rng.normal(size=s))
-        state[key] = [{k: draw(v.shape).astype(v.dtype) for k, v in layer.items()}
-                      for layer in params]
-    return state
-
-
 @given(p=problems(max_batch=8), opt=optimizer_specs(), t=st.integers(0, 5))
 def test_one_optimizer_step_matches_torch_optim_and_optax(p: Problem, opt: hw.OptimizerSpec,
                                                           t: int) -> None:
     """From identical params and optimizer state, one step of every optimizer agrees."""
     _, grads = hw.loss_and_grads(p.spec, p.params, p.x, p.y)
-    state = _random_state(opt, p.params, t, p.seed)
+    state = random_state(opt, p.params, t, np.random.default_rng(p.seed))
     new_params, new_state = hw.step(opt, p.params, grads, state)
     for name, ref in REFERENCES.items():
         ref_params, ref_state = ref.step(opt, p.params, grads, state)
