@@ -29,10 +29,11 @@ from bpnet.diagnose import error_shape, implementing
 from bpnet.problems import replay_command
 from bpnet.tolerances import ATOL64_SCALE, FD_ATOL_SCALE, FD_RTOL, RTOL64
 from handwritten import NetworkSpec, Params
+from handwritten.activations import TAIL
 
 FINITE_DIFFERENCES = "finite differences"
 
-SATURATION = {"sigmoid": 4.0, "tanh": 2.0, "elu": 2.0}
+SATURATION = {"sigmoid": 2 * TAIL, "tanh": TAIL, "elu": TAIL}
 """|z| beyond which an activation's derivative is computed from z, not from its output
 (handwritten.activations.TAIL): an error confined there is named as such."""
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from handwritten import ACTIVATIONS, LOSSES, NetworkSpec
-from handwritten import network as _network
+from bpnet.explain import at_layer
+from handwritten import ACTIVATIONS, LOSSES, NetworkSpec, network
 
 _LABEL = re.compile(r"^layer (\d+) (z|a|d_a|d_z|d_W|d_b)(?: \(loss_and_grads\))?$")
 
@@ -26,12 +26,6 @@ _LABEL = re.compile(r"^layer (\d+) (z|a|d_a|d_z|d_W|d_b)(?: \(loss_and_grads\))?
 def qualname(fn: Callable[..., Any]) -> str:
     """handwritten.activations.tanh_backward, for a function."""
     return f"{fn.__module__}.{fn.__qualname__}"
-
-
-def _at(equation: str, layer: int) -> str:
-    from bpnet.explain import at_layer
-
-    return at_layer(equation, layer)
 
 
 def implementing(spec: NetworkSpec, label: str) -> tuple[str, str] | None:
@@ -49,20 +43,20 @@ def implementing(spec: NetworkSpec, label: str) -> tuple[str, str] | None:
     a_prev = "x" if l == 0 else f"a{l - 1}"
     decay = f" + {spec.weight_decay} W{l}" if spec.weight_decay else ""
     if name == "z":
-        return f"z{l} = {a_prev} @ W{l} + b{l}", qualname(_network.forward)
+        return f"z{l} = {a_prev} @ W{l} + b{l}", qualname(network.forward)
     if name == "a":
         return f"a{l} = {spec.activations[l]}(z{l})", qualname(activation.forward)
     if name == "d_a" and l == last:
-        return _at(loss.gradient, l), qualname(loss.grad)
+        return at_layer(loss.gradient, l), qualname(loss.grad)
     if name == "d_a":
-        return f"d_a{l} = d_z{l + 1} @ W{l + 1}.T", qualname(_network.backward)
+        return f"d_a{l} = d_z{l + 1} @ W{l + 1}.T", qualname(network.backward)
     if name == "d_z" and l == last and spec.fused_output:
-        return _at(loss.gradient, l) + " (fused)", qualname(loss.grad)
+        return at_layer(loss.gradient, l) + " (fused)", qualname(loss.grad)
     if name == "d_z":
-        return f"d_z{l} = {_at(activation.derivative, l)}", qualname(activation.backward)
+        return f"d_z{l} = {at_layer(activation.derivative, l)}", qualname(activation.backward)
     if name == "d_W":
-        return f"d_W{l} = {a_prev}.T @ d_z{l}{decay}", qualname(_network.backward)
-    return f"d_b{l} = d_z{l}.sum(axis=0)", qualname(_network.backward)
+        return f"d_W{l} = {a_prev}.T @ d_z{l}{decay}", qualname(network.backward)
+    return f"d_b{l} = d_z{l}.sum(axis=0)", qualname(network.backward)
 
 
 def _ratios(spec: NetworkSpec | None, batch: int | None) -> dict[str, float]:
