@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+import handwritten as hw
+from bpnet.tolerances import TWIN_FACTOR, TWIN_GRADIENT_NOISE, trajectory_rtol
 from handwritten.spec import BACKWARD_QUANTITIES as BACKWARD
 from handwritten.spec import FORWARD_QUANTITIES as FORWARD
 
@@ -133,17 +135,15 @@ def param_divergence(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, An
     return diff / max(scale, float(np.finfo(np.float64).tiny))
 
 
-def twin_run(spec: Any, params: Any, x: np.ndarray, y: np.ndarray, optimizer: Any,
-             schedule: Any, seed: int) -> tuple[list[float], list[Any]]:
+def twin_run(spec: hw.NetworkSpec, params: hw.Params, x: np.ndarray, y: np.ndarray,
+             optimizer: hw.OptimizerSpec, schedule: hw.Schedule, seed: int
+             ) -> tuple[list[float], list[hw.Params]]:
     """handwritten's training replayed over the same schedule, with every gradient leaf
     perturbed by TWIN_GRADIENT_NOISE times that leaf's largest magnitude at the first step,
     in a fixed sign pattern drawn from ``seed``: its losses and recorded params.  (Near
     convergence a gradient is a cancellation whose rounding error stays at the scale of its
     terms, so the noise keeps the first step's scale.)  How far it drifts from the unperturbed
     run is the growth the trajectory envelope allows (bpnet.tolerances)."""
-    import handwritten as hw
-    from bpnet.tolerances import TWIN_GRADIENT_NOISE
-
     signs = [{k: np.random.default_rng(seed + l).choice([-1.0, 1.0], v.shape)
               for k, v in layer.items()} for l, layer in enumerate(params)]
     state = hw.init_state(optimizer, params)
@@ -153,8 +153,8 @@ def twin_run(spec: Any, params: Any, x: np.ndarray, y: np.ndarray, optimizer: An
         loss, grads = hw.loss_and_grads(spec, params, x[batch.rows], y[batch.rows])
         if not scale:
             scale = [{k: float(np.abs(g).max()) for k, g in layer.items()} for layer in grads]
-        noisy = [{k: g + TWIN_GRADIENT_NOISE * scale[l][k] * signs[l][k]
-                  for k, g in layer.items()} for l, layer in enumerate(grads)]
+        noisy: hw.Params = [{k: g + TWIN_GRADIENT_NOISE * scale[l][k] * signs[l][k]
+                             for k, g in layer.items()} for l, layer in enumerate(grads)]
         params, state = hw.step(optimizer, params, noisy, state)
         losses.append(float(loss))
         if batch.record:
@@ -165,7 +165,5 @@ def twin_run(spec: Any, params: Any, x: np.ndarray, y: np.ndarray, optimizer: An
 def envelope(steps: Sequence[int], ours: Sequence[Any], twin: Sequence[Any]) -> np.ndarray:
     """The largest param_divergence allowed between two implementations' params after each
     recorded step k: trajectory_rtol(k) + TWIN_FACTOR * (the twin's drift at k)."""
-    from bpnet.tolerances import TWIN_FACTOR, trajectory_rtol
-
     return np.array([trajectory_rtol(k) + TWIN_FACTOR * param_divergence(a, b)
                      for k, a, b in zip(steps, ours, twin)])
