@@ -444,7 +444,9 @@ def build_parser() -> Parser:
                            "errors per quantity", description="Run one case through handwritten, "
                            "reference_torch, reference_jax and finite differences (float64) and "
                            "compare every trace quantity against the suite's tolerance policy. "
-                           "Exit status 1 names the first failing quantity in derivation order.")
+                           "Exit status 1 names the first failing quantity in derivation order, "
+                           "its equation and function, and the shape of the error. --all checks "
+                           "everything registered.")
     _add_network(check, f"{BLOG_WORDS}; reduction sum only for the blog's network, else mean")
     check.add_argument("--batch", type=_positive_int, default=8, help="batch size (8)")
     check.add_argument("--labels", action="store_true",
@@ -468,7 +470,8 @@ def build_parser() -> Parser:
                              "loss curves and parameter divergence",
                              description="Train from the same initial params and batch order in "
                              "handwritten, reference_torch and reference_jax; print final losses "
-                             "and the largest parameter divergence; save a PNG.")
+                             "and the largest parameter divergence; save a PNG. Exit status 1 "
+                             "when the params leave the suite's envelope (float64).")
     _add_network(compare)
     _add_training(compare)
     _add_common(compare, "print only where the plot is")
