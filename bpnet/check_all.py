@@ -21,7 +21,7 @@ import ast
 import dataclasses
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -55,8 +55,10 @@ def _registry(implementation: str, kind: str) -> Mapping[str, Any]:
     return registry
 
 
-def registry_gaps(references: Mapping[str, ModuleType]) -> list[str]:
-    """One line per name registered in handwritten that a reference lacks (or the reverse)."""
+def registry_gaps(references: Mapping[str, ModuleType],
+                  names: Collection[str] | None = None) -> list[str]:
+    """One line per name registered in handwritten that a reference lacks (or the reverse);
+    only for ``names`` (a spec's activations and loss, say) when given."""
     gaps = []
     for kind in REGISTRIES:
         ours = _registry("handwritten", kind)
@@ -65,9 +67,9 @@ def registry_gaps(references: Mapping[str, ModuleType]) -> list[str]:
             module = f"{ref}/{kind}s.py".replace("optimizers.py", "optimizers.py (MAKERS)")
             gaps += [f"{kind} {name!r} is registered in handwritten but has no counterpart in "
                      f"{module}: add it there (the reference's autograd version)"
-                     for name in ours if name not in theirs]
+                     for name in ours if name not in theirs and (names is None or name in names)]
             gaps += [f"{kind} {name!r} in {module} is not registered in handwritten"
-                     for name in theirs if name not in ours]
+                     for name in theirs if name not in ours and (names is None or name in names)]
     return gaps
 
 
@@ -96,11 +98,8 @@ SATURATED_SCALE = 6.0
 
 def _problem_check(problem: Problem, impls: Mapping[str, ModuleType],
                    finite_differences: bool = False) -> Callable[[], CheckReport]:
-    def run() -> CheckReport:
-        return cross_check(problem.spec, problem.params, problem.x, problem.y, impls,
-                           finite_differences=finite_differences)
-
-    return run
+    return partial(cross_check, problem.spec, problem.params, problem.x, problem.y, impls,
+                   finite_differences=finite_differences)
 
 
 def _class_target_seeds(spec: NetworkSpec) -> tuple[int, int]:

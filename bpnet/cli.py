@@ -245,10 +245,8 @@ def _references() -> dict[str, Any]:
 
 def _refuse_gaps(spec: hw.NetworkSpec | None = None) -> None:
     """Exit 2 with one line when a name (of the spec, or any) has no reference counterpart."""
-    gaps = check_all.registry_gaps(_references())
-    if spec is not None:
-        used = {*spec.activations, spec.loss}
-        gaps = [g for g in gaps if g.split("'")[1] in used]
+    gaps = check_all.registry_gaps(_references(), None if spec is None
+                                   else {*spec.activations, spec.loss})
     if gaps:
         raise UsageError(gaps[0] + (f" (and {len(gaps) - 1} more)" if len(gaps) > 1 else ""))
 
