@@ -34,10 +34,16 @@ import handwritten as hw
 from bpnet.check import CheckReport, cross_check
 from bpnet.compare import LeafReport, compare_leaf
 from bpnet.diagnose import qualname
-from bpnet.problems import TYPICAL_HYPERPARAMETERS, Problem, make_params, random_problems
+from bpnet.problems import (
+    GeneratorChooser,
+    Problem,
+    draw_optimizer,
+    make_params,
+    random_problems,
+)
 from bpnet.tolerances import ATOL64_SCALE, RTOL64
-from handwritten import seed
-from handwritten.spec import OPTIMIZER_DEFAULTS, NetworkSpec, State
+from handwritten import schedules, seed
+from handwritten.spec import FLAGS, OPTIMIZER_DEFAULTS, NetworkSpec, State
 
 REGISTRIES = ("activation", "loss", "optimizer")
 
@@ -161,27 +167,30 @@ def problem_cases(impls: Mapping[str, ModuleType], n_random: int = 12
 OPTIMIZER_STEPS = 3
 
 
+SQUARES = frozenset({"v", "v_max", "s"})
+"""Buffers that accumulate squares: drawn non-negative."""
+
+
 def random_state(optimizer: hw.OptimizerSpec, params: hw.Params, t: int,
                  rng: np.random.Generator) -> State:
     """A state as after t steps: each of the rule's buffers (in its order) drawn from rng,
-    signed ones from N(0, 1), second moments v from U(0, 1); t = 0 is the fresh state."""
+    signed ones from N(0, 1), accumulated squares (v, v_max, s) from U(0, 1); a centered
+    rmsprop's v is gbar**2 + U(0, 1), as its running mean of squares must be; t = 0 is the
+    fresh state."""
     state = hw.init_state(optimizer, params)
     if t == 0:
         return state
     state["t"] = t
-    for buffer in hw.OPTIMIZERS[optimizer.name].buffers:
-        def draw(shape: tuple[int, ...], v: bool = buffer == "v") -> np.ndarray:
-            return rng.uniform(0, 1, shape) if v else rng.normal(size=shape)
+    for buffer in hw.OPTIMIZERS[optimizer.name].buffers(optimizer.hyperparams):
+        def draw(shape: tuple[int, ...], square: bool = buffer in SQUARES) -> np.ndarray:
+            return rng.uniform(0, 1, shape) if square else rng.normal(size=shape)
 
         state[buffer] = [{k: draw(x.shape).astype(x.dtype) for k, x in layer.items()}
                          for layer in params]
+    if "gbar" in state:
+        state["v"] = [{k: (v + state["gbar"][l][k] ** 2).astype(v.dtype) for k, v in layer.items()}
+                      for l, layer in enumerate(state["v"])]
     return state
-
-
-def _hyper(name: str, rng: np.random.Generator) -> dict[str, float]:
-    """Hyperparameters drawn as the suite draws them (not the defaults)."""
-    return {key: float(rng.uniform(*TYPICAL_HYPERPARAMETERS[key]))
-            for key in OPTIMIZER_DEFAULTS[name]}
 
 
 def _optimizer_reports(optimizer: hw.OptimizerSpec, params: hw.Params, grads: hw.Params,
@@ -203,7 +212,7 @@ def _optimizer_reports(optimizer: hw.OptimizerSpec, params: hw.Params, grads: hw
     rows: dict[str, None] = {}
     cells: dict[tuple[str, str], LeafReport] = {}
     values: dict[tuple[str, str], tuple[Any, Any]] = {}
-    buffers = hw.OPTIMIZERS[optimizer.name].buffers
+    buffers = hw.OPTIMIZERS[optimizer.name].buffers(optimizer.hyperparams)
     for t in range(OPTIMIZER_STEPS):
         before, mine, after = runs[primary_name][t]
         for name in references:
@@ -232,6 +241,7 @@ def optimizer_report(optimizer: hw.OptimizerSpec, spec: NetworkSpec, params: hw.
     in every implementation, each from its own previous params and state: every buffer,
     the update and the params after each step, named by the rule that computes them."""
     state = random_state(optimizer, params, int(rng.integers(1, 20)), rng)
+    impls = supporting(optimizer, state["t"] + OPTIMIZER_STEPS, impls)
     rows, cells, values = _optimizer_reports(optimizer, params, grads, state, impls)
     rule = hw.OPTIMIZERS[optimizer.name].update
     equation = " ".join((rule.__doc__ or "").split())
@@ -244,7 +254,14 @@ def optimizer_report(optimizer: hw.OptimizerSpec, spec: NetworkSpec, params: hw.
 def optimizer_constants(optimizer: hw.OptimizerSpec, t: int) -> dict[str, float]:
     """Values a wrong update is typically off by, at step t: a bias correction, lr, ..."""
     h = dict(optimizer.hyperparams)
-    named = {"lr": optimizer.lr, "1/lr": 1 / optimizer.lr}
+    lr = optimizer.learning_rate(t - 1)
+    named = {"lr": lr, "1/lr": 1 / lr} if lr else {}
+    if "weight_decay" in h and h["weight_decay"]:
+        named |= {"weight_decay": h["weight_decay"]}
+    if h.get("dampening"):
+        named |= {"1 - dampening": 1 - h["dampening"]}
+    if "lr_decay" in h:
+        named |= {"1/(1 + (t - 1) lr_decay)": 1 / (1 + (t - 1) * h["lr_decay"])}
     if "beta1" in h:
         c1, c2 = 1 - h["beta1"] ** t, 1 - h["beta2"] ** t
         named |= {"1/(1 - beta1**t)": 1 / c1, "1 - beta1**t": c1,
@@ -257,23 +274,116 @@ def optimizer_constants(optimizer: hw.OptimizerSpec, t: int) -> dict[str, float]
     return named
 
 
+def supporting(optimizer: hw.OptimizerSpec, steps: int, impls: Mapping[str, ModuleType]
+               ) -> dict[str, ModuleType]:
+    """The implementations that have every option of ``optimizer`` as torch has it for
+    ``steps`` steps (``unsupported``: optax lacks dampening, amsgrad, ...); the first,
+    the primary, always."""
+    first = next(iter(impls))
+    return {name: impl for name, impl in impls.items()
+            if name == first or getattr(impl, "unsupported", None) is None
+            or impl.unsupported(optimizer, steps) is None}
+
+
+def _not_supported(optimizer: hw.OptimizerSpec, steps: int, impls: Mapping[str, ModuleType]
+                   ) -> str:
+    """"; not reference_jax: <why>" for every implementation ``supporting`` leaves out."""
+    chosen = supporting(optimizer, steps, impls)
+    return "".join(f"; not {name}: {impl.unsupported(optimizer, steps)}"
+                   for name, impl in impls.items() if name not in chosen)
+
+
+def _every_option(name: str) -> hw.OptimizerSpec:
+    """The optimizer with every flag on and every optional number away from its default."""
+    extra = {"weight_decay": 0.1, "dampening": 0.3, "lr_decay": 0.1,
+             "initial_accumulator_value": 0.1}
+    hyper: dict[str, float] = {}
+    for key, default in OPTIMIZER_DEFAULTS[name].items():
+        if key in FLAGS:
+            hyper[key] = True
+        elif key in extra:
+            hyper[key] = extra[key]
+        elif key == "momentum" and name == "rmsprop":
+            hyper[key] = 0.5
+    return hw.OptimizerSpec(name, 0.05, hyper, hw.LRSchedule("step", {"step_size": 2}),
+                            clip_value=0.5)
+
+
 def optimizer_cases(impls: Mapping[str, ModuleType]
                     ) -> Iterator[tuple[str, str, str, Callable[[], CheckReport]]]:
-    """Every optimizer with its defaults, and with hyperparameters drawn as the suite draws."""
+    """Every optimizer with its defaults, with every option on, and with hyperparameters,
+    schedule and clipping drawn as the suite draws them; clipping by norm and by value."""
     spec = NetworkSpec((4, 6, 3), ("tanh", "identity"), "mse")
+    cases: list[tuple[str, str, hw.OptimizerSpec]] = []
     for name in sorted(hw.OPTIMIZERS):
         rng = np.random.default_rng(7)
-        settings = [dict(OPTIMIZER_DEFAULTS[name])]
-        if OPTIMIZER_DEFAULTS[name]:
-            settings.append(_hyper(name, rng))
-        for hyper in settings:
-            optimizer = hw.OptimizerSpec(name, 0.05, hyper)
-            params = make_params(spec, rng, np.float64)
-            grads = make_params(spec, rng, np.float64)           # any params-shaped draw
-            case = f"{optimizer!r}, {OPTIMIZER_STEPS} steps from a random state"
-            yield "optimizer", name, case, partial(
-                optimizer_report, optimizer, spec, params, grads, impls,
-                np.random.default_rng(int(rng.integers(2**32))))
+        cases += [("optimizer", name, hw.OptimizerSpec(name, 0.05)),
+                  ("optimizer", f"{name} (every option)", _every_option(name)),
+                  ("optimizer", f"{name} (drawn options)",
+                   draw_optimizer(GeneratorChooser(rng), name))]
+    cases += [("clipping", "clip_norm (active)", hw.OptimizerSpec("momentum", 0.05,
+                                                                   clip_norm=0.5)),
+              ("clipping", "clip_value (active)", hw.OptimizerSpec("adam", 0.05,
+                                                                    clip_value=0.2))]
+    for group, label, optimizer in cases:
+        rng = np.random.default_rng(7)
+        params = make_params(spec, rng, np.float64)
+        grads = make_params(spec, rng, np.float64)           # any params-shaped draw
+        note = _not_supported(optimizer, 20 + OPTIMIZER_STEPS, impls)
+        case = f"{optimizer!r}, {OPTIMIZER_STEPS} steps from a random state{note}"
+        yield group, label, case, partial(
+            optimizer_report, optimizer, spec, params, grads, impls,
+            np.random.default_rng(int(rng.integers(2**32))))
+
+
+SCHEDULE_STEPS = 60
+SCHEDULE_CASES = (
+    hw.LRSchedule("step", {"step_size": 7, "gamma": 0.5}),
+    hw.LRSchedule("multistep", {"milestones": (0, 10, 10, 25), "gamma": 0.3}),
+    hw.LRSchedule("exponential", {"gamma": 0.95}),
+    hw.LRSchedule("cosine", {"t_max": SCHEDULE_STEPS - 1, "eta_min": 0.001}),
+    hw.LRSchedule("onecycle", {"total_steps": SCHEDULE_STEPS, "pct_start": 0.25}),
+    hw.LRSchedule("constant", {}, warmup=10, warmup_start=0.1),
+    hw.LRSchedule("cosine", {"t_max": SCHEDULE_STEPS - 6}, warmup=5),
+)
+"""Every schedule, and the warm-up in front of two; within the steps optax agrees (cosine
+inside t_max) except onecycle, whose phases optax ends a step later."""
+
+
+def schedule_report(schedule: hw.LRSchedule, lr: float, impls: Mapping[str, ModuleType]
+                    ) -> CheckReport:
+    """The learning rates of SCHEDULE_STEPS steps: handwritten's closed forms against
+    torch's schedulers and optax's schedules (where optax has the schedule as torch)."""
+    import importlib
+
+    optimizer = hw.OptimizerSpec("sgd", lr, schedule=schedule)
+    impls = supporting(optimizer, SCHEDULE_STEPS, impls)
+    primary, *references = impls
+    ours = np.array(schedule.learning_rates(lr, SCHEDULE_STEPS))
+    row = f"learning rates of steps 1 to {SCHEDULE_STEPS}"
+    cells, values = {}, {}
+    for name in references:
+        theirs = np.array(importlib.import_module(f"{name}.schedules").learning_rates(
+            schedule, lr, SCHEDULE_STEPS))
+        cells[row, name] = compare_leaf(ours, theirs, row, None, rtol=RTOL64,
+                                        atol_scale=ATOL64_SCALE)
+        values[row, name] = (ours, theirs)
+    function = schedules.SCHEDULES[schedule.name]
+    equation = " ".join((function.__doc__ or "").split())
+    return CheckReport(NetworkSpec((1, 1), ("identity",)), 0, primary, tuple(references),
+                       (row,), cells, values, {row: (equation, qualname(function))},
+                       constants={"lr": lr})
+
+
+def schedule_cases(impls: Mapping[str, ModuleType]
+                   ) -> Iterator[tuple[str, str, str, Callable[[], CheckReport]]]:
+    """Every learning-rate schedule, step by step, against torch and optax."""
+    for schedule in SCHEDULE_CASES:
+        label = schedule.name + (" after a warm-up" if schedule.warmup else "")
+        note = _not_supported(hw.OptimizerSpec("sgd", 0.1, schedule=schedule), SCHEDULE_STEPS,
+                              impls)
+        yield "schedule", label, f"{schedule!r}, lr 0.1, {SCHEDULE_STEPS} steps{note}", partial(
+            schedule_report, schedule, 0.1, impls)
 
 
 # initialisation: the draws' statistics against the frameworks' own initialisers -----------
@@ -524,7 +634,7 @@ def cases(impls: Mapping[str, ModuleType], n_random: int = 12
           ) -> list[tuple[str, str, str, Callable[[], CheckReport]]]:
     """Every case of --all, in the order they run: the derivation's building blocks first."""
     return [*problem_cases(impls, n_random), *extreme_cases(impls), *optimizer_cases(impls),
-            *init_cases(impls), *blog_cases(impls)]
+            *schedule_cases(impls), *init_cases(impls), *blog_cases(impls)]
 
 
 def check_all(impls: Mapping[str, ModuleType], *, n_random: int = 12,
@@ -546,7 +656,8 @@ def check_all(impls: Mapping[str, ModuleType], *, n_random: int = 12,
 
 # replaying the suite's failure line --------------------------------------------------------
 
-_CALLABLES = {"Problem": Problem, "NetworkSpec": NetworkSpec, "OptimizerSpec": hw.OptimizerSpec}
+_CALLABLES = {"Problem": Problem, "NetworkSpec": NetworkSpec, "OptimizerSpec": hw.OptimizerSpec,
+              "LRSchedule": hw.LRSchedule}
 
 
 def parse_problem(text: str) -> Problem:

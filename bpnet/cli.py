@@ -310,7 +310,9 @@ def cmd_check_all(args: argparse.Namespace) -> int:
 
     def show(entry: check_all.Entry) -> None:
         if verbose:
-            worst = " / ".join(f"{e:.1e}" for e in entry.report.worst().values())
+            errors = entry.report.worst()
+            worst = " / ".join(f"{errors[n]:.1e}" if n in errors else "skipped"
+                               for n in list(impls)[1:])
             print(f"{entry.group:13s} {entry.name[:44]:44s} {worst:>30s} "
                   f"{entry.seconds:5.1f}s  {'ok' if entry.ok else 'FAIL'}", flush=True)
 

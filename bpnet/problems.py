@@ -18,16 +18,19 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from handwritten import ACTIVATIONS, LOSSES, REDUCTIONS, NetworkSpec, Params
+from handwritten import ACTIVATIONS, LOSSES, REDUCTIONS, LRSchedule, NetworkSpec, OptimizerSpec, Params
+from handwritten.schedules import SCHEDULE_SETTINGS
+from handwritten.spec import FLAGS, OPTIMIZER_DEFAULTS
 
 T = TypeVar("T")
 
 HIDDEN_ACTIVATIONS = sorted(n for n, a in ACTIVATIONS.items() if not a.output_only)
 ALL_ACTIVATIONS = sorted(ACTIVATIONS)
 WEIGHT_DECAYS = (0.0, 0.1)
-TYPICAL_HYPERPARAMETERS = {"momentum": (0.0, 0.99), "beta1": (0.0, 0.99),
+TYPICAL_HYPERPARAMETERS = {"momentum": (1e-3, 0.99), "beta1": (0.0, 0.99),
                            "beta2": (0.9, 0.9999), "alpha": (0.8, 0.999), "eps": (1e-10, 1e-6),
-                           "weight_decay": (0.0, 0.5)}
+                           "weight_decay": (0.0, 0.5), "dampening": (0.0, 0.9),
+                           "lr_decay": (0.0, 0.5), "initial_accumulator_value": (0.0, 0.5)}
 """(low, high) of each hyperparameter as drawn by the suite and ``bpnet check --all``: inside
 the valid ranges (handwritten.spec.HYPERPARAMETER_RANGES), where training usually happens."""
 
@@ -41,6 +44,9 @@ class Chooser(Protocol):
     def choice(self, options: Sequence[T]) -> T:
         """One of the options."""
 
+    def real(self, low: float, high: float) -> float:
+        """A float in [low, high]."""
+
 
 @dataclass(frozen=True)
 class GeneratorChooser:
@@ -53,6 +59,9 @@ class GeneratorChooser:
 
     def choice(self, options: Sequence[T]) -> T:
         return options[int(self.rng.integers(len(options)))]
+
+    def real(self, low: float, high: float) -> float:
+        return float(self.rng.uniform(low, high))
 
 
 def losses_for(output_activation: str) -> list[str]:
@@ -178,3 +187,67 @@ def random_problems(n: int, seed: int, **limits: Any) -> list[Problem]:
     """n problems drawn as the suite draws them, from one seeded Generator."""
     choose = GeneratorChooser(np.random.default_rng(seed))
     return [draw_problem(choose, **limits) for _ in range(n)]
+
+
+# optimizers ------------------------------------------------------------------
+
+SCHEDULE_NAMES = ("none", *sorted(SCHEDULE_SETTINGS))
+CLIPPING = ("none", "norm", "value")
+LONGEST_RUN = 400
+"""Steps a drawn onecycle schedule leaves room for (the suite's longest trajectory: 30
+epochs of 12 batches; torch refuses to step a OneCycleLR beyond total_steps)."""
+
+
+def draw_schedule(choose: Chooser) -> LRSchedule | None:
+    """No schedule, or any schedule with settings where training usually happens, with or
+    without a linear warm-up."""
+    name = choose.choice(SCHEDULE_NAMES)
+    if name == "none":
+        return None
+    settings: dict[str, Any] = {}
+    if name == "step":
+        settings = {"step_size": choose.integer(1, 20), "gamma": choose.real(0.1, 0.99)}
+    elif name == "multistep":
+        milestones = [choose.integer(0, 60) for _ in range(choose.integer(1, 3))]
+        settings = {"milestones": tuple(milestones), "gamma": choose.real(0.1, 0.99)}
+    elif name == "exponential":
+        settings = {"gamma": choose.real(0.9, 0.999)}
+    elif name == "cosine":
+        settings = {"t_max": choose.integer(1, LONGEST_RUN), "eta_min": choose.real(0.0, 1e-3)}
+    elif name == "onecycle":
+        settings = {"total_steps": choose.integer(LONGEST_RUN, LONGEST_RUN + 200),
+                    "pct_start": choose.real(0.05, 0.95)}
+        return LRSchedule(name, settings)
+    warmup = choose.choice((0, choose.integer(1, 10)))
+    return LRSchedule(name, settings, warmup, choose.real(0.01, 1.0))
+
+
+def draw_optimizer(choose: Chooser, name: str | None = None) -> OptimizerSpec:
+    """Any registered optimizer (or ``name``) with every hyperparameter drawn: numbers in
+    TYPICAL_HYPERPARAMETERS, each flag on or off, dampening and rmsprop's momentum 0 (none,
+    and what optax has) or not, a
+    schedule or none, clipping by norm, by value or none.
+
+    adagrad's eps is 0 half of the time (the one value where optax's adagrad, eps inside
+    the square root, is torch's); its accumulator then starts above 0, since a gradient
+    entry that is exactly 0 at the first step would otherwise give 0 / 0.
+    """
+    name = name or choose.choice(sorted(OPTIMIZER_DEFAULTS))
+    hyper: dict[str, float] = {}
+    for key in OPTIMIZER_DEFAULTS[name]:
+        if key in FLAGS:
+            hyper[key] = choose.choice((False, True))
+        elif key == "dampening" or (key == "momentum" and name == "rmsprop"):
+            hyper[key] = choose.choice((0.0, choose.real(*TYPICAL_HYPERPARAMETERS[key])))
+        elif key == "eps" and name == "adagrad":
+            hyper[key] = choose.choice((0.0, choose.real(*TYPICAL_HYPERPARAMETERS[key])))
+        else:
+            hyper[key] = choose.real(*TYPICAL_HYPERPARAMETERS[key])
+    if name == "adagrad" and hyper["eps"] == 0.0:
+        hyper["initial_accumulator_value"] += 0.01
+    lr = choose.real(1e-4, 0.1)
+    schedule = draw_schedule(choose)
+    clipping = choose.choice(CLIPPING)
+    clip_norm = choose.real(0.1, 2.0) if clipping == "norm" else None
+    clip_value = choose.real(0.01, 1.0) if clipping == "value" else None
+    return OptimizerSpec(name, lr, hyper, schedule, clip_norm, clip_value)

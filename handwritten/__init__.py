@@ -4,7 +4,8 @@ Read in this order: ``activations`` (each value beside its derivative),
 ``losses`` (each loss beside its gradient), ``spec`` (the shared vocabulary:
 NetworkSpec, Params, Trace, OptimizerSpec, History), ``checks`` (the input
 checks every implementation shares), ``network`` (forward, backward, the shared
-interface), ``optimizers`` (each update rule as it states Delta theta),
+interface), ``schedules`` (the learning rate of every step), ``optimizers`` (each update
+rule as it states Delta theta),
 ``training`` (the only loop), and ``seed`` (the blog post's original program).
 The derivation behind every line is in docs/derivation.md.
 """
@@ -25,6 +26,7 @@ from handwritten.spec import (
     OPTIMIZER_DEFAULTS,
     History,
     NetworkSpec,
+    LRSchedule,
     OptimizerSpec,
     Params,
     Shuffle,
@@ -40,6 +42,7 @@ __all__ = [
     "OPTIMIZER_DEFAULTS",
     "REDUCTIONS",
     "History",
+    "LRSchedule",
     "NetworkSpec",
     "OptimizerSpec",
     "Params",

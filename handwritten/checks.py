@@ -185,6 +185,8 @@ def check_training_args(optimizer: object, n_samples: int, epochs: object, batch
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable as callback(epoch, params), "
                         f"got {type(callback).__name__}")
+    assert isinstance(optimizer, OptimizerSpec)
+    check_schedule_room(optimizer, 0, epochs * -(-n_samples // size))
     return epochs, size, order, every
 
 
@@ -198,6 +200,15 @@ def check_optimizer(optimizer: object) -> OptimizerSpec:
         raise TypeError(f"optimizer must be an OptimizerSpec (e.g. OptimizerSpec('adam', "
                         f"lr=1e-3)), got {type(optimizer).__name__}: {optimizer!r}")
     return optimizer
+
+
+def check_schedule_room(optimizer: OptimizerSpec, taken: int, steps: int) -> None:
+    """``steps`` more steps after ``taken`` fit the schedule (onecycle's total_steps)."""
+    limit = None if optimizer.schedule is None else optimizer.schedule.max_steps
+    if limit is not None and taken + steps > limit:
+        raise ValueError(f"the schedule's total_steps is {limit}, but the optimizer would take "
+                         f"step {taken + steps} (torch's OneCycleLR refuses to step beyond "
+                         "total_steps): raise total_steps or train fewer steps")
 
 
 def check_like(name: str, tree: object, like: Sequence[dict[str, Any]], dtype: np.dtype[Any]

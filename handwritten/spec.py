@@ -33,6 +33,7 @@ from numpy.typing import NDArray
 
 from handwritten.activations import ACTIVATIONS
 from handwritten.losses import LOSSES, REDUCTIONS
+from handwritten.schedules import SCHEDULE_SETTINGS, WARMUP_START, learning_rate, learning_rates
 
 Array = NDArray[np.floating[Any]]
 Scalar = np.floating[Any]
@@ -191,34 +192,187 @@ class Trace(NamedTuple):
 # the optimizer ---------------------------------------------------------------
 
 OPTIMIZER_DEFAULTS: Mapping[str, Mapping[str, float]] = MappingProxyType({
-    "sgd": {},
-    "momentum": {"momentum": 0.9},
-    "nesterov": {"momentum": 0.9},
-    "adam": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
-    "adamw": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 1e-2},
-    "rmsprop": {"alpha": 0.99, "eps": 1e-8},
+    "sgd": {"weight_decay": 0.0, "maximize": False},
+    "momentum": {"momentum": 0.9, "dampening": 0.0, "weight_decay": 0.0, "maximize": False},
+    "nesterov": {"momentum": 0.9, "weight_decay": 0.0, "maximize": False},
+    "adam": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0,
+             "amsgrad": False, "maximize": False},
+    "adamw": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 1e-2,
+              "amsgrad": False, "maximize": False},
+    "rmsprop": {"alpha": 0.99, "eps": 1e-8, "weight_decay": 0.0, "momentum": 0.0,
+                "centered": False, "maximize": False},
+    "adagrad": {"lr_decay": 0.0, "weight_decay": 0.0, "initial_accumulator_value": 0.0,
+                "eps": 1e-10, "maximize": False},
 })
-"""Every optimizer's hyperparameters and their defaults (torch.optim's)."""
+"""Every optimizer's hyperparameters and their defaults: torch.optim's, except momentum 0.9
+for "momentum" and "nesterov" (torch's SGD default 0 is plain "sgd").  torch's SGD is split
+into three names; nesterov takes no dampening (torch refuses nesterov with dampening), and
+sgd none (without momentum torch ignores it)."""
+
+FLAGS = frozenset({"maximize", "amsgrad", "centered"})
+"""The hyperparameters that are switches (bool), not numbers."""
 
 HYPERPARAMETER_RANGES: Mapping[str, tuple[float, float, bool]] = MappingProxyType({
-    # (low, high, low_open); high is always open
-    "momentum": (0.0, 1.0, True),      # 0 would be plain sgd (and torch refuses nesterov at 0)
+    # (low, high, low_open); high is always open.  Each is torch.optim's own check:
+    # what torch accepts is accepted (momentum 1.5 or alpha 2 diverge, as in torch).
+    "momentum": (0.0, np.inf, True),  # 0 is plain sgd (and torch refuses nesterov at 0)
+    "dampening": (-np.inf, np.inf, False),     # torch checks nothing
     "beta1": (0.0, 1.0, False),
     "beta2": (0.0, 1.0, False),
-    "alpha": (0.0, 1.0, False),
-    "eps": (0.0, np.inf, True),
+    "alpha": (0.0, np.inf, False),
+    "eps": (0.0, np.inf, False),
     "weight_decay": (0.0, np.inf, False),
+    "lr_decay": (0.0, np.inf, False),
+    "initial_accumulator_value": (0.0, np.inf, False),
 })
-"""The valid interval of every hyperparameter."""
+"""The valid interval of every numeric hyperparameter (rmsprop's momentum also takes 0,
+which means none, as in torch)."""
+
+RANGE_OVERRIDES: Mapping[tuple[str, str], tuple[float, float, bool]] = MappingProxyType({
+    ("rmsprop", "momentum"): (0.0, np.inf, False),
+})
+
+
+def hyperparameter_range(optimizer: str, key: str) -> tuple[float, float, bool]:
+    """(low, high, low_open) of one numeric hyperparameter of one optimizer."""
+    return RANGE_OVERRIDES.get((optimizer, key), HYPERPARAMETER_RANGES[key])
+
+
+# learning-rate schedules and clipping ----------------------------------------
+
+
+@dataclass(frozen=True)
+class LRSchedule:
+    """A learning-rate schedule: its name, its settings, and an optional linear warm-up.
+
+    The formulas are in ``handwritten.schedules``; the settings and their defaults are
+    ``SCHEDULE_SETTINGS`` there (torch.optim.lr_scheduler's).  The learning rate of
+    step t = 1, 2, ... is ``schedule.learning_rate(lr, t - 1)``: one scheduler step per
+    optimizer step.
+
+    Examples
+    --------
+    >>> LRSchedule("step", {"step_size": 10, "gamma": 0.5}).learning_rate(0.1, 25)
+    0.025
+    >>> LRSchedule("cosine", {"t_max": 100}, warmup=10).learning_rate(0.1, 0)
+    0.03333333333333333
+    """
+
+    name: str = "constant"
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    warmup: int = 0
+    warmup_start: float = WARMUP_START
+
+    def __post_init__(self) -> None:
+        _check_name("schedule name", self.name)
+        if self.name not in SCHEDULE_SETTINGS:
+            raise ValueError(f"schedule name is unknown: {self.name!r}; "
+                             f"expected one of {sorted(SCHEDULE_SETTINGS)}")
+        if not isinstance(self.settings, Mapping):
+            raise TypeError(f"schedule settings must be a mapping, got "
+                            f"{type(self.settings).__name__}")
+        defaults = SCHEDULE_SETTINGS[self.name]
+        unknown = set(self.settings) - set(defaults)
+        if unknown:
+            raise ValueError(f"schedule settings {sorted(unknown)} are unknown for "
+                             f"{self.name!r}; it takes {sorted(defaults) or 'none'}")
+        settings = {**defaults, **self.settings}
+        missing = sorted(k for k, v in settings.items() if v is None)
+        if missing:
+            raise ValueError(f"schedule {self.name!r} needs {missing} (no default)")
+        for key, value in settings.items():
+            settings[key] = _schedule_setting(key, value)
+        if self.name == "onecycle" and not (1 < settings["pct_start"] * settings["total_steps"]
+                                            < settings["total_steps"]):
+            raise ValueError(
+                "schedule 'onecycle' needs 1 < pct_start * total_steps < total_steps (each "
+                f"phase at least a step), got pct_start {settings['pct_start']} and "
+                f"total_steps {settings['total_steps']}")
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, numbers.Integral) \
+                or self.warmup < 0:
+            raise ValueError(f"warmup must be a number of steps >= 0, got {self.warmup!r}")
+        if self.warmup and self.name == "onecycle":
+            raise ValueError("warmup does not combine with 'onecycle', whose first phase "
+                             "is its warm-up")
+        object.__setattr__(self, "warmup", int(self.warmup))
+        object.__setattr__(self, "warmup_start", finite_real(
+            "warmup_start", self.warmup_start, low=0.0, high=1.0, low_open=True,
+            high_open=False))
+        object.__setattr__(self, "settings", MappingProxyType(settings))
+
+    @property
+    def max_steps(self) -> int | None:
+        """The most steps a run may take under this schedule (onecycle: total_steps, as
+        torch refuses more), or None."""
+        return self.settings["total_steps"] if self.name == "onecycle" else None
+
+    def learning_rate(self, lr: float, k: int) -> float:
+        """The learning rate of the step taken after k steps, for base learning rate lr."""
+        return learning_rate(lr, k, self.name, self.settings, self.warmup, self.warmup_start)
+
+    def learning_rates(self, lr: float, steps: int) -> list[float]:
+        """The learning rates of steps 1 to ``steps``, for base learning rate lr."""
+        return learning_rates(lr, steps, self.name, self.settings, self.warmup,
+                              self.warmup_start)
+
+    def __hash__(self) -> int:
+        return hash((self.name, tuple(sorted(self.settings.items())), self.warmup,
+                     self.warmup_start))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (LRSchedule, (self.name, dict(self.settings), self.warmup, self.warmup_start))
+
+    def __repr__(self) -> str:
+        warm = (f", warmup={self.warmup!r}, warmup_start={self.warmup_start!r}"
+                if self.warmup else "")
+        return f"LRSchedule({self.name!r}, {dict(self.settings)!r}{warm})"
+
+
+def _schedule_setting(key: str, value: object) -> Any:
+    """One schedule setting, checked: step counts are ints, factors finite reals."""
+    if key in ("step_size", "t_max", "total_steps"):
+        return positive_int(key, value)
+    if key == "milestones":
+        steps = _as_tuple(key, value)
+        for i, m in enumerate(steps):
+            if isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 0:
+                raise ValueError(f"milestones[{i}] must be a step count >= 0, got {m!r}")
+        return tuple(sorted(int(m) for m in steps))
+    if key == "pct_start":
+        return finite_real(key, value, low=0.0, high=1.0, low_open=True)
+    if key in ("div_factor", "final_div_factor"):
+        return finite_real(key, value, low=0.0, low_open=True)
+    if key == "gamma":       # 0 would zero the learning rate (and optax ignores a 0 decay rate)
+        return finite_real(key, value, low=0.0, low_open=True)
+    return finite_real(key, value, low=0.0)      # eta_min
+
+
+# the optimizer ---------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class OptimizerSpec:
-    """An optimizer: its name, learning rate and hyperparameters, validated.
+    """An optimizer: its name, learning rate and hyperparameters, an optional learning-rate
+    schedule and optional gradient clipping, validated.
 
     Missing hyperparameters take torch.optim's defaults (``OPTIMIZER_DEFAULTS``);
-    unknown names and out-of-range values are a ``ValueError``.  The update
-    rules themselves are in ``handwritten.optimizers``.
+    unknown names and out-of-range values are a ``ValueError``, as where torch.optim
+    refuses them.  The update rules themselves are in ``handwritten.optimizers``.
+
+    Parameters
+    ----------
+    name : str
+        A name from ``OPTIMIZER_DEFAULTS``.
+    lr : float >= 0
+        The learning rate (the base of ``schedule``, when there is one).
+    hyperparams : mapping
+        Numbers in ``HYPERPARAMETER_RANGES``; ``FLAGS`` (maximize, amsgrad, centered) bools.
+    schedule : LRSchedule, optional
+        The learning rate of each step (default: lr at every step).
+    clip_norm, clip_value : float > 0, optional
+        Clip the gradients before the rule, as ``torch.nn.utils.clip_grad_norm_`` (all
+        gradients scaled together to global norm at most clip_norm) or
+        ``clip_grad_value_`` (each entry into [-clip_value, clip_value]); one of the two.
 
     Examples
     --------
@@ -229,38 +383,75 @@ class OptimizerSpec:
     name: str
     lr: float
     hyperparams: Mapping[str, float] = field(default_factory=dict)
+    schedule: LRSchedule | None = None
+    clip_norm: float | None = None
+    clip_value: float | None = None
 
     def __post_init__(self) -> None:
         _check_name("name", self.name)
         if self.name not in OPTIMIZER_DEFAULTS:
             raise ValueError(f"optimizer name is unknown: {self.name!r}; "
                              f"expected one of {sorted(OPTIMIZER_DEFAULTS)}")
-        lr = finite_real("lr", self.lr, low=0.0, low_open=True)
+        lr = finite_real("lr", self.lr, low=0.0)
         defaults = OPTIMIZER_DEFAULTS[self.name]
         if not isinstance(self.hyperparams, Mapping):
             raise TypeError(f"hyperparams must be a mapping, got {type(self.hyperparams).__name__}")
         unknown = set(self.hyperparams) - set(defaults)
         if unknown:
+            why = {("nesterov", "dampening"): " (torch refuses nesterov with dampening)",
+                   ("sgd", "dampening"): " (dampening acts on momentum: use 'momentum')",
+                   ("sgd", "momentum"): " (use the optimizer 'momentum' or 'nesterov')"}
+            extra = "".join(why.get((self.name, k), "") for k in sorted(unknown))
             raise ValueError(f"hyperparams {sorted(unknown)} are unknown for {self.name!r}; "
-                             f"it takes {sorted(defaults) or 'none'}")
+                             f"it takes {sorted(defaults)}{extra}")
         hyper = {**defaults, **self.hyperparams}
         for key, value in hyper.items():
-            low, high, low_open = HYPERPARAMETER_RANGES[key]
-            hyper[key] = finite_real(key, value, low=low, high=high, low_open=low_open)
+            if key in FLAGS:
+                if not isinstance(value, (bool, np.bool_)):
+                    raise TypeError(f"{key} must be a bool, got {type(value).__name__}: "
+                                    f"{value!r}")
+                hyper[key] = bool(value)
+            else:
+                low, high, low_open = hyperparameter_range(self.name, key)
+                hyper[key] = finite_real(key, value, low=low, high=high, low_open=low_open)
+        if self.schedule is not None and not isinstance(self.schedule, LRSchedule):
+            raise TypeError(f"schedule must be an LRSchedule or None, got "
+                            f"{type(self.schedule).__name__}: {self.schedule!r}")
+        for key in ("clip_norm", "clip_value"):
+            value = getattr(self, key)
+            if value is not None:
+                object.__setattr__(self, key, finite_real(key, value, low=0.0, low_open=True))
+        if self.clip_norm is not None and self.clip_value is not None:
+            raise ValueError("give clip_norm or clip_value, not both (their order would matter)")
         object.__setattr__(self, "lr", lr)
         # read-only once validated: a changed beta1 would bypass the range checks
         object.__setattr__(self, "hyperparams", MappingProxyType(hyper))
 
+    def learning_rate(self, k: int) -> float:
+        """The learning rate of the step taken after k steps (lr without a schedule)."""
+        return self.lr if self.schedule is None else self.schedule.learning_rate(self.lr, k)
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.name, self.lr, dict(self.hyperparams), self.schedule, self.clip_norm,
+                self.clip_value)
+
     def __hash__(self) -> int:
-        return hash((self.name, self.lr, tuple(sorted(self.hyperparams.items()))))
+        return hash((self.name, self.lr, tuple(sorted(self.hyperparams.items())),
+                     self.schedule, self.clip_norm, self.clip_value))
 
     def __reduce__(self) -> tuple[Any, ...]:
         # copy and pickle rebuild the spec (the read-only mapping itself cannot be pickled)
-        return (OptimizerSpec, (self.name, self.lr, dict(self.hyperparams)))
+        return (OptimizerSpec, self._fields())
 
     def __repr__(self) -> str:
-        hyper = dict(self.hyperparams)
-        return f"OptimizerSpec({self.name!r}, lr={self.lr!r}, hyperparams={hyper!r})"
+        """The name, lr, the hyperparameters that differ from the defaults, and whatever
+        else is set: a constructor call that rebuilds the spec."""
+        defaults = OPTIMIZER_DEFAULTS[self.name]
+        hyper = {k: v for k, v in self.hyperparams.items() if v != defaults[k]}
+        extra = "".join(f", {k}={getattr(self, k)!r}" for k in ("schedule", "clip_norm",
+                                                                 "clip_value")
+                        if getattr(self, k) is not None)
+        return f"OptimizerSpec({self.name!r}, lr={self.lr!r}, hyperparams={hyper!r}{extra})"
 
 
 # a training run --------------------------------------------------------------

@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 from handwritten import checks
 from handwritten.activations import ACTIVATIONS
 from handwritten.network import backward, forward, loss_value
-from handwritten.optimizers import OPTIMIZERS, apply_updates
+from handwritten.optimizers import apply_updates, init_state, rule_update
 from handwritten.spec import History, NetworkSpec, OptimizerSpec, Params, Shuffle, State
 
 Array = NDArray[np.floating[Any]]
@@ -76,6 +76,8 @@ class Schedule:
     problem: tuple[NetworkSpec, Array, Array] | None = field(default=None, repr=False,
                                                              compare=False)
     """(spec, x, y), for the diagnostics of a finished run (``diagnose``)."""
+    maximize: bool = False
+    """The optimizer ascends the loss (its ``maximize`` flag): a rising loss is no alarm."""
 
     @classmethod
     def for_training(cls, spec: NetworkSpec, params: Params, x: Array, y: Array,
@@ -86,7 +88,8 @@ class Schedule:
         n = x.shape[0]
         epochs_, size, order, every = checks.check_training_args(
             optimizer, n, epochs, batch_size, batch_order, record_every, callback)
-        return cls(n, epochs_, size, order, every, (spec, x, y))
+        return cls(n, epochs_, size, order, every, (spec, x, y),
+                   bool(optimizer.hyperparams.get("maximize")))
 
     @property
     def steps_per_epoch(self) -> int:
@@ -141,7 +144,8 @@ class Schedule:
                 f"training diverged: the params are non-finite after step {self.n_steps} "
                 f"(epoch {self.epochs}); try a smaller learning rate")
         assert len(recorded) == len(self.recorded_steps)
-        notes = () if self.problem is None else diagnose(*self.problem, recorded[0], recorded[-1])
+        notes = () if self.problem is None else diagnose(*self.problem, recorded[0], recorded[-1],
+                                                         maximize=self.maximize)
         if notes:
             warnings.warn(TrainingWarning("training did not train: " + "; ".join(notes)),
                           stacklevel=3)
@@ -159,12 +163,12 @@ SATURATED = 1e-8
 """A unit is saturated when its activation's derivative is below this on every sample."""
 
 
-def diagnose(spec: NetworkSpec, x: Array, y: Array, initial: Params, final: Params
-             ) -> tuple[str, ...]:
+def diagnose(spec: NetworkSpec, x: Array, y: Array, initial: Params, final: Params, *,
+             maximize: bool = False) -> tuple[str, ...]:
     """What a finished run tells about itself, evaluated on all the data with
     handwritten's forward and backward (whichever implementation trained):
 
-    - the loss ended above where it started;
+    - the loss ended above where it started (below, when the optimizer maximizes);
     - every gradient is exactly zero at the final params (nothing can move them);
     - every unit of a hidden layer is saturated: its activation's derivative is below
       SATURATED on every sample (a dead relu layer, a sigmoid layer pinned at 0 or 1).
@@ -173,8 +177,10 @@ def diagnose(spec: NetworkSpec, x: Array, y: Array, initial: Params, final: Para
     _, start = forward(spec, initial, x)
     _, cache = forward(spec, final, x)
     before, after = loss_value(spec, initial, start, y), loss_value(spec, final, cache, y)
-    if after > before:
-        notes.append(f"the loss on all the data rose from {before:.6g} to {after:.6g}")
+    if (after < before) if maximize else (after > before):
+        moved = "fell" if maximize else "rose"
+        notes.append(f"the loss on all the data {moved} from {before:.6g} to {after:.6g}"
+                     + (" (the optimizer maximizes it)" if maximize else ""))
     grads, _ = backward(spec, final, x, y, cache, keep_deltas=False)
     if not any(np.any(g) for layer in grads for g in layer.values()):
         notes.append("every gradient is exactly zero at the final params")
@@ -223,8 +229,7 @@ def train(spec: NetworkSpec, params: Params, x: Array, y: Array, optimizer: Opti
     """
     schedule = Schedule.for_training(spec, params, x, y, optimizer, epochs, batch_size,
                                      batch_order, record_every, callback)
-    rule = OPTIMIZERS[optimizer.name]              # checked once above, not at every step
-    state = rule.init(params)
+    state = init_state(optimizer, params)          # checked once above, not at every step
     losses = []
     recorded = [params]
     # a private copy, updated in place: the caller's arrays are never touched, and no
@@ -237,7 +242,7 @@ def train(spec: NetworkSpec, params: Params, x: Array, y: Array, optimizer: Opti
         schedule.check_loss(loss, batch)
         grads, _ = backward(spec, params, xb, yb, cache, keep_deltas=False)
         del cache                                   # free the activations before the update
-        updates, state = rule.update(grads, state, params, optimizer.lr, optimizer.hyperparams)
+        updates, state = rule_update(optimizer, grads, state, params)
         apply_updates(params, updates, in_place=True)
         losses.append(loss)
         if batch.record:

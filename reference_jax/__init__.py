@@ -19,7 +19,8 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess tes
     ) from error
 
 from reference_jax.network import from_jax, loss_and_grads, predict, to_jax, trace
-from reference_jax.optimizers import step
+from reference_jax.optimizers import step, unsupported
 from reference_jax.training import train
 
-__all__ = ["from_jax", "loss_and_grads", "predict", "step", "to_jax", "trace", "train"]
+__all__ = ["from_jax", "loss_and_grads", "predict", "step", "to_jax", "trace", "train",
+           "unsupported"]

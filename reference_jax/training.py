@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -11,27 +12,40 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from handwritten.spec import History, NetworkSpec, OptimizerSpec, Params
+from handwritten.spec import FLAGS, History, NetworkSpec, OptimizerSpec, Params
 from handwritten.training import Schedule
 from reference_jax.network import _loss, from_jax, to_jax
-from reference_jax.optimizers import MAKERS, make, read_state
+from reference_jax.optimizers import make, numbers, read_state, refuse, transform
 from reference_jax.precision import float64
 
 
-@lru_cache(maxsize=64)
-def _step_fn(spec: NetworkSpec, name: str) -> Any:
-    """A jitted training step for one spec and one optimizer rule.
+def structure(optimizer: OptimizerSpec) -> OptimizerSpec:
+    """The spec with every number that can be traced set to a placeholder: what decides
+    the compiled step's shape (the name, the flags, the schedule, whether rmsprop has
+    momentum and whether gradients are clipped by value)."""
+    hyper = {k: v for k, v in optimizer.hyperparams.items() if k in FLAGS}
+    if optimizer.name == "rmsprop":
+        hyper["momentum"] = 0.5 if optimizer.hyperparams["momentum"] > 0 else 0.0
+    if "weight_decay" in optimizer.hyperparams and optimizer.name != "adamw":
+        hyper["weight_decay"] = 0.5 if optimizer.hyperparams["weight_decay"] > 0 else 0.0
+    return dataclasses.replace(optimizer, lr=1.0, hyperparams=hyper,
+                               clip_value=None if optimizer.clip_value is None else 1.0)
 
-    The learning rate and hyperparameters are traced arguments (optax accepts arrays
-    for them), so a new value reuses the compiled step: XLA compiles once per spec,
-    optimizer rule and batch shape.
+
+@lru_cache(maxsize=64)
+def _step_fn(spec: NetworkSpec, shape: OptimizerSpec) -> Any:
+    """A jitted training step for one spec and one optimizer structure.
+
+    The learning rate, the numeric hyperparameters and the clipping threshold are traced
+    arguments (optax accepts arrays for them), so new values reuse the compiled step: XLA
+    compiles once per spec, optimizer structure and batch shape.
     """
 
     @jax.jit
     def train_step(params: Any, opt_state: Any, xb: jax.Array, yb: jax.Array, lr: jax.Array,
-                   hyper: dict[str, jax.Array]) -> Any:
+                   hyper: dict[str, jax.Array], clip: jax.Array) -> Any:
         loss, grads = jax.value_and_grad(_loss)(params, xb, yb, spec)
-        updates, opt_state = MAKERS[name](lr, hyper).update(grads, opt_state, params)
+        updates, opt_state = transform(shape, lr, hyper, clip).update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
     return train_step
@@ -42,23 +56,27 @@ def train(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
           optimizer: OptimizerSpec, *, epochs: int, batch_size: int | None = None,
           batch_order: np.ndarray[Any, Any] | None = None, record_every: int | None = None,
           callback: Callable[[int, Params], None] | None = None) -> History:
-    """handwritten.train's contract, with jax.value_and_grad and an optax optimizer."""
+    """handwritten.train's contract, with jax.value_and_grad and an optax optimizer
+    (NotImplementedError where optax has not the spec's options as torch has them)."""
     schedule = Schedule.for_training(spec, params, x, y, optimizer, epochs, batch_size,
                                      batch_order, record_every, callback)
-    train_step = _step_fn(spec, optimizer.name)
+    refuse(optimizer, schedule.n_steps)
+    train_step = _step_fn(spec, structure(optimizer))
     jparams = to_jax(params)
     opt_state = make(optimizer).init(jparams)
     lr = jnp.asarray(optimizer.lr, dtype=x.dtype)
-    hyper = {k: jnp.asarray(v, dtype=x.dtype) for k, v in optimizer.hyperparams.items()}
+    hyper = numbers(optimizer, x.dtype)
+    clip = jnp.asarray(optimizer.clip_value or 0.0, dtype=x.dtype)
     jx, jy = jnp.asarray(x), jnp.asarray(y)
     losses, recorded = [], [params]
     for batch in schedule:
         jparams, opt_state, loss = train_step(jparams, opt_state, jx[batch.rows], jy[batch.rows],
-                                              lr, hyper)
+                                              lr, hyper, clip)
         schedule.check_loss(float(loss), batch)
         losses.append(np.asarray(loss))
         if batch.record:
             recorded.append(from_jax(jparams))
         if callback is not None and batch.end_of_epoch:
             callback(batch.epoch + 1, from_jax(jparams))
-    return schedule.history(losses, recorded, read_state(opt_state, schedule.n_steps), x.dtype)
+    return schedule.history(losses, recorded, read_state(opt_state, optimizer, schedule.n_steps),
+                            x.dtype)

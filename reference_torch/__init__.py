@@ -15,7 +15,8 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess tes
     ) from error
 
 from reference_torch.network import from_torch, loss_and_grads, predict, to_torch, trace
-from reference_torch.optimizers import step
+from reference_torch.optimizers import step, unsupported
 from reference_torch.training import train
 
-__all__ = ["from_torch", "loss_and_grads", "predict", "step", "to_torch", "trace", "train"]
+__all__ = ["from_torch", "loss_and_grads", "predict", "step", "to_torch", "trace", "train",
+           "unsupported"]

@@ -1,16 +1,23 @@
 """torch.optim, configured to handwritten's optimizer specs, and one step from a given state.
 
-    sgd       torch.optim.SGD(lr)
-    momentum  torch.optim.SGD(lr, momentum=mu)                  (dampening 0)
-    nesterov  torch.optim.SGD(lr, momentum=mu, nesterov=True)
-    adam      torch.optim.Adam(lr, betas=(beta1, beta2), eps=eps)
-    adamw     torch.optim.AdamW(lr, betas, eps, weight_decay)
-    rmsprop   torch.optim.RMSprop(lr, alpha=alpha, eps=eps)
+    sgd       torch.optim.SGD(lr, weight_decay, maximize)
+    momentum  torch.optim.SGD(lr, momentum=mu, dampening, weight_decay, maximize)
+    nesterov  torch.optim.SGD(lr, momentum=mu, nesterov=True, weight_decay, maximize)
+    adam      torch.optim.Adam(lr, betas=(beta1, beta2), eps, weight_decay, amsgrad, maximize)
+    adamw     torch.optim.AdamW(lr, betas, eps, weight_decay, amsgrad, maximize)
+    rmsprop   torch.optim.RMSprop(lr, alpha, eps, weight_decay, momentum, centered, maximize)
+    adagrad   torch.optim.Adagrad(lr, lr_decay, weight_decay, initial_accumulator_value, eps,
+                                  maximize)
+
+with the learning rate scheduled by ``reference_torch.schedules`` and the gradients
+clipped by ``torch.nn.utils.clip_grad_norm_`` / ``clip_grad_value_`` before each step.
 
 handwritten's state names map to torch's: momentum "b" -> "momentum_buffer",
-adam "m"/"v" -> "exp_avg"/"exp_avg_sq", rmsprop "v" -> "square_avg", and "t"
--> "step".  At t = 0 torch holds no state: its first momentum step sets
-b = g, the same as handwritten's b = mu * 0 + g.
+adam "m"/"v"/"v_max" -> "exp_avg"/"exp_avg_sq"/"max_exp_avg_sq", rmsprop
+"v"/"gbar"/"b" -> "square_avg"/"grad_avg"/"momentum_buffer", adagrad "s" -> "sum",
+and "t" -> "step".  At t = 0 torch holds the state it makes itself: none for SGD
+(its first momentum step sets b = g, as handwritten's), zeros elsewhere, and
+adagrad's sum at initial_accumulator_value.
 """
 
 from __future__ import annotations
@@ -20,35 +27,55 @@ from typing import Any
 
 import torch
 
-from handwritten.optimizers import check_step
+from handwritten.optimizers import OPTIMIZERS, check_step
 from handwritten.spec import OptimizerSpec, Params, State
+from reference_torch import schedules
 from reference_torch.network import from_torch, to_torch
 
-
-def _buffers(name: str) -> dict[str, str]:
-    """handwritten buffer name -> torch state key, for one optimizer."""
-    if name == "rmsprop":
-        return {"v": "square_avg"}
-    if name in ("momentum", "nesterov"):
-        return {"b": "momentum_buffer"}
-    if name in ("adam", "adamw"):
-        return {"m": "exp_avg", "v": "exp_avg_sq"}
-    return {}
+TORCH_NAMES = {"b": "momentum_buffer", "m": "exp_avg", "v": "exp_avg_sq",
+               "v_max": "max_exp_avg_sq", "gbar": "grad_avg", "s": "sum"}
+"""handwritten buffer name -> torch state key (rmsprop's "v" is torch's "square_avg")."""
 
 
-MAKERS: dict[str, Callable[[list[torch.Tensor], float, dict[str, float]], torch.optim.Optimizer]]
-MAKERS = {
-    "sgd": lambda ps, lr, h: torch.optim.SGD(ps, lr=lr),
-    "momentum": lambda ps, lr, h: torch.optim.SGD(ps, lr=lr, momentum=h["momentum"]),
-    "nesterov": lambda ps, lr, h: torch.optim.SGD(ps, lr=lr, momentum=h["momentum"],
-                                                  nesterov=True),
-    "adam": lambda ps, lr, h: torch.optim.Adam(ps, lr=lr, betas=(h["beta1"], h["beta2"]),
-                                               eps=h["eps"]),
-    "adamw": lambda ps, lr, h: torch.optim.AdamW(ps, lr=lr, betas=(h["beta1"], h["beta2"]),
-                                                 eps=h["eps"], weight_decay=h["weight_decay"]),
-    "rmsprop": lambda ps, lr, h: torch.optim.RMSprop(ps, lr=lr, alpha=h["alpha"], eps=h["eps"]),
+def _buffers(optimizer: OptimizerSpec) -> dict[str, str]:
+    """handwritten buffer name -> torch state key, for one optimizer and its options."""
+    names = OPTIMIZERS[optimizer.name].buffers(optimizer.hyperparams)
+    rename = {"v": "square_avg"} if optimizer.name == "rmsprop" else {}
+    return {b: rename.get(b, TORCH_NAMES[b]) for b in names}
+
+
+Maker = Callable[[list[torch.Tensor], float, dict[str, Any]], torch.optim.Optimizer]
+
+MAKERS: dict[str, Maker] = {
+    "sgd": lambda ps, lr, h: torch.optim.SGD(ps, lr=lr, weight_decay=h["weight_decay"],
+                                             maximize=h["maximize"]),
+    "momentum": lambda ps, lr, h: torch.optim.SGD(
+        ps, lr=lr, momentum=h["momentum"], dampening=h["dampening"],
+        weight_decay=h["weight_decay"], maximize=h["maximize"]),
+    "nesterov": lambda ps, lr, h: torch.optim.SGD(
+        ps, lr=lr, momentum=h["momentum"], nesterov=True, weight_decay=h["weight_decay"],
+        maximize=h["maximize"]),
+    "adam": lambda ps, lr, h: torch.optim.Adam(
+        ps, lr=lr, betas=(h["beta1"], h["beta2"]), eps=h["eps"],
+        weight_decay=h["weight_decay"], amsgrad=h["amsgrad"], maximize=h["maximize"]),
+    "adamw": lambda ps, lr, h: torch.optim.AdamW(
+        ps, lr=lr, betas=(h["beta1"], h["beta2"]), eps=h["eps"],
+        weight_decay=h["weight_decay"], amsgrad=h["amsgrad"], maximize=h["maximize"]),
+    "rmsprop": lambda ps, lr, h: torch.optim.RMSprop(
+        ps, lr=lr, alpha=h["alpha"], eps=h["eps"], weight_decay=h["weight_decay"],
+        momentum=h["momentum"], centered=h["centered"], maximize=h["maximize"]),
+    "adagrad": lambda ps, lr, h: torch.optim.Adagrad(
+        ps, lr=lr, lr_decay=h["lr_decay"], weight_decay=h["weight_decay"],
+        initial_accumulator_value=h["initial_accumulator_value"], eps=h["eps"],
+        maximize=h["maximize"]),
 }
 """Every handwritten optimizer by name, as the torch.optim that implements it."""
+
+
+def unsupported(optimizer: OptimizerSpec, steps: int) -> str | None:
+    """None: torch.optim has every option handwritten has (handwritten follows torch's
+    semantics); the interface of reference_jax's ``unsupported``."""
+    return None
 
 
 def flat(tparams: list[dict[str, torch.Tensor]]) -> list[torch.Tensor]:
@@ -61,12 +88,20 @@ def make(optimizer: OptimizerSpec, tparams: list[dict[str, torch.Tensor]]) -> to
     return MAKERS[optimizer.name](flat(tparams), optimizer.lr, dict(optimizer.hyperparams))
 
 
+def clip(optimizer: OptimizerSpec, tparams: list[dict[str, torch.Tensor]]) -> None:
+    """Clip the gradients in place, as the spec says (before ``opt.step()``)."""
+    if optimizer.clip_norm is not None:
+        torch.nn.utils.clip_grad_norm_(flat(tparams), optimizer.clip_norm)
+    if optimizer.clip_value is not None:
+        torch.nn.utils.clip_grad_value_(flat(tparams), optimizer.clip_value)
+
+
 def load_state(opt: torch.optim.Optimizer, optimizer: OptimizerSpec, state: State,
                tparams: list[dict[str, torch.Tensor]]) -> None:
-    """Put handwritten's state into a torch optimizer (nothing at t = 0, as torch starts)."""
+    """Put handwritten's state into a torch optimizer (nothing at t = 0: torch's own start)."""
     if state["t"] == 0:
         return
-    names = _buffers(optimizer.name)
+    names = _buffers(optimizer)
     for l, p in enumerate(tparams):
         for k in ("W", "b"):
             entry: dict[str, Any] = {torch_key: torch.tensor(state[hw_key][l][k])
@@ -80,7 +115,7 @@ def read_state(opt: torch.optim.Optimizer, optimizer: OptimizerSpec, t: int,
                tparams: list[dict[str, torch.Tensor]]) -> State:
     """torch's state as handwritten's: {"t": t, buffer name: params-shaped arrays}."""
     state: State = {"t": t}
-    for hw_key, torch_key in _buffers(optimizer.name).items():
+    for hw_key, torch_key in _buffers(optimizer).items():
         state[hw_key] = from_torch([{k: opt.state[p[k]][torch_key] for k in ("W", "b")}
                                     for p in tparams])
     return state
@@ -88,13 +123,18 @@ def read_state(opt: torch.optim.Optimizer, optimizer: OptimizerSpec, t: int,
 
 def step(optimizer: OptimizerSpec, params: Params, grads: Params, state: State
          ) -> tuple[Params, State]:
-    """One torch.optim step from exactly this state; the interface of handwritten's ``step``."""
+    """One torch.optim step from exactly this state (its scheduler advanced to step
+    state["t"], the gradients clipped first); the interface of handwritten's ``step``."""
     check_step(optimizer, params, grads, state)
     tparams = to_torch(params)
     for p, g in zip(tparams, grads):
         for k in ("W", "b"):
             p[k].grad = torch.tensor(g[k])
     opt = make(optimizer, tparams)
+    scheduler = schedules.make(optimizer.schedule, opt, optimizer.lr)
+    for _ in range(state["t"]):
+        schedules.step(scheduler)
     load_state(opt, optimizer, state, tparams)
+    clip(optimizer, tparams)
     opt.step()
     return from_torch(tparams), read_state(opt, optimizer, state["t"] + 1, tparams)

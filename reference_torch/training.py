@@ -11,18 +11,21 @@ import torch
 from handwritten.spec import History, NetworkSpec, OptimizerSpec, Params
 from handwritten.training import Schedule
 from reference_torch.network import forward, from_torch, loss_value, tensor, to_torch
-from reference_torch.optimizers import make, read_state
+from reference_torch import schedules
+from reference_torch.optimizers import clip, make, read_state
 
 
 def train(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
           optimizer: OptimizerSpec, *, epochs: int, batch_size: int | None = None,
           batch_order: np.ndarray[Any, Any] | None = None, record_every: int | None = None,
           callback: Callable[[int, Params], None] | None = None) -> History:
-    """handwritten.train's contract; gradients from autograd, steps from torch.optim."""
+    """handwritten.train's contract; gradients from autograd, steps from torch.optim (the
+    gradients clipped by torch.nn.utils, the learning rate from torch's scheduler)."""
     schedule = Schedule.for_training(spec, params, x, y, optimizer, epochs, batch_size,
                                      batch_order, record_every, callback)
     tparams = to_torch(params)
     opt = make(optimizer, tparams)
+    scheduler = schedules.make(optimizer.schedule, opt, optimizer.lr)
     tx, ty = tensor(x), tensor(y)
     losses, recorded = [], [params]
     for batch in schedule:
@@ -32,7 +35,9 @@ def train(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
         loss = loss_value(spec, tparams, cache, ty[rows])
         schedule.check_loss(loss.item(), batch)
         loss.backward()
+        clip(optimizer, tparams)
         opt.step()
+        schedules.step(scheduler)
         losses.append(loss.item())
         if batch.record:
             recorded.append(from_torch(tparams))

@@ -15,13 +15,12 @@ from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 
-from bpnet.problems import TYPICAL_HYPERPARAMETERS, Problem, draw_problem, draw_spec
-from handwritten import OPTIMIZER_DEFAULTS, NetworkSpec, OptimizerSpec
+from bpnet.problems import Problem, draw_optimizer, draw_problem, draw_spec
+from handwritten import NetworkSpec
 
 __all__ = ["HypothesisChooser", "Problem", "optimizer_specs", "problems", "specs"]
 
 T = TypeVar("T")
-OPTIMIZER_NAMES = sorted(OPTIMIZER_DEFAULTS)
 
 
 @dataclass(frozen=True)
@@ -35,6 +34,9 @@ class HypothesisChooser:
 
     def choice(self, options: Sequence[T]) -> T:
         return self.draw(st.sampled_from(options))
+
+    def real(self, low: float, high: float) -> float:
+        return self.draw(st.floats(low, high))
 
 
 @st.composite
@@ -55,9 +57,6 @@ def problems(draw: st.DrawFn, max_depth: int = 4, max_width: int = 16, max_batch
 
 @st.composite
 def optimizer_specs(draw: st.DrawFn) -> Any:
-    """Any registered optimizer with hyperparameters drawn inside their valid ranges."""
-    name = draw(st.sampled_from(OPTIMIZER_NAMES))
-    hyper = {k: draw(st.floats(*TYPICAL_HYPERPARAMETERS[k], exclude_min=k == "momentum"))
-             for k in OPTIMIZER_DEFAULTS[name]}
-    lr = draw(st.floats(1e-4, 0.1))
-    return OptimizerSpec(name, lr, hyper)
+    """Any registered optimizer with every option drawn (bpnet.problems.draw_optimizer):
+    hyperparameters inside their valid ranges, flags, a schedule, clipping."""
+    return draw_optimizer(HypothesisChooser(draw))

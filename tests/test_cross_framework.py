@@ -9,9 +9,11 @@ that disagrees (e.g. "layer 1 d_z"), its errors against the tolerance, and print
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
 import pytest
-from hypothesis import given, target
+from hypothesis import given, reject, target
 from hypothesis import strategies as st
 
 import handwritten as hw
@@ -71,6 +73,16 @@ def test_every_trace_quantity_matches_autograd(p: Problem) -> None:
     _assert_agree(report, p)
 
 
+def supporting(opt: hw.OptimizerSpec, steps: int) -> dict[str, ModuleType]:
+    """The references that have every option of ``opt`` as torch has it, for ``steps``
+    steps from t = 0: torch always; optax not where ``reference_jax.unsupported`` names a
+    difference (dampening, amsgrad, adagrad's eps, clip_norm, ...; each tested in
+    tests/test_schedules.py and tests/test_references.py)."""
+    chosen = {name: ref for name, ref in REFERENCES.items() if ref.unsupported(opt, steps) is None}
+    assert "reference_torch" in chosen
+    return chosen
+
+
 @given(p=problems(max_batch=8), opt=optimizer_specs(), t=st.integers(0, 5))
 def test_one_optimizer_step_matches_torch_optim_and_optax(p: Problem, opt: hw.OptimizerSpec,
                                                           t: int) -> None:
@@ -78,7 +90,7 @@ def test_one_optimizer_step_matches_torch_optim_and_optax(p: Problem, opt: hw.Op
     _, grads = hw.loss_and_grads(p.spec, p.params, p.x, p.y)
     state = random_state(opt, p.params, t, np.random.default_rng(p.seed))
     new_params, new_state = hw.step(opt, p.params, grads, state)
-    for name, ref in REFERENCES.items():
+    for name, ref in supporting(opt, t + 1).items():
         ref_params, ref_state = ref.step(opt, p.params, grads, state)
         context = f"{opt} from t={t}, handwritten vs {name}: {p!r}"
         assert_reports_ok(compare_params(new_params, ref_params, rtol=RTOL64,
@@ -108,12 +120,19 @@ def test_float64_trajectories_stay_within_a_growing_envelope(
              if shuffle else None)
     kwargs = {"epochs": epochs, "batch_size": batch_size, "batch_order": order,
               "record_every": 5}
-    ours = hw.train(p.spec, p.params, p.x, p.y, opt, **kwargs)
+    try:
+        ours = hw.train(p.spec, p.params, p.x, p.y, opt, **kwargs)
+    except (FloatingPointError, RuntimeWarning):
+        if not opt.hyperparams["maximize"]:
+            raise
+        # gradient ascent (maximize) on a loss unbounded above may run away to overflow:
+        # nothing left to compare (maximize's steps are checked by the one-step property)
+        reject()
     twin_losses, twin_params = twin_run(p.spec, p.params, p.x, p.y, opt,
                                         hw.Schedule(p.batch, epochs, batch_size, order, 5), p.seed)
     assert len(twin_params) == len(ours.params)
     allowed_at = envelope(ours.recorded_steps, ours.params, twin_params)
-    for name, ref in REFERENCES.items():
+    for name, ref in supporting(opt, len(ours.losses)).items():
         theirs = ref.train(p.spec, p.params, p.x, p.y, opt, **kwargs)
         context = f"{opt}, {epochs} epochs of {batch_size}, vs {name}: {p!r}"
         assert theirs.recorded_steps == ours.recorded_steps, context
