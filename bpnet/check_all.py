@@ -256,7 +256,7 @@ def optimizer_constants(optimizer: hw.OptimizerSpec, t: int) -> dict[str, float]
     h = dict(optimizer.hyperparams)
     lr = optimizer.learning_rate(t - 1)
     named = {"lr": lr, "1/lr": 1 / lr} if lr else {}
-    if "weight_decay" in h and h["weight_decay"]:
+    if h.get("weight_decay"):
         named |= {"weight_decay": h["weight_decay"]}
     if h.get("dampening"):
         named |= {"1 - dampening": 1 - h["dampening"]}
@@ -298,7 +298,7 @@ def _every_option(name: str) -> hw.OptimizerSpec:
     extra = {"weight_decay": 0.1, "dampening": 0.3, "lr_decay": 0.1,
              "initial_accumulator_value": 0.1}
     hyper: dict[str, float] = {}
-    for key, default in OPTIMIZER_DEFAULTS[name].items():
+    for key in OPTIMIZER_DEFAULTS[name]:
         if key in FLAGS:
             hyper[key] = True
         elif key in extra:

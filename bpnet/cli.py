@@ -26,7 +26,9 @@ from bpnet import check_all, datasets, implementations, preflight, runs
 from bpnet.check import FINITE_DIFFERENCES, cross_check
 from bpnet.problems import Problem
 from bpnet.tolerances import ATOL64_SCALE, FD_RTOL, RTOL64
+from handwritten.schedules import SCHEDULE_SETTINGS, WARMUP_START
 from handwritten.seed import BLOG_SPEC
+from handwritten.spec import FLAGS
 
 BLOG_DEFAULTS = {"layers": BLOG_SPEC.layer_sizes, "activations": BLOG_SPEC.activations,
                  "loss": BLOG_SPEC.loss, "reduction": BLOG_SPEC.reduction}
@@ -81,6 +83,47 @@ _positive_int = _int_at_least(1, "a positive integer")
 _seed = _int_at_least(0, "a non-negative integer")
 
 
+def _number(text: str) -> int | float:
+    """An int where the text is one (step counts), else a float."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def _settings(text: str) -> dict[str, Any]:
+    """KEY=VALUE,... as a dict of numbers; a VALUE a/b/c is a tuple (milestones)."""
+    settings: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        try:
+            if not sep or not key:
+                raise ValueError
+            numbers = tuple(_number(v) for v in value.split("/"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected KEY=VALUE pairs such as momentum=0.9,dampening=0.1, got {part!r}"
+                ) from None
+        settings[key.strip()] = numbers if "/" in value else numbers[0]
+    return settings
+
+
+def _schedule(text: str) -> tuple[str, dict[str, Any]]:
+    name, _, rest = text.partition(":")
+    if name not in SCHEDULE_SETTINGS:
+        raise argparse.ArgumentTypeError(
+            f"expected a schedule name from {', '.join(sorted(SCHEDULE_SETTINGS))}, got {name!r}")
+    return name, _settings(rest)
+
+
+def _optimizer_options(args: argparse.Namespace) -> runs.OptimizerOptions:
+    """The optimizer options of fit and compare."""
+    name, settings = args.schedule or (None, {})
+    return runs.OptimizerOptions(
+        dict(args.hyper) | {flag: True for flag in FLAGS if getattr(args, flag)}, name,
+        settings, args.warmup, args.warmup_start, args.clip_norm, args.clip_value)
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -111,6 +154,22 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=_positive_int, help="default: the full batch")
     g.add_argument("--init", choices=hw.INIT_SCHEMES, help="initialisation scheme")
     g.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    o = p.add_argument_group("optimizer options (torch.optim's; default: none of them)")
+    o.add_argument("--hyper", type=_settings, metavar="KEY=VALUE,...", default={},
+                   help="hyperparameters, e.g. momentum=0.9,dampening=0.1 or "
+                        "beta2=0.99,weight_decay=1e-4")
+    for flag in sorted(FLAGS):
+        o.add_argument(f"--{flag}", action="store_true", help=f"the optimizer's {flag} flag")
+    o.add_argument("--schedule", type=_schedule, metavar="NAME[:KEY=VALUE,...]",
+                   help=f"learning-rate schedule, one of {', '.join(sorted(SCHEDULE_SETTINGS))}"
+                        "; e.g. step:step_size=100,gamma=0.5 or multistep:milestones=50/80; "
+                        "cosine's t_max and onecycle's total_steps default to the run's steps")
+    o.add_argument("--warmup", type=_seed, default=0, metavar="STEPS",
+                   help="linear warm-up steps before the schedule (0)")
+    o.add_argument("--warmup-start", type=_positive_float, default=WARMUP_START,
+                   metavar="FACTOR", help="the warm-up's first factor (torch's 1/3)")
+    o.add_argument("--clip-norm", type=_positive_float, help="clip gradients to this global norm")
+    o.add_argument("--clip-value", type=_positive_float, help="clip each gradient entry")
 
 
 def _add_common(p: argparse.ArgumentParser, quiet: str) -> None:
@@ -144,7 +203,8 @@ def _training_case(args: argparse.Namespace, implementations: int = 1,
                                       optimizer=args.optimizer, lr=args.lr, epochs=args.epochs,
                                       batch_size=args.batch_size, init=args.init,
                                       implementations=implementations,
-                                      record_every_step=record_every_step)
+                                      record_every_step=record_every_step,
+                                      options=_optimizer_options(args))
     except (TypeError, ValueError) as error:
         raise UsageError(str(error)) from None
 
@@ -189,6 +249,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.update(1)
 
+    defaults = hw.OptimizerSpec(case.optimizer.name, case.optimizer.lr)
+    if verbose and case.optimizer != defaults:          # say what the options came to
+        write(f"optimizer: {case.optimizer!r}")
     try:
         history, log = runs.fit(case, on_log=(lambda e, v: write(f"epoch: {e}, loss: {v}"))
                                 if verbose else None, on_epoch=on_epoch)
@@ -205,7 +268,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"spec": dataclasses.asdict(case.spec), "optimizer": {
             "name": case.optimizer.name, "lr": case.optimizer.lr,
-            "hyperparams": dict(case.optimizer.hyperparams)}, "epochs": case.epochs,
+            "hyperparams": dict(case.optimizer.hyperparams), "repr": repr(case.optimizer)},
+            "epochs": case.epochs,
             "log": log, "final_loss": final_loss, "plot": str(args.out),
             "warnings": list(history.diagnostics)}))
     else:
@@ -360,9 +424,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
             "max_divergence": {n: float(d.max()) for n, d in result.divergence.items()},
             "within_envelope": None if result.allowed is None else not outside,
             "outside_envelope": outside, "steps": steps, "plot": str(args.out),
+            "skipped": result.skipped,
             "warnings": list(result.diagnostics)}))
         return 1 if outside else 0
     if not args.quiet:
+        for name, reason in result.skipped.items():
+            print(f"{name:16s} not run: {reason} (checked against torch alone)")
         for name, loss in final.items():
             print(f"{name:16s} final loss (mean over samples and outputs, as fit) {loss:.17g}")
         for name, d in result.divergence.items():

@@ -18,7 +18,15 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from handwritten import ACTIVATIONS, LOSSES, REDUCTIONS, LRSchedule, NetworkSpec, OptimizerSpec, Params
+from handwritten import (
+    ACTIVATIONS,
+    LOSSES,
+    REDUCTIONS,
+    LRSchedule,
+    NetworkSpec,
+    OptimizerSpec,
+    Params,
+)
 from handwritten.schedules import SCHEDULE_SETTINGS
 from handwritten.spec import FLAGS, OPTIMIZER_DEFAULTS
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ from bpnet import datasets, implementations, preflight
 from bpnet.compare import envelope, param_divergence, twin_run
 from handwritten import checks
 from handwritten.network import loss_value
+from handwritten.schedules import WARMUP_START
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,8 @@ class TrainingCase:
     def make(cls, dataset: str, spec: hw.NetworkSpec, *, seed: int, dtype: str,
              optimizer: str | None = None, lr: float | None = None, epochs: int | None = None,
              batch_size: int | None = None, init: str | None = None, implementations: int = 1,
-             record_every_step: bool = False) -> TrainingCase:
+             record_every_step: bool = False, options: OptimizerOptions | None = None
+             ) -> TrainingCase:
         """Data, params and batch order, all drawn from one Generator seeded with ``seed``;
         what is not given comes from the dataset's preset.  Raises ValueError/TypeError
         when the dataset does not fit the network, or the run (``implementations`` trainers,
@@ -75,7 +77,8 @@ class TrainingCase:
         # would be epochs * n integers)
         order = (hw.Shuffle(int(rng.integers(2**63)))
                  if batch_size is not None and batch_size < x.shape[0] else None)
-        opt = hw.OptimizerSpec(optimizer or preset.optimizer, lr or preset.lr)
+        opt = (options or OptimizerOptions()).spec(optimizer or preset.optimizer,
+                                                   lr or preset.lr, steps)
         return cls(dataset, preset, spec, opt, x, y, params, epochs, batch_size, order, seed)
 
     def train(self, implementation: Any = hw, **kwargs: Any) -> hw.History:
@@ -121,12 +124,43 @@ def fit(case: TrainingCase, on_log: Callable[[int, float], None] | None = None,
 
 
 @dataclass(frozen=True)
+class OptimizerOptions:
+    """What the command line says of the optimizer beyond its name and lr."""
+
+    hyperparams: dict[str, Any] = field(default_factory=dict)
+    schedule: str | None = None
+    """A schedule's name; its settings are ``settings``."""
+    settings: dict[str, Any] = field(default_factory=dict)
+    warmup: int = 0
+    warmup_start: float = WARMUP_START
+    clip_norm: float | None = None
+    clip_value: float | None = None
+
+    def spec(self, name: str, lr: float, steps: int) -> hw.OptimizerSpec:
+        """The OptimizerSpec of a run of ``steps`` steps: a cosine schedule's t_max and a
+        onecycle's total_steps default to the run's steps after the warm-up."""
+        schedule = None
+        if self.schedule is not None:
+            fill = {"cosine": "t_max", "onecycle": "total_steps"}.get(self.schedule)
+            settings = dict(self.settings)
+            if fill and fill not in settings:
+                settings[fill] = max(1, steps - self.warmup)
+            schedule = hw.LRSchedule(self.schedule, settings, self.warmup, self.warmup_start)
+        elif self.warmup:
+            schedule = hw.LRSchedule("constant", {}, self.warmup, self.warmup_start)
+        return hw.OptimizerSpec(name, lr, self.hyperparams, schedule, self.clip_norm,
+                                self.clip_value)
+
+
+@dataclass(frozen=True)
 class Comparison:
     """The same case trained by every implementation."""
 
     histories: dict[str, hw.History]
     divergence: dict[str, np.ndarray]       # per reference: param_divergence at every step
     allowed: np.ndarray | None              # the suite's envelope at every step (float64)
+    skipped: dict[str, str] = field(default_factory=dict)
+    """reference -> why it did not run (an option its framework has otherwise than torch)."""
 
     def outside(self) -> list[str]:
         """One line per reference whose params left the envelope: the first such step."""
@@ -153,17 +187,25 @@ def compare(case: TrainingCase, load: Callable[[str], Any] = implementations.loa
     """Train the case in every implementation from the same params and batch order, and
     (float64) the envelope the suite allows their params to drift apart within: a twin run
     of handwritten with rounding-sized gradient noise (bpnet.compare.twin_run)."""
+    steps = case.epochs * -(-case.x.shape[0] // (case.batch_size or case.x.shape[0]))
+    histories, skipped = {}, {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", hw.TrainingWarning)
-        histories = {name: case.train(load(name), record_every=1)
-                     for name in implementations.NAMES}
+        for name in implementations.NAMES:
+            impl = load(name)
+            reason = getattr(impl, "unsupported", lambda *_: None)(case.optimizer, steps)
+            if reason is not None:
+                skipped[name] = reason
+                continue
+            histories[name] = case.train(impl, record_every=1)
     ours = histories[implementations.NAMES[0]]
     divergence = {name: np.array([param_divergence(a, b) for a, b in zip(ours.params, h.params)])
                   for name, h in histories.items() if name != implementations.NAMES[0]}
     if case.x.dtype != np.float64:          # the envelope is the float64 policy
-        return Comparison(histories, divergence, None)
+        return Comparison(histories, divergence, None, skipped)
     schedule = hw.Schedule(case.x.shape[0], case.epochs, case.batch_size or case.x.shape[0],
                            case.batch_order, record_every=1)
     _, twin = twin_run(case.spec, case.params, case.x, case.y, case.optimizer, schedule,
                        case.seed)
-    return Comparison(histories, divergence, envelope(ours.recorded_steps, ours.params, twin))
+    return Comparison(histories, divergence, envelope(ours.recorded_steps, ours.params, twin),
+                      skipped)

@@ -150,8 +150,8 @@ def nesterov_update(grads: Params, state: State, params: Params, lr: float, hype
     mu = hyper["momentum"]
     g = gradient(grads, params, hyper)
     b = _velocity(g, state, mu, 0.0)
-    updates = [{k: -lr * (gk + mu * b[l][k]) for k, gk in layer.items()}
-               for l, layer in enumerate(g)]
+    updates: Params = [{k: -lr * (gk + mu * b[l][k]) for k, gk in layer.items()}
+                       for l, layer in enumerate(g)]
     return updates, {"t": state["t"] + 1, "b": b}
 
 

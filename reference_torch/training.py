@@ -10,8 +10,8 @@ import torch
 
 from handwritten.spec import History, NetworkSpec, OptimizerSpec, Params
 from handwritten.training import Schedule
-from reference_torch.network import forward, from_torch, loss_value, tensor, to_torch
 from reference_torch import schedules
+from reference_torch.network import forward, from_torch, loss_value, tensor, to_torch
 from reference_torch.optimizers import clip, make, read_state
 
 

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The property tests, fast ones first (pytest stops at the first failure).
 PROPERTY_TESTS = [
     "tests/test_activations.py", "tests/test_losses.py", "tests/test_optimizers.py",
+    "tests/test_schedules.py",
     "tests/test_network.py", "tests/test_training.py", "tests/test_seed.py",
     "tests/test_cross_framework.py", "tests/test_references.py",
     # last: ~30 s under the ci profile, and needed only by a mistake the others miss (one
@@ -158,9 +159,9 @@ MUTATIONS = [
              "network.py:loss_value", "loss = loss + spec.weight_decay / 2 * sum(",
              "loss = loss + spec.weight_decay * sum("),
     Mutation("adam_no_bias_correction", "Adam without bias correction of m",
-             "optimizers.py:adam_update", "step_size = lr / (1 - beta1**t)", "step_size = lr"),
+             "optimizers.py:_adam", "step_size = lr / (1 - beta1**t)", "step_size = lr"),
     Mutation("adam_eps_inside_sqrt", "Adam with eps inside the square root",
-             "optimizers.py:adam_update", "(np.sqrt(v[l][k]) / bias_correction2_sqrt + eps)",
+             "optimizers.py:_adam", "(np.sqrt(v[l][k]) / bias_correction2_sqrt + eps)",
              "(np.sqrt(v[l][k] + eps) / bias_correction2_sqrt)"),
     Mutation("momentum_old_buffer", "momentum steps with the buffer before it is updated",
              "optimizers.py:momentum_update",
@@ -168,12 +169,12 @@ MUTATIONS = [
              'updates = [{k: -lr * v for k, v in layer.items()} for layer in state["b"]]'),
     Mutation("nesterov_old_buffer", "nesterov look-ahead with the old buffer",
              "optimizers.py:nesterov_update",
-             "-lr * (g + mu * b[l][k])", '-lr * (g + mu * state["b"][l][k])'),
+             "-lr * (gk + mu * b[l][k])", '-lr * (gk + mu * state["b"][l][k])'),
     Mutation("rmsprop_missing_one_minus_alpha", "rmsprop adds g**2 without (1 - alpha)",
-             "optimizers.py:rmsprop_update", 'alpha * state["v"][l][k] + (1 - alpha) * g * g',
-             'alpha * state["v"][l][k] + g * g'),
+             "optimizers.py:rmsprop_update", 'alpha * state["v"][l][k] + (1 - alpha) * gk * gk',
+             'alpha * state["v"][l][k] + gk * gk'),
     Mutation("adam_no_second_bias_correction", "Adam without the bias correction of v",
-             "optimizers.py:adam_update", "bias_correction2_sqrt = (1 - beta2**t) ** 0.5",
+             "optimizers.py:_adam", "bias_correction2_sqrt = (1 - beta2**t) ** 0.5",
              "bias_correction2_sqrt = 1.0", planted=True,
              shown=('handwritten.optimizers.adam_update', '= 1/sqrt(1 - beta2**t) x reference')),
     Mutation("softmax_ce_divided_by_batch_twice", "softmax-CE gradient divided by the batch "
@@ -189,6 +190,50 @@ MUTATIONS = [
     Mutation("adamw_decay_without_lr", "adamw decays by (1 - weight_decay), forgetting lr",
              "optimizers.py:adamw_update", 'decay = lr * hyper["weight_decay"]',
              'decay = hyper["weight_decay"]'),
+    # the options of issue 13: torch.optim's every option, schedules, clipping
+    Mutation("maximize_negates_the_decay_too", "maximize negates g after the weight decay "
+             "is added (torch negates g first)", "optimizers.py:gradient",
+             "sign * g + decay * params[l][k] if decay",
+             "sign * (g + decay * params[l][k]) if decay"),
+    Mutation("weight_decay_subtracted", "coupled weight decay with the wrong sign",
+             "optimizers.py:gradient", "sign * g + decay * params[l][k] if decay",
+             "sign * g - decay * params[l][k] if decay"),
+    Mutation("dampening_on_the_first_buffer", "momentum's first buffer damped (torch's is "
+             "clone(g))", "optimizers.py:_velocity", 'if state["t"] == 0:', 'if state["t"] < 0:'),
+    Mutation("dampening_not_one_minus", "dampening d multiplies g instead of 1 - d",
+             "optimizers.py:_velocity", "(1 - dampening) * gk", "dampening * gk"),
+    Mutation("amsgrad_without_the_maximum", "amsgrad divides by the current v, not the largest",
+             "optimizers.py:_adam", 'np.maximum(state["v_max"][l][k], vk)', "vk"),
+    Mutation("centered_rmsprop_without_the_mean", "centered rmsprop forgets to subtract gbar**2",
+             "optimizers.py:rmsprop_update", "np.sqrt(v[l][k] - gbar[l][k] ** 2) + eps",
+             "np.sqrt(v[l][k]) + eps"),
+    Mutation("rmsprop_momentum_holds_the_lr", "rmsprop's momentum buffer accumulates lr g / d "
+             "(optax's form) and is multiplied by lr again", "optimizers.py:rmsprop_update",
+             'mu * state["b"][l][k] + sk for k', 'mu * state["b"][l][k] + lr * sk for k'),
+    Mutation("adagrad_lr_decay_from_t", "adagrad decays lr by 1 + t lr_decay (not t - 1)",
+             "optimizers.py:adagrad_update", '(1 + (t - 1) * hyper["lr_decay"])',
+             '(1 + t * hyper["lr_decay"])'),
+    Mutation("adagrad_accumulator_starts_at_zero", "adagrad ignores initial_accumulator_value",
+             "optimizers.py:adagrad_init",
+             '_zeros_like(params, hyper["initial_accumulator_value"])', "_zeros_like(params)"),
+    Mutation("clip_norm_without_epsilon", "clip_norm scales by limit / n (optax's), not torch's "
+             "limit / (n + 1e-6)", "optimizers.py:clip_gradients",
+             "clip_norm / (norm + CLIP_NORM_EPS)", "clip_norm / norm"),
+    Mutation("clip_value_one_sided", "clip_value clips only from above",
+             "optimizers.py:clip_gradients", "np.clip(g, -clip_value, clip_value)",
+             "np.minimum(g, clip_value)"),
+    Mutation("schedule_one_step_ahead", "step t takes the schedule's lr_t, not lr_(t-1)",
+             "optimizers.py:rule_update", 'optimizer.learning_rate(state["t"])',
+             'optimizer.learning_rate(state["t"] + 1)'),
+    Mutation("cosine_full_period", "cosine annealing over 2 t_max (cos(pi k / (2 t_max)))",
+             "schedules.py:cosine_lr", 'math.cos(math.pi * k / settings["t_max"])',
+             'math.cos(math.pi * k / (2 * settings["t_max"]))'),
+    Mutation("warmup_one_step_late", "warm-up's k-th factor at (k + 1) / w",
+             "schedules.py:warmup", "(1 - start) * k / steps", "(1 - start) * (k + 1) / steps"),
+    Mutation("onecycle_peak_at_pct_start_total", "onecycle peaks at pct_start * total_steps "
+             "(optax's boundary), not one step earlier", "schedules.py:onecycle_lr",
+             'peak_at = settings["pct_start"] * settings["total_steps"] - 1',
+             'peak_at = settings["pct_start"] * settings["total_steps"]'),
 ]
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from handwritten import (
+    LRSchedule,
     NetworkSpec,
     OptimizerSpec,
     init_params,
@@ -166,26 +167,76 @@ def test_bad_spec_is_refused(change: dict[str, Any], error: type[Exception], wor
 
 OPT_CASES: list[tuple[tuple[Any, ...], type[Exception], str]] = [
     (("sgdd", 0.1), ValueError, "optimizer name is unknown: 'sgdd'"),
-    (("sgd", 0.0), ValueError, "lr must be a finite number in (0.0"),
-    (("sgd", -1.0), ValueError, "lr must be a finite number"),
+    (("sgd", -1.0), ValueError, "lr must be a finite number in [0.0"),
     (("sgd", float("inf")), ValueError, "lr must be a finite number"),
     (("sgd", "0.1"), TypeError, "lr must be a real number"),
     (("adam", 0.1, {"beta1": 1.0}), ValueError, "beta1 must be a finite number in [0.0, 1.0)"),
-    (("adam", 0.1, {"eps": 0.0}), ValueError, "eps must be a finite number in (0.0"),
+    (("adam", 0.1, {"eps": -1e-8}), ValueError, "eps must be a finite number in [0.0"),
     (("momentum", 0.1, {"momentum": -0.5}), ValueError, "momentum must be a finite number"),
     (("nesterov", 0.1, {"momentum": 0.0}), ValueError, "momentum must be a finite number in (0.0"),
+    (("nesterov", 0.1, {"dampening": 0.1}), ValueError,
+     "(torch refuses nesterov with dampening)"),
     (("sgd", 0.1, {"momentum": 0.9}), ValueError, "hyperparams ['momentum'] are unknown"),
-    (("rmsprop", 0.1, {"alpha": 2}), ValueError, "alpha must be a finite number"),
+    (("rmsprop", 0.1, {"alpha": -0.5}), ValueError, "alpha must be a finite number"),
+    (("rmsprop", 0.1, {"momentum": -0.5}), ValueError, "momentum must be a finite number in [0.0"),
+    (("adam", 0.1, {"amsgrad": 1}), TypeError, "amsgrad must be a bool, got int"),
+    (("adagrad", 0.1, {"lr_decay": -1}), ValueError, "lr_decay must be a finite number in [0.0"),
+    (("adagrad", 0.1, {"initial_accumulator_value": -1}), ValueError,
+     "initial_accumulator_value must be a finite number in [0.0"),
     ((["adam"], 0.1), TypeError, "name must be a name (str), got list"),
+    (("sgd", 0.1, {}, "cosine"), TypeError, "schedule must be an LRSchedule or None, got str"),
+    (("sgd", 0.1, {}, None, 0.0), ValueError, "clip_norm must be a finite number in (0.0"),
+    (("sgd", 0.1, {}, None, None, -1.0), ValueError, "clip_value must be a finite number"),
+    (("sgd", 0.1, {}, None, 1.0, 1.0), ValueError, "give clip_norm or clip_value, not both"),
 ]
-
-
 @pytest.mark.parametrize(("args", "error", "words"), OPT_CASES, ids=[c[2] for c in OPT_CASES])
 def test_bad_optimizer_is_refused(args: tuple[Any, ...], error: type[Exception],
                                   words: str) -> None:
     with pytest.raises(error) as info:
         OptimizerSpec(*args)
     assert words in str(info.value), str(info.value)
+
+
+SCHEDULE_CASES: list[tuple[tuple[Any, ...], type[Exception], str]] = [
+    (("cosinus",), ValueError, "schedule name is unknown: 'cosinus'"),
+    (("cosine",), ValueError, "schedule 'cosine' needs ['t_max'] (no default)"),
+    (("cosine", {"t_max": 10, "T_max": 3}), ValueError, "schedule settings ['T_max'] are unknown"),
+    (("step", {"step_size": 0}), ValueError, "step_size must be a positive integer"),
+    (("step", {"step_size": 2.5}), TypeError, "step_size must be an int"),
+    (("exponential", {"gamma": 0.0}), ValueError, "gamma must be a finite number in (0.0"),
+    (("multistep", {"milestones": (3, -1)}), ValueError, "milestones[1] must be a step count"),
+    (("multistep", {"milestones": 3}), TypeError, "milestones must be a tuple or list"),
+    (("onecycle", {"total_steps": 10, "pct_start": 0.05}), ValueError,
+     "needs 1 < pct_start * total_steps < total_steps"),
+    (("onecycle", {"total_steps": 10}, 3), ValueError, "warmup does not combine with 'onecycle'"),
+    (("constant", {}, -1), ValueError, "warmup must be a number of steps >= 0"),
+    (("constant", {}, 5, 0.0), ValueError, "warmup_start must be a finite number in (0.0, 1.0]"),
+    (("constant", []), TypeError, "schedule settings must be a mapping"),
+]
+
+
+@pytest.mark.parametrize(("args", "error", "words"), SCHEDULE_CASES,
+                         ids=[c[2] for c in SCHEDULE_CASES])
+def test_bad_schedule_is_refused(args: tuple[Any, ...], error: type[Exception],
+                                 words: str) -> None:
+    with pytest.raises(error) as info:
+        LRSchedule(*args)
+    assert words in str(info.value), str(info.value)
+
+
+def test_a_run_longer_than_onecycle_is_refused_before_any_step() -> None:
+    """torch's OneCycleLR refuses to step beyond total_steps: so do train and step, up front."""
+    d = good()
+    opt = OptimizerSpec("sgd", 0.1, schedule=LRSchedule("onecycle", {"total_steps": 9}))
+    before = snapshot(d)
+    with pytest.raises(ValueError, match="the schedule's total_steps is 9, but the optimizer "
+                                         "would take step 10"):
+        train(SPEC, d["params"], d["x"], d["y"], opt, epochs=10)
+    assert_unchanged(before, d)
+    train(SPEC, d["params"], d["x"], d["y"], opt, epochs=9)          # 9 steps fit
+    state = init_state(opt, d["params"]) | {"t": 9}
+    with pytest.raises(ValueError, match="would take step 10"):
+        step(opt, d["params"], d["params"], state)
 
 
 TRAIN_CASES: list[tuple[dict[str, Any], type[Exception], str]] = [
@@ -242,8 +293,14 @@ def test_optimizer_spec_is_immutable_and_hashable() -> None:
         opt.hyperparams["beta1"] = 1.0  # type: ignore[index]
     assert opt.hyperparams["beta1"] == 0.9
     assert {opt: 1}[OptimizerSpec("adam", 0.1, {"beta1": 0.9})] == 1
-    assert "hyperparams={'beta1': 0.9" in repr(opt)
+    assert repr(opt) == "OptimizerSpec('adam', lr=0.1, hyperparams={})"
     assert pickle.loads(pickle.dumps(opt)) == opt == copy.deepcopy(opt)
+    full = OptimizerSpec("rmsprop", 0.1, {"centered": True, "momentum": 0.5},
+                         LRSchedule("cosine", {"t_max": 9}, warmup=2), clip_value=0.5)
+    assert eval(repr(full), {"OptimizerSpec": OptimizerSpec, "LRSchedule": LRSchedule}) == full
+    assert {full: 1}[copy.deepcopy(full)] == 1 and pickle.loads(pickle.dumps(full)) == full
+    with pytest.raises(TypeError):
+        full.schedule.settings["t_max"] = 3  # type: ignore[union-attr, index]
 
 
 def test_history_does_not_share_the_callers_arrays() -> None:

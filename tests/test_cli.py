@@ -130,7 +130,7 @@ def test_compare_fails_when_a_trajectory_leaves_the_envelope(
         return [{k: u * c for k, u in layer.items()} for layer in updates], new
 
     monkeypatch.setitem(hw.OPTIMIZERS, "adam", optimizers.OptimizerRule(
-        optimizers.adam_init, no_correction, ("m", "v")))
+        no_correction, optimizers.adam_buffers))
     assert main(["compare", "--optimizer", "adam", "--lr", "0.01", "--epochs", "20", "--out",
                  str(tmp_path / "c.png")]) == 1
     out = capsys.readouterr().out
