@@ -43,6 +43,7 @@ from bpnet.problems import (
 )
 from bpnet.tolerances import ATOL64_SCALE, RTOL64
 from handwritten import schedules, seed
+from handwritten.activations import activation
 from handwritten.spec import FLAGS, OPTIMIZER_DEFAULTS, NetworkSpec, State
 
 REGISTRIES = ("activation", "loss", "optimizer")
@@ -120,10 +121,19 @@ def _class_target_seeds(spec: NetworkSpec) -> tuple[int, int]:
     return kinds[True], kinds[False]
 
 
+PARAMETRISED = ("leaky_relu:0.2", "elu:0.5", "celu:2.5")
+"""The parametrised activations once more, each away from its default parameter."""
+
+
+def _activations() -> list[tuple[str, Any]]:
+    """Every registered activation, then PARAMETRISED: (name, registry entry)."""
+    return [*sorted(hw.ACTIVATIONS.items()), *((n, activation(n)) for n in PARAMETRISED)]
+
+
 def problem_cases(impls: Mapping[str, ModuleType], n_random: int = 12
                   ) -> Iterator[tuple[str, str, str, Callable[[], CheckReport]]]:
     """(group, name, case, run) for every case that is one problem through cross_check."""
-    for name, act in sorted(hw.ACTIVATIONS.items()):
+    for name, act in _activations():
         if act.output_only:      # behind identity: this case exercises no other activation
             spec = NetworkSpec((3, 5, 4), ("identity", name), "mse", "sum")
             problems = {"": Problem(spec, BATCH, 1)}
@@ -591,7 +601,7 @@ def extreme_cases(impls: Mapping[str, ModuleType]
     if not WIDE_ENOUGH:
         return
     dtypes = ("float64", "float32")
-    for name, act in sorted(hw.ACTIVATIONS.items()):
+    for name, act in _activations():
         def run_activation(name: str = name, act: Any = act) -> CheckReport:
             rows: dict[str, str] = {}
             for dtype in dtypes:

@@ -138,7 +138,9 @@ def _add_network(p: argparse.ArgumentParser, defaults: str = "the dataset's pres
     g = p.add_argument_group(f"network (default: {defaults})")
     g.add_argument("--layers", type=_sizes, help="layer sizes, e.g. 1,10,1")
     g.add_argument("--activations", type=_names,
-                   help=f"one per layer, comma-separated; from {', '.join(sorted(hw.ACTIVATIONS))}")
+                   help=f"one per layer, comma-separated; from "
+                        f"{', '.join(sorted(hw.ACTIVATIONS))}; leaky_relu, elu and celu take "
+                        "a parameter: leaky_relu:0.2")
     g.add_argument("--loss", choices=sorted(hw.LOSSES))
     g.add_argument("--reduction", choices=hw.REDUCTIONS)
     g.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty (0)")
@@ -375,8 +377,9 @@ def cmd_check_all(args: argparse.Namespace) -> int:
     def show(entry: check_all.Entry) -> None:
         if verbose:
             errors = entry.report.worst()
+            columns = list(impls)[1:] if set(errors) & set(impls) else list(errors)
             worst = " / ".join(f"{errors[n]:.1e}" if n in errors else "skipped"
-                               for n in list(impls)[1:])
+                               for n in columns)
             print(f"{entry.group:13s} {entry.name[:44]:44s} {worst:>30s} "
                   f"{entry.seconds:5.1f}s  {'ok' if entry.ok else 'FAIL'}", flush=True)
 

@@ -18,13 +18,15 @@ from typing import Any
 import numpy as np
 
 from bpnet.explain import at_layer
-from handwritten import ACTIVATIONS, LOSSES, NetworkSpec, network
+from handwritten import LOSSES, NetworkSpec, network
+from handwritten.activations import activation as registry_entry
 
 _LABEL = re.compile(r"^layer (\d+) (z|a|d_a|d_z|d_W|d_b)(?: \(loss_and_grads\))?$")
 
 
 def qualname(fn: Callable[..., Any]) -> str:
     """handwritten.activations.tanh_backward, for a function."""
+    fn = getattr(fn, "func", fn)          # a parametrised activation: functools.partial
     return f"{fn.__module__}.{fn.__qualname__}"
 
 
@@ -39,7 +41,7 @@ def implementing(spec: NetworkSpec, label: str) -> tuple[str, str] | None:
     if match is None:
         return None
     l, name = int(match.group(1)), match.group(2)
-    activation = ACTIVATIONS[spec.activations[l]]
+    activation = registry_entry(spec.activations[l])
     a_prev = "x" if l == 0 else f"a{l - 1}"
     decay = f" + {spec.weight_decay} W{l}" if spec.weight_decay else ""
     if name == "z":

@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from handwritten import ACTIVATIONS, LOSSES, NetworkSpec, Params, Trace
+from handwritten import LOSSES, NetworkSpec, Params, Trace
+from handwritten.activations import activation
 
 _QUANTITY = re.compile(r"\b(d_a|d_z|z|a)\b")
 
@@ -54,7 +55,7 @@ def derivation(spec: NetworkSpec, batch: str = "N") -> list[str]:
     for l in range(last, -1, -1):
         fan_in, fan_out = sizes[l], sizes[l + 1]
         if not (fused and l == last):
-            rule = at_layer(ACTIVATIONS[spec.activations[l]].derivative, l)
+            rule = at_layer(activation(spec.activations[l]).derivative, l)
             lines.append(f"  d_z{l} = {rule}".ljust(45) + f"({batch}, {fan_out})")
         a_prev = "x" if l == 0 else f"a{l - 1}"
         wd = f" + {spec.weight_decay} W{l}" if spec.weight_decay else ""

@@ -1,7 +1,7 @@
 """Central finite differences: a framework-free oracle (used by the tests and `bpnet check`).
 
 A coordinate whose +-h perturbation moves a pre-activation of a kinked activation
-(``ACTIVATIONS[name].kinked``: relu, leaky_relu, elu) across 0 is skipped: there
+(``activation(name).kinked``: relu, leaky_relu, elu, celu, selu) across 0 is skipped: there
 the function is not smooth and a finite difference means nothing.  The caller gets
 a mask of the coordinates that were kept.
 """
@@ -53,11 +53,11 @@ def network_grads(spec: Any, params: list[dict[str, np.ndarray]], x: np.ndarray,
     Returns grads-shaped finite-difference estimates and boolean masks of the
     coordinates that are meaningful (no kink crossed).  ``params`` is not modified.
     """
-    from handwritten.activations import ACTIVATIONS
+    from handwritten.activations import activation
     from handwritten.network import forward, loss_value
 
     work = [{k: v.copy() for k, v in layer.items()} for layer in params]
-    kinked = [l for l, name in enumerate(spec.activations) if ACTIVATIONS[name].kinked]
+    kinked = [l for l, name in enumerate(spec.activations) if activation(name).kinked]
 
     def f() -> tuple[float, tuple[bytes, ...]]:
         _, cache = forward(spec, work, x)

@@ -18,7 +18,15 @@ from typing import Any
 import numpy as np
 
 from bpnet.tolerances import EXTREME_STEP, extreme_allowed
-from handwritten.activations import ELU_ALPHA, GELU_C, GELU_K, LEAKY_RELU_SLOPE
+from handwritten.activations import (
+    CELU_ALPHA,
+    ELU_ALPHA,
+    GELU_C,
+    GELU_K,
+    LEAKY_RELU_SLOPE,
+    SELU_ALPHA,
+    SELU_SCALE,
+)
 
 L = np.longdouble
 LArray = Any   # a longdouble ndarray (NumPy types its operations as Any)
@@ -41,15 +49,38 @@ def _gelu_u(z: LArray) -> LArray:
     return L(GELU_C) * (z + L(GELU_K) * z**3)
 
 
-ORACLE: dict[str, tuple[Callable[[LArray], LArray], Callable[[LArray], LArray]]] = {
+Pair = tuple[Callable[[LArray], LArray], Callable[[LArray], LArray]]
+
+
+def _leaky_relu(slope: float) -> Pair:
+    return (lambda z: np.where(z > 0, z, L(slope) * z),
+            lambda z: np.where(z > 0, L(1), L(slope)))
+
+
+def _elu(alpha: float) -> Pair:
+    return (lambda z: np.where(z > 0, z, L(alpha) * np.expm1(np.minimum(z, 0))),
+            lambda z: np.where(z > 0, L(1), L(alpha) * np.exp(np.minimum(z, 0))))
+
+
+def _celu(alpha: float) -> Pair:
+    return (lambda z: np.where(z > 0, z, L(alpha) * np.expm1(np.minimum(z, 0) / L(alpha))),
+            lambda z: np.where(z > 0, L(1), np.exp(np.minimum(z, 0) / L(alpha))))
+
+
+FAMILIES: dict[str, Callable[[float], Pair]] = {"leaky_relu": _leaky_relu, "elu": _elu,
+                                                "celu": _celu}
+"""The oracle of a parametrised activation, for any value of its parameter."""
+
+ORACLE: dict[str, Pair] = {
     # name: (f, f'), with f'(0) at a kink as the implementations define it (as torch)
     "sigmoid": (_sig, lambda z: _sig(z) * _sig(-z)),
     "tanh": (np.tanh, _sech2),
     "relu": (lambda z: np.maximum(z, 0), lambda z: np.where(z > 0, L(1), L(0))),
-    "leaky_relu": (lambda z: np.where(z > 0, z, L(LEAKY_RELU_SLOPE) * z),
-                   lambda z: np.where(z > 0, L(1), L(LEAKY_RELU_SLOPE))),
-    "elu": (lambda z: np.where(z > 0, z, L(ELU_ALPHA) * np.expm1(np.minimum(z, 0))),
-            lambda z: np.where(z > 0, L(1), L(ELU_ALPHA) * np.exp(np.minimum(z, 0)))),
+    "leaky_relu": _leaky_relu(LEAKY_RELU_SLOPE),
+    "elu": _elu(ELU_ALPHA),
+    "celu": _celu(CELU_ALPHA),
+    "selu": (lambda z: L(SELU_SCALE) * _elu(SELU_ALPHA)[0](z),
+             lambda z: L(SELU_SCALE) * _elu(SELU_ALPHA)[1](z)),
     "softplus": (lambda z: np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z))), _sig),
     "gelu": (lambda z: z * _sig(2 * _gelu_u(z)),
              lambda z: _sig(2 * _gelu_u(z)) + z * 2 * _sig(2 * _gelu_u(z))
@@ -58,6 +89,14 @@ ORACLE: dict[str, tuple[Callable[[LArray], LArray], Callable[[LArray], LArray]]]
     "identity": (lambda z: z, lambda z: np.ones_like(z)),
 }
 ORACLE["swish"] = ORACLE["silu"]
+
+
+def oracle_pair(name: str) -> Pair:
+    """(f, f') in longdouble for an activation name, its parameter set ("celu:2.5")."""
+    from handwritten.activations import split_name
+
+    base, value = split_name(name)
+    return ORACLE[base] if value is None else FAMILIES[base](value)
 
 
 def sensitivity(g: Callable[..., LArray], inputs: dict[str, LArray],
@@ -196,9 +235,9 @@ def activation_problems(name: str, z: np.ndarray, d_a: np.ndarray | None = None
     """{"a": problem, "d_z": problem} of handwritten's activation at z ("" where it agrees):
     an elementwise one's f'(z) (d_a = 1), softmax's backward row-wise with the upstream
     gradient d_a (ones by default)."""
-    from handwritten.activations import ACTIVATIONS
+    from handwritten.activations import activation
 
-    act = ACTIVATIONS[name]
+    act = activation(name)
     d_a = np.ones_like(z) if d_a is None else d_a
     zl, dl = z.astype(L), d_a.astype(L)
     a = act.forward(z)
@@ -209,7 +248,7 @@ def activation_problems(name: str, z: np.ndarray, d_a: np.ndarray | None = None
                                                        rowwise=True)),
                 "d_z": judge(d_z, softmax_backward(al, dl),
                              sensitivity(softmax_backward, {"a": al, "d_a": dl}, rowwise=True))}
-    f, df = ORACLE[name]          # elementwise: f'(z) itself, with d_a = 1
+    f, df = oracle_pair(name)            # elementwise: f'(z) itself, with d_a = 1
     d_z = act.backward(z, a, np.ones_like(z))
     return {"a": judge(a, f(zl), sensitivity(lambda z: f(z), {"z": zl})),
             "d_z": judge(d_z, df(zl), sensitivity(lambda z: df(z), {"z": zl}))}

@@ -27,6 +27,7 @@ from handwritten import (
     OptimizerSpec,
     Params,
 )
+from handwritten.activations import PARAMETERS
 from handwritten.schedules import SCHEDULE_SETTINGS
 from handwritten.spec import FLAGS, OPTIMIZER_DEFAULTS
 
@@ -79,6 +80,20 @@ def losses_for(output_activation: str) -> list[str]:
                   or output_activation in loss.output_activations)
 
 
+PARAMETER_RANGE = (0.05, 3.0)
+"""Where a drawn activation parameter (leaky_relu's slope, elu's and celu's alpha) lies
+when it is not the default: wide enough to move every derivative away from torch's
+defaults, narrow enough that free-running training does not blow up (tests/
+test_activations.py checks slopes and alphas up to 10, as numpy-ml draws them)."""
+
+
+def with_parameter(choose: Chooser, name: str) -> str:
+    """A parametrised activation's name at its default, or with a drawn value ("elu:1.7")."""
+    if name not in PARAMETERS or not choose.choice((False, True)):
+        return name
+    return f"{name}:{choose.real(*PARAMETER_RANGE)!r}"
+
+
 def draw_spec(choose: Chooser, max_depth: int = 4, max_width: int = 16,
               activations: Sequence[str] | None = None,
               exclude_losses: Sequence[str] = ()) -> NetworkSpec:
@@ -86,10 +101,10 @@ def draw_spec(choose: Chooser, max_depth: int = 4, max_width: int = 16,
     depth = choose.integer(1, max_depth)
     sizes = tuple(choose.integer(1, max_width) for _ in range(depth + 1))
     hidden = list(activations or HIDDEN_ACTIVATIONS)
-    names = [choose.choice(hidden) for _ in range(depth - 1)]
+    names = [with_parameter(choose, choose.choice(hidden)) for _ in range(depth - 1)]
     out_choices = [a for a in (activations or ALL_ACTIVATIONS)
                    if not (a == "softmax" and sizes[-1] < 2)]
-    names.append(choose.choice(out_choices or ["identity"]))
+    names.append(with_parameter(choose, choose.choice(out_choices or ["identity"])))
     loss = choose.choice([n for n in losses_for(names[-1]) if n not in exclude_losses])
     reduction = choose.choice(REDUCTIONS)
     weight_decay = choose.choice(WEIGHT_DECAYS)

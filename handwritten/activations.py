@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import lru_cache, partial
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -31,6 +32,9 @@ LEAKY_RELU_SLOPE = 0.01
 
 ELU_ALPHA = 1.0
 """alpha of elu: elu(z) = alpha * (exp(z) - 1) for z <= 0 (torch's default)."""
+
+CELU_ALPHA = 1.0
+"""alpha of celu: celu(z) = alpha * (exp(z / alpha) - 1) for z <= 0 (torch's default)."""
 
 GELU_C = math.sqrt(2.0 / math.pi)
 GELU_K = 0.044715
@@ -158,32 +162,41 @@ def relu_backward(z: Array, a: Array, d_a: Array) -> Array:
 # leaky_relu ------------------------------------------------------------------
 
 
-def leaky_relu(z: Array) -> Array:
-    """a = z if z > 0 else s * z, with slope s = LEAKY_RELU_SLOPE = 0.01."""
-    return np.where(z > 0, z, LEAKY_RELU_SLOPE * z)
+def leaky_relu(z: Array, slope: float = LEAKY_RELU_SLOPE) -> Array:
+    """a = z if z > 0 else slope * z (torch.nn.LeakyReLU's negative_slope, 0.01 by default).
+
+    With a slope above 1, slope * z overflows for z near the float range's end: where
+    that product is used its true value is beyond the range (-inf is its rounding), and
+    elsewhere np.where discards it, so the overflow is silenced."""
+    with np.errstate(over="ignore"):
+        return np.where(z > 0, z, slope * z)
 
 
-def leaky_relu_backward(z: Array, a: Array, d_a: Array) -> Array:
-    """leaky_relu'(z) = 1 if z > 0 else s (the value s at the kink, as torch).
+def leaky_relu_backward(z: Array, a: Array, d_a: Array, slope: float = LEAKY_RELU_SLOPE
+                        ) -> Array:
+    """leaky_relu'(z) = 1 if z > 0 else slope (the value slope at the kink, as torch).
 
-        d_z = d_a * (1 if z > 0 else s)
+        d_z = d_a * (1 if z > 0 else slope)
+
+    (slope * d_a's overflow is silenced as in the forward.)
     """
-    return np.where(z > 0, d_a, LEAKY_RELU_SLOPE * d_a)
+    with np.errstate(over="ignore"):
+        return np.where(z > 0, d_a, slope * d_a)
 
 
-# elu -------------------------------------------------------------------------
+# elu, celu and selu: the exponential family ----------------------------------
 
 
-def elu(z: Array) -> Array:
-    """Exponential linear unit with alpha = ELU_ALPHA = 1.
+def elu(z: Array, alpha: float = ELU_ALPHA) -> Array:
+    """Exponential linear unit (alpha = 1 by default, as torch):
 
         a = z                        for z > 0
         a = alpha * (exp(z) - 1)     for z <= 0   (expm1: exact near 0)
     """
-    return np.where(z > 0, z, ELU_ALPHA * np.expm1(np.minimum(z, 0)))
+    return np.where(z > 0, z, alpha * np.expm1(np.minimum(z, 0)))
 
 
-def elu_backward(z: Array, a: Array, d_a: Array) -> Array:
+def elu_backward(z: Array, a: Array, d_a: Array, alpha: float = ELU_ALPHA) -> Array:
     """elu'(z) = 1 for z > 0, else alpha * exp(z) = a + alpha (reusing the output).
 
         d_z = d_a * (1 if z > 0 else a + alpha)
@@ -191,10 +204,71 @@ def elu_backward(z: Array, a: Array, d_a: Array) -> Array:
     a + alpha cancels as a approaches -alpha (for z <= -37 it is exactly 0 in
     float64, while alpha e^z is not), so where z < -TAIL it is alpha * exp(z).
     """
-    d_z = np.where(z > 0, 1, a + ELU_ALPHA)
+    d_z = np.where(z > 0, 1, a + alpha)
     tail = flat_indices(z < -TAIL)
     if tail.size:
-        d_z.put(tail, ELU_ALPHA * np.exp(z.take(tail)))
+        d_z.put(tail, alpha * np.exp(z.take(tail)))
+    d_z *= d_a
+    return d_z
+
+
+def celu(z: Array, alpha: float = CELU_ALPHA) -> Array:
+    """Continuously differentiable elu (torch.nn.CELU): elu of z / alpha, scaled by alpha,
+
+        a = z                            for z > 0
+        a = alpha * (exp(z / alpha) - 1) for z <= 0
+
+    so its slope is 1 on both sides of 0 for every alpha > 0.  With alpha < 1, z / alpha
+    overflows to -inf for z near the float range's end, where exp(z / alpha) = 0 is the
+    right limit: that overflow is silenced."""
+    with np.errstate(over="ignore"):
+        return np.where(z > 0, z, alpha * np.expm1(np.minimum(z, 0) / alpha))
+
+
+def celu_backward(z: Array, a: Array, d_a: Array, alpha: float = CELU_ALPHA) -> Array:
+    """celu'(z) = 1 for z > 0, else exp(z / alpha) = a / alpha + 1 (reusing the output).
+
+        d_z = d_a * (1 if z > 0 else a / alpha + 1)
+
+    As for elu, a / alpha + 1 cancels in the tail, so where z / alpha < -TAIL it is
+    exp(z / alpha).
+    """
+    d_z = np.where(z > 0, 1, np.minimum(a, 0) / alpha + 1)     # a / alpha only where a <= 0
+    tail = flat_indices(z < -TAIL * alpha)
+    if tail.size:
+        with np.errstate(over="ignore"):         # z / alpha = -inf: exp gives the limit 0
+            d_z.put(tail, np.exp(z.take(tail) / alpha))
+    d_z *= d_a
+    return d_z
+
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+"""selu's constants (Klambauer et al. 2017, torch.nn.SELU's): fixed, not parameters."""
+
+
+def selu(z: Array) -> Array:
+    """Scaled elu with fixed constants, a = scale * elu(z, alpha):
+
+        a = scale * z                        for z > 0
+        a = scale * alpha * (exp(z) - 1)     for z <= 0
+    """
+    # for z beyond max float / scale the true value is beyond the float range: inf is its
+    # rounding, and that overflow is expected (silenced)
+    with np.errstate(over="ignore"):
+        return SELU_SCALE * np.where(z > 0, z, SELU_ALPHA * np.expm1(np.minimum(z, 0)))
+
+
+def selu_backward(z: Array, a: Array, d_a: Array) -> Array:
+    """selu'(z) = scale for z > 0, else scale * alpha * exp(z) = a + scale * alpha.
+
+        d_z = d_a * (scale if z > 0 else a + scale * alpha)
+
+    with alpha * scale * exp(z) itself where z < -TAIL (the tail, as elu)."""
+    d_z = np.where(z > 0, SELU_SCALE, a + SELU_SCALE * SELU_ALPHA)
+    tail = flat_indices(z < -TAIL)
+    if tail.size:
+        d_z.put(tail, SELU_SCALE * SELU_ALPHA * np.exp(z.take(tail)))
     d_z *= d_a
     return d_z
 
@@ -344,6 +418,39 @@ class Activation(NamedTuple):
     finite-difference check keeps z away from 0."""
 
 
+def _leaky_relu(slope: float) -> Activation:
+    return Activation(partial(leaky_relu, slope=slope), partial(leaky_relu_backward, slope=slope),
+                      f"d_a * (1 if z > 0 else {slope!r})", kinked=slope != 1)
+
+
+def _elu(alpha: float) -> Activation:
+    return Activation(partial(elu, alpha=alpha), partial(elu_backward, alpha=alpha),
+                      f"d_a * (1 if z > 0 else a + {alpha!r})", kinked=True)
+
+
+def _celu(alpha: float) -> Activation:
+    return Activation(partial(celu, alpha=alpha), partial(celu_backward, alpha=alpha),
+                      f"d_a * (1 if z > 0 else a / {alpha!r} + 1)", kinked=True)
+
+
+class Parameter(NamedTuple):
+    """An activation's parameter: its name, default, valid values, and the registry entry
+    for a value (``activation("leaky_relu:0.2")``)."""
+
+    name: str
+    default: float
+    entry: Callable[[float], Activation]
+    positive: bool = False
+    """Only values > 0 (celu divides by alpha, and its tail is exp(z / alpha))."""
+
+
+PARAMETERS: dict[str, Parameter] = {
+    "leaky_relu": Parameter("slope", LEAKY_RELU_SLOPE, _leaky_relu),
+    "elu": Parameter("alpha", ELU_ALPHA, _elu),
+    "celu": Parameter("alpha", CELU_ALPHA, _celu, positive=True),
+}
+"""The activations that take a parameter: "name:value" sets it (torch's keyword)."""
+
 ACTIVATIONS: dict[str, Activation] = {
     "sigmoid": Activation(sigmoid, sigmoid_backward, "d_a * a * (1 - a)"),
     "tanh": Activation(tanh, tanh_backward, "d_a * (1 - a**2)"),
@@ -352,6 +459,11 @@ ACTIVATIONS: dict[str, Activation] = {
                              f"d_a * (1 if z > 0 else {LEAKY_RELU_SLOPE})", kinked=True),
     "elu": Activation(elu, elu_backward, f"d_a * (1 if z > 0 else a + {ELU_ALPHA})",
                       kinked=True),
+    "celu": Activation(celu, celu_backward, f"d_a * (1 if z > 0 else a / {CELU_ALPHA} + 1)",
+                       kinked=True),
+    "selu": Activation(selu, selu_backward,
+                       "d_a * (scale if z > 0 else a + scale * alpha),  "
+                       "scale = 1.0507, alpha = 1.6733", kinked=True),
     "softplus": Activation(softplus, softplus_backward, "d_a * (1 - exp(-a))"),
     "gelu": Activation(gelu, gelu_backward,
                        "d_a * (s + z 2 s (1 - s) c (1 + 3k z**2)),  s = sigmoid(2 u(z))"),
@@ -360,6 +472,45 @@ ACTIVATIONS: dict[str, Activation] = {
     "softmax": Activation(softmax, softmax_backward, "a * (d_a - sum(d_a * a, axis=1))",
                           output_only=True),
 }
-"""Every activation by name.  ``swish`` is an alias of ``silu``."""
+"""Every activation by name, each parametrised one at its default (``PARAMETERS``).
+``swish`` is an alias of ``silu``."""
 
 ACTIVATIONS["swish"] = ACTIVATIONS["silu"]
+
+
+def split_name(name: str) -> tuple[str, float | None]:
+    """"leaky_relu:0.2" -> ("leaky_relu", 0.2); "tanh" -> ("tanh", None).
+
+    Raises ValueError for an unknown name, a parameter where the activation takes none,
+    or a value that is not a finite number (celu: a positive one)."""
+    base, sep, text = name.partition(":")
+    if base not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {base!r}; expected one of {sorted(ACTIVATIONS)}")
+    if not sep:
+        return base, None
+    if base not in PARAMETERS:
+        raise ValueError(f"activation {base!r} takes no parameter, got {name!r} (those that "
+                         f"do: {', '.join(f'{n}:{p.name}' for n, p in PARAMETERS.items())})")
+    parameter = PARAMETERS[base]
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or (parameter.positive and value <= 0):
+        raise ValueError(f"{base}'s {parameter.name} must be a "
+                         f"{'positive ' if parameter.positive else ''}finite number, got "
+                         f"{text!r} in {name!r}")
+    return base, value
+
+
+@lru_cache(maxsize=256)
+def _bound(name: str) -> Activation:
+    base, value = split_name(name)
+    return ACTIVATIONS[base] if value is None else PARAMETERS[base].entry(value)
+
+
+def activation(name: str) -> Activation:
+    """The registry entry of an activation name, with its parameter set when the name
+    carries one ("leaky_relu:0.2", "elu:0.5", "celu:2"); ValueError for a bad name."""
+    entry = ACTIVATIONS.get(name)
+    return entry if entry is not None else _bound(name)

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from handwritten import checks
-from handwritten.activations import ACTIVATIONS
+from handwritten.activations import activation
 from handwritten.losses import LOSSES
 from handwritten.spec import Array, NetworkSpec, Params, Scalar, Trace
 
@@ -99,7 +99,7 @@ def forward(spec: NetworkSpec, params: Params, x: Array) -> tuple[Array, list[di
     for p, name in zip(params, spec.activations):
         z = a @ p["W"]                              # (batch, fan_out)
         z += p["b"]                                 # in place: z is a fresh array
-        a = ACTIVATIONS[name].forward(z)            # (batch, fan_out)
+        a = activation(name).forward(z)             # (batch, fan_out)
         cache.append({"z": z, "a": a})
     return a, cache
 
@@ -145,7 +145,7 @@ def backward(spec: NetworkSpec, params: Params, x: Array, y: Array,
         z, a = cache[l]["z"], cache[l]["a"]
         W = params[l]["W"]
         if "d_a" in deltas[l]:
-            d_z = ACTIVATIONS[spec.activations[l]].backward(z, a, deltas[l]["d_a"])
+            d_z = activation(spec.activations[l]).backward(z, a, deltas[l]["d_a"])
         deltas[l]["d_z"] = d_z
         a_prev = x if l == 0 else cache[l - 1]["a"]
         d_W = a_prev.T @ d_z                                        # (fan_in, fan_out)

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from handwritten.activations import ACTIVATIONS
+from handwritten.activations import activation, split_name
 from handwritten.losses import LOSSES, REDUCTIONS
 from handwritten.schedules import SCHEDULE_SETTINGS, WARMUP_START, learning_rate, learning_rates
 
@@ -94,6 +94,8 @@ class NetworkSpec:
     activations : tuple of str
         One name from ``ACTIVATIONS`` per layer (``len(layer_sizes) - 1``);
         hidden and output layers may differ.  softmax only on the output layer.
+        leaky_relu, elu and celu take their parameter after a colon: "leaky_relu:0.2"
+        (slope), "elu:0.5", "celu:2" (alpha); without one, torch's default.
     loss : str
         A name from ``LOSSES``; it must accept the output activation.
     reduction : {"mean", "sum"}
@@ -124,16 +126,17 @@ class NetworkSpec:
             raise ValueError(f"activations needs one name per layer ({len(sizes) - 1} for "
                              f"layer_sizes {sizes}), got {len(names)}: {names}")
         for i, name in enumerate(names):
-            if name not in ACTIVATIONS:
-                raise ValueError(f"activations[{i}] is unknown: {name!r}; "
-                                 f"expected one of {sorted(ACTIVATIONS)}")
-            if ACTIVATIONS[name].output_only and i != len(names) - 1:
+            try:
+                entry = activation(name)
+            except ValueError as error:
+                raise ValueError(f"activations[{i}] is not valid: {error}") from None
+            if entry.output_only and i != len(names) - 1:
                 raise ValueError(f"activations[{i}] is {name!r}, which is allowed only on the "
                                  "output layer")
         if self.loss not in LOSSES:
             raise ValueError(f"loss is unknown: {self.loss!r}; expected one of {sorted(LOSSES)}")
         accepted = LOSSES[self.loss].output_activations
-        if accepted is not None and names[-1] not in accepted:
+        if accepted is not None and split_name(names[-1])[0] not in accepted:
             raise ValueError(f"loss {self.loss!r} needs the output activation to be one of "
                              f"{sorted(accepted)}, got {names[-1]!r}")
         if self.reduction not in REDUCTIONS:

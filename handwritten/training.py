@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from handwritten import checks
-from handwritten.activations import ACTIVATIONS
+from handwritten.activations import activation
 from handwritten.network import backward, forward, loss_value
 from handwritten.optimizers import apply_updates, init_state, rule_update
 from handwritten.spec import History, NetworkSpec, OptimizerSpec, Params, Shuffle, State
@@ -185,9 +185,9 @@ def diagnose(spec: NetworkSpec, x: Array, y: Array, initial: Params, final: Para
     if not any(np.any(g) for layer in grads for g in layer.values()):
         notes.append("every gradient is exactly zero at the final params")
     for l, (name, c) in enumerate(zip(spec.activations, cache)):
-        if l == spec.n_layers - 1 or ACTIVATIONS[name].output_only:
+        if l == spec.n_layers - 1 or activation(name).output_only:
             continue
-        slope = np.abs(ACTIVATIONS[name].backward(c["z"], c["a"], np.ones_like(c["z"])))
+        slope = np.abs(activation(name).backward(c["z"], c["a"], np.ones_like(c["z"])))
         if (slope.max(axis=0) < SATURATED).all():
             notes.append(f"layer {l}: all {slope.shape[1]} {name} units saturated "
                          f"({name}' < {SATURATED:g} on every sample)")

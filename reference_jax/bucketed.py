@@ -33,8 +33,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from handwritten import checks
+from handwritten.activations import PARAMETERS, split_name
 from handwritten.spec import NetworkSpec, Params, Trace
-from reference_jax.activations import ACTIVATIONS
+from reference_jax.activations import ACTIVATIONS, PARAMETRISED
 from reference_jax.losses import TERMS
 from reference_jax.precision import float64
 
@@ -55,10 +56,22 @@ def _bucket(n: int, smallest: int) -> int:
 
 
 def _activation_branch(name: str) -> Any:
+    """(z, columns, p) -> a; p is the layer's parameter (data too), used by leaky_relu, elu
+    and celu only."""
     if name == "softmax":
-        return lambda z, columns: jax.nn.softmax(z, axis=1, where=columns)
+        return lambda z, columns, p: jax.nn.softmax(z, axis=1, where=columns)
     f = ACTIVATIONS[name]
-    return lambda z, columns: f(z)
+    if name in PARAMETRISED:
+        return lambda z, columns, p: f(z, p)
+    return lambda z, columns, p: f(z)
+
+
+def _parameter(name: str) -> float:
+    """The parameter of an activation name (its default without one; 0 if it takes none)."""
+    base, value = split_name(name)
+    if value is not None:
+        return value
+    return PARAMETERS[base].default if base in PARAMETERS else 0.0
 
 
 def _padded_terms(name: str) -> Any:
@@ -90,7 +103,7 @@ def _loss(params: Any, dz: Any, da: Any, x: jax.Array, y: jax.Array, meta: dict[
         z = a @ params[l]["W"] + params[l]["b"] + dz[l]
         a = jax.lax.switch(meta["activation"][l],
                            [_activation_branch(n) for n in ACTIVATION_NAMES], z,
-                           meta["columns"]) + da[l]
+                           meta["columns"], meta["parameter"][l]) + da[l]
         cache.append({"z": z, "a": a})
     mask = meta["rows"][:, None] & meta["columns"][None, :]
     terms, count = jax.lax.switch(meta["loss"], [_padded_terms(n) for n in LOSS_NAMES],
@@ -129,7 +142,9 @@ def _padded_problem(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndar
         y = np.eye(n_out, dtype=dtype)[y]
     meta = {
         "activation": np.array([ACTIVATION_NAMES.index("identity")] * offset
-                               + [ACTIVATION_NAMES.index(n) for n in spec.activations]),
+                               + [ACTIVATION_NAMES.index(split_name(n)[0])
+                                  for n in spec.activations]),
+        "parameter": np.array([0.0] * offset + [_parameter(n) for n in spec.activations], dtype),
         "loss": np.array(LOSS_NAMES.index(spec.loss)),
         "rows": np.arange(batch) < x.shape[0],
         "columns": np.arange(width) < n_out,

@@ -18,7 +18,7 @@ import numpy as np
 
 from handwritten import checks
 from handwritten.spec import NetworkSpec, Params, Trace
-from reference_jax.activations import ACTIVATIONS
+from reference_jax.activations import activation
 from reference_jax.losses import LOSSES
 from reference_jax.precision import float64
 
@@ -46,7 +46,7 @@ def forward(spec: NetworkSpec, params: JaxParams, x: jax.Array,
         z = a @ p["W"] + p["b"]
         if dz is not None:
             z = z + dz[l]
-        a = ACTIVATIONS[name](z)
+        a = activation(name)(z)
         if da is not None:
             a = a + da[l]
         cache.append({"z": z, "a": a})

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 
-from handwritten.activations import ELU_ALPHA, LEAKY_RELU_SLOPE
+from handwritten.activations import CELU_ALPHA, ELU_ALPHA, LEAKY_RELU_SLOPE, split_name
 
 # softplus: torch returns z itself above ``threshold`` (default 20), which differs from
 # log(1 + e^z) by e^-z: 2e-9 at z = 20, far above float64's resolution.  At 40 the
@@ -15,12 +16,14 @@ from handwritten.activations import ELU_ALPHA, LEAKY_RELU_SLOPE
 # sigmoid(40) rounds to 1.0: thresholding there is exact in both dtypes.
 SOFTPLUS_THRESHOLD = 40.0
 
-ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+ACTIVATIONS: dict[str, Callable[..., torch.Tensor]] = {
     "sigmoid": torch.sigmoid,
     "tanh": torch.tanh,
     "relu": F.relu,
-    "leaky_relu": lambda z: F.leaky_relu(z, negative_slope=LEAKY_RELU_SLOPE),
-    "elu": lambda z: F.elu(z, alpha=ELU_ALPHA),
+    "leaky_relu": lambda z, p=LEAKY_RELU_SLOPE: F.leaky_relu(z, negative_slope=p),
+    "elu": lambda z, p=ELU_ALPHA: F.elu(z, alpha=p),
+    "celu": lambda z, p=CELU_ALPHA: F.celu(z, alpha=p),
+    "selu": F.selu,
     "softplus": lambda z: F.softplus(z, beta=1.0, threshold=SOFTPLUS_THRESHOLD),
     "gelu": lambda z: F.gelu(z, approximate="tanh"),
     "silu": F.silu,
@@ -28,3 +31,10 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "identity": lambda z: z,
     "softmax": lambda z: torch.softmax(z, dim=1),
 }
+"""Every activation by name; a parametrised one takes its parameter as ``p``."""
+
+
+def activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The op of an activation name, its parameter bound ("leaky_relu:0.2")."""
+    base, value = split_name(name)
+    return ACTIVATIONS[base] if value is None else partial(ACTIVATIONS[base], p=value)

@@ -15,7 +15,7 @@ import torch
 
 from handwritten import checks
 from handwritten.spec import NetworkSpec, Params, Trace
-from reference_torch.activations import ACTIVATIONS
+from reference_torch.activations import activation
 from reference_torch.losses import LOSSES
 
 TorchParams = list[dict[str, torch.Tensor]]
@@ -45,7 +45,7 @@ def forward(spec: NetworkSpec, tparams: TorchParams, x: torch.Tensor
     a = x
     for p, name in zip(tparams, spec.activations):
         z = a @ p["W"] + p["b"]
-        a = ACTIVATIONS[name](z)
+        a = activation(name)(z)
         cache.append({"z": z, "a": a})
     return a, cache
 

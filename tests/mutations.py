@@ -190,6 +190,18 @@ MUTATIONS = [
     Mutation("adamw_decay_without_lr", "adamw decays by (1 - weight_decay), forgetting lr",
              "optimizers.py:adamw_update", 'decay = lr * hyper["weight_decay"]',
              'decay = hyper["weight_decay"]'),
+    # the options of issue 13: parametrised activations, selu and celu
+    Mutation("leaky_relu_default_slope_in_backward", "leaky_relu's backward uses the default "
+             "slope, not the given one", "activations.py:leaky_relu_backward",
+             "np.where(z > 0, d_a, slope * d_a)", "np.where(z > 0, d_a, LEAKY_RELU_SLOPE * d_a)"),
+    Mutation("elu_tail_without_alpha", "elu's tail derivative exp(z), forgetting alpha",
+             "activations.py:elu_backward", "alpha * np.exp(z.take(tail))",
+             "np.exp(z.take(tail))"),
+    Mutation("celu_derivative_without_one_over_alpha", "celu' = a + 1 (elu's, with alpha 1)",
+             "activations.py:celu_backward", "np.minimum(a, 0) / alpha + 1",
+             "np.minimum(a, 0) + 1"),
+    Mutation("selu_derivative_unscaled_for_positive_z", "selu' = 1 for z > 0, forgetting scale",
+             "activations.py:selu_backward", "np.where(z > 0, SELU_SCALE,", "np.where(z > 0, 1,"),
     # the options of issue 13: torch.optim's every option, schedules, clipping
     Mutation("maximize_negates_the_decay_too", "maximize negates g after the weight decay "
              "is added (torch negates g first)", "optimizers.py:gradient",

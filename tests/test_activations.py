@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -11,7 +12,14 @@ from hypothesis import strategies as st
 
 from bpnet.finite_diff import central_diff_leaf
 from bpnet.tolerances import FD_ATOL_SCALE, FD_RTOL
-from handwritten.activations import ACTIVATIONS, sigmoid
+from handwritten.activations import (
+    ACTIVATIONS,
+    PARAMETERS,
+    SELU_ALPHA,
+    SELU_SCALE,
+    activation,
+    sigmoid,
+)
 from tests.helpers import assert_leaf_close
 
 NAMES = sorted(ACTIVATIONS)
@@ -133,3 +141,71 @@ def test_softmax_is_stable_per_row() -> None:
 
 def test_swish_is_silu() -> None:
     assert ACTIVATIONS["swish"] is ACTIVATIONS["silu"]
+
+
+# parametrised activations: any slope or alpha, as numpy-ml draws them ----------------------
+
+
+@pytest.mark.parametrize("base", sorted(PARAMETERS))
+@given(value=st.floats(0.01, 10.0), seed=st.integers(0, 2**32 - 1),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_parametrised_backward_matches_finite_differences(base: str, value: float, seed: int,
+                                                          dtype: type) -> None:
+    """leaky_relu's slope and elu's and celu's alpha drawn from U(0.01, 10) (numpy-ml's
+    range): the backward still equals central differences (float64), and float32 stays
+    float32."""
+    act = activation(f"{base}:{value!r}")
+    rng = np.random.default_rng(seed)
+    z = rng.uniform(-4, 4, (3, 4))
+    z = np.where(np.abs(z) < 1e-3, 1e-3, z)         # clear of the kink at 0
+    d_a = rng.uniform(-1, 1, (3, 4))
+
+    def f() -> tuple[float, bytes]:
+        return float(np.sum(d_a * act.forward(z))), (z > 0).tobytes()
+
+    fd, valid = central_diff_leaf(f, z)
+    assert valid.all()
+    assert_leaf_close(act.backward(z, act.forward(z), d_a), fd, f"{base}:{value} d_z",
+                      rtol=FD_RTOL, atol=FD_ATOL_SCALE * max(1.0, abs(f()[0])))
+    z32 = z.astype(dtype)
+    assert act.backward(z32, act.forward(z32), d_a.astype(dtype)).dtype == dtype
+
+
+@pytest.mark.parametrize("base", sorted(PARAMETERS))
+def test_the_default_parameter_is_the_plain_name(base: str) -> None:
+    z = np.linspace(-40, 5, 46).reshape(2, 23)
+    plain, named = ACTIVATIONS[base], activation(f"{base}:{PARAMETERS[base].default}")
+    np.testing.assert_array_equal(plain.forward(z), named.forward(z))
+    np.testing.assert_array_equal(plain.backward(z, plain.forward(z), z),
+                                  named.backward(z, named.forward(z), z))
+    assert activation(base) is plain
+
+
+def test_celu_is_elu_of_z_over_alpha_scaled_and_selu_is_scaled_elu() -> None:
+    """The definitions, by way of elu: celu(z; alpha) = alpha elu(z / alpha; 1) and
+    selu(z) = scale elu(z; alpha) with torch's constants; their derivatives likewise."""
+    z = np.linspace(-30, 5, 71).reshape(1, 71)
+    for alpha in (0.3, 1.0, 4.0):
+        celu = activation(f"celu:{alpha}")
+        elu = ACTIVATIONS["elu"]
+        np.testing.assert_allclose(celu.forward(z), alpha * elu.forward(z / alpha), rtol=1e-15)
+        np.testing.assert_allclose(celu.backward(z, celu.forward(z), np.ones_like(z)),
+                                   elu.backward(z / alpha, elu.forward(z / alpha),
+                                                np.ones_like(z)), rtol=1e-15)
+    selu, elu_a = ACTIVATIONS["selu"], activation(f"elu:{SELU_ALPHA!r}")
+    np.testing.assert_allclose(selu.forward(z), SELU_SCALE * elu_a.forward(z), rtol=1e-15)
+    np.testing.assert_allclose(selu.backward(z, selu.forward(z), np.ones_like(z)),
+                               SELU_SCALE * elu_a.backward(z, elu_a.forward(z), np.ones_like(z)),
+                               rtol=1e-15)
+
+
+@pytest.mark.parametrize(("name", "words"), [
+    ("tanh:0.5", "activation 'tanh' takes no parameter"),
+    ("celu:0", "celu's alpha must be a positive finite number"),
+    ("leaky_relu:nan", "leaky_relu's slope must be a finite number"),
+    ("elu:", "elu's alpha must be a finite number"),
+    ("reluu", "unknown activation 'reluu'"),
+])
+def test_bad_parameters_are_refused_by_name(name: str, words: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(words)):
+        activation(name)

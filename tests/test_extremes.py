@@ -20,6 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bpnet.oracle import (
+    FAMILIES,
     LOSS_ORACLE,
     ORACLE,
     WIDE_ENOUGH,
@@ -28,12 +29,13 @@ from bpnet.oracle import (
     activation_problems,
     judge,
     loss_problems,
+    oracle_pair,
     softmax,
     softmax_backward,
     specials,
 )
 from bpnet.tolerances import EXTREME_STEP, extreme_allowed
-from handwritten.activations import ACTIVATIONS
+from handwritten.activations import ACTIVATIONS, PARAMETERS, activation
 from handwritten.losses import LOSSES
 
 if not WIDE_ENOUGH:     # e.g. on aarch64 macOS
@@ -41,7 +43,9 @@ if not WIDE_ENOUGH:     # e.g. on aarch64 macOS
 
 # the oracle: bpnet/oracle.py, every formula in longdouble, written for stability
 
-ELEMENTWISE = sorted(n for n, a in ACTIVATIONS.items() if not a.output_only)
+PARAMETRISED = ("leaky_relu:0.2", "leaky_relu:7.5", "elu:0.5", "celu:2.5", "celu:0.3")
+"""The parametrised activations away from their defaults, at the extremes too."""
+ELEMENTWISE = [*sorted(n for n, a in ACTIVATIONS.items() if not a.output_only), *PARAMETRISED]
 
 
 def assert_close_to_oracle(name: str, computed: np.ndarray, true: LArray, sens: LArray,
@@ -78,7 +82,8 @@ DTYPES = ["float32", "float64"]
 # activations --------------------------------------------------------------------------
 
 def test_every_activation_has_an_oracle() -> None:
-    missing = sorted(set(ELEMENTWISE) - set(ORACLE))
+    plain = {n for n, a in ACTIVATIONS.items() if not a.output_only}
+    missing = sorted(plain - set(ORACLE) | set(PARAMETERS) - set(FAMILIES))
     assert not missing, f"bpnet/oracle.py has no longdouble oracle for {missing}"
 
 
@@ -183,7 +188,7 @@ def oracle_trace(spec: Any, params: list[dict[str, LArray]], x: LArray, y: LArra
     a = x
     for l, (p, name) in enumerate(zip(params, spec.activations)):
         z = hit("z", l, a @ p["W"] + p["b"])
-        a = hit("a", l, softmax(z) if name == "softmax" else ORACLE[name][0](z))
+        a = hit("a", l, softmax(z) if name == "softmax" else oracle_pair(name)[0](z))
         out[l, "z"], out[l, "a"] = z, a
     loss = LOSSES[spec.loss]
     terms, grad, wrt = LOSS_ORACLE[spec.loss]
@@ -201,7 +206,7 @@ def oracle_trace(spec: Any, params: list[dict[str, LArray]], x: LArray, y: LArra
                       else out[l + 1, "d_z"] @ params[l + 1]["W"].T)
             out[l, "d_a"] = d_a
             name = spec.activations[l]
-            d_z = softmax_backward(a, d_a) if name == "softmax" else d_a * ORACLE[name][1](z)
+            d_z = softmax_backward(a, d_a) if name == "softmax" else d_a * oracle_pair(name)[1](z)
         out[l, "d_z"] = d_z = hit("d_z", l, d_z)
         a_prev = x if l == 0 else out[l - 1, "a"]
         out[l, "d_W"] = a_prev.T @ d_z + L(spec.weight_decay) * params[l]["W"]
@@ -337,7 +342,7 @@ def test_whole_network_trace_at_the_extremes(dtype: str, data: st.DataObject) ->
     # allowance of 0, computed differently): the branch is decided by rounding, as a finite
     # difference across a kink is meaningless (the kink itself is checked exactly above).
     for l, name in enumerate(spec.activations):
-        if ACTIVATIONS[name].kinked:
+        if activation(name).kinked:
             true_z = truth[l, "z"]
             near = np.abs(true_z) <= extreme_allowed(true_z, sens[l, "z"], np.dtype(dtype))
             assume(not np.any(near & (t.layers[l]["z"].astype(L) != true_z)))
