@@ -57,6 +57,9 @@ class TrainingCase:
         preflight.check_fits(preflight.training_bytes(
             spec, preset.n, batch, np.dtype(dtype).itemsize, steps, implementations,
             record_every_step), f"training {spec.layer_sizes} for {steps} steps")
+        opt = (options or OptimizerOptions()).spec(optimizer or preset.optimizer,
+                                                   lr or preset.lr, steps)
+        checks.check_schedule_room(opt, 0, steps)          # before any data is drawn
         rng = np.random.default_rng(seed)
         x, y = datasets.make(dataset, rng, dtype=dtype)
         if spec.layer_sizes[0] != x.shape[1]:
@@ -77,8 +80,6 @@ class TrainingCase:
         # would be epochs * n integers)
         order = (hw.Shuffle(int(rng.integers(2**63)))
                  if batch_size is not None and batch_size < x.shape[0] else None)
-        opt = (options or OptimizerOptions()).spec(optimizer or preset.optimizer,
-                                                   lr or preset.lr, steps)
         return cls(dataset, preset, spec, opt, x, y, params, epochs, batch_size, order, seed)
 
     def train(self, implementation: Any = hw, **kwargs: Any) -> hw.History:

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from handwritten.activations import activation, split_name
+from handwritten.activations import ACTIVATIONS, activation, split_name
 from handwritten.losses import LOSSES, REDUCTIONS
 from handwritten.schedules import SCHEDULE_SETTINGS, WARMUP_START, learning_rate, learning_rates
 
@@ -126,6 +126,9 @@ class NetworkSpec:
             raise ValueError(f"activations needs one name per layer ({len(sizes) - 1} for "
                              f"layer_sizes {sizes}), got {len(names)}: {names}")
         for i, name in enumerate(names):
+            if name.partition(":")[0] not in ACTIVATIONS:
+                raise ValueError(f"activations[{i}] is unknown: {name!r}; "
+                                 f"expected one of {sorted(ACTIVATIONS)}")
             try:
                 entry = activation(name)
             except ValueError as error:

@@ -8,16 +8,48 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from handwritten.activations import CELU_ALPHA, ELU_ALPHA, LEAKY_RELU_SLOPE, split_name
+from handwritten.activations import (
+    CELU_ALPHA,
+    ELU_ALPHA,
+    LEAKY_RELU_SLOPE,
+    SELU_ALPHA,
+    SELU_SCALE,
+    split_name,
+)
+
+def expm1(u: jax.Array) -> jax.Array:
+    """e^u - 1, with a JAX derivative accurate for every u.
+
+    jnp.expm1's derivative rule is (ans + 1), which cancels as e^u approaches 0: at
+    u = -27 it keeps only 4 digits of e^u (jax.nn.elu, celu and selu inherit this: celu
+    with a small alpha reaches such u at moderate z).  Below u = -1, exp(u) - 1 has no
+    cancellation, and exp's derivative is exp(u) itself; each branch sees only its own
+    inputs, so neither yields a NaN or inf the other would multiply by 0.
+    """
+    above = u > -1                      # where, not minimum: a tie's derivative is 1/2
+    return jnp.where(above, jnp.expm1(jnp.where(above, u, -1.0)),
+                     jnp.exp(jnp.where(above, -1.0, u)) - 1)
+
+
+def elu(z: jax.Array, alpha: float = ELU_ALPHA) -> jax.Array:
+    """jax.nn.elu's formula (alpha at z = 0, as torch), through the accurate expm1."""
+    return jnp.where(z > 0, z, alpha * expm1(jnp.where(z > 0, 0.0, z)))
+
+
+def celu(z: jax.Array, alpha: float = CELU_ALPHA) -> jax.Array:
+    """jax.nn.celu's value, alpha * expm1(z / alpha) for z <= 0, through the accurate
+    expm1 (and a where, not jax.nn.celu's minimum, whose derivative at a tie is 1/2)."""
+    return jnp.where(z > 0, z, alpha * expm1(jnp.where(z > 0, 0.0, z) / alpha))
+
 
 ACTIVATIONS: dict[str, Callable[..., jax.Array]] = {
     "sigmoid": jax.nn.sigmoid,
     "tanh": jnp.tanh,
     "relu": jax.nn.relu,
     "leaky_relu": lambda z, p=LEAKY_RELU_SLOPE: jax.nn.leaky_relu(z, negative_slope=p),
-    "elu": lambda z, p=ELU_ALPHA: jax.nn.elu(z, alpha=p),
-    "celu": lambda z, p=CELU_ALPHA: jax.nn.celu(z, alpha=p),
-    "selu": jax.nn.selu,
+    "elu": lambda z, p=ELU_ALPHA: elu(z, p),
+    "celu": lambda z, p=CELU_ALPHA: celu(z, p),
+    "selu": lambda z: SELU_SCALE * elu(z, SELU_ALPHA),           # jax.nn.selu's formula
     "softplus": jax.nn.softplus,
     "gelu": lambda z: jax.nn.gelu(z, approximate=True),
     "silu": jax.nn.silu,

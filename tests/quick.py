@@ -24,6 +24,7 @@ TESTS: dict[str, list[str]] = {
     "handwritten/losses.py": ["test_losses", "test_extremes", "test_network"],
     "handwritten/network.py": ["test_network", "test_bad_input", "test_seed"],
     "handwritten/optimizers.py": ["test_optimizers"],
+    "handwritten/schedules.py": ["test_schedules", "test_optimizers"],
     "handwritten/training.py": ["test_training"],
     "handwritten/seed.py": ["test_seed"],
     "handwritten/spec.py": ["test_network", "test_bad_input", "test_training"],
@@ -41,6 +42,7 @@ TESTS: dict[str, list[str]] = {
 CHECK_ALL: dict[str, str] = {
     "handwritten/activations.py": "activation", "handwritten/losses.py": "loss",
     "handwritten/network.py": "network", "handwritten/optimizers.py": "optimizer",
+    "handwritten/schedules.py": "schedule",
     "handwritten/seed.py": "blog",
 }
 """A changed file of handwritten -> the group of ``bpnet check --all`` that covers it."""

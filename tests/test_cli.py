@@ -365,3 +365,53 @@ def test_a_nan_in_the_check_table_is_nan_and_fail() -> None:
     row = next(line for line in report.table().splitlines() if line.startswith("layer 0 d_z"))
     assert "nan FAIL" in row and "0.00e+00" not in row
     assert "layer 0 d_z" in report.verdict() and not report.ok
+
+
+def test_fit_takes_every_optimizer_option(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """The issue's command line: adam with amsgrad, a cosine schedule over the run (t_max
+    filled in: 1000 epochs of one step) and clipping; the loss falls."""
+    assert main(["fit", "--optimizer", "adam", "--amsgrad", "--schedule", "cosine",
+                 "--clip-norm", "1", "--json", "--out", str(tmp_path / "f.png")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["optimizer"]["repr"] == (
+        "OptimizerSpec('adam', lr=0.1, hyperparams={'amsgrad': True}, schedule=LRSchedule("
+        "'cosine', {'t_max': 1000, 'eta_min': 0.0}), clip_norm=1.0)")
+    assert result["final_loss"] < result["log"][0][1] / 10
+    assert main(["fit", "--optimizer", "momentum", "--hyper", "momentum=0.5,dampening=0.1",
+                 "--maximize", "--schedule", "multistep:milestones=10/20,gamma=0.5",
+                 "--warmup", "5", "--clip-value", "0.5", "--epochs", "30", "--json",
+                 "--out", str(tmp_path / "g.png")]) == 0
+    opt = json.loads(capsys.readouterr().out)["optimizer"]
+    assert opt["hyperparams"] | {} == {"momentum": 0.5, "dampening": 0.1, "weight_decay": 0.0,
+                                       "maximize": True}
+    assert "LRSchedule('multistep', {'milestones': (10, 20), 'gamma': 0.5}, warmup=5" in \
+        opt["repr"]
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--schedule", "cosinus"], "argument --schedule: expected a schedule name from"),
+    (["--schedule", "step:step_size"], "expected KEY=VALUE pairs"),
+    (["--schedule", "step"], "schedule 'step' needs ['step_size'] (no default)"),
+    (["--hyper", "betas=0.9"], "hyperparams ['betas'] are unknown for 'sgd'"),
+    (["--optimizer", "nesterov", "--hyper", "dampening=0.1"], "torch refuses nesterov with "
+     "dampening"),
+    (["--clip-norm", "1", "--clip-value", "1"], "give clip_norm or clip_value, not both"),
+    (["--schedule", "onecycle:total_steps=10", "--epochs", "20"], "the schedule's total_steps "
+     "is 10, but the optimizer would take step 20"),
+])
+def test_bad_optimizer_options_are_one_line_usage_errors(
+        args: list[str], words: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fit", *args, "--out", str(tmp_path / "f.png")]) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_compare_runs_an_option_optax_lacks_in_torch_alone(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compare", "--optimizer", "adam", "--amsgrad", "--epochs", "20",
+                 "--out", str(tmp_path / "c.png")]) == 0
+    out = capsys.readouterr().out
+    assert "reference_jax    not run: optax.amsgrad keeps the maximum" in out
+    assert "reference_torch  final loss" in out and "reference_jax    final loss" not in out
+    assert "within the suite's envelope" in out

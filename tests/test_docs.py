@@ -32,8 +32,11 @@ def _table(section: str) -> dict[str, str]:
 def test_the_activation_table_is_the_registry() -> None:
     rows = _table("Activations")
     assert set(rows) == set(hw.ACTIVATIONS)
-    assert f"{activations.LEAKY_RELU_SLOPE:g} z" in rows["leaky_relu"]
+    assert f"s = {activations.LEAKY_RELU_SLOPE:g}" in rows["leaky_relu"]
     assert f"\\alpha = {activations.ELU_ALPHA:g}" in rows["elu"]
+    assert f"\\alpha = {activations.CELU_ALPHA:g}" in rows["celu"]
+    assert f"{activations.SELU_SCALE:.4f}" in rows["selu"]
+    assert f"{activations.SELU_ALPHA:.4f}" in rows["selu"]
     assert f"{activations.GELU_K:g}" in rows["gelu"]
     assert f"z > {2 * activations.TAIL:g}" in rows["sigmoid"]
     assert f"z\\rvert > {activations.TAIL:g}" in rows["tanh"]
@@ -65,3 +68,14 @@ def test_the_readme_maps_every_handwritten_file_to_the_tests_quick_runs() -> Non
         assert listed == TESTS[file], f"README's tests of {file}: {listed} != {TESTS[file]}"
     documented = set(re.findall(r"\| `(handwritten/[a-z_]+\.py)`", table))
     assert documented == {f"handwritten/{p.name}" for p in (ROOT / "handwritten").glob("*.py")}
+
+
+def test_the_readmes_optimizer_example_runs_and_trains() -> None:
+    """The README's OptimizerSpec example, executed as written: the loss falls."""
+    start = README.index("## Optimizers, schedules and clipping")
+    block = README[README.index("```python\n", start) + 10:README.index("```", README.index(
+        "```python\n", start) + 10)]
+    namespace: dict[str, object] = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    losses = namespace["history"].losses  # type: ignore[attr-defined]
+    assert losses[-1] < losses[0] / 10

@@ -464,3 +464,38 @@ def test_hyperparameters_are_refused_exactly_where_torch_refuses_them(name: str)
                 assert torch_says and not ours
                 continue
             assert ours is torch_says, f"{name} {key}={value}: ours {ours}, torch {torch_says}"
+
+
+# where a framework's own op is less accurate than its definition ---------------------------
+
+
+def test_torch_celu_backward_loses_digits_so_the_reference_writes_its_definition() -> None:
+    """F.celu's derivative for alpha != 1 is off by ~2e-8 (relative), its value is not;
+    reference_torch's alpha * F.elu(z / alpha) is exact to a few ulps against the float80
+    oracle."""
+    from bpnet.oracle import L, oracle_pair
+
+    alpha, z = 1.5659224640621539, np.array([-0.0279, -0.5, -3.0])
+    exact = oracle_pair(f"celu:{alpha!r}")[1](z.astype(L)).astype(np.float64)
+    for fn, worst in ((lambda t: torch.nn.functional.celu(t, alpha=alpha), 1e-9),
+                      (rt.activations.activation(f"celu:{alpha!r}"), None)):
+        t = torch.tensor(z, requires_grad=True)
+        fn(t).sum().backward()
+        error = np.abs(t.grad.numpy() - exact) / exact
+        if worst is None:
+            assert error.max() < 1e-15, error
+        else:
+            assert error.max() > worst, error          # torch 2.13's documented imprecision
+
+
+def test_jax_expm1_derivative_cancels_so_the_reference_avoids_it() -> None:
+    """jnp.expm1's derivative rule is (ans + 1): jax.nn.elu's derivative at z = -27 keeps only
+    ~4 digits of e^-27.  reference_jax's elu, celu and selu go through an expm1 whose
+    derivative is exp(u) itself below u = -1, exact to a few ulps."""
+    z = np.array([-27.0, -5.0, -1.0, -0.5, 0.0, 1.0])
+    with jax.enable_x64(True):
+        theirs = np.array([float(jax.grad(lambda t: jax.nn.elu(t))(v)) for v in z])
+        ours = np.array([float(jax.grad(rj.activations.activation("elu"))(v)) for v in z])
+    exact = np.where(z > 0, 1.0, np.exp(np.minimum(z, 0)))
+    assert np.abs(theirs[0] - exact[0]) / exact[0] > 1e-6
+    np.testing.assert_allclose(ours, exact, rtol=4e-16)
