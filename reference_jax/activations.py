@@ -17,6 +17,7 @@ from handwritten.activations import (
     split_name,
 )
 
+
 def expm1(u: jax.Array) -> jax.Array:
     """e^u - 1, with a JAX derivative accurate for every u.
 
