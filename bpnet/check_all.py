@@ -175,6 +175,8 @@ def problem_cases(impls: Mapping[str, ModuleType], n_random: int = 12
 # optimizers: one step from a random state, then a few of their own -------------------------
 
 OPTIMIZER_STEPS = 3
+RANDOM_STEPS = 19
+"""A random state is as after 1 to RANDOM_STEPS steps; OPTIMIZER_STEPS more are taken."""
 
 
 SQUARES = frozenset({"v", "v_max", "s"})
@@ -247,10 +249,10 @@ def _optimizer_reports(optimizer: hw.OptimizerSpec, params: hw.Params, grads: hw
 def optimizer_report(optimizer: hw.OptimizerSpec, spec: NetworkSpec, params: hw.Params,
                      grads: hw.Params, impls: Mapping[str, ModuleType],
                      rng: np.random.Generator) -> CheckReport:
-    """OPTIMIZER_STEPS steps of one optimizer from a random state (as after 1 to 19 steps)
+    """OPTIMIZER_STEPS steps of one optimizer from a random state (as after 1 to RANDOM_STEPS steps)
     in every implementation, each from its own previous params and state: every buffer,
     the update and the params after each step, named by the rule that computes them."""
-    state = random_state(optimizer, params, int(rng.integers(1, 20)), rng)
+    state = random_state(optimizer, params, int(rng.integers(1, RANDOM_STEPS + 1)), rng)
     impls = supporting(optimizer, state["t"] + OPTIMIZER_STEPS, impls)
     rows, cells, values = _optimizer_reports(optimizer, params, grads, state, impls)
     rule = hw.OPTIMIZERS[optimizer.name].update
@@ -295,12 +297,19 @@ def supporting(optimizer: hw.OptimizerSpec, steps: int, impls: Mapping[str, Modu
             or impl.unsupported(optimizer, steps) is None}
 
 
-def _not_supported(optimizer: hw.OptimizerSpec, steps: int, impls: Mapping[str, ModuleType]
-                   ) -> str:
-    """"; not reference_jax: <why>" for every implementation ``supporting`` leaves out."""
+def unsupported_by(optimizer: hw.OptimizerSpec, steps: int, impls: Mapping[str, ModuleType]
+                   ) -> dict[str, str]:
+    """implementation -> why it cannot run the spec, for those ``supporting`` leaves out."""
     chosen = supporting(optimizer, steps, impls)
-    return "".join(f"; not {name}: {impl.unsupported(optimizer, steps)}"
-                   for name, impl in impls.items() if name not in chosen)
+    return {name: impl.unsupported(optimizer, steps) for name, impl in impls.items()
+            if name not in chosen}
+
+
+def not_supported(optimizer: hw.OptimizerSpec, steps: int, impls: Mapping[str, ModuleType]
+                  ) -> str:
+    """"; not reference_jax: <why>" for every implementation ``supporting`` leaves out."""
+    return "".join(f"; not {name}: {reason}"
+                   for name, reason in unsupported_by(optimizer, steps, impls).items())
 
 
 def _every_option(name: str) -> hw.OptimizerSpec:
@@ -339,7 +348,7 @@ def optimizer_cases(impls: Mapping[str, ModuleType]
         rng = np.random.default_rng(7)
         params = make_params(spec, rng, np.float64)
         grads = make_params(spec, rng, np.float64)           # any params-shaped draw
-        note = _not_supported(optimizer, 20 + OPTIMIZER_STEPS, impls)
+        note = not_supported(optimizer, RANDOM_STEPS + OPTIMIZER_STEPS, impls)
         case = f"{optimizer!r}, {OPTIMIZER_STEPS} steps from a random state{note}"
         yield group, label, case, partial(
             optimizer_report, optimizer, spec, params, grads, impls,
@@ -390,7 +399,7 @@ def schedule_cases(impls: Mapping[str, ModuleType]
     """Every learning-rate schedule, step by step, against torch and optax."""
     for schedule in SCHEDULE_CASES:
         label = schedule.name + (" after a warm-up" if schedule.warmup else "")
-        note = _not_supported(hw.OptimizerSpec("sgd", 0.1, schedule=schedule), SCHEDULE_STEPS,
+        note = not_supported(hw.OptimizerSpec("sgd", 0.1, schedule=schedule), SCHEDULE_STEPS,
                               impls)
         yield "schedule", label, f"{schedule!r}, lr 0.1, {SCHEDULE_STEPS} steps{note}", partial(
             schedule_report, schedule, 0.1, impls)

@@ -156,6 +156,10 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=_positive_int, help="default: the full batch")
     g.add_argument("--init", choices=hw.INIT_SCHEMES, help="initialisation scheme")
     g.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    _add_optimizer_options(p)
+
+
+def _add_optimizer_options(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("optimizer options (torch.optim's; default: none of them)")
     o.add_argument("--hyper", type=_settings, metavar="KEY=VALUE,...", default={},
                    help="hyperparameters, e.g. momentum=0.9,dampening=0.1 or "
@@ -329,6 +333,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise UsageError("--only selects entries of --all: give --all too")
     if args.lr and not args.optimizer:
         raise UsageError("--lr is the learning rate of --optimizer: give --optimizer too")
+    given = [f"--{k.replace('_', '-')}" for k in ("hyper", "schedule", "clip_norm", "clip_value",
+                                                 *sorted(FLAGS))
+             if getattr(args, k)] + (["--warmup"] if args.warmup else [])
+    if given and not args.optimizer:
+        raise UsageError(f"{' '.join(given)} set options of --optimizer: give --optimizer too")
     if args.all:
         if args.optimizer or args.replay:
             raise UsageError("--all checks every optimizer on cases of its own: it takes no "
@@ -340,7 +349,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     reports = [cross_check(p.spec, p.params, p.x, p.y, impls, finite_differences=True,
                            grads=False)]
     if args.optimizer:
-        opt = hw.OptimizerSpec(args.optimizer, args.lr or 0.05)
+        try:
+            opt = _optimizer_options(args).spec(args.optimizer, args.lr or 0.05,
+                                                check_all.RANDOM_STEPS + check_all.OPTIMIZER_STEPS)
+        except (TypeError, ValueError) as error:
+            raise UsageError(str(error)) from None
         reports.append(check_all.optimizer_report(opt, p.spec, p.params, hw.loss_and_grads(
             p.spec, p.params, p.x, p.y)[1], impls, np.random.default_rng(p.seed)))
     failed = next((r for r in reports if not r.ok), None)
@@ -359,6 +372,10 @@ def cmd_check(args: argparse.Namespace) -> int:
               f"vs finite differences: rtol {FD_RTOL:g} + {fd_atol:.2g}")
         for report in reports:
             print(report.table())
+        if args.optimizer:
+            steps = check_all.RANDOM_STEPS + check_all.OPTIMIZER_STEPS
+            for name, reason in check_all.unsupported_by(opt, steps, impls).items():
+                print(f"not {name}: {reason} (checked against torch alone)")
         print((failed or reports[0]).message(repr(p)))
     return 0 if failed is None else 1
 
@@ -525,6 +542,7 @@ def build_parser() -> Parser:
                        help="also check this optimizer: 3 steps from a random state, every "
                        "buffer (m, v, ...), update and param")
     check.add_argument("--lr", type=_positive_float, help="the optimizer's learning rate (0.05)")
+    _add_optimizer_options(check)
     check.add_argument("--replay", metavar="'Problem(...)'",
                        help="the case of a failing suite property: its printed Problem(...) line")
     check.add_argument("--all", action="store_true",
