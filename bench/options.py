@@ -81,15 +81,19 @@ def measure(option: str, references: dict[str, Any], seed: int) -> dict[str, Any
         state = random_state(opt, p.params, int(rng.integers(0, 6)), rng)
         ours, our_state = hw.step(opt, p.params, grads, state)
         epochs, size = 20, max(1, p.batch // 2)
+        run_opt = opt                       # as the trajectory property: ascent, small steps
+        if opt.hyperparams["maximize"]:
+            run_opt = dataclasses.replace(opt, lr=opt.lr / 100)
         schedule = hw.Schedule(p.batch, epochs, size, None, 5)
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                run = hw.train(p.spec, p.params, p.x, p.y, opt, epochs=epochs, batch_size=size,
-                               record_every=5)
-                _, twin = twin_run(p.spec, p.params, p.x, p.y, opt, schedule, p.seed)
+                warnings.simplefilter("ignore", hw.TrainingWarning)
+                warnings.simplefilter("error", RuntimeWarning)    # an overflow: ran away
+                run = hw.train(p.spec, p.params, p.x, p.y, run_opt, epochs=epochs,
+                               batch_size=size, record_every=5)
+                _, twin = twin_run(p.spec, p.params, p.x, p.y, run_opt, schedule, p.seed)
         except (FloatingPointError, RuntimeWarning):
-            run = None                       # maximize ran away: one-step only
+            run = None        # maximize ran away (as the property, not compared): one step only
         allowed = None if run is None else envelope(run.recorded_steps, run.params, twin)
         for name, ref in references.items():
             reason = ref.unsupported(opt, max(state["t"] + 1, schedule.n_steps))
@@ -102,8 +106,8 @@ def measure(option: str, references: dict[str, Any], seed: int) -> dict[str, Any
                 worst[name]["step"] = max(worst[name]["step"], param_divergence(mine, other))
             if run is not None:
                 with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    other_run = ref.train(p.spec, p.params, p.x, p.y, opt, epochs=epochs,
+                    warnings.simplefilter("ignore", hw.TrainingWarning)
+                    other_run = ref.train(p.spec, p.params, p.x, p.y, run_opt, epochs=epochs,
                                           batch_size=size, record_every=5)
                 d = [param_divergence(a, b) for a, b in zip(run.params, other_run.params)]
                 k = int(np.argmax(d))

@@ -248,11 +248,14 @@ def _optimizer_reports(optimizer: hw.OptimizerSpec, params: hw.Params, grads: hw
 
 def optimizer_report(optimizer: hw.OptimizerSpec, spec: NetworkSpec, params: hw.Params,
                      grads: hw.Params, impls: Mapping[str, ModuleType],
-                     rng: np.random.Generator) -> CheckReport:
-    """OPTIMIZER_STEPS steps of one optimizer from a random state (as after 1 to RANDOM_STEPS steps)
-    in every implementation, each from its own previous params and state: every buffer,
-    the update and the params after each step, named by the rule that computes them."""
-    state = random_state(optimizer, params, int(rng.integers(1, RANDOM_STEPS + 1)), rng)
+                     rng: np.random.Generator, fresh: bool = False) -> CheckReport:
+    """OPTIMIZER_STEPS steps of one optimizer from a random state (as after 1 to
+    RANDOM_STEPS steps; ``fresh``: from the state before the first step, where torch's
+    first momentum buffer and adagrad's initial sum act) in every implementation, each
+    from its own previous params and state: every buffer, the update and the params after
+    each step, named by the rule that computes them."""
+    t = 0 if fresh else int(rng.integers(1, RANDOM_STEPS + 1))
+    state = random_state(optimizer, params, t, rng)
     impls = supporting(optimizer, state["t"] + OPTIMIZER_STEPS, impls)
     rows, cells, values = _optimizer_reports(optimizer, params, grads, state, impls)
     rule = hw.OPTIMIZERS[optimizer.name].update
@@ -349,10 +352,12 @@ def optimizer_cases(impls: Mapping[str, ModuleType]
         params = make_params(spec, rng, np.float64)
         grads = make_params(spec, rng, np.float64)           # any params-shaped draw
         note = not_supported(optimizer, RANDOM_STEPS + OPTIMIZER_STEPS, impls)
-        case = f"{optimizer!r}, {OPTIMIZER_STEPS} steps from a random state{note}"
+        fresh = label.endswith("(every option)")    # from t = 0: the first step's special cases
+        start = "the first step" if fresh else "a random state"
+        case = f"{optimizer!r}, {OPTIMIZER_STEPS} steps from {start}{note}"
         yield group, label, case, partial(
             optimizer_report, optimizer, spec, params, grads, impls,
-            np.random.default_rng(int(rng.integers(2**32))))
+            np.random.default_rng(int(rng.integers(2**32))), fresh)
 
 
 SCHEDULE_STEPS = 60

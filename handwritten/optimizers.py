@@ -77,7 +77,7 @@ def _zeros_like(params: Params, value: float = 0.0) -> Params:
     return [{k: np.full_like(v, value) for k, v in p.items()} for p in params]
 
 
-def _fresh(params: Params, hyper: Hyper, buffers: tuple[str, ...]) -> State:
+def _fresh(params: Params, buffers: tuple[str, ...]) -> State:
     return {"t": 0, **{name: _zeros_like(params) for name in buffers}}
 
 
@@ -291,7 +291,7 @@ class OptimizerRule(NamedTuple):
         """The state before the first step: t = 0 and the rule's buffers."""
         if self.init is not None:
             return self.init(params, hyper)
-        return _fresh(params, hyper, self.buffers(hyper))
+        return _fresh(params, self.buffers(hyper))
 
 
 OPTIMIZERS: dict[str, OptimizerRule] = {
