@@ -74,7 +74,8 @@ def measure(option: str, references: dict[str, Any], seed: int) -> dict[str, Any
     problems = random_problems(CASES_PER_OPTION, seed=seed, max_depth=3, max_width=8,
                                max_batch=12, exclude_losses=("bce",))
     worst: dict[str, dict[str, float]] = {name: {"step": 0.0, "trajectory": 0.0,
-                                                 "allowed": 0.0} for name in references}
+                                                 "allowed": 0.0, "cases": 0}
+                                          for name in references}
     skipped: dict[str, str] = {}
     for opt, p in zip(_with(option, rng), problems):
         _, grads = hw.loss_and_grads(p.spec, p.params, p.x, p.y)
@@ -101,6 +102,7 @@ def measure(option: str, references: dict[str, Any], seed: int) -> dict[str, Any
                 skipped[name] = reason
                 continue
             theirs, their_state = ref.step(opt, p.params, grads, state)
+            worst[name]["cases"] += 1
             for mine, other in [(ours, theirs)] + [(our_state[k], their_state[k])
                                                    for k in our_state if k != "t"]:
                 worst[name]["step"] = max(worst[name]["step"], param_divergence(mine, other))
@@ -128,7 +130,7 @@ def main() -> None:
     results = {}
     show: Callable[[str], None] = (lambda line: None) if args.json else print
     show(f"{'option':36s} {'one step: torch':>16s} {'optax':>9s}   "
-         f"{'trajectory: torch':>18s} {'optax':>9s}  (normwise; envelope)")
+         f"{'trajectory: torch':>18s} {'optax':>9s}  (normwise; envelope)  optax cases")
     for seed, option in enumerate(options()):
         if args.only and args.only not in option:
             continue
@@ -137,13 +139,14 @@ def main() -> None:
         w = result["worst"]
 
         def cell(name: str, key: str, result: dict[str, Any] = result) -> str:
-            if name in result["skipped"] and result["worst"][name]["step"] == 0.0:
+            if not result["worst"][name]["cases"]:
                 return "-"
             return f"{result['worst'][name][key]:.1e}"
         traj = "  ".join(f"{cell(n, 'trajectory'):>9s} ({w[n]['allowed']:.0e})"
                          for n in references)
         show(f"{option:36s} {cell('reference_torch', 'step'):>16s} "
-             f"{cell('reference_jax', 'step'):>9s}   {traj}")
+             f"{cell('reference_jax', 'step'):>9s}   {traj}  "
+             f"{w['reference_jax']['cases']}/{CASES_PER_OPTION}")
     if args.json:
         print(json.dumps(results))
     else:
