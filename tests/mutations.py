@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The property tests, fast ones first (pytest stops at the first failure).
 PROPERTY_TESTS = [
     "tests/test_activations.py", "tests/test_losses.py", "tests/test_optimizers.py",
-    "tests/test_schedules.py",
+    "tests/test_schedules.py", "tests/test_derivatives.py",
     "tests/test_network.py", "tests/test_training.py", "tests/test_seed.py",
     "tests/test_cross_framework.py", "tests/test_references.py",
     # last: ~30 s under the ci profile, and needed only by a mistake the others miss (one
@@ -190,6 +190,18 @@ MUTATIONS = [
     Mutation("adamw_decay_without_lr", "adamw decays by (1 - weight_decay), forgetting lr",
              "optimizers.py:adamw_update", 'decay = lr * hyper["weight_decay"]',
              'decay = hyper["weight_decay"]'),
+    # issue 12 (in part): forward mode and per-example gradients
+    Mutation("jvp_without_the_weight_tangent", "forward mode drops a_prev @ W_dot from z_dot "
+             "(the product rule's second term)", "derivatives.py:jvp",
+             'z_dot = a_dot @ p["W"] + a @ t["W"] + t["b"]', 'z_dot = a_dot @ p["W"] + t["b"]'),
+    Mutation("jvp_tangent_through_the_output", "forward mode pushes z_dot through f'(a), not "
+             "f'(z)", "derivatives.py:jvp", "a_dot = f.backward(z, a, z_dot)",
+             "a_dot = f.backward(a, a, z_dot)"),
+    Mutation("per_example_norm_without_the_bias", "per-example norms forget the bias gradient",
+             "derivatives.py:per_example_grad_norms", "* dz2 + dz2", "* dz2"),
+    Mutation("per_example_divided_by_batch_again", "per-example gradients divided by the batch "
+             "once more (the reduction's 1/batch twice)", "derivatives.py:per_example_grads",
+             '"b": d_z.copy()}', '"b": d_z / d_z.shape[0]}'),
     # the options of issue 13: parametrised activations, selu and celu
     Mutation("leaky_relu_default_slope_in_backward", "leaky_relu's backward uses the default "
              "slope, not the given one", "activations.py:leaky_relu_backward",

@@ -26,6 +26,7 @@ TESTS: dict[str, list[str]] = {
     "handwritten/optimizers.py": ["test_optimizers"],
     "handwritten/schedules.py": ["test_schedules", "test_optimizers"],
     "handwritten/training.py": ["test_training"],
+    "handwritten/derivatives.py": ["test_derivatives"],
     "handwritten/seed.py": ["test_seed"],
     "handwritten/spec.py": ["test_network", "test_bad_input", "test_training"],
     "handwritten/checks.py": ["test_bad_input"],
@@ -42,7 +43,7 @@ TESTS: dict[str, list[str]] = {
 CHECK_ALL: dict[str, str] = {
     "handwritten/activations.py": "activation", "handwritten/losses.py": "loss",
     "handwritten/network.py": "network", "handwritten/optimizers.py": "optimizer",
-    "handwritten/schedules.py": "schedule",
+    "handwritten/schedules.py": "schedule", "handwritten/derivatives.py": "derivatives",
     "handwritten/seed.py": "blog",
 }
 """A changed file of handwritten -> the group of ``bpnet check --all`` that covers it."""
