@@ -363,7 +363,7 @@ def optimizer_cases(impls: Mapping[str, ModuleType]
 # beyond the gradient: forward mode and per-example gradients ---------------------------------
 
 DERIVATIVE_CASES = (
-    NetworkSpec((4, 8, 6, 3), ("tanh", "relu", "identity"), "mse", "mean", weight_decay=0.1),
+    NetworkSpec((4, 8, 6, 3), ("silu", "tanh", "identity"), "mse", "mean", weight_decay=0.1),
     NetworkSpec((5, 9, 4), ("celu:0.7", "softmax"), "softmax_cross_entropy", "mean"),
     seed.BLOG_SPEC,
 )
