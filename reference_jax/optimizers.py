@@ -132,8 +132,8 @@ def transform(optimizer: OptimizerSpec, lr: Any = None, hyper: dict[str, Any] | 
 
 
 def make(optimizer: OptimizerSpec) -> optax.GradientTransformation:
-    """The optax transformation for a handwritten OptimizerSpec (refusing what optax has
-    not as torch has it: ``unsupported``)."""
+    """The optax transformation for a handwritten OptimizerSpec (``step`` and ``train``
+    first refuse what optax has not as torch has it: ``unsupported``)."""
     return transform(optimizer)
 
 
