@@ -11,7 +11,9 @@ table shows median step times over repeats, the ratios handwritten/torch and
 handwritten/jax, the GFLOP/s the step achieves against a measured GEMM peak, and
 the share of the handwritten step spent outside its GEMMs (those GEMMs timed alone,
 same shapes and dtype).  Then the peak extra memory of a handwritten step at the
-large size (tracemalloc) and the verification throughput: cross-checks (loss,
+large size (tracemalloc), the second-order rows (hvp against loss_and_grads and against
+torch.autograd.functional.hvp; per-example gradient norms against one gradient) and the
+verification throughput: cross-checks (loss,
 grads and full trace in all three implementations, compared) per second over new
 random architectures.  Thread counts and BLAS kernels are printed first.
 
@@ -179,6 +181,44 @@ def seed_vs_general(repeats: int, epochs: int = 1000) -> dict[str, float]:
             "general_ms": statistics.median(times["general"]) * 1e3, "ratio": ratio}
 
 
+HVP_TARGET = 3.0          # hvp / loss_and_grads at medium and large (Pearlmutter's constant)
+PER_EXAMPLE_TARGET = 1.5  # per-example gradient norms / one gradient, large, batch 512
+
+
+def second_order(repeats: int) -> list[dict[str, Any]]:
+    """Per size and dtype: handwritten's hvp (R-operator) against its own loss_and_grads and
+    against torch.autograd.functional.hvp in eager mode (tensors prepared once, the call
+    alone timed); and per-example gradient norms against one gradient."""
+    return [_second_order_row(size, dtype, repeats) for size in SIZES
+            for dtype in ("float32", "float64")]
+
+
+def _second_order_row(size: str, dtype: str, repeats: int) -> dict[str, Any]:
+    import torch
+
+    from handwritten import derivatives
+
+    spec, params, x, y = problem(size, dtype)
+    v = hw.init_params(spec, np.random.default_rng(1), "glorot_uniform", dtype)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    flat = tuple(torch.from_numpy(w) for layer in params for w in layer.values())
+    tangent = tuple(torch.from_numpy(w) for layer in v for w in layer.values())
+
+    def torch_loss(*f: torch.Tensor) -> torch.Tensor:
+        a = tx
+        for i in range(0, len(f), 2):
+            a = torch.sigmoid(a @ f[i] + f[i + 1])
+        return ((a - ty) ** 2 / 2).mean()        # the bench's half_mse, "mean"
+
+    grad = timed(lambda: hw.loss_and_grads(spec, params, x, y), repeats)
+    hvp = timed(lambda: derivatives.hvp(spec, params, x, y, v), repeats)
+    torch_hvp = timed(lambda: torch.autograd.functional.hvp(torch_loss, flat, tangent), repeats)
+    norms = timed(lambda: derivatives.per_example_grad_norms(spec, params, x, y), repeats)
+    return {"size": size, "dtype": dtype, "grad_ms": grad * 1e3, "hvp_ms": hvp * 1e3,
+            "torch_hvp_ms": torch_hvp * 1e3, "norms_ms": norms * 1e3, "hvp/grad": hvp / grad,
+            "hvp/torch": hvp / torch_hvp, "norms/grad": norms / grad}
+
+
 def memory_peak() -> dict[str, float]:
     """Peak extra memory NumPy allocates in one handwritten training step at the large size
     (float32): the very calls train() makes per step -- forward, loss, backward without
@@ -267,12 +307,13 @@ def main() -> int:
                          "gflops": flops / t["handwritten"] / 1e9,
                          "gemm_share": min(1.0, gemm / t["handwritten"]),
                          "target": TARGETS.get((size, dtype))})
+    second = second_order(repeats)
     blog = seed_vs_general(repeats)
     memory = memory_peak()
     rate = cross_check_rate(24 if args.quick else 60)
     if args.json:
         print(json.dumps({"environment": env, "gemm_peak_gflops": peaks, "steps": rows,
-                          "seed_vs_general": blog, "memory": memory,
+                          "seed_vs_general": blog, "memory": memory, "second_order": second,
                           "cross_checks": rate}, default=str))
         return 0
     print("environment:")
@@ -299,6 +340,23 @@ def main() -> int:
         print(f"{r['size']:7s} {r['dtype']:8s} {ms['handwritten']:10.3f}ms {ms['torch']:8.3f}ms "
               f"{ms['jax']:8.3f}ms {r['hw/torch']:9.2f} {r['hw/jax']:7.2f} {r['gflops']:8.1f} "
               f"{100 * r['gflops'] / peak:6.0f}% {100 * r['gemm_share']:9.0f}%  {target}")
+    print()
+    header = (f"{'size':7s} {'dtype':8s} {'gradient':>10s} {'hvp':>10s} {'torch hvp':>10s} "
+              f"{'hvp/grad':>9s} {'hvp/torch':>9s} {'norms':>10s} {'norms/grad':>10s}  target")
+    print("second order (hvp by the R-operator; per-example gradient norms)")
+    print(header)
+    print("-" * len(header))
+    for r in second:
+        targets = [f"hvp faster than torch: {'met' if r['hvp/torch'] < 1 else 'MISSED'}"]
+        if r["size"] != "blog":
+            targets.append(f"hvp <= {HVP_TARGET:g}x gradient: "
+                           f"{'met' if r['hvp/grad'] <= HVP_TARGET else 'MISSED'}")
+        if r["size"] == "large":
+            targets.append(f"norms <= {PER_EXAMPLE_TARGET:g}x gradient: "
+                           f"{'met' if r['norms/grad'] <= PER_EXAMPLE_TARGET else 'MISSED'}")
+        print(f"{r['size']:7s} {r['dtype']:8s} {r['grad_ms']:8.3f}ms {r['hvp_ms']:8.3f}ms "
+              f"{r['torch_hvp_ms']:8.3f}ms {r['hvp/grad']:9.2f} {r['hvp/torch']:9.2f} "
+              f"{r['norms_ms']:8.3f}ms {r['norms/grad']:10.2f}  {'; '.join(targets)}")
     print()
     print(f"blog network, per epoch: seed.train {blog['seed_ms']:.4f} ms, general train on "
           f"BLOG_SPEC {blog['general_ms']:.4f} ms = {blog['ratio']:.2f}x; target <= 1.25x: "

@@ -66,6 +66,9 @@ class CheckReport:
     """row -> arrays the row's error may be proportional to (d_W: the layer's W)."""
     constants: Mapping[str, float] = field(default_factory=dict, repr=False, compare=False)
     """Named values a ratio of errors may equal, beyond 1/batch, -1, 2, ... (diagnose)."""
+    replay: str = field(default="", compare=False)
+    """The command that re-runs the case, when ``bpnet check --replay`` would not (a case of
+    ``check --all``'s derivative groups: the R-trace is not part of the plain check)."""
 
     @property
     def ok(self) -> bool:
@@ -108,7 +111,7 @@ class CheckReport:
         if not self.ok:
             lines += ["  " + line for line in self.diagnosis()]
             if case.startswith("Problem("):
-                lines += [f"  case: {case}", f"  replay: {replay_command(case)}"]
+                lines += [f"  case: {case}", f"  replay: {self.replay or replay_command(case)}"]
         return "\n".join(lines)
 
     def diagnosis(self) -> list[str]:

@@ -22,10 +22,10 @@ from typing import Any, NoReturn
 import numpy as np
 
 import handwritten as hw
-from bpnet import check_all, datasets, implementations, preflight, runs
+from bpnet import check_all, datasets, implementations, plots, preflight, runs
 from bpnet.check import FINITE_DIFFERENCES, cross_check
 from bpnet.problems import Problem
-from bpnet.tolerances import ATOL64_SCALE, FD_RTOL, RTOL64
+from bpnet.tolerances import ATOL64_SCALE, FD_RTOL, LANCZOS_RTOL, RTOL64
 from handwritten.schedules import SCHEDULE_SETTINGS, WARMUP_START
 from handwritten.seed import BLOG_SPEC
 from handwritten.spec import FLAGS
@@ -284,6 +284,54 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hessian(args: argparse.Namespace) -> int:
+    from bpnet import hessian
+
+    case = _training_case(args)
+    n_params = sum(w.size for layer in case.params for w in layer.values())
+    if not 1 <= args.top < n_params:
+        raise UsageError(f"--top must be between 1 and the number of params - 1 "
+                         f"({n_params - 1}), got {args.top}")
+    every = args.every or max(1, case.epochs // 20)
+    rng = np.random.default_rng(args.seed)
+    x, y = case.x.astype(np.float64), case.y
+    spectrum = hessian.Spectrum()
+    verbose = not (args.quiet or args.json)
+
+    def at(epoch: int, params: hw.Params) -> None:
+        if epoch % every == 0 or epoch == case.epochs:
+            p64: hw.Params = [{k: np.array(w, dtype=np.float64) for k, w in layer.items()}
+                   for layer in params]
+            hessian.checkpoint(spectrum, case.spec, p64, x, y, epoch, case.mean_loss(params),
+                               args.top, rng)
+            if verbose:
+                exact = (f"  exact {spectrum.exact[-1][0]:.6g}" if spectrum.exact else "")
+                print(f"epoch {epoch}: loss {spectrum.losses[-1]:.6g}, top eigenvalues "
+                      f"{', '.join(f'{v:.6g}' for v in spectrum.lanczos[-1])}{exact}")
+
+    at(0, case.params)
+    runs.fit(case, on_epoch=at)
+    difference = spectrum.largest_difference()
+    plots.hessian_spectrum(spectrum.epochs, spectrum.losses, spectrum.lanczos, spectrum.exact,
+                           args.out, f"{case.spec.layer_sizes} {case.spec.loss} "
+                           f"({case.spec.reduction}): Hessian over training")
+    if args.json:
+        print(json.dumps({"epochs": spectrum.epochs, "losses": spectrum.losses,
+                          "lanczos": [v.tolist() for v in spectrum.lanczos],
+                          "exact": [v.tolist() for v in spectrum.exact],
+                          "largest_relative_difference": difference,
+                          "agrees": spectrum.agrees, "plot": str(args.out)}))
+    else:
+        if spectrum.exact:
+            print(f"Lanczos (eigsh on the hand-derived hvp) vs jax.hessian's eigenvalues: "
+                  f"largest difference {difference:.2g} of the largest |eigenvalue| "
+                  f"(allowed {LANCZOS_RTOL:g}): {'ok' if spectrum.agrees else 'DISAGREE'}")
+        else:
+            print(f"{n_params} params: more than {hessian.EXACT_LIMIT}, no exact spectrum")
+        print(f"plot saved to {args.out}")
+    return 0 if spectrum.agrees else 1
+
+
 def _check_case(args: argparse.Namespace) -> Problem:
     """The case of check and explain --values: the suite's own generator (bpnet.problems,
     non-zero biases), or the suite's failure line given to --replay."""
@@ -469,7 +517,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from bpnet import explain
 
-    lines = explain.derivation(_spec(args), "N" if args.values is None else str(args.values))
+    batch = "N" if args.values is None else str(args.values)
+    lines = explain.derivation(_spec(args), batch)
+    if args.derivatives:
+        lines += ["", *explain.beyond_the_gradient(_spec(args), batch)]
     result: dict[str, Any] = {"derivation": lines}
     if args.values is not None:
         args.batch, args.labels = args.values, hw.LOSSES[args.loss].targets == "class"
@@ -546,11 +597,13 @@ def build_parser() -> Parser:
     check.add_argument("--replay", metavar="'Problem(...)'",
                        help="the case of a failing suite property: its printed Problem(...) line")
     check.add_argument("--all", action="store_true",
-                       help="every registered activation, loss, reduction, optimizer, init "
-                       "scheme, the extremes and the blog's seed.py, in one table (about 20 s)")
+                       help="every registered activation, loss, reduction, optimizer and "
+                       "option, schedule, init scheme, the extremes, forward mode, second "
+                       "order and the blog's seed.py, in one table (about a minute)")
     check.add_argument("--only", metavar="TEXT",
                        help="with --all: only one group (activation, loss, weight, network, "
-                       "extremes, optimizer, init, blog) or one entry (tanh, adam, ...)")
+                       "extremes, optimizer, clipping, schedule, derivatives, second, init, "
+                       "blog) or one entry (tanh, adam, ...)")
     _add_common(check, "print only the verdict line")
     check.set_defaults(run=cmd_check, layers=None)
 
@@ -567,6 +620,25 @@ def build_parser() -> Parser:
                          help="the plot, any format matplotlib writes (out/compare.png)")
     compare.set_defaults(run=cmd_compare)
 
+    hessian = sub.add_parser("hessian", help="the Hessian's top eigenvalues over training "
+                             "(Lanczos on the hand-derived hvp) against jax.hessian",
+                             description="Train as fit does; at checkpoints, the top eigenvalues "
+                             "of the training objective's Hessian by scipy's eigsh (Lanczos) on "
+                             "handwritten.derivatives.hvp, and every eigenvalue of jax.hessian's "
+                             "full Hessian (networks up to 2000 params). Save a PNG of the top "
+                             "eigenvalue next to the loss and of the final spectrum. Exit "
+                             "status 1 when the two disagree.")
+    _add_network(hessian)
+    _add_training(hessian)
+    hessian.add_argument("--top", type=_positive_int, default=3,
+                         help="how many of the largest eigenvalues Lanczos finds (3)")
+    hessian.add_argument("--every", type=_positive_int,
+                         help="epochs between checkpoints (default: 20 checkpoints in the run)")
+    _add_common(hessian, "print only the verdict and where the plot is")
+    hessian.add_argument("--out", type=Path, default=Path("out/hessian.png"),
+                         help="the plot, any format matplotlib writes (out/hessian.png)")
+    hessian.set_defaults(run=cmd_hessian)
+
     explain = sub.add_parser("explain", help="the derivation for one architecture, with shapes",
                              description="Print the forward and backward equations with this "
                              "architecture's shapes; with --values B, the numbers of one example "
@@ -574,6 +646,9 @@ def build_parser() -> Parser:
     _add_network(explain, BLOG_WORDS)
     explain.add_argument("--values", type=_positive_int, metavar="BATCH",
                          help="also print every quantity of one example of this batch size")
+    explain.add_argument("--derivatives", action="store_true",
+                         help="also forward mode, second order (R-operator, Gauss-Newton) and "
+                         "per-example gradients, with shapes (handwritten/derivatives.py)")
     _add_common(explain, "the equations only, without --values' numbers")
     explain.set_defaults(run=cmd_explain)
     return parser

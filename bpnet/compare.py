@@ -112,6 +112,20 @@ def compare_trace(actual: Any, expected: Any, *, rtol: float, atol_scale: float,
     return [*forward, loss, *backward]
 
 
+def compare_r_trace(actual: Sequence[Mapping[str, Any]], expected: Sequence[Mapping[str, Any]],
+                    *, rtol: float, atol_scale: float, check_dtype: bool = True
+                    ) -> list[LeafReport]:
+    """Two R-operator traces (``handwritten.derivatives.r_trace``), in the order the passes
+    form them: R{z}, R{a} from the input up, then R{d_a}, R{d_z}, R{d_W}, R{d_b} from the
+    output layer down -- the first failing report is the first wrong second-order step."""
+    forward = compare_layers(actual, expected, ("R{z}", "R{a}"), rtol=rtol,
+                             atol_scale=atol_scale, check_dtype=check_dtype)
+    backward = compare_layers(actual, expected, ("R{d_a}", "R{d_z}", "R{d_W}", "R{d_b}"),
+                              rtol=rtol, atol_scale=atol_scale, reverse=True,
+                              check_dtype=check_dtype)
+    return [*forward, *backward]
+
+
 def compare_params(actual: Sequence[Mapping[str, Any]], expected: Sequence[Mapping[str, Any]],
                    *, rtol: float, atol_scale: float, check_dtype: bool = True
                    ) -> list[LeafReport]:

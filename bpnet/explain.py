@@ -12,12 +12,17 @@ import numpy as np
 from handwritten import LOSSES, NetworkSpec, Params, Trace
 from handwritten.activations import activation
 
-_QUANTITY = re.compile(r"\b(d_a|d_z|z|a)\b")
+_QUANTITY = re.compile(r"\b(d_a|d_z|z|a)(_dot)?\b")
 
 
 def at_layer(equation: str, layer: int) -> str:
-    """A registry equation in z, a, d_a, d_z with the layer's index on every quantity."""
-    return _QUANTITY.sub(lambda m: f"{m.group(1)}{layer}", equation)
+    """A registry equation in z, a, d_a, d_z (and the tangents z_dot, a_dot) with the
+    layer's index on every quantity."""
+    return _QUANTITY.sub(lambda m: f"{m.group(1)}{layer}{m.group(2) or ''}", equation)
+
+
+def _row(text: str, shape: str, width: int = 52) -> str:
+    return (text.ljust(width) if len(text) < width else text + "  ") + shape
 
 
 def divisor(spec: NetworkSpec, batch: str) -> str:
@@ -65,6 +70,50 @@ def derivation(spec: NetworkSpec, batch: str = "N") -> list[str]:
         if l > 0:
             lines.append(f"  d_a{l - 1} = d_z{l} @ W{l}.T".ljust(45)
                          + f"({batch}, {fan_out}) @ ({fan_out}, {fan_in}) -> ({batch}, {fan_in})")
+    return lines
+
+
+def beyond_the_gradient(spec: NetworkSpec, batch: str = "N") -> list[str]:
+    """Lines of handwritten/derivatives.py's equations with this architecture's shapes:
+    forward mode (a dot is a tangent along v), the R-operator's backward (hvp; gnvp drops
+    the terms marked *), and per-example gradients."""
+    sizes, last = spec.layer_sizes, spec.n_layers - 1
+    loss = LOSSES[spec.loss]
+    lines = ["forward mode (derivatives.jvp; R{z} = z_dot, R{a} = a_dot)   shape"]
+    prev, prev_dot = "x", None
+    for l, name in enumerate(spec.activations):
+        fan_out = sizes[l + 1]
+        carried = f"{prev_dot} @ W{l} + " if prev_dot else ""
+        lines.append(_row(f"  z{l}_dot = {carried}{prev} @ W{l}_dot + b{l}_dot",
+                          f"({batch}, {fan_out})"))
+        lines.append(_row(f"  a{l}_dot = {name}'(z{l}) * z{l}_dot", f"({batch}, {fan_out})"))
+        prev, prev_dot = f"a{l}", f"a{l}_dot"
+    lines += ["", "second order (derivatives.hvp, r_trace; gnvp leaves out the terms marked *)",
+              _row("  " + at_layer(loss.hessian, last), f"({batch}, {sizes[-1]})")]
+    for l in range(last, -1, -1):
+        fan_in, fan_out = sizes[l], sizes[l + 1]
+        if not (spec.fused_output and l == last):
+            second = activation(spec.activations[l]).second_derivative
+            extra = "" if second == "0" else f" + *[{at_layer(second, l)}]"
+            lines.append(_row(f"  R{{d_z{l}}} = {spec.activations[l]}'(z{l}) * R{{d_a{l}}}{extra}",
+                              f"({batch}, {fan_out})"))
+        a_prev = "x" if l == 0 else f"a{l - 1}"
+        carried = f" + *[a{l - 1}_dot.T @ d_z{l}]" if l > 0 else ""
+        wd = f" + {spec.weight_decay} W{l}_dot" if spec.weight_decay else ""
+        lines.append(_row(f"  R{{d_W{l}}} = {a_prev}.T @ R{{d_z{l}}}{carried}{wd}",
+                          f"({fan_in}, {fan_out})"))
+        lines.append(_row(f"  R{{d_b{l}}} = R{{d_z{l}}}.sum(axis=0)", f"({fan_out},)"))
+        if l > 0:
+            lines.append(_row(f"  R{{d_a{l - 1}}} = R{{d_z{l}}} @ W{l}.T + *[d_z{l} @ W{l}_dot.T]",
+                              f"({batch}, {fan_in})"))
+    lines += ["", "per-example gradients (derivatives.per_example_grads, per_example_grad_norms)"]
+    for l in range(spec.n_layers):
+        fan_in, fan_out = sizes[l], sizes[l + 1]
+        a_prev = "x" if l == 0 else f"a{l - 1}"
+        lines.append(_row(f"  d_W{l}[i] = outer({a_prev}[i], d_z{l}[i])",
+                          f"({batch}, {fan_in}, {fan_out})"))
+        lines.append(_row(f"  ||d_W{l}[i]||**2 = ||{a_prev}[i]||**2 ||d_z{l}[i]||**2",
+                          f"({batch},)"))
     return lines
 
 

@@ -93,3 +93,37 @@ def compare(losses: Mapping[str, np.ndarray], divergence: Mapping[str, np.ndarra
     right.legend(loc="best")
     fig.suptitle(title)
     _save(fig, path)
+
+
+def hessian_spectrum(epochs: list[int], losses: list[float], lanczos: list[np.ndarray],
+                     exact: list[np.ndarray], path: Path, title: str) -> None:
+    """Left: the loss and the top Hessian eigenvalue against epoch (Lanczos as markers, the
+    exact value as a line).  Right: the final spectrum, every exact eigenvalue with the
+    Lanczos ones marked."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11.0, 4.2), dpi=100)
+    left.plot(epochs, losses, "C0-", lw=2, label="loss")
+    left.set_xlabel("epoch")
+    left.set_ylabel("loss", color="C0")
+    left.set_yscale("log")
+    top = left.twinx()
+    if exact:
+        top.plot(epochs, [e[0] for e in exact], "C3-", lw=2, label="top eigenvalue (jax.hessian)")
+    top.plot(epochs, [v[0] for v in lanczos], "kx", ms=5, label="top eigenvalue (Lanczos on hvp)")
+    top.set_ylabel("top Hessian eigenvalue", color="C3")
+    lines = left.get_legend_handles_labels()[0] + top.get_legend_handles_labels()[0]
+    labels = left.get_legend_handles_labels()[1] + top.get_legend_handles_labels()[1]
+    left.legend(lines, labels, loc="center right", fontsize=8)
+    left.set_title(title)
+    if exact:
+        values = exact[-1]
+        right.stem(np.arange(1, len(values) + 1), values, basefmt="k-",
+                   label="every eigenvalue (jax.hessian)")
+    right.plot(np.arange(1, len(lanczos[-1]) + 1), lanczos[-1], "rx", ms=9, mew=2,
+               label="Lanczos on the hand-derived hvp")
+    right.set_yscale("symlog", linthresh=1e-3)
+    right.set_xlabel("eigenvalue index, largest first")
+    right.set_ylabel("eigenvalue (symlog)")
+    right.set_title(f"Hessian spectrum at epoch {epochs[-1]}")
+    right.legend(loc="best", fontsize=8)
+    _save(fig, path)

@@ -43,6 +43,15 @@ FD_ATOL_SCALE = 100 * EPS64 / FD_STEP_SCALE   # ~3.6e-9, multiplied by max(1, |L
 BLOG_WEIGHTS_ATOL = 1e-9
 
 
+# Lanczos (scipy's eigsh, tol=0) against the exact spectrum of jax.hessian ---------------
+# ARPACK with tol=0 iterates until its Ritz values are accurate to machine precision times
+# the operator's norm; the hvp and jax.hessian differ by ~1e-14 of that norm (the R-trace
+# agrees to that, see tests/test_second_order.py).  1e-8 of the largest |eigenvalue| leaves
+# six orders of headroom for an ill-conditioned cluster, and a wrong hvp (an O(1) error)
+# still fails it.
+LANCZOS_RTOL = 1e-8
+
+
 def fd_step(theta: float) -> float:
     """Central-difference step for a parameter of value theta."""
     return FD_STEP_SCALE * max(1.0, abs(theta))

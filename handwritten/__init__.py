@@ -6,8 +6,9 @@ NetworkSpec, Params, Trace, OptimizerSpec, History), ``checks`` (the input
 checks every implementation shares), ``network`` (forward, backward, the shared
 interface), ``schedules`` (the learning rate of every step), ``optimizers`` (each update
 rule as it states Delta theta),
-``training`` (the only loop), ``derivatives`` (beyond the gradient: forward mode and
-per-example gradients), and ``seed`` (the blog post's original program).
+``training`` (the only loop), ``derivatives`` (beyond the gradient: forward mode, second
+order by the R-operator, Gauss-Newton, per-example gradients), and ``seed`` (the blog post's
+original program).
 The derivation behind every line is in docs/derivation.md.
 """
 

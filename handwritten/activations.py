@@ -10,6 +10,15 @@ pre-activation ``z`` and the output ``a`` so that a derivative can be written in
 terms of the output whenever that is cheaper (sigmoid' = a(1 - a),
 tanh' = 1 - a**2): the forward pass already paid for ``a``.
 
+Second order (``handwritten.derivatives.hvp``, Pearlmutter's R-operator) needs one
+more function per activation, the change of the backward when z moves along z_dot
+with d_a held fixed -- the term of R{d_z} the first derivatives do not give:
+
+    second(z, a, d_a, z_dot) = d_a * f''(z) * z_dot       (elementwise activations)
+
+so that R{d_z} = f_backward(z, a, R{d_a}) + second(z, a, d_a, z_dot).  Each f'' is
+written, like f', in the output wherever that is cheaper and stable.
+
 All arrays have shape (batch, fan_out) and keep their dtype (float32 in,
 float32 out).  The registry ``ACTIVATIONS`` at the bottom pairs every forward
 with its backward, so the two cannot drift apart.
@@ -114,6 +123,20 @@ def sigmoid_backward(z: Array, a: Array, d_a: Array) -> Array:
     return d_z
 
 
+def sigmoid_second(z: Array, a: Array, d_a: Array, z_dot: Array) -> Array:
+    """sigmoid''(z) = d/dz a (1 - a) = a (1 - a) (1 - 2a), with 1 - 2a = -tanh(z / 2)
+    (the subtraction would cancel near z = 0, where a is 1/2):
+
+        second = d_a * a (1 - a) * -tanh(z / 2) * z_dot
+
+    a (1 - a) is the backward's own (tail-safe) sigmoid'.
+    """
+    r = sigmoid_backward(z, a, d_a)
+    r *= np.tanh(z / 2)
+    r *= z_dot
+    return np.negative(r, out=r)
+
+
 # tanh ------------------------------------------------------------------------
 
 
@@ -143,6 +166,17 @@ def tanh_backward(z: Array, a: Array, d_a: Array) -> Array:
     return d_z
 
 
+def tanh_second(z: Array, a: Array, d_a: Array, z_dot: Array) -> Array:
+    """tanh''(z) = d/dz (1 - a**2) = -2 a (1 - a**2), with 1 - a**2 the backward's own:
+
+        second = d_a * -2 a (1 - a**2) * z_dot
+    """
+    r = tanh_backward(z, a, d_a)
+    r *= -2 * a
+    r *= z_dot
+    return r
+
+
 # relu ------------------------------------------------------------------------
 
 
@@ -157,6 +191,12 @@ def relu_backward(z: Array, a: Array, d_a: Array) -> Array:
         d_z = d_a * [z > 0]
     """
     return d_a * (z > 0)
+
+
+def piecewise_linear_second(z: Array, a: Array, d_a: Array, z_dot: Array) -> Array:
+    """f''(z) = 0 away from the kink (relu, leaky_relu, identity): second = 0.  At the
+    kink f' jumps and has no derivative; 0 is autograd's value there too."""
+    return np.zeros_like(z_dot)
 
 
 # leaky_relu ------------------------------------------------------------------
@@ -212,6 +252,18 @@ def elu_backward(z: Array, a: Array, d_a: Array, alpha: float = ELU_ALPHA) -> Ar
     return d_z
 
 
+def elu_second(z: Array, a: Array, d_a: Array, z_dot: Array, alpha: float = ELU_ALPHA
+               ) -> Array:
+    """elu''(z) = 0 for z > 0, else alpha e^z -- elu' itself on that side:
+
+        second = d_a * (0 if z > 0 else alpha e^z) * z_dot
+    """
+    r = elu_backward(z, a, d_a, alpha)
+    r[z > 0] = 0
+    r *= z_dot
+    return r
+
+
 def celu(z: Array, alpha: float = CELU_ALPHA) -> Array:
     """Continuously differentiable elu (torch.nn.CELU): elu of z / alpha, scaled by alpha,
 
@@ -240,6 +292,18 @@ def celu_backward(z: Array, a: Array, d_a: Array, alpha: float = CELU_ALPHA) -> 
             d_z.put(tail, np.exp(z.take(tail) / alpha))
     d_z *= d_a
     return d_z
+
+
+def celu_second(z: Array, a: Array, d_a: Array, z_dot: Array, alpha: float = CELU_ALPHA
+                ) -> Array:
+    """celu''(z) = 0 for z > 0, else e^(z / alpha) / alpha -- celu' over alpha there:
+
+        second = d_a * (0 if z > 0 else e^(z / alpha) / alpha) * z_dot
+    """
+    r = celu_backward(z, a, d_a, alpha)
+    r[z > 0] = 0
+    r *= z_dot / alpha
+    return r
 
 
 SELU_ALPHA = 1.6732632423543772848170429916717
@@ -273,6 +337,17 @@ def selu_backward(z: Array, a: Array, d_a: Array) -> Array:
     return d_z
 
 
+def selu_second(z: Array, a: Array, d_a: Array, z_dot: Array) -> Array:
+    """selu''(z) = 0 for z > 0, else scale alpha e^z -- selu' itself on that side:
+
+        second = d_a * (0 if z > 0 else scale alpha e^z) * z_dot
+    """
+    r = selu_backward(z, a, d_a)
+    r[z > 0] = 0
+    r *= z_dot
+    return r
+
+
 # softplus --------------------------------------------------------------------
 
 
@@ -295,6 +370,14 @@ def softplus_backward(z: Array, a: Array, d_a: Array) -> Array:
         d_z = d_a * (1 - exp(-a))
     """
     return d_a * -np.expm1(-a)
+
+
+def softplus_second(z: Array, a: Array, d_a: Array, z_dot: Array) -> Array:
+    """softplus''(z) = sigmoid'(z) = s (1 - s), with s = 1 - exp(-a) and 1 - s = exp(-a):
+
+        second = d_a * -expm1(-a) * exp(-a) * z_dot
+    """
+    return d_a * -np.expm1(-a) * np.exp(-a) * z_dot
 
 
 # gelu (tanh approximation) ---------------------------------------------------
@@ -338,6 +421,25 @@ def gelu_backward(z: Array, a: Array, d_a: Array) -> Array:
     return d_a * (s + second)
 
 
+def gelu_second(z: Array, a: Array, d_a: Array, z_dot: Array) -> Array:
+    """Differentiate gelu' = s + z ds/dz once more, with s = sigmoid(2u), q = s (1 - s):
+
+        ds/dz   = 2 q u'                       u'  = c (1 + 3k z**2),  u'' = 6 c k z
+        d2s/dz2 = 2 q (2 (1 - 2s) u'**2 + u''),  1 - 2s = -tanh(u)
+        gelu''  = 2 ds/dz + z d2s/dz2 = 2 q (2 u' + z (u'' - 2 tanh(u) u'**2))
+        second  = d_a * gelu'' * z_dot
+
+    As in the backward, where q is exactly 0 the whole term is 0 (u'**2 may overflow there).
+    """
+    u = _gelu_u(z)
+    q = sigmoid_down_to_subnormals(2 * u) * sigmoid_down_to_subnormals(-2 * u)
+    with np.errstate(over="ignore", invalid="ignore"):
+        du = GELU_C * (1 + 3 * GELU_K * z * z)
+        inner = 2 * du + z * (6 * GELU_C * GELU_K * z - 2 * np.tanh(u) * du * du)
+    f2 = np.multiply(2 * q, inner, out=np.zeros_like(z), where=q > 0)
+    return d_a * f2 * z_dot
+
+
 # silu / swish ----------------------------------------------------------------
 
 
@@ -357,6 +459,19 @@ def silu_backward(z: Array, a: Array, d_a: Array) -> Array:
     """
     s, one_minus_s = sigmoid_down_to_subnormals(z), sigmoid_down_to_subnormals(-z)
     return d_a * (s + a * one_minus_s)
+
+
+def silu_second(z: Array, a: Array, d_a: Array, z_dot: Array) -> Array:
+    """silu' = s + z s (1 - s) differentiated again, with s' = s (1 - s) and 1 - 2s =
+    -tanh(z / 2) (no cancellation near 0):
+
+        silu''(z) = 2 s (1 - s) + z s (1 - s) (1 - 2s) = s (1 - s) (2 - z tanh(z / 2))
+        second = d_a * silu''(z) * z_dot
+
+    Where s (1 - s) is exactly 0 the term is 0 (z tanh(z / 2) is finite: no overflow).
+    """
+    q = sigmoid_down_to_subnormals(z) * sigmoid_down_to_subnormals(-z)
+    return d_a * (q * (2 - z * np.tanh(z / 2))) * z_dot
 
 
 # identity --------------------------------------------------------------------
@@ -400,6 +515,19 @@ def softmax_backward(z: Array, a: Array, d_a: Array) -> Array:
     return a * (d_a - np.sum(d_a * a, axis=1, keepdims=True))
 
 
+def softmax_second(z: Array, a: Array, d_a: Array, z_dot: Array) -> Array:
+    """The R-operator of softmax's backward d_z = a * (d_a - <d_a, a>) with d_a held fixed,
+    a moving by a_dot = J z_dot (softmax's own backward applied to z_dot):
+
+        second = a_dot * (d_a - <d_a, a>) - a * <d_a, a_dot>        (batch, n_out)
+
+    (product rule on the two places a appears; <.,.> per row, kept as a column).
+    """
+    a_dot = softmax_backward(z, a, z_dot)
+    return (a_dot * (d_a - np.sum(d_a * a, axis=1, keepdims=True))
+            - a * np.sum(d_a * a_dot, axis=1, keepdims=True))
+
+
 # registry --------------------------------------------------------------------
 
 
@@ -416,21 +544,33 @@ class Activation(NamedTuple):
     """True when a derivative jumps at z = 0 (relu and leaky_relu's first, elu's second).
     Central finite differences lose their accuracy near such a point, so a
     finite-difference check keeps z away from 0."""
+    second: Callable[[Array, Array, Array, Array], Array] | None = None
+    """second(z, a, d_a, z_dot): the term of R{d_z} that f'' gives, d_a * f''(z) * z_dot
+    (softmax: the R-operator of its backward).  None: no hand-derived second order, and
+    ``derivatives.hvp`` refuses the activation by name."""
+    second_derivative: str = ""
+    """``second``'s equation (what ``bpnet explain`` prints)."""
 
 
 def _leaky_relu(slope: float) -> Activation:
     return Activation(partial(leaky_relu, slope=slope), partial(leaky_relu_backward, slope=slope),
-                      f"d_a * (1 if z > 0 else {slope!r})", kinked=slope != 1)
+                      f"d_a * (1 if z > 0 else {slope!r})", kinked=slope != 1,
+                      second=piecewise_linear_second, second_derivative="0")
 
 
 def _elu(alpha: float) -> Activation:
     return Activation(partial(elu, alpha=alpha), partial(elu_backward, alpha=alpha),
-                      f"d_a * (1 if z > 0 else a + {alpha!r})", kinked=True)
+                      f"d_a * (1 if z > 0 else a + {alpha!r})", kinked=True,
+                      second=partial(elu_second, alpha=alpha),
+                      second_derivative=f"d_a * (0 if z > 0 else {alpha!r} e^z) * z_dot")
 
 
 def _celu(alpha: float) -> Activation:
     return Activation(partial(celu, alpha=alpha), partial(celu_backward, alpha=alpha),
-                      f"d_a * (1 if z > 0 else a / {alpha!r} + 1)", kinked=True)
+                      f"d_a * (1 if z > 0 else a / {alpha!r} + 1)", kinked=True,
+                      second=partial(celu_second, alpha=alpha),
+                      second_derivative=f"d_a * (0 if z > 0 else e^(z / {alpha!r}) / {alpha!r})"
+                                        " * z_dot")
 
 
 class Parameter(NamedTuple):
@@ -452,25 +592,37 @@ PARAMETERS: dict[str, Parameter] = {
 """The activations that take a parameter: "name:value" sets it (torch's keyword)."""
 
 ACTIVATIONS: dict[str, Activation] = {
-    "sigmoid": Activation(sigmoid, sigmoid_backward, "d_a * a * (1 - a)"),
-    "tanh": Activation(tanh, tanh_backward, "d_a * (1 - a**2)"),
-    "relu": Activation(relu, relu_backward, "d_a * [z > 0]", kinked=True),
-    "leaky_relu": Activation(leaky_relu, leaky_relu_backward,
-                             f"d_a * (1 if z > 0 else {LEAKY_RELU_SLOPE})", kinked=True),
-    "elu": Activation(elu, elu_backward, f"d_a * (1 if z > 0 else a + {ELU_ALPHA})",
-                      kinked=True),
-    "celu": Activation(celu, celu_backward, f"d_a * (1 if z > 0 else a / {CELU_ALPHA} + 1)",
-                       kinked=True),
+    "sigmoid": Activation(sigmoid, sigmoid_backward, "d_a * a * (1 - a)",
+                          second=sigmoid_second,
+                          second_derivative="d_a * a (1 - a) * -tanh(z / 2) * z_dot"),
+    "tanh": Activation(tanh, tanh_backward, "d_a * (1 - a**2)", second=tanh_second,
+                       second_derivative="d_a * -2 a (1 - a**2) * z_dot"),
+    "relu": Activation(relu, relu_backward, "d_a * [z > 0]", kinked=True,
+                       second=piecewise_linear_second, second_derivative="0"),
+    "leaky_relu": _leaky_relu(LEAKY_RELU_SLOPE),
+    "elu": _elu(ELU_ALPHA),
+    "celu": _celu(CELU_ALPHA),
     "selu": Activation(selu, selu_backward,
                        "d_a * (scale if z > 0 else a + scale * alpha),  "
-                       "scale = 1.0507, alpha = 1.6733", kinked=True),
-    "softplus": Activation(softplus, softplus_backward, "d_a * (1 - exp(-a))"),
+                       "scale = 1.0507, alpha = 1.6733", kinked=True, second=selu_second,
+                       second_derivative="d_a * (0 if z > 0 else scale alpha e^z) * z_dot"),
+    "softplus": Activation(softplus, softplus_backward, "d_a * (1 - exp(-a))",
+                           second=softplus_second,
+                           second_derivative="d_a * (1 - exp(-a)) exp(-a) * z_dot"),
     "gelu": Activation(gelu, gelu_backward,
-                       "d_a * (s + z 2 s (1 - s) c (1 + 3k z**2)),  s = sigmoid(2 u(z))"),
-    "silu": Activation(silu, silu_backward, "d_a * (s + a (1 - s)),  s = sigmoid(z)"),
-    "identity": Activation(identity, identity_backward, "d_a"),
+                       "d_a * (s + z 2 s (1 - s) c (1 + 3k z**2)),  s = sigmoid(2 u(z))",
+                       second=gelu_second,
+                       second_derivative="d_a * 2 s (1 - s) (2 u' + z (u'' - 2 tanh(u) u'**2))"
+                                         " * z_dot"),
+    "silu": Activation(silu, silu_backward, "d_a * (s + a (1 - s)),  s = sigmoid(z)",
+                       second=silu_second,
+                       second_derivative="d_a * s (1 - s) (2 - z tanh(z / 2)) * z_dot"),
+    "identity": Activation(identity, identity_backward, "d_a", second=piecewise_linear_second,
+                           second_derivative="0"),
     "softmax": Activation(softmax, softmax_backward, "a * (d_a - sum(d_a * a, axis=1))",
-                          output_only=True),
+                          output_only=True, second=softmax_second,
+                          second_derivative="a_dot * (d_a - <d_a, a>) - a * <d_a, a_dot>,  "
+                                            "a_dot = a * (z_dot - <z_dot, a>)"),
 }
 """Every activation by name, each parametrised one at its default (``PARAMETERS``).
 ``swish`` is an alias of ``silu``."""

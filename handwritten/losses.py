@@ -12,6 +12,17 @@ written as a function of the logits ``z`` and its gradient is ``d_z`` directly:
 fusing the output activation into the loss is what makes it stable and gives the
 famous short gradient (a - y).
 
+Second order (``handwritten.derivatives.hvp`` and ``gnvp``) needs the loss's Hessian
+with respect to its input, applied to that input's tangent -- the R-operator of the
+gradient, one more function per loss with one signature:
+
+    R{d_o} = loss_second(z, a, y, reduction, z_dot, a_dot)    (batch, n_out)
+
+R{d_a} for a plain loss (its Hessian in a, applied to a_dot), R{d_z} for a fused one
+(its Hessian in z, applied to z_dot).  A fused gradient is (a - y) / n, so its R-op is
+a_dot / n: the output activation's own Jacobian applied to z_dot, which the forward
+tangent pass has already computed.
+
 Reduction, stated once for all (and again in each docstring):
 
 - elementwise losses (half_mse, mse, bce, bce_with_logits): ``"sum"`` adds the
@@ -67,6 +78,12 @@ def half_mse_grad(z: Array, a: Array, y: Array, reduction: str) -> Array:
     return (a - y) / _count(a.size, reduction)
 
 
+def half_mse_second(z: Array, a: Array, y: Array, reduction: str, z_dot: Array, a_dot: Array
+                    ) -> Array:
+    """d_a = (a - y) / n is linear in a with slope 1 / n: R{d_a} = a_dot / n."""
+    return a_dot / _count(a.size, reduction)
+
+
 # mse -------------------------------------------------------------------------
 
 
@@ -81,6 +98,12 @@ def mse(z: Array, a: Array, y: Array, reduction: str) -> Scalar:
 def mse_grad(z: Array, a: Array, y: Array, reduction: str) -> Array:
     """d_a = 2 (a - y) / n, with n = batch * n_out for "mean" and n = 1 for "sum"."""
     return 2 * (a - y) / _count(a.size, reduction)
+
+
+def mse_second(z: Array, a: Array, y: Array, reduction: str, z_dot: Array, a_dot: Array
+               ) -> Array:
+    """d_a = 2 (a - y) / n: R{d_a} = 2 a_dot / n."""
+    return 2 * a_dot / _count(a.size, reduction)
 
 
 # bce: binary cross-entropy on probabilities ----------------------------------
@@ -134,6 +157,24 @@ def bce_grad(z: Array, a: Array, y: Array, reduction: str) -> Array:
     return d_a
 
 
+def bce_second(z: Array, a: Array, y: Array, reduction: str, z_dot: Array, a_dot: Array
+               ) -> Array:
+    """d/da of -y/a + (1 - y)/(1 - a), elementwise, then the reduction:
+
+        R{d_a} = (y / a**2 + (1 - y) / (1 - a)**2) * a_dot / n
+
+    A term whose target weight is 0 is 0 (y = 0 drops y / a**2 also at a = 0, y = 1 drops
+    the other at a = 1: the 0 log 0 = 0 of the loss); where a term remains at a = 0 or 1
+    the curvature is infinite, as the loss there.
+    """
+    with np.errstate(divide="ignore", over="ignore"):
+        curvature = (np.divide(y, a * a, out=np.zeros_like(a), where=y > 0)
+                     + np.divide(1 - y, np.square(1 - a), out=np.zeros_like(a), where=y < 1))
+    # inf * 0 (infinite curvature, no movement) is undefined: nan, as autograd's
+    with np.errstate(invalid="ignore", over="ignore"):
+        return curvature * a_dot / _count(a.size, reduction)
+
+
 # bce_with_logits: sigmoid output fused into the loss --------------------------
 
 
@@ -164,6 +205,16 @@ def bce_with_logits_grad(z: Array, a: Array, y: Array, reduction: str) -> Array:
     if ones.any():
         d_z[ones] = -sigmoid(-z[ones])
     return d_z / _count(z.size, reduction)
+
+
+def fused_second(z: Array, a: Array, y: Array, reduction: str, z_dot: Array, a_dot: Array
+                 ) -> Array:
+    """A fused gradient d_z = (a - y) / n (bce_with_logits: n = batch * n_out; the caller's
+    a_dot is sigmoid's J z_dot) moves only through a:
+
+        R{d_z} = a_dot / n
+    """
+    return a_dot / _count(z.size, reduction)
 
 
 # softmax_cross_entropy: softmax output fused into the loss --------------------
@@ -222,10 +273,19 @@ def softmax_cross_entropy_grad(
     return d_z / _count(z.shape[0], reduction)
 
 
+def softmax_cross_entropy_second(z: Array, a: Array, y: Array | Labels, reduction: str,
+                                 z_dot: Array, a_dot: Array) -> Array:
+    """d_z = (a - y) / n per row (n = batch under "mean"): R{d_z} = a_dot / n, with a_dot =
+    softmax's J z_dot = a * (z_dot - <z_dot, a>), the Hessian of logsumexp applied to z_dot
+    (for rows of y that sum to 1, as the gradient)."""
+    return a_dot / _count(z.shape[0], reduction)
+
+
 # registry --------------------------------------------------------------------
 
 LossFn = Callable[[Array, Array, Any, str], Scalar]
 LossGrad = Callable[[Array, Array, Any, str], Array]
+LossSecond = Callable[[Array, Array, Any, str, Array, Array], Array]
 
 
 class Loss(NamedTuple):
@@ -246,21 +306,33 @@ class Loss(NamedTuple):
     per_row: bool = False
     """True when the loss has one term per row (the reduction "mean" divides by batch),
     False when it has one per element (it divides by batch * n_out)."""
+    second: LossSecond | None = None
+    """The R-operator of ``grad``: R{d_a} (R{d_z} when fused) from the input's tangent.
+    None: no hand-derived second order, and ``derivatives.hvp`` refuses the loss by name."""
+    hessian: str = ""
+    """``second``'s equation (what ``bpnet explain`` prints)."""
 
 
 LOSSES: dict[str, Loss] = {
-    "half_mse": Loss(half_mse, half_mse_grad, "sum((a - y)**2 / 2) / n", "d_a = (a - y) / n"),
-    "mse": Loss(mse, mse_grad, "sum((a - y)**2) / n", "d_a = 2 (a - y) / n"),
+    "half_mse": Loss(half_mse, half_mse_grad, "sum((a - y)**2 / 2) / n", "d_a = (a - y) / n",
+                     second=half_mse_second, hessian="R{d_a} = a_dot / n"),
+    "mse": Loss(mse, mse_grad, "sum((a - y)**2) / n", "d_a = 2 (a - y) / n",
+                second=mse_second, hessian="R{d_a} = 2 a_dot / n"),
     "bce": Loss(bce, bce_grad, "-sum(y log a + (1 - y) log(1 - a)) / n",
                 "d_a = (a - y) / (a (1 - a)) / n",
-                output_activations=frozenset({"sigmoid", "softmax"}), targets="probability"),
+                output_activations=frozenset({"sigmoid", "softmax"}), targets="probability",
+                second=bce_second, hessian="R{d_a} = (y / a**2 + (1 - y) / (1 - a)**2) a_dot / n"),
     "bce_with_logits": Loss(bce_with_logits, bce_with_logits_grad, "sum(softplus(z) - y z) / n",
                             "d_z = (sigmoid(z) - y) / n", fused_with="sigmoid",
-                            output_activations=frozenset({"sigmoid"}), targets="probability"),
+                            output_activations=frozenset({"sigmoid"}), targets="probability",
+                            second=fused_second,
+                            hessian="R{d_z} = a_dot / n,  a_dot = a (1 - a) z_dot"),
     "softmax_cross_entropy": Loss(softmax_cross_entropy, softmax_cross_entropy_grad,
                                   "sum(logsumexp(z) - sum_k y_k z_k) / n",
                                   "d_z = (softmax(z) - y) / n", fused_with="softmax",
                                   output_activations=frozenset({"softmax"}), targets="class",
-                                  per_row=True),
+                                  per_row=True, second=softmax_cross_entropy_second,
+                                  hessian="R{d_z} = a_dot / n,  "
+                                          "a_dot = a * (z_dot - <z_dot, a>)"),
 }
 """Every loss by name."""

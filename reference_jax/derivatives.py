@@ -1,6 +1,10 @@
-"""Forward mode and per-example gradients through JAX: nothing derived by hand.
+"""Forward mode, second order and per-example gradients through JAX: nothing derived by hand.
 
     jvp                  jax.jvp of the network's output in the params
+    hvp                  jax.jvp(jax.grad(loss)): forward over reverse
+    gnvp                 jax.jvp of the loss's input, the loss's Hessian there (jax.jvp of
+                         its jax.grad), then jax.vjp back through the network
+    r_trace              jax.jvp, along v, of every quantity of reference_jax's trace
     per_example_grads    jax.vmap(jax.grad(one sample's loss)), times the reduction's share
                          of that sample (1/batch under "mean")
 """
@@ -8,6 +12,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +20,8 @@ import numpy as np
 
 from handwritten import checks
 from handwritten.spec import NetworkSpec, Params
-from reference_jax.network import forward, from_jax, loss_value, to_jax
+from reference_jax.losses import LOSSES
+from reference_jax.network import JaxParams, _loss, _trace, forward, from_jax, loss_value, to_jax
 from reference_jax.precision import float64
 
 
@@ -29,6 +35,60 @@ def jvp(spec: NetworkSpec, params: Params, x: np.ndarray, v: Params
     jx = jnp.asarray(x)
     out, tangent = jax.jvp(lambda p: forward(spec, p, jx)[0], (to_jax(params),), (to_jax(v),))
     return np.array(out), np.array(tangent)
+
+
+def _checked(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray, v: Params
+             ) -> tuple[JaxParams, JaxParams, jax.Array, jax.Array]:
+    checks.check_problem(spec, params, x, y)
+    checks.check_params(spec, v, params[0]["W"].dtype, name="v")
+    return to_jax(params), to_jax(v), jnp.asarray(x), jnp.asarray(y)
+
+
+@float64
+def hvp(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray, v: Params) -> Params:
+    """handwritten.derivatives.hvp's contract, by jax.jvp of jax.grad (forward over reverse)."""
+    jp, jv, jx, jy = _checked(spec, params, x, y, v)
+    _, product = jax.jvp(jax.grad(lambda p: _loss(p, jx, jy, spec)), (jp,), (jv,))
+    return from_jax(product)
+
+
+@float64
+def gnvp(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray, v: Params) -> Params:
+    """handwritten.derivatives.gnvp's contract: J^T H_loss J v (J of the loss's input, z_out
+    for a fused loss, else a_out) composed from jax.jvp and jax.vjp, plus lambda W_dot."""
+    jp, jv, jx, jy = _checked(spec, params, x, y, v)
+
+    def loss_input(p: JaxParams) -> jax.Array:
+        out = forward(spec, p, jx)[1][-1]
+        return out["z"] if spec.fused_output else out["a"]
+
+    def loss_of(o: jax.Array) -> jax.Array:           # each loss reads only its own input
+        return LOSSES[spec.loss](o, o, jy, spec.reduction)
+
+    o, j_v = jax.jvp(loss_input, (jp,), (jv,))
+    _, h_j_v = jax.jvp(jax.grad(loss_of), (o,), (j_v,))
+    _, pullback = jax.vjp(loss_input, jp)
+    (product,) = pullback(h_j_v)
+    return [{"W": g["W"] + spec.weight_decay * t["W"], "b": g["b"]}
+            for g, t in zip(from_jax(product), from_jax(jv))]
+
+
+@float64
+def r_trace(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray, v: Params
+            ) -> list[dict[str, np.ndarray]]:
+    """handwritten.derivatives.r_trace's contract: jax.jvp, along v, of reference_jax's
+    trace (every z, a and autograd's d_a, d_z, d_W, d_b)."""
+    jp, jv, jx, jy = _checked(spec, params, x, y, v)
+    _, tangents = jax.jvp(lambda p: _trace(p, jx, jy, spec), (jp,), (jv,))
+    _, cache, d_p, d_z, d_a = tangents
+    layers = []
+    for l in range(spec.n_layers):
+        layer: dict[str, Any] = {"R{z}": cache[l]["z"], "R{a}": cache[l]["a"], "R{d_a}": d_a[l],
+                                 "R{d_z}": d_z[l], "R{d_W}": d_p[l]["W"], "R{d_b}": d_p[l]["b"]}
+        if spec.fused_output and l == spec.n_layers - 1:
+            del layer["R{d_a}"]
+        layers.append({k: np.array(t) for k, t in layer.items()})
+    return layers
 
 
 @float64

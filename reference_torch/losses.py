@@ -23,3 +23,18 @@ LOSSES: dict[str, LossFn] = {
     # integer labels (batch,) or rows of class probabilities (batch, n_out)
     "softmax_cross_entropy": lambda z, a, y, r: F.cross_entropy(z, y, reduction=r),
 }
+
+
+def _bce_written_out(z: torch.Tensor, a: torch.Tensor, y: torch.Tensor, reduction: str
+                     ) -> torch.Tensor:
+    terms = -(y * torch.log(a) + (1 - y) * torch.log1p(-a))
+    return terms.mean() if reduction == "mean" else terms.sum()
+
+
+SECOND_ORDER_LOSSES: dict[str, LossFn] = {**LOSSES, "bce": _bce_written_out}
+"""The losses whose second derivatives reference_torch.derivatives takes.  torch 2.13's
+binary_cross_entropy double backward adds 1e-12 to a and to 1 - a in its denominator
+((a**2 - 2 a y + y) / ((a + 1e-12)**2 (1 - a + 1e-12)**2)): a relative error of
+~2e-12 / min(a, 1 - a), 3e-8 at a = 1e-4 -- so bce is written out in torch ops there
+(autograd differentiates the logs exactly).  tests/test_second_order.py pins the formula."""
+

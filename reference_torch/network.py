@@ -8,6 +8,7 @@ after ``backward()`` is autograd's d_z or d_a.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ import torch
 from handwritten import checks
 from handwritten.spec import NetworkSpec, Params, Trace
 from reference_torch.activations import activation
-from reference_torch.losses import LOSSES
+from reference_torch.losses import LOSSES, LossFn
 
 TorchParams = list[dict[str, torch.Tensor]]
 
@@ -38,22 +39,30 @@ def tensor(a: np.ndarray) -> torch.Tensor:
     return t.long() if t.dtype not in (torch.float32, torch.float64) else t
 
 
-def forward(spec: NetworkSpec, tparams: TorchParams, x: torch.Tensor
+def forward(spec: NetworkSpec, tparams: TorchParams, x: torch.Tensor,
+            dz: list[torch.Tensor] | None = None, da: list[torch.Tensor] | None = None
             ) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
-    """z = a_prev @ W + b, a = f(z), layer by layer; returns the output and every z, a."""
+    """z = a_prev @ W + b (+ dz), a = f(z) (+ da), layer by layer; returns the output and
+    every z, a.  The optional zero perturbations dz, da make d_z and d_a gradients that
+    torch.func can take (``reference_torch.derivatives.r_trace``)."""
     cache = []
     a = x
-    for p, name in zip(tparams, spec.activations):
+    for l, (p, name) in enumerate(zip(tparams, spec.activations)):
         z = a @ p["W"] + p["b"]
+        if dz is not None:
+            z = z + dz[l]
         a = activation(name)(z)
+        if da is not None:
+            a = a + da[l]
         cache.append({"z": z, "a": a})
     return a, cache
 
 
 def loss_value(spec: NetworkSpec, tparams: TorchParams, cache: list[dict[str, torch.Tensor]],
-               y: torch.Tensor) -> torch.Tensor:
-    """The loss plus weight_decay / 2 * sum ||W||^2, as a torch scalar."""
-    loss = LOSSES[spec.loss](cache[-1]["z"], cache[-1]["a"], y, spec.reduction)
+               y: torch.Tensor, losses: Mapping[str, LossFn] = LOSSES) -> torch.Tensor:
+    """The loss (from the table ``losses``) plus weight_decay / 2 * sum ||W||^2, as a torch
+    scalar."""
+    loss = losses[spec.loss](cache[-1]["z"], cache[-1]["a"], y, spec.reduction)
     if spec.weight_decay:
         loss = loss + spec.weight_decay / 2 * sum(p["W"].pow(2).sum() for p in tparams)
     return loss

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The property tests, fast ones first (pytest stops at the first failure).
 PROPERTY_TESTS = [
     "tests/test_activations.py", "tests/test_losses.py", "tests/test_optimizers.py",
-    "tests/test_schedules.py", "tests/test_derivatives.py",
+    "tests/test_schedules.py", "tests/test_derivatives.py", "tests/test_second_order.py",
     "tests/test_network.py", "tests/test_training.py", "tests/test_seed.py",
     "tests/test_cross_framework.py", "tests/test_references.py",
     # last: ~30 s under the ci profile, and needed only by a mistake the others miss (one
@@ -192,16 +192,49 @@ MUTATIONS = [
              'decay = hyper["weight_decay"]'),
     # issue 12 (in part): forward mode and per-example gradients
     Mutation("jvp_without_the_weight_tangent", "forward mode drops a_prev @ W_dot from z_dot "
-             "(the product rule's second term)", "derivatives.py:jvp",
-             'z_dot = a_dot @ p["W"] + a @ t["W"] + t["b"]', 'z_dot = a_dot @ p["W"] + t["b"]'),
+             "(the product rule's second term)", "derivatives.py:tangent_forward",
+             'z_dot = a @ t["W"] + t["b"]', 'z_dot = 0 * a @ t["W"] + t["b"]'),
     Mutation("jvp_tangent_through_the_output", "forward mode pushes z_dot through f'(a), not "
-             "f'(z)", "derivatives.py:jvp", "a_dot = f.backward(z, a, z_dot)",
+             "f'(z)", "derivatives.py:tangent_forward", "a_dot = f.backward(z, a, z_dot)",
              "a_dot = f.backward(a, a, z_dot)"),
     Mutation("per_example_norm_without_the_bias", "per-example norms forget the bias gradient",
              "derivatives.py:per_example_grad_norms", "* dz2 + dz2", "* dz2"),
     Mutation("per_example_divided_by_batch_again", "per-example gradients divided by the batch "
              "once more (the reduction's 1/batch twice)", "derivatives.py:per_example_grads",
              '"b": d_z.copy()}', '"b": d_z / d_z.shape[0]}'),
+    # issue 12: second order by the R-operator, Gauss-Newton
+    Mutation("hvp_without_the_second_derivative", "R{d_z} forgets d_a * f''(z) * R{z} (the "
+             "Gauss-Newton part only)", "derivatives.py:r_backward",
+             "r_d_z = r_d_z + second(z, a, d_a, z_dot)",
+             "r_d_z = r_d_z + 0 * second(z, a, d_a, z_dot)"),
+    Mutation("hvp_without_the_weight_tangent_in_r_d_a", "R{d_a_prev} forgets d_z @ W_dot.T "
+             "(R{W} dropped from the backward's product rule)", "derivatives.py:r_backward",
+             "r_d_a += d_z @ W_dot.T", "r_d_a += 0 * d_z @ W_dot.T"),
+    Mutation("hvp_without_the_input_tangent_in_r_d_W", "R{d_W} forgets R{a_prev}.T @ d_z",
+             "derivatives.py:r_backward", 'r_d_W += cache[l - 1]["a_dot"].T @ d_z',
+             'r_d_W += 0 * cache[l - 1]["a_dot"].T @ d_z'),
+    Mutation("hvp_without_the_weight_decay", "the penalty's Hessian lambda W_dot left out",
+             "derivatives.py:r_backward", "r_d_W += spec.weight_decay * W_dot",
+             "r_d_W += 0 * W_dot"),
+    Mutation("sigmoid_second_sign", "sigmoid'' = a (1 - a) tanh(z / 2): the sign of 1 - 2a lost",
+             "activations.py:sigmoid_second", "return np.negative(r, out=r)", "return r"),
+    Mutation("tanh_second_without_the_2", "tanh'' = -a (1 - a**2), missing the 2",
+             "activations.py:tanh_second", "r *= -2 * a", "r *= -a"),
+    Mutation("softmax_second_one_product_rule_term", "softmax's R-op forgets "
+             "-a * <d_a, a_dot> (a moves in two places)", "activations.py:softmax_second",
+             "- a * np.sum(d_a * a_dot, axis=1, keepdims=True))",
+             "- 0 * a)"),
+    Mutation("mse_second_wrong_reduction", "mse's second derivative divided by batch, not "
+             "batch * n_out", "losses.py:mse_second",
+             "return 2 * a_dot / _count(a.size, reduction)",
+             "return 2 * a_dot / _count(a.shape[0], reduction)"),
+    Mutation("bce_second_one_sided", "bce's curvature keeps only y / a**2",
+             "losses.py:bce_second", "+ np.divide(1 - y, np.square(1 - a)",
+             "+ 0 * np.divide(1 - y, np.square(1 - a)"),
+    Mutation("gnvp_keeps_the_loss_gradient_terms", "Gauss-Newton computed with the loss's "
+             "gradient (the full Hessian, not J^T H J)", "derivatives.py:r_backward",
+             "d = None if gauss_newton else loss.grad(",
+             "d = None if False else loss.grad("),
     # the options of issue 13: parametrised activations, selu and celu
     Mutation("leaky_relu_default_slope_in_backward", "leaky_relu's backward uses the default "
              "slope, not the given one", "activations.py:leaky_relu_backward",
@@ -306,6 +339,17 @@ def generic(n: int, seed: int = 14) -> list[Mutation]:
 CHECK_ALL = ["-m", "bpnet.cli", "check", "--all", "--quiet"]
 
 
+def property_tests_for(file: str) -> list[str]:
+    """PROPERTY_TESTS with the modules that cover handwritten/<file> (tests/quick.py's map)
+    first: a mistake is caught by the tests of its own file, without first paying for the
+    slow properties of the others (each group keeps PROPERTY_TESTS' order)."""
+    from tests.quick import TESTS
+
+    own = set(TESTS.get(f"handwritten/{file}", []))
+    first = [t for t in PROPERTY_TESTS if Path(t).stem in own]
+    return first + [t for t in PROPERTY_TESTS if t not in first]
+
+
 def run(mutation: Mutation, timeout: float = 1200.0, check_all: bool = False,
         command: list[str] | None = None) -> tuple[bool, str, float]:
     """Apply one mutation to a copy of the project and run the property tests (or
@@ -331,7 +375,7 @@ def run(mutation: Mutation, timeout: float = 1200.0, check_all: bool = False,
         subprocess.run([sys.executable, "-c", check], cwd=work, env=env, check=True)
         command = command or (CHECK_ALL if check_all else [
             "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header", "-o",
-            "addopts=", *PROPERTY_TESTS])
+            "addopts=", *property_tests_for(mutation.file)])
         result = subprocess.run([sys.executable, *command], cwd=work, env=env,
                                 capture_output=True, text=True, timeout=timeout, check=False)
     lines = (result.stdout + result.stderr).strip().splitlines()

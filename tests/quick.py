@@ -20,13 +20,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 TESTS: dict[str, list[str]] = {
-    "handwritten/activations.py": ["test_activations", "test_extremes", "test_network"],
-    "handwritten/losses.py": ["test_losses", "test_extremes", "test_network"],
+    "handwritten/activations.py": ["test_activations", "test_extremes", "test_network",
+                                   "test_second_order"],
+    "handwritten/losses.py": ["test_losses", "test_extremes", "test_network",
+                              "test_second_order"],
     "handwritten/network.py": ["test_network", "test_bad_input", "test_seed"],
     "handwritten/optimizers.py": ["test_optimizers"],
     "handwritten/schedules.py": ["test_schedules", "test_optimizers"],
     "handwritten/training.py": ["test_training"],
-    "handwritten/derivatives.py": ["test_derivatives"],
+    "handwritten/derivatives.py": ["test_derivatives", "test_second_order"],
     "handwritten/seed.py": ["test_seed"],
     "handwritten/spec.py": ["test_network", "test_bad_input", "test_training"],
     "handwritten/checks.py": ["test_bad_input"],
@@ -40,13 +42,13 @@ TESTS: dict[str, list[str]] = {
 }
 """A changed file (or any file under a folder) -> the test modules that cover it."""
 
-CHECK_ALL: dict[str, str] = {
-    "handwritten/activations.py": "activation", "handwritten/losses.py": "loss",
-    "handwritten/network.py": "network", "handwritten/optimizers.py": "optimizer",
-    "handwritten/schedules.py": "schedule", "handwritten/derivatives.py": "derivatives",
-    "handwritten/seed.py": "blog",
+CHECK_ALL: dict[str, tuple[str, ...]] = {
+    "handwritten/activations.py": ("activation",), "handwritten/losses.py": ("loss",),
+    "handwritten/network.py": ("network",), "handwritten/optimizers.py": ("optimizer",),
+    "handwritten/schedules.py": ("schedule",),
+    "handwritten/derivatives.py": ("derivatives", "second"), "handwritten/seed.py": ("blog",),
 }
-"""A changed file of handwritten -> the group of ``bpnet check --all`` that covers it."""
+"""A changed file of handwritten -> the groups of ``bpnet check --all`` that cover it."""
 
 SLOW = "not test_mutation_is_caught and not planted"
 """The subprocess runs over mutated copies: minutes, and about the suite, not the change."""
@@ -80,7 +82,7 @@ def main(argv: list[str]) -> int:
     files = [f for f in changed(since) if (ROOT / f).exists()]
     python = [f for f in files if f.endswith(".py")]
     tests = select_tests(files)
-    groups = list(dict.fromkeys(CHECK_ALL[f] for f in files if f in CHECK_ALL))
+    groups = list(dict.fromkeys(g for f in files if f in CHECK_ALL for g in CHECK_ALL[f]))
     commands = []
     if python:
         commands.append([sys.executable, "-m", "ruff", "check", *python])

@@ -16,6 +16,7 @@ import pytest
 
 import handwritten as hw
 from bpnet.cli import main
+from bpnet.tolerances import LANCZOS_RTOL
 from handwritten import seed
 from tests.blog_program import blog_training_run
 
@@ -179,6 +180,33 @@ def test_explain_prints_each_registered_equation() -> None:
         out = sorted(loss.output_activations or ["identity"])[0]
         text = "\n".join(derivation(NetworkSpec((2, 3, 2), ("tanh", out), name)))
         assert f"L = {loss.equation}" in text and at_layer(loss.gradient, 1) in text, name
+
+
+def test_explain_derivatives_prints_every_second_derivative_with_shapes(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """--derivatives: the tangent pass, the R-operator's backward with each activation's f''
+    and the loss's Hessian from the registries (the Gauss-Newton terms marked *), and the
+    per-example gradients, each with this architecture's shapes."""
+    from bpnet.explain import at_layer, beyond_the_gradient
+    from handwritten import ACTIVATIONS, LOSSES, NetworkSpec
+
+    assert at_layer("d_a * f(z) * z_dot, a_dot", 2) == "d_a2 * f(z2) * z2_dot, a2_dot"
+    assert main(["explain", "--derivatives", "--layers", "4,5,3", "--activations",
+                 "gelu,softmax", "--loss", "softmax_cross_entropy", "--weight-decay", "0.1"]) == 0
+    text = capsys.readouterr().out
+    assert "z1_dot = a0_dot @ W1 + a0 @ W1_dot + b1_dot" in text and "(N, 3)" in text
+    assert "R{d_W0} = x.T @ R{d_z0} + 0.1 W0_dot" in text
+    assert "R{d_a0} = R{d_z1} @ W1.T + *[d_z1 @ W1_dot.T]" in text
+    assert "d_W1[i] = outer(a0[i], d_z1[i])" in text and "(N, 5, 3)" in text
+    for name, activation in ACTIVATIONS.items():
+        if activation.output_only or activation.second_derivative == "0":
+            continue
+        lines = beyond_the_gradient(NetworkSpec((2, 3, 1), (name, "identity"), "half_mse"))
+        assert at_layer(activation.second_derivative, 0) in "\n".join(lines), name
+    for name, loss in LOSSES.items():
+        out = sorted(loss.output_activations or ["identity"])[0]
+        lines = beyond_the_gradient(NetworkSpec((2, 3, 2), ("tanh", out), name))
+        assert at_layer(loss.hessian, 1) in "\n".join(lines), name
 
 
 @pytest.mark.parametrize(("argv", "words"), [
@@ -415,3 +443,26 @@ def test_compare_runs_an_option_optax_lacks_in_torch_alone(
     assert "reference_jax    not run: optax.amsgrad keeps the maximum" in out
     assert "reference_torch  final loss" in out and "reference_jax    final loss" not in out
     assert "within the suite's envelope" in out
+
+
+def test_hessian_lanczos_on_hvp_matches_jax_hessian(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """bpnet hessian on the blog network: Lanczos's top eigenvalues at every checkpoint are
+    the largest of jax.hessian's exact spectrum, the plot is written, the exit status 0."""
+    out = tmp_path / "hessian.png"
+    assert main(["hessian", "--epochs", "60", "--every", "20", "--top", "4", "--json",
+                 "--out", str(out)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["epochs"] == [0, 20, 40, 60]
+    assert result["agrees"] and result["largest_relative_difference"] <= LANCZOS_RTOL
+    for top, exact in zip(result["lanczos"], result["exact"]):
+        assert len(top) == 4 and len(exact) == 31                 # the blog network's params
+        np.testing.assert_allclose(top, exact[:4], rtol=0, atol=LANCZOS_RTOL * max(
+            abs(e) for e in exact))
+    _png_ok(out)
+
+
+def test_hessian_refuses_a_top_beyond_the_params(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["hessian", "--top", "31", "--epochs", "2", "--out", "unused.png"]) == 2
+    assert "--top must be between 1 and the number of params - 1 (30), got 31" in \
+        capsys.readouterr().err

@@ -22,6 +22,7 @@ def test_a_change_selects_its_tests_once_and_a_test_file_itself() -> None:
     chosen = select_tests(["handwritten/activations.py", "handwritten/losses.py",
                         "tests/test_seed.py", "README.md"])
     assert chosen == ["tests/test_activations.py", "tests/test_extremes.py",
-                      "tests/test_network.py", "tests/test_losses.py", "tests/test_seed.py"]
+                      "tests/test_network.py", "tests/test_second_order.py",
+                      "tests/test_losses.py", "tests/test_seed.py"]
     assert select_tests(["reference_jax/bucketed.py"]) == ["tests/test_bucketed.py"]
     assert select_tests(["reference_jax/losses.py"]) == ["tests/test_references.py"]
