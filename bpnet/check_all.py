@@ -514,6 +514,117 @@ def second_order_cases(impls: Mapping[str, ModuleType]
             second_order_report, p, impls)
 
 
+# hidden blocks: batch norm, layer norm, dropout, residual ---------------------------------
+
+BLOCK_CASES = (
+    NetworkSpec((4, 6, 6, 3), ("tanh", "silu", "identity"), "mse", "mean",
+                norms=("batch", "layer"), dropout=(0.0, 0.3), residual=(False, True)),
+    NetworkSpec((5, 8, 8, 8, 3), ("gelu", "relu", "elu", "softmax"), "softmax_cross_entropy",
+                "mean", weight_decay=0.1, norms=("layer", "batch", None),
+                dropout=(0.2, 0.0, 0.5), residual=(False, True, True)),
+    NetworkSpec((3, 6, 6, 2), ("sigmoid", "softplus", "sigmoid"), "bce", "sum",
+                norms=("batch", "batch"), dropout=(0.0, 0.0), residual=(False, True)),
+)
+"""Every block part (both norms, dropout, skips) with smooth and kinked activations."""
+
+BLOCK_EQUATIONS = {
+    "mu": ("mu = mean(z) along the norm's axis", "handwritten.blocks.normalize"),
+    "var": ("var = mean((z - mu)**2), biased", "handwritten.blocks.normalize"),
+    "x_hat": ("x_hat = (z - mu) / sqrt(var + eps)", "handwritten.blocks.normalize"),
+    "n": ("n = gamma * x_hat + beta", "handwritten.blocks.normalize"),
+    "h": ("h = f(n)", "handwritten.network.hidden_block"),
+    "d_h": ("d_h = d_a * m / (1 - p)", "handwritten.blocks.dropout_backward"),
+    "d_n": ("d_n = f'(n) * d_h", "handwritten.network.hidden_block_backward"),
+    "d_x_hat": ("d_x_hat = d_n * gamma", "handwritten.blocks.normalize_backward"),
+    "d_gamma": ("d_gamma = sum(d_n * x_hat, axis=0)", "handwritten.blocks.normalize_backward"),
+    "d_beta": ("d_beta = sum(d_n, axis=0)", "handwritten.blocks.normalize_backward"),
+}
+
+
+def blocks_report(problem: Problem, impls: Mapping[str, ModuleType]) -> CheckReport:
+    """Every trace quantity of a spec with hidden blocks against torch and JAX (each also
+    within SPREAD_FACTOR of the two references' own difference: bpnet.tolerances)."""
+    from bpnet.compare import compare_trace
+
+    primary, *references = impls
+    spec, args = problem.spec, (problem.params, problem.x, problem.y, problem.masks)
+    ours = hw.trace(spec, *args)
+    theirs = {name: impls[name].trace(spec, *args) for name in references}
+    cells: dict[tuple[str, str], LeafReport] = {}
+    values: dict[tuple[str, str], tuple[Any, Any]] = {}
+    rows: list[str] = []
+    where: dict[str, tuple[str, str]] = {}
+    for name in references:
+        spread = next((theirs[o] for o in references if o != name), None)
+        for r in compare_trace(ours, theirs[name], rtol=RTOL64, atol_scale=ATOL64_SCALE,
+                               spread=spread):
+            row = r.label
+            if row not in rows:
+                rows.append(row)
+            cells[row, name] = r
+            if r.layer is not None:
+                values[row, name] = (ours.layers[r.layer][r.quantity],
+                                     theirs[name].layers[r.layer][r.quantity])
+                if r.quantity in BLOCK_EQUATIONS:
+                    where[row] = BLOCK_EQUATIONS[r.quantity]
+                elif r.quantity == "d_z" and spec.norm(r.layer) is not None:
+                    where[row] = ("d_z = s/N (N d_x_hat - sum(d_x_hat) - x_hat sum(d_x_hat "
+                                  "x_hat))", "handwritten.blocks.normalize_backward")
+    return CheckReport(spec, problem.batch, primary, tuple(references), tuple(rows), cells,
+                       values, where, constants={"1/batch": 1 / problem.batch},
+                       replay="bpnet check --all --only blocks")
+
+
+def running_statistics_report(impls: Mapping[str, ModuleType]) -> CheckReport:
+    """handwritten.blocks.running_update against the update torch's F.batch_norm makes of
+    its running_mean and running_var in training mode (momentum 0.1, unbiased variance),
+    over three batches in a row (torch alone: JAX has no batch-norm primitive)."""
+    import torch
+    import torch.nn.functional as F
+
+    from handwritten import blocks
+    from handwritten.spec import BATCH_NORM_MOMENTUM, NORM_EPS
+
+    primary = next(iter(impls))
+    rng = np.random.default_rng(5)
+    mean: Any = np.zeros(6)
+    var: Any = np.ones(6)
+    t_mean, t_var = torch.zeros(6, dtype=torch.float64), torch.ones(6, dtype=torch.float64)
+    for _ in range(3):
+        z = rng.normal(size=(BATCH, 6)) * 2 + 1
+        stats = blocks.normalize("batch", z, np.ones(6), np.zeros(6))
+        mean, var = blocks.running_update(mean, var, stats["mu"], stats["var"], BATCH)
+        F.batch_norm(torch.from_numpy(z), t_mean, t_var, training=True,
+                     momentum=BATCH_NORM_MOMENTUM, eps=NORM_EPS)
+    rows = ("running_mean", "running_var")
+    ours, theirs = dict(zip(rows, (mean, var))), dict(zip(rows, (t_mean.numpy(), t_var.numpy())))
+    cells = {(row, "reference_torch"): compare_leaf(ours[row], theirs[row], row, None,
+                                                    rtol=RTOL64, atol_scale=ATOL64_SCALE)
+             for row in rows}
+    values = {(row, "reference_torch"): (ours[row], theirs[row]) for row in rows}
+    where = {row: ("running = (1 - 0.1) running + 0.1 (mu, var N / (N - 1))",
+                   qualname(blocks.running_update)) for row in rows}
+    spec = NetworkSpec((6, 6, 1), ("tanh", "identity"), norms=("batch",))
+    return CheckReport(spec, BATCH, primary, ("reference_torch",), rows, cells, values, where,
+                       replay="bpnet check --all --only blocks")
+
+
+def block_cases(impls: Mapping[str, ModuleType]
+                ) -> Iterator[tuple[str, str, str, Callable[[], CheckReport]]]:
+    """Hidden blocks on hand-picked networks: every trace quantity against torch and JAX;
+    batch norm's running statistics against torch's F.batch_norm."""
+    if "reference_torch" in impls:
+        yield "blocks", "running statistics", "three batches through F.batch_norm", partial(
+            running_statistics_report, impls)
+    for spec in BLOCK_CASES:
+        p = Problem(spec, BATCH, 9, labels=spec.loss == "softmax_cross_entropy")
+        parts = sorted({n for n in spec.norms if n} | ({"dropout"} if any(spec.dropout) else
+                                                      set()) | ({"skip"} if any(spec.residual)
+                                                                else set()))
+        yield "blocks", f"{spec.layer_sizes} {', '.join(parts)}", repr(p), partial(
+            blocks_report, p, impls)
+
+
 SCHEDULE_STEPS = 60
 SCHEDULE_CASES = (
     hw.LRSchedule("step", {"step_size": 7, "gamma": 0.5}),
@@ -813,7 +924,7 @@ def cases(impls: Mapping[str, ModuleType], n_random: int = 12
     """Every case of --all, in the order they run: the derivation's building blocks first."""
     return [*problem_cases(impls, n_random), *extreme_cases(impls), *optimizer_cases(impls),
             *schedule_cases(impls), *derivative_cases(impls), *second_order_cases(impls),
-            *init_cases(impls),
+            *block_cases(impls), *init_cases(impls),
             *blog_cases(impls)]
 
 

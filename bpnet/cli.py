@@ -194,10 +194,49 @@ def _spec(args: argparse.Namespace, preset: datasets.Preset | None = None) -> hw
                          "--activations sigmoid,sigmoid)")
     loss = args.loss or (base.loss if base else "half_mse")
     reduction = args.reduction or (base.reduction if base else "mean")
+    hidden = len(layers) - 2
+    blocks = {}
+    for name in ("norms", "dropout", "residual"):
+        values = getattr(args, name, None)
+        if values is not None:          # one value for every hidden layer, or one per layer
+            blocks[name] = values * hidden if len(values) == 1 else values
     try:
-        return hw.NetworkSpec(layers, activations, loss, reduction, args.weight_decay)
+        return hw.NetworkSpec(layers, activations, loss, reduction, args.weight_decay, **blocks)
     except (TypeError, ValueError) as error:
         raise UsageError(f"inconsistent network: {error}") from None
+
+
+def _norm_names(text: str) -> tuple[str | None, ...]:
+    names = _names(text)
+    if not set(names) <= {"none", "batch", "layer"}:
+        raise argparse.ArgumentTypeError(f"expected none, batch or layer per hidden layer, "
+                                         f"got {text!r}")
+    return tuple(None if n == "none" else n for n in names)
+
+
+def _probabilities(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated probabilities such as 0.1,0, got {text!r}") from None
+
+
+def _bools(text: str) -> tuple[bool, ...]:
+    words = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+    parts = tuple(part.strip().lower() for part in text.split(","))
+    if not all(p in words for p in parts):
+        raise argparse.ArgumentTypeError(f"expected comma-separated 1/0 (true/false) per hidden "
+                                         f"layer, got {text!r}")
+    return tuple(words[p] for p in parts)
+
+
+def _add_blocks(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("hidden blocks (one value for every hidden layer, or one per "
+                             "hidden layer)")
+    g.add_argument("--norms", type=_norm_names, help="none, batch or layer, e.g. batch,none")
+    g.add_argument("--dropout", type=_probabilities, help="drop probability p in [0, 1)")
+    g.add_argument("--residual", type=_bools, help="1 for a skip (fan_in == fan_out), else 0")
 
 
 def _training_case(args: argparse.Namespace, implementations: int = 1,
@@ -518,9 +557,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from bpnet import explain
 
     batch = "N" if args.values is None else str(args.values)
-    lines = explain.derivation(_spec(args), batch)
+    spec = _spec(args)
+    if spec.has_blocks and (args.derivatives or args.values is not None):
+        raise UsageError("--values and --derivatives do not take hidden blocks yet (--norms, "
+                         "--dropout, --residual): the equations print without them")
+    lines = explain.derivation(spec, batch)
     if args.derivatives:
-        lines += ["", *explain.beyond_the_gradient(_spec(args), batch)]
+        lines += ["", *explain.beyond_the_gradient(spec, batch)]
     result: dict[str, Any] = {"derivation": lines}
     if args.values is not None:
         args.batch, args.labels = args.values, hw.LOSSES[args.loss].targets == "class"
@@ -644,6 +687,7 @@ def build_parser() -> Parser:
                              "architecture's shapes; with --values B, the numbers of one example "
                              "of batch B next to autograd's.")
     _add_network(explain, BLOG_WORDS)
+    _add_blocks(explain)
     explain.add_argument("--values", type=_positive_int, metavar="BATCH",
                          help="also print every quantity of one example of this batch size")
     explain.add_argument("--derivatives", action="store_true",

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 import handwritten as hw
-from bpnet.tolerances import TWIN_FACTOR, TWIN_GRADIENT_NOISE, trajectory_rtol
+from bpnet.tolerances import SPREAD_FACTOR, TWIN_FACTOR, TWIN_GRADIENT_NOISE, trajectory_rtol
 from handwritten.spec import BACKWARD_QUANTITIES as BACKWARD
 from handwritten.spec import FORWARD_QUANTITIES as FORWARD
 
@@ -101,15 +101,62 @@ def compare_layers(actual: Sequence[Mapping[str, Any]], expected: Sequence[Mappi
 
 
 def compare_trace(actual: Any, expected: Any, *, rtol: float, atol_scale: float,
-                  check_dtype: bool = True) -> list[LeafReport]:
-    """Every quantity of two traces, in derivation order (forward, loss, backward)."""
+                  check_dtype: bool = True, spread: Any | None = None) -> list[LeafReport]:
+    """Every quantity of two traces, in derivation order (forward, loss, backward).
+
+    ``spread``: a second reference's trace of the same case.  Each quantity may then also
+    differ from ``expected`` by SPREAD_FACTOR times the two references' own largest
+    difference in it -- where a quantity is the residue of a cancellation (a norm's
+    backward over few entries), equally valid evaluation orders differ by more than a
+    fixed relative tolerance, and the references' disagreement measures by how much."""
     forward = compare_layers(actual.layers, expected.layers, FORWARD, rtol=rtol,
                              atol_scale=atol_scale, check_dtype=check_dtype)
     loss = compare_leaf(actual.loss, expected.loss, "loss", None, rtol=rtol,
                         atol_scale=atol_scale, check_dtype=check_dtype)
     backward = compare_layers(actual.layers, expected.layers, BACKWARD, rtol=rtol,
                               atol_scale=atol_scale, reverse=True, check_dtype=check_dtype)
-    return [*forward, loss, *backward]
+    reports = [*forward, loss, *(_bias_on_its_terms(r, actual, expected, rtol, atol_scale,
+                                                    check_dtype) for r in backward)]
+    if spread is None:
+        return reports
+    return [_within_the_spread(r, actual, expected, spread, rtol, atol_scale, check_dtype)
+            for r in reports]
+
+
+def _within_the_spread(report: LeafReport, actual: Any, expected: Any, spread: Any,
+                       rtol: float, atol_scale: float, check_dtype: bool) -> LeafReport:
+    if report.ok or report.problem or report.layer is None:
+        return report
+    l, q = report.layer, report.quantity
+    if q not in spread.layers[l]:
+        return report
+    theirs = np.asarray(expected.layers[l][q], dtype=np.float64)
+    other = np.asarray(spread.layers[l][q], dtype=np.float64)
+    if theirs.shape != other.shape:
+        return report
+    extra = SPREAD_FACTOR * float(np.abs(theirs - other).max(initial=0.0))
+    return compare_leaf(actual.layers[l][q], expected.layers[l][q], q, l, rtol=rtol,
+                        atol_scale=atol_scale, atol=report.atol + extra,
+                        check_dtype=check_dtype)
+
+
+def _bias_on_its_terms(report: LeafReport, actual: Any, expected: Any, rtol: float,
+                       atol_scale: float, check_dtype: bool) -> LeafReport:
+    """d_b = sum of d_z over the batch.  Where the sum cancels (exactly 0 in a layer with
+    batch norm, whose d_z sums to 0 over the batch) no tolerance on d_b's own scale holds:
+    d_b is as accurate as its terms, each d_z entry allowed rtol |d_z| + the array's floor.
+    So d_b's absolute floor is what those allowances add up to over the batch -- the
+    tolerance d_z passed with, carried through the sum (a wrong d_b is wrong on the scale
+    of the terms)."""
+    l = report.layer
+    if report.quantity != "d_b" or report.ok or l is None or report.problem:
+        return report
+    d_z = np.abs(np.asarray(expected.layers[l]["d_z"], dtype=np.float64))
+    if d_z.size == 0:
+        return report
+    terms = float((rtol * d_z.sum(axis=0)).max()) + atol_scale * d_z.shape[0] * float(d_z.max())
+    return compare_leaf(actual.layers[l]["d_b"], expected.layers[l]["d_b"], "d_b", l,
+                        rtol=rtol, atol_scale=atol_scale, atol=terms, check_dtype=check_dtype)
 
 
 def compare_r_trace(actual: Sequence[Mapping[str, Any]], expected: Sequence[Mapping[str, Any]],

@@ -46,7 +46,7 @@ def derivation(spec: NetworkSpec, batch: str = "N") -> list[str]:
         lines.append(f"  z{l} = {prev} @ W{l} + b{l}".ljust(45)
                      + f"({batch}, {fan_in}) @ ({fan_in}, {fan_out}) + ({fan_out},) "
                        f"-> ({batch}, {fan_out})")
-        lines.append(f"  a{l} = {name}(z{l})".ljust(45) + f"({batch}, {fan_out})")
+        lines += _block_forward(spec, l, name, prev, batch)
         prev = f"a{l}"
     loss = LOSSES[spec.loss]
     n = divisor(spec, batch)
@@ -59,7 +59,9 @@ def derivation(spec: NetworkSpec, batch: str = "N") -> list[str]:
     lines.append("  " + gradient.ljust(43) + f"({batch}, {sizes[-1]})")
     for l in range(last, -1, -1):
         fan_in, fan_out = sizes[l], sizes[l + 1]
-        if not (fused and l == last):
+        if not (fused and l == last) and _has_block(spec, l):
+            lines += _block_backward(spec, l, batch)
+        elif not (fused and l == last):
             rule = at_layer(activation(spec.activations[l]).derivative, l)
             lines.append(f"  d_z{l} = {rule}".ljust(45) + f"({batch}, {fan_out})")
         a_prev = "x" if l == 0 else f"a{l - 1}"
@@ -67,10 +69,66 @@ def derivation(spec: NetworkSpec, batch: str = "N") -> list[str]:
         lines.append(f"  d_W{l} = {a_prev}.T @ d_z{l}{wd}".ljust(45)
                      + f"({fan_in}, {batch}) @ ({batch}, {fan_out}) -> ({fan_in}, {fan_out})")
         lines.append(f"  d_b{l} = d_z{l}.sum(axis=0)".ljust(45) + f"({fan_out},)")
+        if spec.norm(l) is not None:
+            lines.append(f"  d_gamma{l} = sum(d_n{l} * x_hat{l}, axis=0)".ljust(45)
+                         + f"({fan_out},)")
+            lines.append(f"  d_beta{l} = sum(d_n{l}, axis=0)".ljust(45) + f"({fan_out},)")
         if l > 0:
-            lines.append(f"  d_a{l - 1} = d_z{l} @ W{l}.T".ljust(45)
+            skip = f" + d_a{l}" if l < len(spec.residual) and spec.residual[l] else ""
+            lines.append(f"  d_a{l - 1} = d_z{l} @ W{l}.T{skip}".ljust(45)
                          + f"({batch}, {fan_out}) @ ({fan_out}, {fan_in}) -> ({batch}, {fan_in})")
     return lines
+
+
+def _has_block(spec: NetworkSpec, l: int) -> bool:
+    return l < len(spec.norms) and (spec.norms[l] is not None or bool(spec.dropout[l])
+                                    or spec.residual[l])
+
+
+def _block_forward(spec: NetworkSpec, l: int, name: str, prev: str, batch: str) -> list[str]:
+    """a_l's lines: the norm, the activation, dropout and the skip where the block has them."""
+    fan_out = spec.layer_sizes[l + 1]
+    shape = f"({batch}, {fan_out})"
+    if not _has_block(spec, l):
+        return [_row(f"  a{l} = {name}(z{l})", shape, 45)]
+    lines, act_in = [], f"z{l}"
+    norm = spec.norms[l]
+    if norm is not None:
+        axis, stats = (0, f"({fan_out},)") if norm == "batch" else (1, f"({batch},)")
+        lines += [_row(f"  mu{l}, var{l} = mean, biased var of z{l} (axis={axis})", stats, 45),
+                  _row(f"  x_hat{l} = (z{l} - mu{l}) / sqrt(var{l} + 1e-05)", shape, 45),
+                  _row(f"  n{l} = gamma{l} * x_hat{l} + beta{l}   ({norm} norm)", shape, 45)]
+        act_in = f"n{l}"
+    out = f"h{l}" if spec.dropout[l] or spec.residual[l] else f"a{l}"
+    lines.append(_row(f"  {out} = {name}({act_in})", shape, 45))
+    if out == f"h{l}":
+        rhs = f"h{l} * m{l} / (1 - {spec.dropout[l]:g})" if spec.dropout[l] else f"h{l}"
+        rhs += f" + {prev}" if spec.residual[l] else ""
+        lines.append(_row(f"  a{l} = {rhs}", shape, 45))
+    return lines
+
+
+def _block_backward(spec: NetworkSpec, l: int, batch: str) -> list[str]:
+    """d_z_l's lines from d_a_l: dropout, the activation, the norm's compact backward."""
+    fan_out = spec.layer_sizes[l + 1]
+    shape = f"({batch}, {fan_out})"
+    lines, d_in = [], f"d_a{l}"
+    if spec.dropout[l] or spec.residual[l]:
+        rhs = f"d_a{l} * m{l} / (1 - {spec.dropout[l]:g})" if spec.dropout[l] else f"d_a{l}"
+        lines.append(_row(f"  d_h{l} = {rhs}", shape, 45))
+        d_in = f"d_h{l}"
+    entry = activation(spec.activations[l])
+    rule = at_layer(entry.derivative, l).replace(f"d_a{l}", d_in)
+    if d_in != f"d_a{l}":                    # the activation's output is h, not a
+        rule = re.sub(rf"\ba{l}\b", f"h{l}", rule)
+    if spec.norms[l] is None:
+        return [*lines, _row(f"  d_z{l} = {rule}", shape, 45)]
+    rule = rule.replace(f"z{l}", f"n{l}")
+    axis = 0 if spec.norms[l] == "batch" else 1
+    return [*lines, _row(f"  d_n{l} = {rule}", shape, 45),
+            _row(f"  d_x_hat{l} = d_n{l} * gamma{l}", shape, 45),
+            f"  d_z{l} = s/N (N d_x_hat{l} - sum(d_x_hat{l}) - x_hat{l} sum(d_x_hat{l} "
+            f"x_hat{l}))   (sums over axis {axis}, s = 1/sqrt(var{l} + 1e-05))"]
 
 
 def beyond_the_gradient(spec: NetworkSpec, batch: str = "N") -> list[str]:

@@ -139,7 +139,59 @@ def make_params(spec: NetworkSpec, rng: np.random.Generator, dtype: Any,
         w = rng.uniform(-scale, scale, (fan_in, fan_out)) * np.sqrt(3.0 / fan_in)
         b = rng.uniform(-scale, scale, fan_out) / 2
         params.append({"W": w.astype(dtype), "b": b.astype(dtype)})
+    for l, norm in enumerate(spec.norms):       # drawn after every W, b: plain specs unchanged
+        if norm is not None:
+            fan_out = spec.layer_sizes[l + 1]
+            params[l]["gamma"] = (1 + rng.uniform(-scale, scale, fan_out) / 2).astype(dtype)
+            params[l]["beta"] = (rng.uniform(-scale, scale, fan_out) / 2).astype(dtype)
     return params
+
+
+def make_masks(spec: NetworkSpec, rng: np.random.Generator, batch: int, dtype: Any
+               ) -> list[np.ndarray | None] | None:
+    """Dropout's keep-masks (1 with probability 1 - p), one per hidden layer, None where
+    p = 0; None for a spec without dropout."""
+    if not any(spec.dropout):
+        return None
+    return [None if not p else (rng.uniform(size=(batch, n)) >= p).astype(dtype)
+            for p, n in zip(spec.dropout, spec.layer_sizes[1:])]
+
+
+NORM_CHOICES = (None, "batch", "layer")
+MIN_NORM_COUNT = 4
+"""The fewest entries a drawn norm averages over (see draw_block_spec)."""
+
+
+def draw_block_spec(choose: Chooser, max_depth: int = 4, max_width: int = 8,
+                    exclude_losses: Sequence[str] = (),
+                    activations: Sequence[str] | None = None) -> NetworkSpec:
+    """A spec with at least one hidden layer, each hidden layer a block with a drawn norm,
+    dropout (half the time, p in (0.05, 0.7)) and, where the widths allow it, a residual
+    skip (a hidden width repeats its input's half the time, so that skips are drawn)."""
+    depth = choose.integer(2, max_depth)
+    sizes = [choose.integer(1, max_width)]
+    for _ in range(depth):
+        sizes.append(sizes[-1] if choose.choice((False, True)) else
+                     choose.integer(1, max_width))
+    hidden = [with_parameter(choose, choose.choice([a for a in activations or HIDDEN_ACTIVATIONS
+                                                    if a != "softmax"]))
+              for _ in range(depth - 1)]
+    out_choices = [a for a in activations or ALL_ACTIVATIONS
+                   if not (a == "softmax" and sizes[-1] < 2)]
+    out = with_parameter(choose, choose.choice(out_choices))
+    loss = choose.choice([n for n in losses_for(out) if n not in exclude_losses])
+    # layer norm only where it averages over at least MIN_NORM_COUNT features (batch norm
+    # over at least as many samples: block_problems draws such batches) -- below that the
+    # norm's backward is the residue of a cancellation (for 2 entries x_hat is +-1 up to eps)
+    norms = tuple(choose.choice(NORM_CHOICES if sizes[l + 1] >= MIN_NORM_COUNT
+                                else (None, "batch")) for l in range(depth - 1))
+    dropout = tuple(choose.real(0.05, 0.7) if choose.choice((False, True)) else 0.0
+                    for _ in range(depth - 1))
+    residual = tuple(sizes[l] == sizes[l + 1] and choose.choice((False, True))
+                     for l in range(depth - 1))
+    return NetworkSpec(tuple(sizes), (*hidden, out), loss, choose.choice(REDUCTIONS),
+                       choose.choice(WEIGHT_DECAYS), norms=norms, dropout=dropout,
+                       residual=residual)
 
 
 @dataclass
@@ -159,6 +211,8 @@ class Problem:
     params: Params = field(init=False, repr=False)
     x: np.ndarray = field(init=False, repr=False)
     y: np.ndarray = field(init=False, repr=False)
+    masks: list[np.ndarray | None] | None = field(init=False, repr=False)
+    """Dropout's keep-masks, drawn after y (None without dropout)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.spec, NetworkSpec):
@@ -177,6 +231,7 @@ class Problem:
         self.params = make_params(self.spec, rng, self.dtype, self.scale)
         self.x = rng.uniform(-1.5, 1.5, (self.batch, self.spec.layer_sizes[0])).astype(self.dtype)
         self.y = make_targets(self.spec, rng, self.batch, self.dtype, self.labels)
+        self.masks = make_masks(self.spec, rng, self.batch, self.dtype)
 
     def __repr__(self) -> str:
         scale = f", scale={self.scale!r}" if self.scale != 1.0 else ""

@@ -76,11 +76,18 @@ def check_params(spec: NetworkSpec, params: object, dtype: np.dtype[Any] | None 
         raise ValueError(f"{name} must have {spec.n_layers} layers for layer_sizes "
                          f"{spec.layer_sizes}, got {len(params)}")
     for i, layer in enumerate(params):
-        if not isinstance(layer, dict) or set(layer) != {"W", "b"}:
+        normed = spec.norm(i) is not None
+        keys = {"W", "b", "gamma", "beta"} if normed else {"W", "b"}
+        if not isinstance(layer, dict) or set(layer) != keys:
             got = sorted(layer) if isinstance(layer, dict) else type(layer).__name__
-            raise TypeError(f"{name}[{i}] must be a dict with keys 'W' and 'b', got {got}")
+            wanted = (f"'W', 'b', 'gamma' and 'beta' (norms[{i}] = {spec.norm(i)!r})"
+                      if normed else "'W' and 'b'")
+            raise TypeError(f"{name}[{i}] must be a dict with keys {wanted}, got {got}")
         fan_in, fan_out = spec.layer_sizes[i], spec.layer_sizes[i + 1]
-        for key, ndim, shape in (("W", 2, (fan_in, fan_out)), ("b", 1, (fan_out,))):
+        leaves = [("W", 2, (fan_in, fan_out)), ("b", 1, (fan_out,))]
+        if normed:
+            leaves += [("gamma", 1, (fan_out,)), ("beta", 1, (fan_out,))]
+        for key, ndim, shape in leaves:
             leaf = f"{name}[{i}][{key!r}]"
             leaf_dtype = check_float_array(leaf, layer[key], ndim)
             if layer[key].shape != shape:
@@ -139,13 +146,72 @@ def check_y(spec: NetworkSpec, y: object, batch: int, dtype: np.dtype[Any]) -> N
                              f"{spec.loss!r}; pass integer labels of shape ({batch},) otherwise")
 
 
-def check_problem(spec: NetworkSpec, params: object, x: object, y: object) -> np.dtype[Any]:
-    """params, x and y together: shapes chain, one float dtype, all finite."""
+def check_problem(spec: NetworkSpec, params: object, x: object, y: object,
+                  masks: object = None) -> np.dtype[Any]:
+    """params, x and y together: shapes chain, one float dtype, all finite; and dropout's
+    masks where the spec has dropout (``check_masks``)."""
     x_dtype = check_x(spec, x)
     assert isinstance(x, np.ndarray)
     check_params(spec, params, x_dtype)
     check_y(spec, y, x.shape[0], x_dtype)
+    check_masks(spec, masks, x.shape[0])
+    if x.shape[0] == 1 and "batch" in spec.norms:
+        raise ValueError("x is a batch of one, and batch norm in training mode needs at least "
+                         "two samples (its batch variance is 0; torch refuses it too)")
     return x_dtype
+
+
+def check_masks(spec: NetworkSpec, masks: object, batch: int) -> None:
+    """One keep-mask per hidden layer: a (batch, fan_out) array of 0s and 1s (bool or any
+    number dtype) where the layer has dropout, None where it has none.  Masks are inputs,
+    never drawn here: the three implementations use the same ones."""
+    hidden = spec.n_layers - 1
+    if not any(spec.dropout):
+        if masks is not None and any(m is not None for m in masks):   # type: ignore[attr-defined]
+            raise ValueError("masks are given, but the spec has no dropout (dropout="
+                             f"{spec.dropout})")
+        return
+    if masks is None:
+        raise ValueError(f"masks are required: the spec has dropout {spec.dropout}; give one "
+                         "(batch, fan_out) array of 0s and 1s per hidden layer (None where "
+                         "p = 0)")
+    if not isinstance(masks, Sequence) or isinstance(masks, (str, bytes)) \
+            or len(masks) != hidden:
+        raise TypeError(f"masks must be a list of {hidden} entries (one per hidden layer), "
+                        f"got {type(masks).__name__}")
+    for l, (p, mask) in enumerate(zip(spec.dropout, masks)):
+        if not p:
+            if mask is not None:
+                raise ValueError(f"masks[{l}] must be None: dropout[{l}] is 0")
+            continue
+        shape = (batch, spec.layer_sizes[l + 1])
+        if not isinstance(mask, np.ndarray):
+            raise TypeError(f"masks[{l}] must be a numpy array of shape {shape}, "
+                            f"got {type(mask).__name__}")
+        if mask.shape != shape:
+            raise ValueError(f"masks[{l}] must have shape {shape}, got {mask.shape}")
+        if mask.dtype.kind not in "biuf" or not np.isin(mask, (0, 1)).all():
+            raise ValueError(f"masks[{l}] must hold only 0s and 1s (a keep-mask)")
+
+
+def check_trainable(spec: NetworkSpec) -> None:
+    """train (and the references' train) does not take hidden blocks yet: it would draw
+    dropout's masks each step and carry batch norm's running statistics."""
+    if spec.has_blocks:
+        raise ValueError("train does not take hidden blocks yet (spec has norms="
+                         f"{spec.norms}, dropout={spec.dropout}, residual={spec.residual}): "
+                         "they are verified in loss_and_grads and trace; training with them "
+                         "(dropout's masks drawn each step, batch norm's running statistics "
+                         "in History) is not written yet")
+
+
+def check_evaluation(spec: NetworkSpec) -> None:
+    """Evaluation mode (``predict``) needs batch norm's running statistics: not carried yet."""
+    if "batch" in spec.norms:
+        raise ValueError("predict (evaluation mode) normalizes batch norm with its running "
+                         "statistics, which train does not carry yet: a spec with norms "
+                         "'batch' cannot be evaluated; use loss_and_grads or trace (training "
+                         "mode)")
 
 
 # training arguments ----------------------------------------------------------

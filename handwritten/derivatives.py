@@ -105,6 +105,7 @@ def jvp(spec: NetworkSpec, params: Params, x: Array, v: Params) -> tuple[Array, 
         The output (as ``predict``) and d(output)/d(params) applied to v.
     """
     dtype = checks.check_x(spec, x)
+    check_plain(spec)
     checks.check_params(spec, params, dtype)
     checks.check_params(spec, v, dtype, name="v")
     out = tangent_forward(spec, params, x, v)[-1]
@@ -135,9 +136,23 @@ def loss_second(spec: NetworkSpec) -> LossSecond:
     return second
 
 
+def check_plain(spec: NetworkSpec) -> None:
+    """jvp, hvp, gnvp, r_trace and the per-example gradients are derived for dense layers;
+    a hidden block's norm, dropout or skip is refused by name (batch norm couples the
+    samples: it has no per-example gradient at all)."""
+    for l in range(spec.n_layers - 1):
+        for name, value, off in (("norms", spec.norms[l], None), ("dropout", spec.dropout[l], 0.0),
+                                 ("residual", spec.residual[l], False)):
+            if value != off:
+                raise ValueError(f"spec.{name}[{l}] = {value!r}: a hidden block's parts have "
+                                 "no hand-derived forward mode, R-operator or per-example "
+                                 "gradient yet")
+
+
 def check_second_order(spec: NetworkSpec) -> None:
     """ValueError naming the first activation or loss of the spec without a hand-derived
-    second order (its registry entry has no ``second``)."""
+    second order (its registry entry has no ``second``), or a hidden block's part."""
+    check_plain(spec)
     for l in range(spec.n_layers):
         activation_second(spec, l)
     loss_second(spec)
@@ -195,9 +210,10 @@ def r_backward(spec: NetworkSpec, params: Params, x: Array, y: Array, v: Params,
 
 def _second_order(spec: NetworkSpec, params: Params, x: Array, y: Array, v: Params,
                   gauss_newton: bool) -> tuple[list[dict[str, Array]], list[dict[str, Array]]]:
+    checks.check_x(spec, x)
+    check_second_order(spec)
     checks.check_problem(spec, params, x, y)
     checks.check_params(spec, v, params[0]["W"].dtype, name="v")
-    check_second_order(spec)
     cache = tangent_forward(spec, params, x, v)
     return cache, r_backward(spec, params, x, y, v, cache, gauss_newton)
 
@@ -230,6 +246,8 @@ def r_trace(spec: NetworkSpec, params: Params, x: Array, y: Array, v: Params
 def _layer_inputs_and_deltas(spec: NetworkSpec, params: Params, x: Array, y: Array
                              ) -> list[tuple[Array, Array]]:
     """(a_prev, d_z) of every layer, for the data term of the loss (no L2 penalty)."""
+    checks.check_x(spec, x)
+    check_plain(spec)
     checks.check_problem(spec, params, x, y)
     _, cache = forward(spec, params, x)
     _, deltas = backward(spec, params, x, y, cache)

@@ -24,6 +24,15 @@ Backward, from the output down, one step per line:
 
 A fused loss (sigmoid + bce_with_logits, softmax + softmax_cross_entropy) hands
 back d_z of the output layer directly; that layer then has no d_a.
+
+A hidden layer may be a block (``NetworkSpec.norms``, ``dropout``, ``residual``; each
+part's forward and backward in ``handwritten.blocks``):
+
+    z = a_prev @ W + b;  n = norm(z);  h = f(n);  a = h * m / (1 - p);  a = a + a_prev
+
+and its backward runs the same steps down: d_h = d_a * m / (1 - p), d_n = f'(n) * d_h,
+the norm's backward to d_z (and d_gamma, d_beta), then d_W, d_b as above, and
+d_a_prev = d_z @ W.T + d_a (the skip path carries d_a straight down).
 """
 
 from __future__ import annotations
@@ -33,10 +42,10 @@ from typing import Any
 
 import numpy as np
 
-from handwritten import checks
+from handwritten import blocks, checks
 from handwritten.activations import activation
 from handwritten.losses import LOSSES
-from handwritten.spec import Array, NetworkSpec, Params, Scalar, Trace
+from handwritten.spec import Array, Masks, NetworkSpec, Params, Scalar, Trace
 
 INIT_SCHEMES = ("blog", "glorot_uniform", "glorot_normal", "he_normal")
 
@@ -77,23 +86,33 @@ def init_params(spec: NetworkSpec, rng: np.random.Generator, scheme: str = "blog
         else:
             w = rng.normal(0.0, math.sqrt(2.0 / fan_in), size=shape)
         params.append({"W": w.astype(dt), "b": np.zeros(fan_out, dtype=dt)})
+    for l, norm in enumerate(spec.norms):
+        if norm is not None:               # a norm's affine part starts as the identity
+            fan_out = spec.layer_sizes[l + 1]
+            params[l] |= {"gamma": np.ones(fan_out, dtype=dt), "beta": np.zeros(fan_out, dtype=dt)}
     return params
 
 
 # forward and backward: the derivation ----------------------------------------
 
 
-def forward(spec: NetworkSpec, params: Params, x: Array) -> tuple[Array, list[dict[str, Array]]]:
+def forward(spec: NetworkSpec, params: Params, x: Array, masks: Masks | None = None
+            ) -> tuple[Array, list[dict[str, Array]]]:
     """Forward pass: the output a_{L-1} and the cache of every z and a.
 
     A building block of the derivation: it checks nothing.  ``predict``,
-    ``loss_and_grads``, ``trace`` and ``train`` check their inputs first.
+    ``loss_and_grads``, ``trace`` and ``train`` check their inputs first.  ``masks``:
+    dropout's keep-masks, one per hidden layer (None where p = 0); without them (None),
+    no dropout (evaluation mode).
 
     Returns
     -------
     a : (batch, n_out)
-    cache : list of {"z": (batch, fan_out), "a": (batch, fan_out)}, one per layer
+    cache : list of {"z": (batch, fan_out), "a": (batch, fan_out)}, one per layer; a
+        hidden block's layer also holds its parts' quantities (``hidden_block``)
     """
+    if spec.has_blocks:
+        return _forward_blocks(spec, params, x, masks)
     cache = []
     a = x
     for p, name in zip(params, spec.activations):
@@ -101,6 +120,49 @@ def forward(spec: NetworkSpec, params: Params, x: Array) -> tuple[Array, list[di
         z += p["b"]                                 # in place: z is a fresh array
         a = activation(name).forward(z)             # (batch, fan_out)
         cache.append({"z": z, "a": a})
+    return a, cache
+
+
+def hidden_block(spec: NetworkSpec, l: int, p: dict[str, Array], a_prev: Array,
+                 mask: Array | None) -> dict[str, Array]:
+    """One layer's forward with its block's parts, in order (module docstring):
+
+        z = a_prev @ W + b                          (batch, fan_out)
+        mu, var, x_hat, n = norm(z)                 with a norm (else n is z)
+        h = f(n)                                    (batch, fan_out)
+        a = h * m / (1 - p)                         with dropout and a mask
+        a = a + a_prev                              with a residual skip
+
+    Returns the layer's cache: z, a, and mu, var, x_hat, n (a norm) and h (dropout or a
+    skip: the activation's output before them) where the block has them.
+    """
+    z = a_prev @ p["W"]
+    z += p["b"]
+    layer: dict[str, Array] = {"z": z}
+    norm = spec.norm(l)
+    if norm is not None:
+        layer |= blocks.normalize(norm, z, p["gamma"], p["beta"])
+    h = activation(spec.activations[l]).forward(layer.get("n", z))
+    a = h
+    drop = spec.dropout[l] if l < len(spec.dropout) else 0.0
+    if drop and mask is not None:
+        a = blocks.dropout(h, mask, drop)
+    if l < len(spec.residual) and spec.residual[l]:
+        a = a + a_prev
+    if a is not h:
+        layer["h"] = h
+    layer["a"] = a
+    return layer
+
+
+def _forward_blocks(spec: NetworkSpec, params: Params, x: Array, masks: Masks | None
+                    ) -> tuple[Array, list[dict[str, Array]]]:
+    cache = []
+    a = x
+    for l, p in enumerate(params):
+        mask = masks[l] if masks is not None and l < len(masks) else None
+        cache.append(hidden_block(spec, l, p, a, mask))
+        a = cache[-1]["a"]
     return a, cache
 
 
@@ -114,9 +176,38 @@ def loss_value(spec: NetworkSpec, params: Params, cache: list[dict[str, Array]],
     return loss
 
 
+def hidden_block_backward(spec: NetworkSpec, l: int, p: dict[str, Array],
+                          layer: dict[str, Array], d_a: Array, mask: Array | None
+                          ) -> dict[str, Array]:
+    """One block's backward from d_a to d_z, its parts in reverse order:
+
+        d_h = d_a * m / (1 - p)                     with dropout (a skip passes d_a on)
+        d_n = f'(n) * d_h                           the activation's backward
+        d_gamma, d_beta, d_x_hat, d_z = norm'(...)  with a norm (else d_z is d_n)
+
+    Returns {"d_z"} and, where the block has them, "d_h", "d_n", "d_x_hat", "d_gamma",
+    "d_beta".  The skip's own d_a reaches the layer below in ``backward``.
+    """
+    out: dict[str, Array] = {}
+    d_h = d_a
+    if "h" in layer:
+        drop = spec.dropout[l]
+        if drop and mask is not None:
+            d_h = blocks.dropout_backward(d_a, mask, drop)
+        out["d_h"] = d_h
+    h = layer.get("h", layer["a"])
+    norm = spec.norm(l)
+    if norm is None:
+        out["d_z"] = activation(spec.activations[l]).backward(layer["z"], h, d_h)
+        return out
+    d_n = activation(spec.activations[l]).backward(layer["n"], h, d_h)
+    return out | {"d_n": d_n} | blocks.normalize_backward(norm, layer["x_hat"], layer["var"],
+                                                          p["gamma"], d_n)
+
+
 def backward(spec: NetworkSpec, params: Params, x: Array, y: Array,
-             cache: list[dict[str, Array]], keep_deltas: bool = True
-             ) -> tuple[Params, list[dict[str, Array]]]:
+             cache: list[dict[str, Array]], keep_deltas: bool = True,
+             masks: Masks | None = None) -> tuple[Params, list[dict[str, Array]]]:
     """Backward pass: the gradients, and every d_a and d_z on the way.
 
     A building block of the derivation: it checks nothing (see ``forward``).
@@ -144,7 +235,13 @@ def backward(spec: NetworkSpec, params: Params, x: Array, y: Array,
     for l in reversed(range(n_layers)):
         z, a = cache[l]["z"], cache[l]["a"]
         W = params[l]["W"]
-        if "d_a" in deltas[l]:
+        block: dict[str, Array] = {}
+        if "d_a" in deltas[l] and spec.has_blocks:                   # a hidden block's parts
+            mask = masks[l] if masks is not None and l < len(masks) else None
+            block = hidden_block_backward(spec, l, params[l], cache[l], deltas[l]["d_a"], mask)
+            d_z = block.pop("d_z")
+            deltas[l] |= {k: v for k, v in block.items() if k not in ("d_gamma", "d_beta")}
+        elif "d_a" in deltas[l]:
             d_z = activation(spec.activations[l]).backward(z, a, deltas[l]["d_a"])
         deltas[l]["d_z"] = d_z
         a_prev = x if l == 0 else cache[l - 1]["a"]
@@ -152,8 +249,12 @@ def backward(spec: NetworkSpec, params: Params, x: Array, y: Array,
         if spec.weight_decay:
             d_W += spec.weight_decay * W                            # d_W is a fresh array
         grads[l] = {"W": d_W, "b": d_z.sum(axis=0)}                 # d_b: (fan_out,)
+        if "d_gamma" in block:
+            grads[l] |= {"gamma": block["d_gamma"], "beta": block["d_beta"]}
         if l > 0:
             deltas[l - 1]["d_a"] = d_z @ W.T                        # (batch, fan_in)
+            if l < len(spec.residual) and spec.residual[l]:
+                deltas[l - 1]["d_a"] += deltas[l]["d_a"]            # the skip path
         if not keep_deltas:
             deltas[l] = {}
     return grads, (deltas if keep_deltas else [])
@@ -163,43 +264,56 @@ def backward(spec: NetworkSpec, params: Params, x: Array, y: Array,
 
 
 def predict(spec: NetworkSpec, params: Params, x: Array) -> Array:
-    """The network's output a_{L-1} for inputs x of shape (batch, n_in)."""
+    """The network's output a_{L-1} for inputs x of shape (batch, n_in), in evaluation mode
+    (no dropout).  A spec with batch norm is refused: evaluation mode normalizes with the
+    running statistics, which train does not carry yet."""
     dtype = checks.check_x(spec, x)
     checks.check_params(spec, params, dtype)
+    checks.check_evaluation(spec)
     return forward(spec, params, x)[0]
 
 
-def loss_and_grads(spec: NetworkSpec, params: Params, x: Array, y: Array
-                   ) -> tuple[Scalar, Params]:
+def loss_and_grads(spec: NetworkSpec, params: Params, x: Array, y: Array,
+                   masks: Masks | None = None) -> tuple[Scalar, Params]:
     """The loss and its gradient with respect to every parameter.
 
     Parameters
     ----------
     spec : NetworkSpec
-    params : list of {"W": (fan_in, fan_out), "b": (fan_out,)}
+    params : list of {"W": (fan_in, fan_out), "b": (fan_out,)}, plus "gamma", "beta"
+        (fan_out,) on a layer with a norm
     x : (batch, n_in)
     y : (batch, n_out), or integer labels (batch,) for softmax_cross_entropy
+    masks : dropout's keep-masks, one (batch, fan_out) array of 0s and 1s per hidden layer
+        (None where p = 0); required when the spec has dropout
 
     Returns
     -------
     loss : scalar of the params' dtype
     grads : dL/dparams, exactly the structure, shapes and dtype of ``params``
     """
-    checks.check_problem(spec, params, x, y)
-    _, cache = forward(spec, params, x)
-    grads, _ = backward(spec, params, x, y, cache)
+    checks.check_problem(spec, params, x, y, masks)
+    _, cache = forward(spec, params, x, masks)
+    grads, _ = backward(spec, params, x, y, cache, masks=masks)
     return loss_value(spec, params, cache, y), grads
 
 
-def trace(spec: NetworkSpec, params: Params, x: Array, y: Array) -> Trace:
-    """Every quantity of one forward and backward pass: z, a, d_a, d_z, d_W, d_b per layer.
+def trace(spec: NetworkSpec, params: Params, x: Array, y: Array, masks: Masks | None = None
+          ) -> Trace:
+    """Every quantity of one forward and backward pass: z, a, d_a, d_z, d_W, d_b per layer
+    (and a hidden block's mu, var, x_hat, n, h, d_h, d_n, d_x_hat, d_gamma, d_beta).
 
     This is what lets a check name the *first* derivation step that is wrong.
     """
-    checks.check_problem(spec, params, x, y)
-    _, cache = forward(spec, params, x)
-    grads, deltas = backward(spec, params, x, y, cache)
+    checks.check_problem(spec, params, x, y, masks)
+    _, cache = forward(spec, params, x, masks)
+    grads, deltas = backward(spec, params, x, y, cache, masks=masks)
+    extra = [{**{k: v for k, v in c.items() if k not in ("z", "a")},
+              **{k: v for k, v in d.items() if k not in ("d_a", "d_z")},
+              **{f"d_{k}": v for k, v in g.items() if k in ("gamma", "beta")}}
+             for c, d, g in zip(cache, deltas, grads)]
     return Trace.from_passes(spec, loss_value(spec, params, cache, y),
                              z=[c["z"] for c in cache], a=[c["a"] for c in cache],
                              d_a=[d.get("d_a") for d in deltas], d_z=[d["d_z"] for d in deltas],
-                             d_W=[g["W"] for g in grads], d_b=[g["b"] for g in grads])
+                             d_W=[g["W"] for g in grads], d_b=[g["b"] for g in grads],
+                             blocks=extra if spec.has_blocks else None)

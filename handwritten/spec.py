@@ -39,6 +39,9 @@ Array = NDArray[np.floating[Any]]
 Scalar = np.floating[Any]
 Params = list[dict[str, Array]]
 """One ``{"W": (fan_in, fan_out), "b": (fan_out,)}`` dict per layer; gradients alike."""
+Masks = Sequence[Any]
+"""Dropout's keep-masks: one (batch, fan_out) array of 0s and 1s per hidden layer, None
+where that layer has no dropout."""
 State = dict[str, Any]
 """Optimizer state: ``"t"`` (steps taken) and params-shaped buffers by name."""
 
@@ -83,7 +86,15 @@ def _as_tuple(name: str, value: object) -> tuple[Any, ...]:
 # the network -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+NORMS = (None, "batch", "layer")
+"""A hidden layer's normalization: none, batch norm or layer norm."""
+NORM_EPS = 1e-5
+"""eps of both norms, torch.nn.BatchNorm1d's and torch.nn.LayerNorm's default."""
+BATCH_NORM_MOMENTUM = 0.1
+"""torch.nn.BatchNorm1d's momentum: running = (1 - momentum) running + momentum batch."""
+
+
+@dataclass(frozen=True, repr=False)
 class NetworkSpec:
     """What a network is: sizes, activations, loss.  Validated on construction.
 
@@ -102,6 +113,15 @@ class NetworkSpec:
         How the loss reduces over the batch (see ``handwritten.losses``).
     weight_decay : float
         L2 penalty lambda >= 0: adds lambda/2 * sum ||W||^2 to the loss.
+    norms, dropout, residual : tuples, one entry per hidden layer (``len(layer_sizes) - 2``)
+        The optional parts of a hidden block, in the order of torchvision.ops.MLP
+        (``handwritten.network``): ``z = a_prev @ W + b -> norm -> f -> dropout -> + a_prev``.
+        ``norms[i]`` is None, "batch" (torch.nn.BatchNorm1d, training mode) or "layer"
+        (torch.nn.LayerNorm), each with affine gamma, beta: that layer's params gain
+        "gamma" and "beta".  ``dropout[i]`` is the drop probability p in [0, 1) of inverted
+        dropout with keep-masks given as inputs (``masks=``).  ``residual[i]`` adds the
+        block's input to its output (only where fan_in == fan_out).  Empty (the default)
+        means none anywhere: every spec without them means what it always meant.
     """
 
     layer_sizes: tuple[int, ...]
@@ -109,6 +129,9 @@ class NetworkSpec:
     loss: str = "half_mse"
     reduction: str = "mean"
     weight_decay: float = 0.0
+    norms: tuple[str | None, ...] = ()
+    dropout: tuple[float, ...] = ()
+    residual: tuple[bool, ...] = ()
 
     def __post_init__(self) -> None:
         sizes = _as_tuple("layer_sizes", self.layer_sizes)
@@ -146,6 +169,53 @@ class NetworkSpec:
             raise ValueError(f"reduction must be one of {REDUCTIONS}, got {self.reduction!r}")
         object.__setattr__(self, "weight_decay",
                            finite_real("weight_decay", self.weight_decay, low=0.0))
+        self._check_blocks()
+
+    def _check_blocks(self) -> None:
+        hidden = len(self.layer_sizes) - 2
+        norms = _as_tuple("norms", self.norms) or (None,) * hidden
+        dropout = _as_tuple("dropout", self.dropout) or (0.0,) * hidden
+        residual = _as_tuple("residual", self.residual) or (False,) * hidden
+        for name, values in (("norms", norms), ("dropout", dropout), ("residual", residual)):
+            if len(values) != hidden:
+                raise ValueError(f"{name} needs one entry per hidden layer ({hidden} for "
+                                 f"layer_sizes {self.layer_sizes}), got {len(values)}: {values}")
+        for i, norm in enumerate(norms):
+            if norm not in NORMS:
+                raise ValueError(f"norms[{i}] must be one of {NORMS}, got {norm!r}")
+        dropout = tuple(finite_real(f"dropout[{i}]", p, low=0.0, high=1.0)
+                        for i, p in enumerate(dropout))
+        for i, skip in enumerate(residual):
+            if not isinstance(skip, (bool, np.bool_)):
+                raise TypeError(f"residual[{i}] must be a bool, got {type(skip).__name__}")
+            if skip and self.layer_sizes[i] != self.layer_sizes[i + 1]:
+                raise ValueError(f"residual[{i}] needs fan_in == fan_out, got layer_sizes "
+                                 f"{self.layer_sizes[i]} -> {self.layer_sizes[i + 1]}")
+        object.__setattr__(self, "norms", tuple(norms))
+        object.__setattr__(self, "dropout", dropout)
+        object.__setattr__(self, "residual", tuple(bool(r) for r in residual))
+        blocks = (any(n is not None for n in norms) or any(dropout) or any(residual))
+        object.__setattr__(self, "_blocks", blocks)       # read on every forward: kept
+
+    def __repr__(self) -> str:
+        """The constructor call, leaving out the hidden-block tuples when they are all off
+        (so a plain spec reads as it always did, and ``--replay`` takes it back)."""
+        fields = [f"layer_sizes={self.layer_sizes!r}", f"activations={self.activations!r}",
+                  f"loss={self.loss!r}", f"reduction={self.reduction!r}",
+                  f"weight_decay={self.weight_decay!r}"]
+        if self.has_blocks:
+            fields += [f"norms={self.norms!r}", f"dropout={self.dropout!r}",
+                       f"residual={self.residual!r}"]
+        return f"NetworkSpec({', '.join(fields)})"
+
+    @property
+    def has_blocks(self) -> bool:
+        """True when some hidden layer has a norm, dropout or a residual skip."""
+        return bool(self._blocks)    # type: ignore[attr-defined]  # set in __post_init__
+
+    def norm(self, l: int) -> str | None:
+        """Layer l's norm (None for the output layer and wherever there is none)."""
+        return self.norms[l] if l < len(self.norms) else None
 
     @property
     def n_layers(self) -> int:
@@ -161,8 +231,12 @@ class NetworkSpec:
 
 # the trace -------------------------------------------------------------------
 
-FORWARD_QUANTITIES = ("z", "a")
-BACKWARD_QUANTITIES = ("d_a", "d_z", "d_W", "d_b")
+FORWARD_QUANTITIES = ("z", "mu", "var", "x_hat", "n", "h", "a")
+BACKWARD_QUANTITIES = ("d_a", "d_h", "d_n", "d_x_hat", "d_z", "d_W", "d_b", "d_gamma", "d_beta")
+"""Every quantity a layer's trace may hold, in the order the passes form them; a plain
+dense layer has z, a and d_a, d_z, d_W, d_b, a hidden block the others where it has the
+part that forms them (a norm: mu, var, x_hat, n, d_n, d_x_hat, d_gamma, d_beta; dropout or
+a residual skip: h, the activation's output, and d_h)."""
 
 
 class Trace(NamedTuple):
@@ -179,17 +253,22 @@ class Trace(NamedTuple):
     @classmethod
     def from_passes(cls, spec: NetworkSpec, loss: Any, *, z: Sequence[Any], a: Sequence[Any],
                     d_a: Sequence[Any], d_z: Sequence[Any], d_W: Sequence[Any],
-                    d_b: Sequence[Any]) -> Trace:
+                    d_b: Sequence[Any], blocks: Sequence[Mapping[str, Any]] | None = None
+                    ) -> Trace:
         """A trace from per-layer sequences of every quantity (anything ``np.asarray`` takes).
 
         ``d_a`` of the output layer is dropped when the spec's loss is fused
-        (its gradient starts at d_z), whatever the caller passes there.
+        (its gradient starts at d_z), whatever the caller passes there.  ``blocks``: per
+        layer, the quantities of its hidden block's optional parts (mu, var, x_hat, n, h,
+        d_h, d_n, d_x_hat, d_gamma, d_beta where the block has them).
         """
         quantities = {"z": z, "a": a, "d_a": d_a, "d_z": d_z, "d_W": d_W, "d_b": d_b}
         layers = []
         for l in range(spec.n_layers):
             layer = {name: np.asarray(values[l]) for name, values in quantities.items()
                      if not (name == "d_a" and spec.fused_output and l == spec.n_layers - 1)}
+            if blocks is not None:
+                layer |= {name: np.asarray(value) for name, value in blocks[l].items()}
             layers.append(layer)
         scalar: Scalar = np.asarray(loss)[()]  # type: ignore[assignment]  # a 0-d index
         return cls(scalar, layers)

@@ -84,6 +84,7 @@ class Schedule:
                      optimizer: OptimizerSpec, epochs: object, batch_size: object,
                      batch_order: object, record_every: object, callback: object) -> Schedule:
         """Check every argument of ``train`` (the problem first), then build the schedule."""
+        checks.check_trainable(spec)
         checks.check_problem(spec, params, x, y)
         n = x.shape[0]
         epochs_, size, order, every = checks.check_training_args(

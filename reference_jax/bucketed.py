@@ -129,6 +129,11 @@ def _pad(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 def _padded_problem(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray
                     ) -> tuple[Any, ...]:
+    if spec.has_blocks:
+        # padding would change a norm's statistics (padded rows and features are averaged
+        # too) and needs masks: the properties of hidden blocks use reference_jax's trace
+        raise ValueError("reference_jax.bucketed does not take hidden blocks (norms, dropout, "
+                         "residual): use reference_jax.trace / loss_and_grads")
     depth = max(DEPTH, spec.n_layers)
     width = _bucket(max(spec.layer_sizes), 16)
     batch = _bucket(x.shape[0], 8)

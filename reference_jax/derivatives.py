@@ -80,7 +80,7 @@ def r_trace(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray, v: 
     trace (every z, a and autograd's d_a, d_z, d_W, d_b)."""
     jp, jv, jx, jy = _checked(spec, params, x, y, v)
     _, tangents = jax.jvp(lambda p: _trace(p, jx, jy, spec), (jp,), (jv,))
-    _, cache, d_p, d_z, d_a = tangents
+    _, cache, d_p, d_z, d_a, _ = tangents
     layers = []
     for l in range(spec.n_layers):
         layer: dict[str, Any] = {"R{z}": cache[l]["z"], "R{a}": cache[l]["a"], "R{d_a}": d_a[l],

@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from handwritten import checks
-from handwritten.spec import NetworkSpec, Params, Trace
+from handwritten.spec import Masks, NetworkSpec, Params, Trace
+from reference_jax import blocks
 from reference_jax.activations import activation
 from reference_jax.losses import LOSSES
 from reference_jax.precision import float64
@@ -37,19 +38,38 @@ def from_jax(tree: JaxParams) -> Params:
 
 
 def forward(spec: NetworkSpec, params: JaxParams, x: jax.Array,
-            dz: list[jax.Array] | None = None, da: list[jax.Array] | None = None
+            dz: list[jax.Array] | None = None, da: list[jax.Array] | None = None,
+            masks: Masks | None = None, dq: list[dict[str, jax.Array]] | None = None
             ) -> tuple[jax.Array, list[dict[str, jax.Array]]]:
-    """z = a_prev @ W + b (+ dz), a = f(z) (+ da), layer by layer."""
+    """z = a_prev @ W + b (+ dz), then a hidden block's parts (norm, activation, dropout
+    with the given mask, residual skip), a (+ da), layer by layer.  dq: per layer, zero
+    perturbations of a block's x_hat, n and h (their gradients are d_x_hat, d_n, d_h)."""
     cache = []
     a = x
     for l, (p, name) in enumerate(zip(params, spec.activations)):
+        q = dq[l] if dq is not None else {}
         z = a @ p["W"] + p["b"]
         if dz is not None:
             z = z + dz[l]
-        a = activation(name)(z)
-        if da is not None:
-            a = a + da[l]
-        cache.append({"z": z, "a": a})
+        layer = {"z": z}
+        norm = spec.norm(l)
+        if norm is not None:
+            layer |= blocks.normalize(norm, z, p["gamma"], p["beta"], q.get("x_hat"))
+            if "n" in q:
+                layer["n"] = layer["n"] + q["n"]
+        h = activation(name)(layer.get("n", z))
+        mask = masks[l] if masks is not None and l < len(masks) else None
+        skip = l < len(spec.residual) and spec.residual[l]
+        if mask is not None or skip:
+            if "h" in q:
+                h = h + q["h"]
+            layer["h"] = h
+        out = h if mask is None else blocks.dropout(h, mask.astype(h.dtype), spec.dropout[l])
+        if skip:
+            out = out + a
+        a = out if da is None else out + da[l]
+        layer["a"] = a
+        cache.append(layer)
     return a, cache
 
 
@@ -62,54 +82,88 @@ def loss_value(spec: NetworkSpec, params: JaxParams, cache: list[dict[str, jax.A
     return loss
 
 
-def _loss(params: JaxParams, x: jax.Array, y: jax.Array, spec: NetworkSpec) -> jax.Array:
-    _, cache = forward(spec, params, x)
+def _loss(params: JaxParams, x: jax.Array, y: jax.Array, spec: NetworkSpec,
+          masks: Masks | None = None) -> jax.Array:
+    _, cache = forward(spec, params, x, masks=masks)
     return loss_value(spec, params, cache, y)
 
 
 @partial(jax.jit, static_argnums=3)
-def _loss_and_grads(params: JaxParams, x: jax.Array, y: jax.Array, spec: NetworkSpec
-                    ) -> tuple[jax.Array, JaxParams]:
-    return jax.value_and_grad(_loss)(params, x, y, spec)
+def _loss_and_grads(params: JaxParams, x: jax.Array, y: jax.Array, spec: NetworkSpec,
+                    masks: Masks | None = None) -> tuple[jax.Array, JaxParams]:
+    return jax.value_and_grad(_loss)(params, x, y, spec, masks)
 
 
-def _perturbed_loss(params: JaxParams, dz: list[jax.Array], da: list[jax.Array], x: jax.Array,
-                    y: jax.Array, spec: NetworkSpec
+def _perturbed_loss(params: JaxParams, dz: list[jax.Array], da: list[jax.Array],
+                    dq: list[dict[str, jax.Array]], x: jax.Array, y: jax.Array,
+                    spec: NetworkSpec, masks: Masks | None
                     ) -> tuple[jax.Array, list[dict[str, jax.Array]]]:
-    _, cache = forward(spec, params, x, dz, da)
+    _, cache = forward(spec, params, x, dz, da, masks, dq)
     return loss_value(spec, params, cache, y), cache
 
 
+def _block_zeros(spec: NetworkSpec, batch: int, dtype: Any, masks: Masks | None
+                 ) -> list[dict[str, jax.Array]]:
+    """Zero perturbations of every block quantity the trace reports a gradient of."""
+    out = []
+    for l, n in enumerate(spec.layer_sizes[1:]):
+        names = []
+        if spec.norm(l) is not None:
+            names += ["x_hat", "n"]
+        has_mask = masks is not None and l < len(masks) and masks[l] is not None
+        if has_mask or (l < len(spec.residual) and spec.residual[l]):
+            names.append("h")
+        out.append({k: jnp.zeros((batch, n), dtype) for k in names})
+    return out
+
+
 @partial(jax.jit, static_argnums=3)
-def _trace(params: JaxParams, x: jax.Array, y: jax.Array, spec: NetworkSpec) -> Any:
+def _trace(params: JaxParams, x: jax.Array, y: jax.Array, spec: NetworkSpec,
+           masks: Masks | None = None) -> Any:
     zeros = [jnp.zeros((x.shape[0], n), x.dtype) for n in spec.layer_sizes[1:]]
-    grad_fn = jax.value_and_grad(_perturbed_loss, argnums=(0, 1, 2), has_aux=True)
-    (loss, cache), (d_params, d_z, d_a) = grad_fn(params, zeros, zeros, x, y, spec)
-    return loss, cache, d_params, d_z, d_a
+    dq = _block_zeros(spec, x.shape[0], x.dtype, masks)
+    grad_fn = jax.value_and_grad(_perturbed_loss, argnums=(0, 1, 2, 3), has_aux=True)
+    (loss, cache), (d_params, d_z, d_a, d_q) = grad_fn(params, zeros, zeros, dq, x, y, spec,
+                                                       masks)
+    return loss, cache, d_params, d_z, d_a, d_q
 
 
 @float64
 def predict(spec: NetworkSpec, params: Params, x: np.ndarray) -> np.ndarray:
-    """The network's output for inputs x (batch, n_in)."""
+    """The network's output for inputs x (batch, n_in), in evaluation mode (no dropout)."""
     dtype = checks.check_x(spec, x)
     checks.check_params(spec, params, dtype)
+    checks.check_evaluation(spec)
     return np.array(forward(spec, to_jax(params), jnp.asarray(x))[0])
 
 
+def _masks(masks: Masks | None) -> list[jax.Array | None] | None:
+    return None if masks is None else [None if m is None else jnp.asarray(m) for m in masks]
+
+
 @float64
-def loss_and_grads(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray
-                   ) -> tuple[Any, Params]:
+def loss_and_grads(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
+                   masks: Masks | None = None) -> tuple[Any, Params]:
     """The loss and jax.value_and_grad's gradient for every parameter."""
-    checks.check_problem(spec, params, x, y)
-    loss, grads = _loss_and_grads(to_jax(params), jnp.asarray(x), jnp.asarray(y), spec)
+    checks.check_problem(spec, params, x, y, masks)
+    loss, grads = _loss_and_grads(to_jax(params), jnp.asarray(x), jnp.asarray(y), spec,
+                                  _masks(masks))
     return np.asarray(loss)[()], from_jax(grads)
 
 
 @float64
-def trace(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray) -> Trace:
-    """Every z, a and autograd's d_a, d_z, d_W, d_b of every layer."""
-    checks.check_problem(spec, params, x, y)
-    loss, cache, d_params, d_z, d_a = _trace(to_jax(params), jnp.asarray(x), jnp.asarray(y), spec)
+def trace(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
+          masks: Masks | None = None) -> Trace:
+    """Every z, a and autograd's d_a, d_z, d_W, d_b of every layer (and a block's mu, var,
+    x_hat, n, h with d_x_hat, d_n, d_h, d_gamma, d_beta)."""
+    checks.check_problem(spec, params, x, y, masks)
+    loss, cache, d_params, d_z, d_a, d_q = _trace(to_jax(params), jnp.asarray(x),
+                                                  jnp.asarray(y), spec, _masks(masks))
+    extra = [{**{k: v for k, v in c.items() if k not in ("z", "a")},
+              **{f"d_{k}": v for k, v in q.items()},
+              **{f"d_{k}": v for k, v in g.items() if k in ("gamma", "beta")}}
+             for c, q, g in zip(cache, d_q, d_params)]
     return Trace.from_passes(spec, loss, z=[c["z"] for c in cache], a=[c["a"] for c in cache],
                              d_a=d_a, d_z=d_z, d_W=[g["W"] for g in d_params],
-                             d_b=[g["b"] for g in d_params])
+                             d_b=[g["b"] for g in d_params],
+                             blocks=extra if spec.has_blocks else None)

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from handwritten import checks
-from handwritten.spec import NetworkSpec, Params, Trace
+from handwritten.spec import Masks, NetworkSpec, Params, Trace
+from reference_torch import blocks
 from reference_torch.activations import activation
 from reference_torch.losses import LOSSES, LossFn
 
@@ -40,21 +41,36 @@ def tensor(a: np.ndarray) -> torch.Tensor:
 
 
 def forward(spec: NetworkSpec, tparams: TorchParams, x: torch.Tensor,
-            dz: list[torch.Tensor] | None = None, da: list[torch.Tensor] | None = None
+            dz: list[torch.Tensor] | None = None, da: list[torch.Tensor] | None = None,
+            masks: Masks | None = None
             ) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
-    """z = a_prev @ W + b (+ dz), a = f(z) (+ da), layer by layer; returns the output and
-    every z, a.  The optional zero perturbations dz, da make d_z and d_a gradients that
-    torch.func can take (``reference_torch.derivatives.r_trace``)."""
+    """z = a_prev @ W + b (+ dz), then a hidden block's parts (norm, activation, dropout
+    with the given mask, residual skip), a (+ da), layer by layer; returns the output and
+    every z, a (and mu, var, x_hat, n, h where the block has them).  The optional zero
+    perturbations dz, da make d_z and d_a gradients that torch.func can take
+    (``reference_torch.derivatives.r_trace``)."""
     cache = []
     a = x
     for l, (p, name) in enumerate(zip(tparams, spec.activations)):
         z = a @ p["W"] + p["b"]
         if dz is not None:
             z = z + dz[l]
-        a = activation(name)(z)
-        if da is not None:
-            a = a + da[l]
-        cache.append({"z": z, "a": a})
+        layer = {"z": z}
+        norm = spec.norm(l)
+        if norm is not None:
+            layer |= blocks.normalize(norm, z, p["gamma"], p["beta"])
+        h = activation(name)(layer.get("n", z))
+        out = h
+        mask = masks[l] if masks is not None and l < len(masks) else None
+        if mask is not None:
+            out = blocks.dropout(h, torch.as_tensor(mask, dtype=h.dtype), spec.dropout[l])
+        if l < len(spec.residual) and spec.residual[l]:
+            out = out + a
+        if out is not h:
+            layer["h"] = h
+        a = out if da is None else out + da[l]
+        layer["a"] = a
+        cache.append(layer)
     return a, cache
 
 
@@ -79,38 +95,51 @@ def _scalar(t: torch.Tensor) -> Any:
 
 
 def predict(spec: NetworkSpec, params: Params, x: np.ndarray) -> np.ndarray:
-    """The network's output for inputs x (batch, n_in)."""
+    """The network's output for inputs x (batch, n_in), in evaluation mode (no dropout)."""
     dtype = checks.check_x(spec, x)
     checks.check_params(spec, params, dtype)
+    checks.check_evaluation(spec)
     with torch.no_grad():
         out, _ = forward(spec, to_torch(params, requires_grad=False), tensor(x))
     return out.numpy()
 
 
-def loss_and_grads(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray
-                   ) -> tuple[Any, Params]:
+def loss_and_grads(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
+                   masks: Masks | None = None) -> tuple[Any, Params]:
     """The loss and autograd's gradient for every parameter."""
-    checks.check_problem(spec, params, x, y)
+    checks.check_problem(spec, params, x, y, masks)
     tparams = to_torch(params)
-    _, cache = forward(spec, tparams, tensor(x))
+    _, cache = forward(spec, tparams, tensor(x), masks=masks)
     loss = loss_value(spec, tparams, cache, tensor(y))
     loss.backward()
     return _scalar(loss), [{k: _grad(v) for k, v in p.items()} for p in tparams]
 
 
-def trace(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray) -> Trace:
-    """Every z, a and, by retain_grad(), autograd's d_a, d_z, d_W, d_b of every layer."""
-    checks.check_problem(spec, params, x, y)
+GRAPH = ("z", "x_hat", "n", "h", "a")
+"""The trace's quantities that are nodes of the graph (their .grad is autograd's d_q)."""
+
+
+def trace(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
+          masks: Masks | None = None) -> Trace:
+    """Every z, a and, by retain_grad(), autograd's d_a, d_z, d_W, d_b of every layer (and
+    a block's mu, var, x_hat, n, h with d_x_hat, d_n, d_h, d_gamma, d_beta)."""
+    checks.check_problem(spec, params, x, y, masks)
     tparams = to_torch(params)
-    _, cache = forward(spec, tparams, tensor(x))
+    _, cache = forward(spec, tparams, tensor(x), masks=masks)
     for c in cache:
-        for t in c.values():
-            t.retain_grad()
+        for key, t in c.items():
+            if key in GRAPH:
+                t.retain_grad()
     loss = loss_value(spec, tparams, cache, tensor(y))
     loss.backward()
+    extra = [{**{k: t.detach().numpy() for k, t in c.items() if k not in ("z", "a")},
+              **{f"d_{k}": _grad(t) for k, t in c.items() if k in ("x_hat", "n", "h")},
+              **{f"d_{k}": _grad(t) for k, t in p.items() if k in ("gamma", "beta")}}
+             for c, p in zip(cache, tparams)]
     return Trace.from_passes(spec, _scalar(loss),
                              z=[c["z"].detach().numpy() for c in cache],
                              a=[c["a"].detach().numpy() for c in cache],
                              d_a=[c["a"].grad for c in cache], d_z=[_grad(c["z"]) for c in cache],
                              d_W=[_grad(p["W"]) for p in tparams],
-                             d_b=[_grad(p["b"]) for p in tparams])
+                             d_b=[_grad(p["b"]) for p in tparams],
+                             blocks=extra if spec.has_blocks else None)

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROPERTY_TESTS = [
     "tests/test_activations.py", "tests/test_losses.py", "tests/test_optimizers.py",
     "tests/test_schedules.py", "tests/test_derivatives.py", "tests/test_second_order.py",
+    "tests/test_blocks.py",
     "tests/test_network.py", "tests/test_training.py", "tests/test_seed.py",
     "tests/test_cross_framework.py", "tests/test_references.py",
     # last: ~30 s under the ci profile, and needed only by a mistake the others miss (one
@@ -235,6 +236,45 @@ MUTATIONS = [
              "gradient (the full Hessian, not J^T H J)", "derivatives.py:r_backward",
              "d = None if gauss_newton else loss.grad(",
              "d = None if False else loss.grad("),
+    # issue 11 (in part): hidden blocks -- batch norm, layer norm, dropout, residual
+    Mutation("norm_backward_without_the_mean_path", "batch/layer norm's backward forgets "
+             "-sum(d_x_hat) (the path through mu)", "blocks.py:normalize_backward",
+             "d_z -= d_x_hat.sum(axis=axis, keepdims=True)",
+             "d_z -= 0 * d_x_hat.sum(axis=axis, keepdims=True)"),
+    Mutation("norm_backward_without_the_variance_path", "the norm's backward forgets "
+             "-x_hat sum(d_x_hat x_hat) (the path through var)", "blocks.py:normalize_backward",
+             "d_z -= x_hat * np.sum(d_x_hat * x_hat, axis=axis, keepdims=True)",
+             "d_z -= 0 * x_hat * np.sum(d_x_hat * x_hat, axis=axis, keepdims=True)"),
+    Mutation("norm_with_the_unbiased_variance", "batch norm normalizes with the unbiased "
+             "variance (torch uses the biased one)", "blocks.py:normalize",
+             "var = np.mean(centred * centred, axis=axis, keepdims=True)",
+             "var = np.sum(centred * centred, axis=axis, keepdims=True) / "
+             "max(z.shape[axis] - 1, 1)"),
+    Mutation("running_var_biased", "the running variance takes the biased batch variance",
+             "blocks.py:running_update", "m * var * (batch / (batch - 1))", "m * var"),
+    Mutation("running_momentum_reversed", "running = momentum running + (1 - momentum) batch",
+             "blocks.py:running_update", "((1 - m) * running_mean + m * mu,",
+             "(m * running_mean + (1 - m) * mu,"),
+    Mutation("layer_norm_over_the_batch", "layer norm averages over the batch axis",
+             "blocks.py:normalize", "axis = AXES[norm]", "axis = 0"),
+    Mutation("dropout_mask_missing_from_backward", "dropout's backward rescales but forgets "
+             "the mask", "blocks.py:dropout_backward", "return d_a * mask * (1 / (1 - p))",
+             "return d_a * (1 / (1 - p))"),
+    Mutation("dropout_backward_without_the_rescale", "dropout's backward forgets 1/(1 - p)",
+             "blocks.py:dropout_backward", "return d_a * mask * (1 / (1 - p))",
+             "return d_a * mask"),
+    Mutation("dropout_rescaled_twice", "inverted dropout divides by (1 - p) twice",
+             "blocks.py:dropout", "return h * mask * (1 / (1 - p))",
+             "return h * mask * (1 / (1 - p)) ** 2"),
+    Mutation("skip_path_missing_from_d_a_prev", "a residual block's backward forgets the "
+             "skip path's d_a", "network.py:backward",
+             'deltas[l - 1]["d_a"] += deltas[l]["d_a"]',
+             'deltas[l - 1]["d_a"] += 0 * deltas[l]["d_a"]'),
+    Mutation("gamma_gradient_without_x_hat", "d_gamma = sum(d_n), forgetting the normalized z",
+             "blocks.py:normalize_backward", '"d_gamma": np.sum(d_n * x_hat, axis=0)',
+             '"d_gamma": np.sum(d_n, axis=0)'),
+    Mutation("d_x_hat_without_gamma", "d_x_hat = d_n, forgetting the affine scale",
+             "blocks.py:normalize_backward", "d_x_hat = d_n * gamma", "d_x_hat = d_n"),
     # the options of issue 13: parametrised activations, selu and celu
     Mutation("leaky_relu_default_slope_in_backward", "leaky_relu's backward uses the default "
              "slope, not the given one", "activations.py:leaky_relu_backward",

@@ -15,10 +15,19 @@ from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 
-from bpnet.problems import Problem, draw_optimizer, draw_problem, draw_spec
+from bpnet.problems import (
+    MIN_NORM_COUNT,
+    Problem,
+    draw_block_spec,
+    draw_optimizer,
+    draw_problem,
+    draw_spec,
+)
 from handwritten import NetworkSpec
+from handwritten.losses import LOSSES
 
-__all__ = ["HypothesisChooser", "Problem", "optimizer_specs", "problems", "specs"]
+__all__ = ["HypothesisChooser", "Problem", "block_problems", "optimizer_specs", "problems",
+           "specs"]
 
 T = TypeVar("T")
 
@@ -53,6 +62,19 @@ def problems(draw: st.DrawFn, max_depth: int = 4, max_width: int = 16, max_batch
     """spec, then batch size, then a seed for params, x and y."""
     return draw_problem(HypothesisChooser(draw), max_depth, max_width, max_batch, dtype,
                         exclude_losses)
+
+
+@st.composite
+def block_problems(draw: st.DrawFn, max_depth: int = 4, max_width: int = 8, max_batch: int = 12,
+                   activations: list[str] | None = None) -> Problem:
+    """A problem whose hidden layers are blocks (norms, dropout, residual skips drawn:
+    bpnet.problems.draw_block_spec), a batch of at least 2 (batch norm needs two), and
+    params, x, y and dropout's masks from one drawn seed."""
+    chooser = HypothesisChooser(draw)
+    spec = draw_block_spec(chooser, max_depth, max_width, activations=activations)
+    batch = chooser.integer(MIN_NORM_COUNT if "batch" in spec.norms else 2, max_batch)
+    labels = LOSSES[spec.loss].targets == "class" and chooser.choice((False, True))
+    return Problem(spec, batch, chooser.integer(0, 2**32 - 1), labels=labels)
 
 
 @st.composite

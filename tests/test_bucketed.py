@@ -51,3 +51,13 @@ def test_bucketed_keeps_float32() -> None:
     assert all(v.dtype == np.float32 for layer in t.layers for v in layer.values())
     loss, grads = bucketed.loss_and_grads(p.spec, p.params, p.x, p.y)
     assert loss == t.loss and grads[0]["W"].shape == (3, 5)
+
+
+def test_bucketed_refuses_hidden_blocks() -> None:
+    """Padding would enter a norm's statistics: the block properties use the plain reference."""
+    from reference_jax import bucketed
+
+    spec = hw.NetworkSpec((2, 3, 3, 1), ("tanh", "tanh", "identity"), norms=("layer", None))
+    params = hw.init_params(spec, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="does not take hidden blocks"):
+        bucketed.trace(spec, params, np.zeros((4, 2)), np.zeros((4, 1)))

@@ -466,3 +466,22 @@ def test_hessian_refuses_a_top_beyond_the_params(capsys: pytest.CaptureFixture[s
     assert main(["hessian", "--top", "31", "--epochs", "2", "--out", "unused.png"]) == 2
     assert "--top must be between 1 and the number of params - 1 (30), got 31" in \
         capsys.readouterr().err
+
+
+def test_explain_shows_hidden_blocks(capsys: pytest.CaptureFixture[str]) -> None:
+    """--norms, --dropout, --residual (one value for every hidden layer, or one per layer):
+    the block's forward and backward with shapes; what is not written yet is refused."""
+    assert main(["explain", "--layers", "3,4,4,2", "--activations", "tanh,relu,identity",
+                 "--norms", "batch,layer", "--dropout", "0.2,0", "--residual", "0,1"]) == 0
+    text = capsys.readouterr().out
+    for line in ("mu0, var0 = mean, biased var of z0 (axis=0)", "n1 = gamma1 * x_hat1 + beta1",
+                 "a0 = h0 * m0 / (1 - 0.2)", "a1 = h1 + a0", "d_h0 = d_a0 * m0 / (1 - 0.2)",
+                 "d_n0 = d_h0 * (1 - h0**2)", "d_a0 = d_z1 @ W1.T + d_a1",
+                 "d_gamma1 = sum(d_n1 * x_hat1, axis=0)", "(sums over axis 1,"):
+        assert line in text, line
+    assert main(["explain", "--layers", "3,4,4,2", "--activations", "tanh,relu,identity",
+                 "--residual", "1"]) == 2
+    assert "residual[0] needs fan_in == fan_out" in capsys.readouterr().err
+    assert main(["explain", "--layers", "3,4,4,2", "--activations", "tanh,relu,identity",
+                 "--norms", "batch", "--values", "4"]) == 2
+    assert "do not take hidden blocks yet" in capsys.readouterr().err

@@ -1,0 +1,35 @@
+"""A hidden block's optional parts in jax.numpy, every derivative from jax.grad.
+
+Batch norm (training mode, torch.nn.BatchNorm1d's semantics) and layer norm
+(torch.nn.LayerNorm's) written out: mean and biased variance along the norm's axis, x_hat,
+then gamma * x_hat + beta.  JAX has no batch-norm primitive of its own (flax's and haiku's
+are written the same way); autograd differentiates through the mean and the variance.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from handwritten.spec import NORM_EPS
+
+AXES = {"batch": 0, "layer": 1}
+
+
+def normalize(norm: str, z: jax.Array, gamma: jax.Array, beta: jax.Array,
+              d_x_hat: jax.Array | None = None) -> dict[str, jax.Array]:
+    """{"mu", "var", "x_hat", "n"} of handwritten.blocks.normalize (x_hat + d_x_hat: a zero
+    perturbation whose gradient is d_x_hat, for the trace)."""
+    axis = AXES[norm]
+    mu = jnp.mean(z, axis=axis, keepdims=True)
+    var = jnp.mean((z - mu) ** 2, axis=axis, keepdims=True)
+    x_hat = (z - mu) / jnp.sqrt(var + NORM_EPS)
+    if d_x_hat is not None:
+        x_hat = x_hat + d_x_hat
+    return {"mu": jnp.squeeze(mu, axis), "var": jnp.squeeze(var, axis), "x_hat": x_hat,
+            "n": x_hat * gamma + beta}
+
+
+def dropout(h: jax.Array, mask: jax.Array, p: float) -> jax.Array:
+    """Inverted dropout with the given keep-mask: h * m / (1 - p)."""
+    return h * mask / (1 - p)

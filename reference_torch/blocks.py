@@ -1,0 +1,34 @@
+"""A hidden block's optional parts through torch: torch.nn.functional's batch_norm and
+layer_norm (their own backward kernels, through autograd), dropout with the given mask.
+
+The normalization is F.batch_norm / F.layer_norm *without* their affine weight and bias, so
+that x_hat is a node of the graph (the trace compares d_x_hat); the affine gamma * x_hat +
+beta is then one multiply and one add, as torch's own kernels compute it.  mu and var are
+reported for the trace from torch.var_mean (biased, as the norms normalize); they are
+forward values, not part of the graph.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from handwritten.spec import NORM_EPS
+
+
+def normalize(norm: str, z: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor
+              ) -> dict[str, torch.Tensor]:
+    """{"mu", "var", "x_hat", "n"} of handwritten.blocks.normalize, by torch's kernels."""
+    if norm == "batch":
+        x_hat = F.batch_norm(z, None, None, training=True, eps=NORM_EPS)
+        var, mu = torch.var_mean(z.detach(), dim=0, correction=0)
+    else:
+        x_hat = F.layer_norm(z, (z.shape[1],), eps=NORM_EPS)
+        var, mu = torch.var_mean(z.detach(), dim=1, correction=0)
+    return {"mu": mu, "var": var, "x_hat": x_hat, "n": x_hat * gamma + beta}
+
+
+def dropout(h: torch.Tensor, mask: torch.Tensor, p: float) -> torch.Tensor:
+    """Inverted dropout with the given keep-mask, as torch's F.dropout applies its own:
+    h * m / (1 - p)."""
+    return h * mask / (1 - p)
