@@ -541,9 +541,11 @@ BLOCK_EQUATIONS = {
 }
 
 
-def blocks_report(problem: Problem, impls: Mapping[str, ModuleType]) -> CheckReport:
+def blocks_report(problem: Problem, impls: Mapping[str, ModuleType],
+                  replay: str = "bpnet check --all --only blocks") -> CheckReport:
     """Every trace quantity of a spec with hidden blocks against torch and JAX (each also
-    within SPREAD_FACTOR of the two references' own difference: bpnet.tolerances)."""
+    within SPREAD_FACTOR of the two references' own difference: bpnet.tolerances).
+    ``replay``: the command a failure prints ("": ``bpnet check --replay`` of the case)."""
     from bpnet.compare import compare_trace
 
     primary, *references = impls
@@ -572,7 +574,7 @@ def blocks_report(problem: Problem, impls: Mapping[str, ModuleType]) -> CheckRep
                                   "x_hat))", "handwritten.blocks.normalize_backward")
     return CheckReport(spec, problem.batch, primary, tuple(references), tuple(rows), cells,
                        values, where, constants={"1/batch": 1 / problem.batch},
-                       replay="bpnet check --all --only blocks")
+                       replay=replay)
 
 
 def running_statistics_report(impls: Mapping[str, ModuleType]) -> CheckReport:

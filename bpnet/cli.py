@@ -25,7 +25,7 @@ import handwritten as hw
 from bpnet import check_all, datasets, implementations, plots, preflight, runs
 from bpnet.check import FINITE_DIFFERENCES, cross_check
 from bpnet.problems import Problem
-from bpnet.tolerances import ATOL64_SCALE, FD_RTOL, LANCZOS_RTOL, RTOL64
+from bpnet.tolerances import ATOL64_SCALE, FD_RTOL, LANCZOS_RTOL, RTOL64, SPREAD_FACTOR
 from handwritten.schedules import SCHEDULE_SETTINGS, WARMUP_START
 from handwritten.seed import BLOG_SPEC
 from handwritten.spec import FLAGS
@@ -433,8 +433,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     p = _check_case(args)
     _refuse_gaps(p.spec)
     impls = {"handwritten": hw, **_references()}
-    reports = [cross_check(p.spec, p.params, p.x, p.y, impls, finite_differences=True,
-                           grads=False)]
+    if p.spec.has_blocks:               # a case of tests/test_blocks.py, replayed
+        if args.optimizer:
+            raise UsageError("--optimizer does not take hidden blocks yet (train and the "
+                             "optimizers take dense layers only)")
+        reports = [check_all.blocks_report(p, impls, replay="")]
+    else:
+        reports = [cross_check(p.spec, p.params, p.x, p.y, impls, finite_differences=True,
+                               grads=False)]
     if args.optimizer:
         try:
             opt = _optimizer_options(args).spec(args.optimizer, args.lr or 0.05,
@@ -452,11 +458,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     elif args.quiet:
         print((failed or reports[0]).verdict())
     else:
-        fd_atol = max(c.atol for (_, column), c in reports[0].cells.items()
-                      if column == FINITE_DIFFERENCES)
+        fd_atol = [c.atol for (_, column), c in reports[0].cells.items()
+                   if column == FINITE_DIFFERENCES]
         print(f"bpnet check: {p.spec}, batch {p.batch}, seed {p.seed}, float64")
-        print(f"tolerance vs autograd: rtol {RTOL64:g} + {ATOL64_SCALE:g} * max|ref|; "
-              f"vs finite differences: rtol {FD_RTOL:g} + {fd_atol:.2g}")
+        print(f"tolerance vs autograd: rtol {RTOL64:g} + {ATOL64_SCALE:g} * max|ref|; " + (
+            f"vs finite differences: rtol {FD_RTOL:g} + {max(fd_atol):.2g}" if fd_atol else
+            f"a block's quantity also within {SPREAD_FACTOR:g}x the references' own difference"))
         for report in reports:
             print(report.table())
         if args.optimizer:
@@ -642,11 +649,12 @@ def build_parser() -> Parser:
     check.add_argument("--all", action="store_true",
                        help="every registered activation, loss, reduction, optimizer and "
                        "option, schedule, init scheme, the extremes, forward mode, second "
-                       "order and the blog's seed.py, in one table (about a minute)")
+                       "order, hidden blocks and the blog's seed.py, in one table (about a "
+                       "minute)")
     check.add_argument("--only", metavar="TEXT",
                        help="with --all: only one group (activation, loss, weight, network, "
-                       "extremes, optimizer, clipping, schedule, derivatives, second, init, "
-                       "blog) or one entry (tanh, adam, ...)")
+                       "extremes, optimizer, clipping, schedule, derivatives, second, blocks, "
+                       "init, blog) or one entry (tanh, adam, ...)")
     _add_common(check, "print only the verdict line")
     check.set_defaults(run=cmd_check, layers=None)
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import handwritten as hw
 from bpnet.compare import compare_trace
-from bpnet.problems import Problem
+from bpnet.problems import Problem, replay_command
 from bpnet.tolerances import ATOL64_SCALE, FD_ATOL_SCALE, FD_RTOL, RTOL64, SPREAD_FACTOR, fd_step
 from handwritten import blocks
 from handwritten.spec import BATCH_NORM_MOMENTUM, NORM_EPS
@@ -45,7 +45,8 @@ def test_every_block_quantity_matches_torch_and_jax(p: Problem) -> None:
               for name, ref in REFERENCES.items()}
     for name, other in (("reference_torch", "reference_jax"), ("reference_jax", "reference_torch")):
         assert_reports_ok(compare_trace(ours, theirs[name], rtol=RTOL64, atol_scale=ATOL64_SCALE,
-                                        spread=theirs[other]), f"trace vs {name}: {p!r}")
+                                        spread=theirs[other]),
+                          f"trace vs {name}: {p!r}\nreplay: {replay_command(repr(p))}")
 
 
 @FEW

@@ -485,3 +485,19 @@ def test_explain_shows_hidden_blocks(capsys: pytest.CaptureFixture[str]) -> None
     assert main(["explain", "--layers", "3,4,4,2", "--activations", "tanh,relu,identity",
                  "--norms", "batch", "--values", "4"]) == 2
     assert "do not take hidden blocks yet" in capsys.readouterr().err
+
+
+def test_check_replays_a_block_case(capsys: pytest.CaptureFixture[str]) -> None:
+    """tests/test_blocks.py prints the case and its replay command: `bpnet check --replay`
+    compares every block quantity against torch and JAX (no finite differences)."""
+    case = ("Problem(NetworkSpec(layer_sizes=(2, 3, 3, 1), activations=('tanh', 'relu', "
+            "'identity'), loss='mse', reduction='mean', weight_decay=0.0, norms=('batch', "
+            "'layer'), dropout=(0.3, 0.0), residual=(False, True)), batch=5, seed=0, "
+            "dtype='float64', labels=False)")
+    assert main(["check", "--replay", case]) == 0
+    text = capsys.readouterr().out
+    for row in ("layer 0 mu", "layer 0 x_hat", "layer 0 h", "layer 1 d_h", "layer 0 d_x_hat",
+                "layer 1 d_gamma"):
+        assert row in text, row
+    assert main(["check", "--replay", case, "--optimizer", "sgd"]) == 2
+    assert "--optimizer does not take hidden blocks yet" in capsys.readouterr().err
