@@ -37,8 +37,10 @@ def divisor(spec: NetworkSpec, batch: str) -> str:
 def derivation(spec: NetworkSpec, batch: str = "N") -> list[str]:
     """Lines of the forward and backward equations with every array's shape."""
     sizes, last = spec.layer_sizes, spec.n_layers - 1
+    blocks = (f"; hidden blocks: norms {spec.norms}, dropout {spec.dropout}, residual "
+              f"{spec.residual}" if spec.has_blocks else "")
     lines = [f"network {sizes}, activations {', '.join(spec.activations)}, "
-             f"loss {spec.loss} ({spec.reduction}), weight decay {spec.weight_decay}",
+             f"loss {spec.loss} ({spec.reduction}), weight decay {spec.weight_decay}{blocks}",
              "", "forward                                      shape"]
     prev = "x"
     for l, name in enumerate(spec.activations):
