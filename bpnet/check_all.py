@@ -230,7 +230,7 @@ def _optimizer_reports(optimizer: hw.OptimizerSpec, params: hw.Params, grads: hw
         for name in references:
             their_before, theirs, their_after = runs[name][t]
             for l in range(len(params)):
-                for k in ("W", "b"):
+                for k in params[l]:                 # W, b (and a norm's gamma, beta)
                     quantities = {f"{b} of layer {l} {k}": (mine[b][l][k], theirs[b][l][k])
                                   for b in buffers}
                     quantities[f"update of layer {l} {k}"] = (
@@ -611,6 +611,60 @@ def running_statistics_report(impls: Mapping[str, ModuleType]) -> CheckReport:
                        replay="bpnet check --all --only blocks")
 
 
+BLOCK_TRAINING_EPOCHS = 4
+BLOCK_TRAINING_BATCH = 6
+
+
+def block_training_report(impls: Mapping[str, ModuleType]) -> CheckReport:
+    """BLOCK_CASES[0] (batch norm, layer norm, dropout, a skip) trained with momentum in
+    mini-batches by every implementation, the dropout masks from Generators seeded alike:
+    the final params, batch norm's running statistics (History.running) and predict's
+    evaluation-mode output.  Tolerance: a trajectory's rounding floor trajectory_rtol(k)
+    after k steps, relative to the largest param (normwise: a batch-norm layer's b is 0 up
+    to rounding noise, held on the scale of the params, as bpnet compare holds it)."""
+    from bpnet.tolerances import trajectory_rtol
+
+    primary, *references = impls
+    spec = BLOCK_CASES[0]
+    p = Problem(spec, 4 * BLOCK_TRAINING_BATCH, 11)
+    opt = hw.OptimizerSpec("momentum", 0.05, {"momentum": 0.9})
+    kwargs = {"epochs": BLOCK_TRAINING_EPOCHS, "batch_size": BLOCK_TRAINING_BATCH,
+              "batch_order": hw.Shuffle(3)}
+    runs = {name: impl.train(spec, p.params, p.x, p.y, opt, rng=np.random.default_rng(4),
+                             **kwargs) for name, impl in impls.items()}
+    steps = len(runs[primary].losses)
+    rtol = trajectory_rtol(steps)
+
+    def quantities(impl: ModuleType, h: hw.History) -> dict[str, Any]:
+        out = {f"layer {l} {k} after {steps} steps": v for l, layer in enumerate(h.final_params)
+               for k, v in layer.items()}
+        out |= {f"layer {l} running {k}": v for l, stats in enumerate(h.running)
+                for k, v in stats.items()}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", hw.TrainingWarning)
+            out["predict (evaluation mode)"] = impl.predict(spec, h.final_params, p.x, h.running)
+        return out
+
+    table = {name: quantities(impl, runs[name]) for name, impl in impls.items()}
+    ours = table[primary]
+    scale = max(float(np.abs(v).max()) for k, v in ours.items() if "after" in k)
+    cells, values, where = {}, {}, {}
+    for name in references:
+        for row, value in ours.items():
+            atol = rtol * scale if "after" in row else 0.0
+            cells[row, name] = compare_leaf(value, table[name][row], row, None, rtol=rtol,
+                                            atol_scale=ATOL64_SCALE, atol=atol)
+            values[row, name] = (value, table[name][row])
+    for row in ours:
+        where[row] = (("running = 0.9 running + 0.1 (mu, var N / (N - 1)), each step",
+                       "handwritten.training.update_running") if "running" in row else
+                      ("x_hat = (z - running_mean) / sqrt(running_var + eps)",
+                       "handwritten.blocks.normalize_running") if "predict" in row else
+                      ("theta <- theta + Delta theta, each step", "handwritten.training.train"))
+    return CheckReport(spec, BLOCK_TRAINING_BATCH, primary, tuple(references), tuple(ours),
+                       cells, values, where, replay="bpnet check --all --only blocks")
+
+
 def block_cases(impls: Mapping[str, ModuleType]
                 ) -> Iterator[tuple[str, str, str, Callable[[], CheckReport]]]:
     """Hidden blocks on hand-picked networks: every trace quantity against torch and JAX;
@@ -618,6 +672,9 @@ def block_cases(impls: Mapping[str, ModuleType]
     if "reference_torch" in impls:
         yield "blocks", "running statistics", "three batches through F.batch_norm", partial(
             running_statistics_report, impls)
+    yield "blocks", "training and evaluation", (
+        f"{BLOCK_CASES[0]!r}, momentum, {BLOCK_TRAINING_EPOCHS} epochs of "
+        f"{BLOCK_TRAINING_BATCH}"), partial(block_training_report, impls)
     for spec in BLOCK_CASES:
         p = Problem(spec, BATCH, 9, labels=spec.loss == "softmax_cross_entropy")
         parts = sorted({n for n in spec.norms if n} | ({"dropout"} if any(spec.dropout) else

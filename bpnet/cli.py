@@ -24,6 +24,7 @@ import numpy as np
 import handwritten as hw
 from bpnet import check_all, datasets, implementations, plots, preflight, runs
 from bpnet.check import FINITE_DIFFERENCES, cross_check
+from bpnet.compare import param_divergence
 from bpnet.problems import Problem
 from bpnet.tolerances import ATOL64_SCALE, FD_RTOL, LANCZOS_RTOL, RTOL64, SPREAD_FACTOR
 from handwritten.schedules import SCHEDULE_SETTINGS, WARMUP_START
@@ -269,11 +270,19 @@ def _progress(total: int, enabled: bool) -> Any:
     return tqdm(total=total, unit="epoch", leave=False, file=sys.stderr)
 
 
-def _plot_fit(case: runs.TrainingCase, final: hw.Params, final_loss: float, out: Path) -> None:
+def _plot_fit(case: runs.TrainingCase, final: hw.Params, final_loss: float, out: Path,
+              running: hw.Running | None = None) -> None:
+    """The fit in evaluation mode (batch norm with the run's running statistics); params
+    without them (an interrupted run with batch norm) are plotted with the dataset's own
+    statistics."""
     from bpnet import plots
 
     title = case.title(f"{case.epochs} epochs: mean loss {final_loss:.4g}")
-    predict = lambda g: hw.predict(case.spec, final, g)  # noqa: E731
+    if "batch" in case.spec.norms and not running:
+        _, cache = hw.forward(case.spec, final, case.x)
+        running = [{"mean": c["mu"], "var": c["var"]} if "mu" in c and n == "batch" else {}
+                   for c, n in zip(cache, (*case.spec.norms, None))]
+    predict = lambda g: hw.predict(case.spec, final, g, running)  # noqa: E731
     if case.preset.kind == "regression":
         plots.fit_regression(case.x, case.y, predict, out, title,
                              f"network {case.spec.layer_sizes}")
@@ -307,8 +316,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-    final_loss = case.mean_loss(history.final_params)
-    _plot_fit(case, history.final_params, final_loss, args.out)
+    final_loss = case.mean_loss(history.final_params, history.running)
+    _plot_fit(case, history.final_params, final_loss, args.out, history.running)
     _warn(args, history.diagnostics)
     if args.json:
         print(json.dumps({"spec": dataclasses.asdict(case.spec), "optimizer": {
@@ -433,10 +442,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     p = _check_case(args)
     _refuse_gaps(p.spec)
     impls = {"handwritten": hw, **_references()}
-    if p.spec.has_blocks:               # a case of tests/test_blocks.py, replayed
-        if args.optimizer:
-            raise UsageError("--optimizer does not take hidden blocks yet (train and the "
-                             "optimizers take dense layers only)")
+    if p.spec.has_blocks:               # --norms/--dropout/--residual, or a test_blocks case
         reports = [check_all.blocks_report(p, impls, replay="")]
     else:
         reports = [cross_check(p.spec, p.params, p.x, p.y, impls, finite_differences=True,
@@ -448,7 +454,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         except (TypeError, ValueError) as error:
             raise UsageError(str(error)) from None
         reports.append(check_all.optimizer_report(opt, p.spec, p.params, hw.loss_and_grads(
-            p.spec, p.params, p.x, p.y)[1], impls, np.random.default_rng(p.seed)))
+            p.spec, p.params, p.x, p.y, p.masks)[1], impls, np.random.default_rng(p.seed)))
     failed = next((r for r in reports if not r.ok), None)
     if args.json:
         print(json.dumps(reports[0].to_json() | {
@@ -530,12 +536,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
                   args.out, f"{args.dataset}: {case.spec.layer_sizes}, {case.optimizer.name}, "
                   f"{steps} steps, {args.dtype}")
     _warn(args, result.diagnostics)
-    final = {n: case.mean_loss(h.final_params) for n, h in result.histories.items()}
+    final = {n: case.mean_loss(h.final_params, h.running) for n, h in result.histories.items()}
+    ours = result.histories["handwritten"]
+    running = {n: param_divergence(ours.running, h.running) for n, h in result.histories.items()
+               if n != "handwritten" and "batch" in case.spec.norms}
     outside = result.outside()
     if args.json:
         print(json.dumps({
             "final_loss": final, "final_loss_is": "mean over samples and outputs, as fit",
             "max_divergence": {n: float(d.max()) for n, d in result.divergence.items()},
+            "running_statistics_divergence": running,
             "within_envelope": None if result.allowed is None else not outside,
             "outside_envelope": outside, "steps": steps, "plot": str(args.out),
             "skipped": result.skipped,
@@ -549,6 +559,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for name, d in result.divergence.items():
             print(f"largest parameter divergence, handwritten vs {name}: {d.max():.3g} "
                   f"(relative to max |theta|, over {len(d) - 1} steps)")
+        for name, d_run in running.items():
+            print(f"batch norm's running statistics at the end, handwritten vs {name}: "
+                  f"{d_run:.3g} (normwise)")
         if result.allowed is None:
             print("the suite's trajectory envelope is a float64 policy: not judged in float32")
         elif not outside:
@@ -622,6 +635,7 @@ def build_parser() -> Parser:
                          "epochs as the blog does (L is always the mean loss over samples and "
                          "outputs, whatever reduction the gradient uses), save a PNG.")
     _add_network(fit)
+    _add_blocks(fit)
     _add_training(fit)
     _add_common(fit, "no loss log, no progress bar")
     fit.add_argument("--out", type=Path, default=Path("out/fit.png"),
@@ -636,6 +650,7 @@ def build_parser() -> Parser:
                            "its equation and function, and the shape of the error. --all checks "
                            "everything registered.")
     _add_network(check, f"{BLOG_WORDS}; reduction sum only for the blog's network, else mean")
+    _add_blocks(check)
     check.add_argument("--batch", type=_positive_int, default=8, help="batch size (8)")
     check.add_argument("--labels", action="store_true",
                        help="integer class labels instead of one-hot rows (softmax CE)")
@@ -665,6 +680,7 @@ def build_parser() -> Parser:
                              "and the largest parameter divergence; save a PNG. Exit status 1 "
                              "when the params leave the suite's envelope (float64).")
     _add_network(compare)
+    _add_blocks(compare)
     _add_training(compare)
     _add_common(compare, "print only where the plot is")
     compare.add_argument("--out", type=Path, default=Path("out/compare.png"),

@@ -20,6 +20,7 @@ import handwritten as hw
 from bpnet.tolerances import SPREAD_FACTOR, TWIN_FACTOR, TWIN_GRADIENT_NOISE, trajectory_rtol
 from handwritten.spec import BACKWARD_QUANTITIES as BACKWARD
 from handwritten.spec import FORWARD_QUANTITIES as FORWARD
+from handwritten.training import update_running
 
 
 @dataclass(frozen=True)
@@ -176,9 +177,10 @@ def compare_r_trace(actual: Sequence[Mapping[str, Any]], expected: Sequence[Mapp
 def compare_params(actual: Sequence[Mapping[str, Any]], expected: Sequence[Mapping[str, Any]],
                    *, rtol: float, atol_scale: float, check_dtype: bool = True
                    ) -> list[LeafReport]:
-    """Params- or grads-shaped structures, leaf by leaf (W then b, input layer first)."""
-    return compare_layers(actual, expected, ("W", "b"), rtol=rtol, atol_scale=atol_scale,
-                          check_dtype=check_dtype)
+    """Params- or grads-shaped structures, leaf by leaf (W, b, and a norm's gamma, beta;
+    input layer first)."""
+    return compare_layers(actual, expected, ("W", "b", "gamma", "beta"), rtol=rtol,
+                          atol_scale=atol_scale, check_dtype=check_dtype)
 
 
 def first_failure(reports: Sequence[LeafReport]) -> LeafReport | None:
@@ -197,23 +199,38 @@ def param_divergence(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, An
 
 
 def twin_run(spec: hw.NetworkSpec, params: hw.Params, x: np.ndarray, y: np.ndarray,
-             optimizer: hw.OptimizerSpec, schedule: hw.Schedule, seed: int
-             ) -> tuple[list[float], list[hw.Params]]:
+             optimizer: hw.OptimizerSpec, schedule: hw.Schedule, seed: int,
+             running: hw.Running | None = None) -> tuple[list[float], list[hw.Params]]:
     """handwritten's training replayed over the same schedule, with every gradient leaf
     perturbed by TWIN_GRADIENT_NOISE times that leaf's largest magnitude at the first step,
     in a fixed sign pattern drawn from ``seed``: its losses and recorded params.  (Near
     convergence a gradient is a cancellation whose rounding error stays at the scale of its
     terms, so the noise keeps the first step's scale.)  How far it drifts from the unperturbed
-    run is the growth the trajectory envelope allows (bpnet.tolerances)."""
+    run is the growth the trajectory envelope allows (bpnet.tolerances).
+
+    Hidden blocks: the schedule's dropout masks are used (a Schedule built with the problem
+    and an rng draws them as ``train`` does), batch norm's running statistics play no part
+    in training; and the bias of a batch-norm layer, whose gradient is 0 in exact arithmetic
+    (a sum of d_z that cancels), is perturbed on the scale of its terms, sum |d_z| over the
+    batch -- the rounding every implementation leaves in it.  ``running`` (from
+    ``hw.init_running``), if given, is updated in place as ``train`` updates it."""
     signs = [{k: np.random.default_rng(seed + l).choice([-1.0, 1.0], v.shape)
               for k, v in layer.items()} for l, layer in enumerate(params)]
     state = hw.init_state(optimizer, params)
     losses, recorded = [], [params]
     scale: list[dict[str, float]] = []
     for batch in schedule:
-        loss, grads = hw.loss_and_grads(spec, params, x[batch.rows], y[batch.rows])
+        xb, yb = x[batch.rows], y[batch.rows]
+        loss, grads = hw.loss_and_grads(spec, params, xb, yb, batch.masks)
+        if running is not None:
+            update_running(running, hw.forward(spec, params, xb, batch.masks)[1], xb.shape[0])
         if not scale:
             scale = [{k: float(np.abs(g).max()) for k, g in layer.items()} for layer in grads]
+            if "batch" in spec.norms:
+                terms = hw.trace(spec, params, xb, yb, batch.masks).layers
+                for l, norm in enumerate(spec.norms):
+                    if norm == "batch":
+                        scale[l]["b"] = float(np.abs(terms[l]["d_z"]).sum(axis=0).max())
         noisy: hw.Params = [{k: g + TWIN_GRADIENT_NOISE * scale[l][k] * signs[l][k]
                              for k, g in layer.items()} for l, layer in enumerate(grads)]
         params, state = hw.step(optimizer, params, noisy, state)

@@ -127,3 +127,34 @@ def hessian_spectrum(epochs: list[int], losses: list[float], lanczos: list[np.nd
     right.set_title(f"Hessian spectrum at epoch {epochs[-1]}")
     right.legend(loc="best", fontsize=8)
     _save(fig, path)
+
+
+def with_and_without(x: np.ndarray, labels: np.ndarray, curves: Mapping[str, np.ndarray],
+                     regions: Mapping[str, Callable[[np.ndarray], np.ndarray]], path: Path,
+                     title: str, early: int) -> None:
+    """Two runs side by side: their loss per epoch, and each one's decision regions after
+    ``early`` epochs (bpnet.figures)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 1 + len(regions), figsize=(5.0 * (1 + len(regions)), 4.6),
+                             dpi=100)
+    for label, loss in curves.items():
+        axes[0].semilogy(np.arange(1, len(loss) + 1), loss, label=label)
+    axes[0].axvline(early, color="0.6", linestyle=":", linewidth=1)
+    axes[0].set_xlabel("epoch")
+    axes[0].set_ylabel("mean training loss of the epoch's batches")
+    axes[0].legend(loc="best")
+    pad = 0.2
+    gx, gy = np.meshgrid(np.linspace(x[:, 0].min() - pad, x[:, 0].max() + pad, 200),
+                         np.linspace(x[:, 1].min() - pad, x[:, 1].max() + pad, 200))
+    grid = np.stack([gx.ravel(), gy.ravel()], axis=1).astype(x.dtype)
+    n_classes = int(labels.max()) + 1
+    for ax, (label, predict) in zip(axes[1:], regions.items()):
+        region = predict(grid).argmax(axis=1)
+        ax.contourf(gx, gy, region.reshape(gx.shape), levels=np.arange(n_classes + 1) - 0.5,
+                    cmap="tab10", vmin=0, vmax=9, alpha=0.25)
+        for c in range(n_classes):
+            sel = labels == c
+            ax.scatter(x[sel, 0], x[sel, 1], s=10, color=f"C{c}", edgecolor="k", linewidth=0.3)
+        ax.set_title(f"{label}: after {early} epochs")
+    fig.suptitle(title)
+    _save(fig, path)

@@ -30,6 +30,7 @@ from handwritten import (
 from handwritten.activations import PARAMETERS
 from handwritten.schedules import SCHEDULE_SETTINGS
 from handwritten.spec import FLAGS, OPTIMIZER_DEFAULTS
+from handwritten.training import draw_masks
 
 T = TypeVar("T")
 
@@ -153,8 +154,7 @@ def make_masks(spec: NetworkSpec, rng: np.random.Generator, batch: int, dtype: A
     p = 0; None for a spec without dropout."""
     if not any(spec.dropout):
         return None
-    return [None if not p else (rng.uniform(size=(batch, n)) >= p).astype(dtype)
-            for p, n in zip(spec.dropout, spec.layer_sizes[1:])]
+    return draw_masks(spec, batch, rng, np.dtype(dtype))     # as train draws a step's
 
 
 NORM_CHOICES = (None, "batch", "layer")

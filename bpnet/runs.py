@@ -37,6 +37,8 @@ class TrainingCase:
     batch_size: int | None
     batch_order: hw.Shuffle | None
     seed: int = 0
+    dropout_seed: int | None = None
+    """Seeds the Generator each implementation draws dropout's masks from (None: no dropout)."""
 
     @classmethod
     def make(cls, dataset: str, spec: hw.NetworkSpec, *, seed: int, dtype: str,
@@ -80,19 +82,31 @@ class TrainingCase:
         # would be epochs * n integers)
         order = (hw.Shuffle(int(rng.integers(2**63)))
                  if batch_size is not None and batch_size < x.shape[0] else None)
-        return cls(dataset, preset, spec, opt, x, y, params, epochs, batch_size, order, seed)
+        drop = int(rng.integers(2**63)) if any(spec.dropout) else None
+        if "batch" in spec.norms:                  # before any step: a batch of one is refused
+            checks.check_trainable(spec, x.shape[0], batch, None if drop is None
+                                   else np.random.default_rng(drop))
+        return cls(dataset, preset, spec, opt, x, y, params, epochs, batch_size, order, seed,
+                   drop)
 
     def train(self, implementation: Any = hw, **kwargs: Any) -> hw.History:
-        """This case trained by one implementation (handwritten by default)."""
+        """This case trained by one implementation (handwritten by default); dropout's masks
+        from a Generator seeded with ``dropout_seed``, fresh for each call, so every
+        implementation draws the same."""
+        if self.dropout_seed is not None:
+            kwargs["rng"] = np.random.default_rng(self.dropout_seed)
         history: hw.History = implementation.train(
             self.spec, self.params, self.x, self.y, self.optimizer, epochs=self.epochs,
             batch_size=self.batch_size, batch_order=self.batch_order, **kwargs)
         return history
 
-    def mean_loss(self, params: hw.Params) -> float:
-        """The loss with reduction "mean" on the whole dataset: what the blog prints."""
+    def mean_loss(self, params: hw.Params, running: hw.Running | None = None) -> float:
+        """The loss with reduction "mean" on the whole dataset: what the blog prints.  With
+        hidden blocks: no dropout, and batch norm with ``running`` (evaluation mode) when
+        given, else with the whole dataset's statistics (what the log shows during a run,
+        whose running statistics only ``History.running`` holds)."""
         mean_spec = dataclasses.replace(self.spec, reduction="mean")
-        _, cache = hw.forward(mean_spec, params, self.x)
+        _, cache = hw.forward(mean_spec, params, self.x, running=running or None)
         return float(loss_value(mean_spec, params, cache, self.y))
 
     def title(self, detail: str) -> str:
@@ -205,7 +219,10 @@ def compare(case: TrainingCase, load: Callable[[str], Any] = implementations.loa
     if case.x.dtype != np.float64:          # the envelope is the float64 policy
         return Comparison(histories, divergence, None, skipped)
     schedule = hw.Schedule(case.x.shape[0], case.epochs, case.batch_size or case.x.shape[0],
-                           case.batch_order, record_every=1)
+                           case.batch_order, record_every=1,
+                           problem=(case.spec, case.x, case.y),
+                           rng=None if case.dropout_seed is None
+                           else np.random.default_rng(case.dropout_seed))
     _, twin = twin_run(case.spec, case.params, case.x, case.y, case.optimizer, schedule,
                        case.seed)
     return Comparison(histories, divergence, envelope(ours.recorded_steps, ours.params, twin),

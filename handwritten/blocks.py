@@ -50,7 +50,8 @@ def normalize(norm: str, z: Array, gamma: Array, beta: Array) -> dict[str, Array
     mu = z.mean(axis=axis, keepdims=True)
     centred = z - mu
     var = np.mean(centred * centred, axis=axis, keepdims=True)       # biased: / N
-    x_hat = centred / np.sqrt(var + NORM_EPS)
+    x_hat = centred                                                   # divided in place:
+    x_hat /= np.sqrt(var + NORM_EPS)                                  # no second array
     n = x_hat * gamma
     n += beta
     return {"mu": mu.squeeze(axis), "var": var.squeeze(axis), "x_hat": x_hat, "n": n}
@@ -69,6 +70,19 @@ def normalize_backward(norm: str, x_hat: Array, var: Array, gamma: Array, d_n: A
     d_z *= inv_std / count
     return {"d_gamma": np.sum(d_n * x_hat, axis=0), "d_beta": d_n.sum(axis=0),
             "d_x_hat": d_x_hat, "d_z": d_z}
+
+
+def normalize_running(z: Array, mean: Array, var: Array, gamma: Array, beta: Array
+                      ) -> dict[str, Array]:
+    """Batch norm in evaluation mode (``predict``): the running statistics in place of the
+    batch's, so each sample is normalized on its own, as torch.nn.BatchNorm1d.eval() does:
+
+        x_hat = (z - running_mean) / sqrt(running_var + eps);  n = gamma * x_hat + beta
+    """
+    x_hat = (z - mean) / np.sqrt(var + NORM_EPS)
+    n = x_hat * gamma
+    n += beta
+    return {"x_hat": x_hat, "n": n}
 
 
 def running_update(running_mean: Array, running_var: Array, mu: Array, var: Array,

@@ -147,14 +147,16 @@ def check_y(spec: NetworkSpec, y: object, batch: int, dtype: np.dtype[Any]) -> N
 
 
 def check_problem(spec: NetworkSpec, params: object, x: object, y: object,
-                  masks: object = None) -> np.dtype[Any]:
+                  masks: object = None, training: bool = False) -> np.dtype[Any]:
     """params, x and y together: shapes chain, one float dtype, all finite; and dropout's
-    masks where the spec has dropout (``check_masks``)."""
+    masks where the spec has dropout (``check_masks``; not for ``training``, which draws
+    its own each step)."""
     x_dtype = check_x(spec, x)
     assert isinstance(x, np.ndarray)
     check_params(spec, params, x_dtype)
     check_y(spec, y, x.shape[0], x_dtype)
-    check_masks(spec, masks, x.shape[0])
+    if not training:
+        check_masks(spec, masks, x.shape[0])
     if x.shape[0] == 1 and "batch" in spec.norms:
         raise ValueError("x is a batch of one, and batch norm in training mode needs at least "
                          "two samples (its batch variance is 0; torch refuses it too)")
@@ -194,24 +196,57 @@ def check_masks(spec: NetworkSpec, masks: object, batch: int) -> None:
             raise ValueError(f"masks[{l}] must hold only 0s and 1s (a keep-mask)")
 
 
-def check_trainable(spec: NetworkSpec) -> None:
-    """train (and the references' train) does not take hidden blocks yet: it would draw
-    dropout's masks each step and carry batch norm's running statistics."""
-    if spec.has_blocks:
-        raise ValueError("train does not take hidden blocks yet (spec has norms="
-                         f"{spec.norms}, dropout={spec.dropout}, residual={spec.residual}): "
-                         "they are verified in loss_and_grads and trace; training with them "
-                         "(dropout's masks drawn each step, batch norm's running statistics "
-                         "in History) is not written yet")
-
-
-def check_evaluation(spec: NetworkSpec) -> None:
-    """Evaluation mode (``predict``) needs batch norm's running statistics: not carried yet."""
+def check_trainable(spec: NetworkSpec, n_samples: int, batch_size: int, rng: object) -> None:
+    """train with hidden blocks: dropout needs ``rng`` (a numpy.random.Generator) to draw its
+    keep-masks each step; batch norm needs every batch to hold at least 2 samples (a batch
+    of one has no variance, and the running variance divides by N - 1; torch refuses it
+    too)."""
+    if rng is None and any(spec.dropout):
+        raise ValueError(f"rng is required: the spec has dropout {spec.dropout}, and train "
+                         "draws its keep-masks from rng each step; give "
+                         "rng=np.random.default_rng(seed)")
+    if rng is not None:
+        check_rng(rng)
     if "batch" in spec.norms:
-        raise ValueError("predict (evaluation mode) normalizes batch norm with its running "
-                         "statistics, which train does not carry yet: a spec with norms "
-                         "'batch' cannot be evaluated; use loss_and_grads or trace (training "
-                         "mode)")
+        last = n_samples % batch_size
+        if batch_size < 2 or last == 1:
+            which = "every batch" if batch_size < 2 else (
+                f"the last batch of each epoch ({n_samples} samples in batches of {batch_size})")
+            raise ValueError(f"batch_size {batch_size} leaves one sample in {which}: batch "
+                             "norm (norms has 'batch') needs at least 2 samples per batch; "
+                             "choose another batch_size")
+
+
+def check_running(spec: NetworkSpec, running: object, dtype: np.dtype[Any]) -> None:
+    """Evaluation mode (``predict``) normalizes batch norm with its running statistics:
+    ``running`` is required when the spec has batch norm (``History.running``), one dict
+    per layer, {"mean", "var"} of shape (fan_out,) where norms[l] = 'batch', {} elsewhere
+    (None is accepted as "no running statistics" for a spec without batch norm)."""
+    if running is None:
+        if "batch" in spec.norms:
+            raise ValueError("running is required: the spec has batch norm (norms="
+                             f"{spec.norms}), and evaluation mode normalizes with the running "
+                             "statistics a training run returns (History.running)")
+        return
+    if not isinstance(running, Sequence) or isinstance(running, (str, bytes)) \
+            or len(running) != spec.n_layers:
+        raise TypeError(f"running must be a list of {spec.n_layers} dicts (one per layer, "
+                        f"as History.running), got {type(running).__name__}")
+    for l, stats in enumerate(running):
+        batch = spec.norm(l) == "batch"
+        keys = {"mean", "var"} if batch else set()
+        if not isinstance(stats, dict) or set(stats) != keys:
+            wanted = "'mean' and 'var'" if batch else "no keys ({})"
+            raise TypeError(f"running[{l}] must be a dict with {wanted} (norms: {spec.norms})")
+        for key in sorted(keys):
+            name = f"running[{l}][{key!r}]"
+            if check_float_array(name, stats[key], 1) != dtype:
+                raise TypeError(f"{name} has dtype {stats[key].dtype}, but params are {dtype}")
+            if stats[key].shape != (spec.layer_sizes[l + 1],):
+                raise ValueError(f"{name} must have shape ({spec.layer_sizes[l + 1]},), got "
+                                 f"{stats[key].shape}")
+        if batch and not (stats["var"] >= 0).all():
+            raise ValueError(f"running[{l}]['var'] must be >= 0 (a variance)")
 
 
 # training arguments ----------------------------------------------------------
@@ -298,22 +333,30 @@ def check_like(name: str, tree: object, like: Sequence[dict[str, Any]], dtype: n
 
 def check_params_tree(params: object) -> np.dtype[Any]:
     """params of some network (no spec at hand): {"W": (fan_in, fan_out), "b": (fan_out,)}
-    dicts whose shapes chain from layer to layer, all of one float dtype."""
+    dicts (with "gamma", "beta" (fan_out,) on a layer with a norm) whose shapes chain from
+    layer to layer, all of one float dtype."""
     if not isinstance(params, Sequence) or isinstance(params, (str, bytes)) or not params:
         raise TypeError(f"params must be a non-empty list of {{'W', 'b'}} dicts, "
                         f"got {type(params).__name__}")
     dtype = None
     for i, layer in enumerate(params):
-        if not isinstance(layer, dict) or set(layer) != {"W", "b"}:
-            raise TypeError(f"params[{i}] must be a dict with keys 'W' and 'b'")
+        if not isinstance(layer, dict) or set(layer) not in ({"W", "b"},
+                                                             {"W", "b", "gamma", "beta"}):
+            raise TypeError(f"params[{i}] must be a dict with keys 'W' and 'b' (and 'gamma', "
+                            "'beta' on a layer with a norm)")
         w_dtype = check_float_array(f"params[{i}]['W']", layer["W"], 2)
-        b_dtype = check_float_array(f"params[{i}]['b']", layer["b"], 1)
         dtype = dtype or w_dtype
-        if w_dtype != dtype or b_dtype != dtype:
-            raise TypeError(f"params[{i}] has dtype {w_dtype}/{b_dtype}, but params[0] is "
-                            f"{dtype}: mixed dtypes are not converted silently")
         fan_in, fan_out = layer["W"].shape
-        if layer["b"].shape != (fan_out,) or (i and params[i - 1]["W"].shape[1] != fan_in):
+        for key in sorted(set(layer) - {"W"}):
+            leaf_dtype = check_float_array(f"params[{i}][{key!r}]", layer[key], 1)
+            if leaf_dtype != dtype or w_dtype != dtype:
+                raise TypeError(f"params[{i}] has dtype {w_dtype}/{leaf_dtype}, but params[0] "
+                                f"is {dtype}: mixed dtypes are not converted silently")
+            if layer[key].shape != (fan_out,):
+                raise ValueError(f"params[{i}] has W {layer['W'].shape} and {key} "
+                                 f"{layer[key].shape}: the shapes do not chain as (fan_in, "
+                                 "fan_out), (fan_out,)")
+        if i and params[i - 1]["W"].shape[1] != fan_in:
             raise ValueError(f"params[{i}] has W {layer['W'].shape} and b {layer['b'].shape}: "
                              "the shapes do not chain as (fan_in, fan_out), (fan_out,)")
     assert dtype is not None

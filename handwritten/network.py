@@ -45,7 +45,7 @@ import numpy as np
 from handwritten import blocks, checks
 from handwritten.activations import activation
 from handwritten.losses import LOSSES
-from handwritten.spec import Array, Masks, NetworkSpec, Params, Scalar, Trace
+from handwritten.spec import Array, Masks, NetworkSpec, Params, Running, Scalar, Trace
 
 INIT_SCHEMES = ("blog", "glorot_uniform", "glorot_normal", "he_normal")
 
@@ -93,17 +93,26 @@ def init_params(spec: NetworkSpec, rng: np.random.Generator, scheme: str = "blog
     return params
 
 
+def init_running(spec: NetworkSpec, dtype: type[np.floating[Any]] | np.dtype[Any] = np.float64
+                 ) -> Running:
+    """Batch norm's running statistics before the first step, as torch.nn.BatchNorm1d starts
+    them: mean 0, variance 1 on every layer with batch norm ({} on every other layer)."""
+    return [{"mean": np.zeros(n, dtype=dtype), "var": np.ones(n, dtype=dtype)}
+            if spec.norm(l) == "batch" else {} for l, n in enumerate(spec.layer_sizes[1:])]
+
+
 # forward and backward: the derivation ----------------------------------------
 
 
-def forward(spec: NetworkSpec, params: Params, x: Array, masks: Masks | None = None
-            ) -> tuple[Array, list[dict[str, Array]]]:
+def forward(spec: NetworkSpec, params: Params, x: Array, masks: Masks | None = None,
+            running: Running | None = None) -> tuple[Array, list[dict[str, Array]]]:
     """Forward pass: the output a_{L-1} and the cache of every z and a.
 
     A building block of the derivation: it checks nothing.  ``predict``,
     ``loss_and_grads``, ``trace`` and ``train`` check their inputs first.  ``masks``:
     dropout's keep-masks, one per hidden layer (None where p = 0); without them (None),
-    no dropout (evaluation mode).
+    no dropout.  ``running``: batch norm's running statistics; given, batch norm is in
+    evaluation mode (it normalizes with them), else in training mode (the batch's own).
 
     Returns
     -------
@@ -112,7 +121,7 @@ def forward(spec: NetworkSpec, params: Params, x: Array, masks: Masks | None = N
         hidden block's layer also holds its parts' quantities (``hidden_block``)
     """
     if spec.has_blocks:
-        return _forward_blocks(spec, params, x, masks)
+        return _forward_blocks(spec, params, x, masks, running)
     cache = []
     a = x
     for p, name in zip(params, spec.activations):
@@ -124,7 +133,8 @@ def forward(spec: NetworkSpec, params: Params, x: Array, masks: Masks | None = N
 
 
 def hidden_block(spec: NetworkSpec, l: int, p: dict[str, Array], a_prev: Array,
-                 mask: Array | None) -> dict[str, Array]:
+                 mask: Array | None, running: dict[str, Array] | None = None
+                 ) -> dict[str, Array]:
     """One layer's forward with its block's parts, in order (module docstring):
 
         z = a_prev @ W + b                          (batch, fan_out)
@@ -134,13 +144,17 @@ def hidden_block(spec: NetworkSpec, l: int, p: dict[str, Array], a_prev: Array,
         a = a + a_prev                              with a residual skip
 
     Returns the layer's cache: z, a, and mu, var, x_hat, n (a norm) and h (dropout or a
-    skip: the activation's output before them) where the block has them.
+    skip: the activation's output before them) where the block has them.  With this
+    layer's ``running`` statistics, batch norm is in evaluation mode (x_hat, n only).
     """
     z = a_prev @ p["W"]
     z += p["b"]
     layer: dict[str, Array] = {"z": z}
     norm = spec.norm(l)
-    if norm is not None:
+    if norm == "batch" and running:
+        layer |= blocks.normalize_running(z, running["mean"], running["var"], p["gamma"],
+                                          p["beta"])
+    elif norm is not None:
         layer |= blocks.normalize(norm, z, p["gamma"], p["beta"])
     h = activation(spec.activations[l]).forward(layer.get("n", z))
     a = h
@@ -155,13 +169,13 @@ def hidden_block(spec: NetworkSpec, l: int, p: dict[str, Array], a_prev: Array,
     return layer
 
 
-def _forward_blocks(spec: NetworkSpec, params: Params, x: Array, masks: Masks | None
-                    ) -> tuple[Array, list[dict[str, Array]]]:
+def _forward_blocks(spec: NetworkSpec, params: Params, x: Array, masks: Masks | None,
+                    running: Running | None) -> tuple[Array, list[dict[str, Array]]]:
     cache = []
     a = x
     for l, p in enumerate(params):
         mask = masks[l] if masks is not None and l < len(masks) else None
-        cache.append(hidden_block(spec, l, p, a, mask))
+        cache.append(hidden_block(spec, l, p, a, mask, None if running is None else running[l]))
         a = cache[-1]["a"]
     return a, cache
 
@@ -263,14 +277,16 @@ def backward(spec: NetworkSpec, params: Params, x: Array, y: Array,
 # checked entry points: the shared interface ----------------------------------
 
 
-def predict(spec: NetworkSpec, params: Params, x: Array) -> Array:
-    """The network's output a_{L-1} for inputs x of shape (batch, n_in), in evaluation mode
-    (no dropout).  A spec with batch norm is refused: evaluation mode normalizes with the
-    running statistics, which train does not carry yet."""
+def predict(spec: NetworkSpec, params: Params, x: Array, running: Running | None = None
+            ) -> Array:
+    """The network's output a_{L-1} for inputs x of shape (batch, n_in), in evaluation mode:
+    no dropout, and batch norm normalizes with ``running`` (required when the spec has
+    batch norm: ``History.running`` of the run that trained ``params``), so each sample's
+    output is its own, whatever else is in the batch."""
     dtype = checks.check_x(spec, x)
     checks.check_params(spec, params, dtype)
-    checks.check_evaluation(spec)
-    return forward(spec, params, x)[0]
+    checks.check_running(spec, running, dtype)
+    return forward(spec, params, x, running=running if "batch" in spec.norms else None)[0]
 
 
 def loss_and_grads(spec: NetworkSpec, params: Params, x: Array, y: Array,

@@ -14,7 +14,7 @@ speaks in these types, NumPy in and out:
   (their defaults and valid ranges are ``OPTIMIZER_DEFAULTS`` and
   ``HYPERPARAMETER_RANGES``; the update rules are in ``handwritten.optimizers``).
 - ``Shuffle``: a batch order drawn one epoch at a time from a seed.
-- ``History``: what a training run did.
+- ``History``: what a training run did (with batch norm's running statistics, ``Running``).
 
 The two field checks the constructors use, ``positive_int`` and ``finite_real``,
 are defined here and reused by ``handwritten.checks``.
@@ -42,6 +42,10 @@ Params = list[dict[str, Array]]
 Masks = Sequence[Any]
 """Dropout's keep-masks: one (batch, fan_out) array of 0s and 1s per hidden layer, None
 where that layer has no dropout."""
+Running = list[dict[str, Array]]
+"""Batch norm's running statistics, params-shaped: one dict per layer, ``{"mean": (fan_out,),
+"var": (fan_out,)}`` on a layer with batch norm and ``{}`` on every other.  State, not
+params: ``train`` carries it (``History.running``), ``predict`` normalizes with it."""
 State = dict[str, Any]
 """Optimizer state: ``"t"`` (steps taken) and params-shaped buffers by name."""
 
@@ -579,6 +583,9 @@ class History:
         What the run tells about itself when it did not train (the loss rose, every
         gradient is zero, a hidden layer is saturated); empty when nothing is amiss.
         ``train`` warns with these (``handwritten.training.TrainingWarning``).
+    running : Running
+        Batch norm's running statistics after the last step (``{}`` on every layer without
+        batch norm; all ``{}`` for a spec without it): what ``predict`` needs to evaluate.
     """
 
     losses: Array
@@ -586,6 +593,7 @@ class History:
     params: list[Params]
     state: State
     diagnostics: tuple[str, ...] = ()
+    running: Running = field(default_factory=list)
 
     @property
     def final_params(self) -> Params:

@@ -14,6 +14,12 @@ functions: which rows each step sees, after which steps params are recorded,
 when training has diverged (a non-finite loss, or non-finite final params, with
 one message for all), and what a finished run that did not train tells about
 itself (``diagnose``, a ``TrainingWarning``).
+
+Hidden blocks (``NetworkSpec.norms``, ``dropout``): each step's dropout keep-masks are
+drawn by the schedule from ``train``'s ``rng`` (``draw_masks``), so every implementation
+handed a Generator seeded alike sees the same masks; batch norm's running statistics
+(``Running``) are updated after each step's forward with the batch's mean and variance
+(``blocks.running_update``) and returned in ``History.running``.
 """
 
 from __future__ import annotations
@@ -27,11 +33,20 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from handwritten import checks
+from handwritten import blocks, checks
 from handwritten.activations import activation
-from handwritten.network import backward, forward, loss_value
+from handwritten.network import backward, forward, init_running, loss_value
 from handwritten.optimizers import apply_updates, init_state, rule_update
-from handwritten.spec import History, NetworkSpec, OptimizerSpec, Params, Shuffle, State
+from handwritten.spec import (
+    History,
+    Masks,
+    NetworkSpec,
+    OptimizerSpec,
+    Params,
+    Running,
+    Shuffle,
+    State,
+)
 
 Array = NDArray[np.floating[Any]]
 
@@ -42,6 +57,24 @@ def make_batch_order(n_samples: int, epochs: int, rng: np.random.Generator) -> N
     epochs = checks.positive_int("epochs", epochs)
     checks.check_rng(rng)
     return np.stack([rng.permutation(n_samples) for _ in range(epochs)])
+
+
+def draw_masks(spec: NetworkSpec, batch: int, rng: np.random.Generator,
+               dtype: np.dtype[Any]) -> list[Array | None]:
+    """Dropout's keep-masks for one step of ``batch`` rows: per hidden layer, in order, a
+    (batch, fan_out) array m with m = 1 where ``rng.random() >= p`` (probability 1 - p) and
+    0 elsewhere; None where the layer has no dropout (nothing is drawn for it)."""
+    return [(rng.random((batch, n)) >= p).astype(dtype) if p else None
+            for p, n in zip(spec.dropout, spec.layer_sizes[1:])]
+
+
+def update_running(running: Running, cache: list[dict[str, Array]], batch: int) -> None:
+    """After a training-mode forward: every batch-norm layer's running statistics one
+    momentum step towards the batch's mean and unbiased variance (in place)."""
+    for stats, layer in zip(running, cache):
+        if stats:
+            stats["mean"], stats["var"] = blocks.running_update(
+                stats["mean"], stats["var"], layer["mu"], layer["var"], batch)
 
 
 def copy_params(params: Params) -> Params:
@@ -58,6 +91,7 @@ class Batch(NamedTuple):
     rows: slice | NDArray[np.intp]        # the samples: x[rows], y[rows]
     end_of_epoch: bool
     record: bool                          # params are recorded after this step
+    masks: Masks | None = None            # dropout's keep-masks for this step (draw_masks)
 
 
 @dataclass(frozen=True)
@@ -78,19 +112,23 @@ class Schedule:
     """(spec, x, y), for the diagnostics of a finished run (``diagnose``)."""
     maximize: bool = False
     """The optimizer ascends the loss (its ``maximize`` flag): a rising loss is no alarm."""
+    rng: np.random.Generator | None = field(default=None, repr=False, compare=False)
+    """Where each step's dropout masks come from (``draw_masks``), when the spec has dropout."""
 
     @classmethod
     def for_training(cls, spec: NetworkSpec, params: Params, x: Array, y: Array,
                      optimizer: OptimizerSpec, epochs: object, batch_size: object,
-                     batch_order: object, record_every: object, callback: object) -> Schedule:
+                     batch_order: object, record_every: object, callback: object,
+                     rng: object = None) -> Schedule:
         """Check every argument of ``train`` (the problem first), then build the schedule."""
-        checks.check_trainable(spec)
-        checks.check_problem(spec, params, x, y)
+        checks.check_problem(spec, params, x, y, masks=None, training=True)
         n = x.shape[0]
         epochs_, size, order, every = checks.check_training_args(
             optimizer, n, epochs, batch_size, batch_order, record_every, callback)
+        checks.check_trainable(spec, n, size, rng)
         return cls(n, epochs_, size, order, every, (spec, x, y),
-                   bool(optimizer.hyperparams.get("maximize")))
+                   bool(optimizer.hyperparams.get("maximize")),
+                   rng if any(spec.dropout) else None)   # type: ignore[arg-type]
 
     @property
     def steps_per_epoch(self) -> int:
@@ -120,9 +158,14 @@ class Schedule:
                 stop = start + self.batch_size
                 rows = slice(start, stop) if order is None else order[start:stop]  # slice: a view
                 t += 1
+                masks = None
+                if self.rng is not None and self.problem is not None:
+                    spec, x, _ = self.problem
+                    masks = draw_masks(spec, min(stop, self.n_samples) - start, self.rng,
+                                       x.dtype)
                 yield Batch(t, epoch, number, rows, number == per_epoch,
                             t == last or (self.record_every is not None
-                                          and t % self.record_every == 0))
+                                          and t % self.record_every == 0), masks)
 
     def check_loss(self, loss: float | np.floating[Any], batch: Batch) -> None:
         """Stop with a message naming the step when a batch's loss is NaN or inf."""
@@ -133,7 +176,7 @@ class Schedule:
                 "try a smaller learning rate")
 
     def history(self, losses: list[Any], recorded: list[Params], state: State,
-                dtype: np.dtype[Any]) -> History:
+                dtype: np.dtype[Any], running: Running | None = None) -> History:
         """The run's History, once the final params are checked to be finite, with its
         diagnostics (``diagnose``); a run with any warns once with a TrainingWarning.
 
@@ -151,7 +194,8 @@ class Schedule:
             warnings.warn(TrainingWarning("training did not train: " + "; ".join(notes)),
                           stacklevel=3)
         return History(np.array(losses, dtype=dtype), self.recorded_steps,
-                       [copy_params(recorded[0]), *recorded[1:]], state, notes)
+                       [copy_params(recorded[0]), *recorded[1:]], state, notes,
+                       [] if running is None else running)
 
 
 class TrainingWarning(UserWarning):
@@ -173,6 +217,9 @@ def diagnose(spec: NetworkSpec, x: Array, y: Array, initial: Params, final: Para
     - every gradient is exactly zero at the final params (nothing can move them);
     - every unit of a hidden layer is saturated: its activation's derivative is below
       SATURATED on every sample (a dead relu layer, a sigmoid layer pinned at 0 or 1).
+
+    A spec with hidden blocks is evaluated without dropout and with batch norm over all
+    the data (training mode: the diagnosis needs no running statistics).
     """
     notes = []
     _, start = forward(spec, initial, x)
@@ -188,7 +235,8 @@ def diagnose(spec: NetworkSpec, x: Array, y: Array, initial: Params, final: Para
     for l, (name, c) in enumerate(zip(spec.activations, cache)):
         if l == spec.n_layers - 1 or activation(name).output_only:
             continue
-        slope = np.abs(activation(name).backward(c["z"], c["a"], np.ones_like(c["z"])))
+        z, a = c.get("n", c["z"]), c.get("h", c["a"])      # a block's activation: f(n) = h
+        slope = np.abs(activation(name).backward(z, a, np.ones_like(z)))
         if (slope.max(axis=0) < SATURATED).all():
             notes.append(f"layer {l}: all {slope.shape[1]} {name} units saturated "
                          f"({name}' < {SATURATED:g} on every sample)")
@@ -199,7 +247,8 @@ def train(spec: NetworkSpec, params: Params, x: Array, y: Array, optimizer: Opti
           *, epochs: int, batch_size: int | None = None,
           batch_order: NDArray[np.integer[Any]] | Shuffle | None = None,
           record_every: int | None = None,
-          callback: Callable[[int, Params], None] | None = None) -> History:
+          callback: Callable[[int, Params], None] | None = None,
+          rng: np.random.Generator | None = None) -> History:
     """Train from ``params`` (which are not modified) and return the History.
 
     Parameters
@@ -209,7 +258,8 @@ def train(spec: NetworkSpec, params: Params, x: Array, y: Array, optimizer: Opti
     optimizer : OptimizerSpec
     epochs : int >= 1
     batch_size : int in [1, batch], optional
-        Samples per step; default (None) is the full batch, one step per epoch.
+        Samples per step; default (None) is the full batch, one step per epoch.  With
+        batch norm every batch must hold at least 2 samples (the last one too).
     batch_order : (epochs, batch) int array, or Shuffle, optional
         Row e is the permutation of samples visited in epoch e; ``Shuffle(seed)``
         draws the same rows one epoch at a time; default (None) is the natural
@@ -221,6 +271,12 @@ def train(spec: NetworkSpec, params: Params, x: Array, y: Array, optimizer: Opti
     callback : callable, optional
         Called as ``callback(epochs_done, params)`` after every epoch (for
         progress reports); it gets a copy of the params.
+    rng : numpy.random.Generator, optional
+        Where dropout's keep-masks come from, drawn each step (``draw_masks``); required
+        when the spec has dropout, unused otherwise.
+
+    Batch norm's running statistics start as torch's (mean 0, variance 1) and come back
+    in ``History.running``, for ``predict``.
 
     Raises
     ------
@@ -229,8 +285,9 @@ def train(spec: NetworkSpec, params: Params, x: Array, y: Array, optimizer: Opti
         names the step and epoch.
     """
     schedule = Schedule.for_training(spec, params, x, y, optimizer, epochs, batch_size,
-                                     batch_order, record_every, callback)
+                                     batch_order, record_every, callback, rng)
     state = init_state(optimizer, params)          # checked once above, not at every step
+    running = init_running(spec, x.dtype)
     losses = []
     recorded = [params]
     # a private copy, updated in place: the caller's arrays are never touched, and no
@@ -238,10 +295,11 @@ def train(spec: NetworkSpec, params: Params, x: Array, y: Array, optimizer: Opti
     params = copy_params(params)
     for batch in schedule:
         xb, yb = x[batch.rows], y[batch.rows]
-        _, cache = forward(spec, params, xb)
+        _, cache = forward(spec, params, xb, batch.masks)
+        update_running(running, cache, xb.shape[0])
         loss = loss_value(spec, params, cache, yb)
         schedule.check_loss(loss, batch)
-        grads, _ = backward(spec, params, xb, yb, cache, keep_deltas=False)
+        grads, _ = backward(spec, params, xb, yb, cache, keep_deltas=False, masks=batch.masks)
         del cache                                   # free the activations before the update
         updates, state = rule_update(optimizer, grads, state, params)
         apply_updates(params, updates, in_place=True)
@@ -250,4 +308,4 @@ def train(spec: NetworkSpec, params: Params, x: Array, y: Array, optimizer: Opti
             recorded.append(params if batch.step == schedule.n_steps else copy_params(params))
         if callback is not None and batch.end_of_epoch:
             callback(batch.epoch + 1, copy_params(params))
-    return schedule.history(losses, recorded, state, x.dtype)
+    return schedule.history(losses, recorded, state, x.dtype, running)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from handwritten.spec import NORM_EPS
+from handwritten.spec import BATCH_NORM_MOMENTUM, NORM_EPS
 
 AXES = {"batch": 0, "layer": 1}
 
@@ -33,3 +33,20 @@ def normalize(norm: str, z: jax.Array, gamma: jax.Array, beta: jax.Array,
 def dropout(h: jax.Array, mask: jax.Array, p: float) -> jax.Array:
     """Inverted dropout with the given keep-mask: h * m / (1 - p)."""
     return h * mask / (1 - p)
+
+
+def normalize_running(z: jax.Array, mean: jax.Array, var: jax.Array, gamma: jax.Array,
+                      beta: jax.Array) -> dict[str, jax.Array]:
+    """Batch norm in evaluation mode: the running statistics in place of the batch's."""
+    x_hat = (z - mean) / jnp.sqrt(var + NORM_EPS)
+    return {"x_hat": x_hat, "n": x_hat * gamma + beta}
+
+
+def running_update(running: dict[str, jax.Array], mu: jax.Array, var: jax.Array, batch: int
+                   ) -> dict[str, jax.Array]:
+    """torch.nn.BatchNorm1d's documented update, written in jnp (JAX has no batch-norm
+    layer of its own; flax's BatchNorm states the same rule): momentum 0.1 towards the
+    batch mean and the unbiased batch variance."""
+    m = BATCH_NORM_MOMENTUM
+    return {"mean": (1 - m) * running["mean"] + m * mu,
+            "var": (1 - m) * running["var"] + m * var * (batch / (batch - 1))}

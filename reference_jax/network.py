@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from handwritten import checks
-from handwritten.spec import Masks, NetworkSpec, Params, Trace
+from handwritten.spec import Masks, NetworkSpec, Params, Running, Trace
 from reference_jax import blocks
 from reference_jax.activations import activation
 from reference_jax.losses import LOSSES
@@ -39,11 +39,13 @@ def from_jax(tree: JaxParams) -> Params:
 
 def forward(spec: NetworkSpec, params: JaxParams, x: jax.Array,
             dz: list[jax.Array] | None = None, da: list[jax.Array] | None = None,
-            masks: Masks | None = None, dq: list[dict[str, jax.Array]] | None = None
+            masks: Masks | None = None, dq: list[dict[str, jax.Array]] | None = None,
+            running: list[dict[str, jax.Array]] | None = None
             ) -> tuple[jax.Array, list[dict[str, jax.Array]]]:
     """z = a_prev @ W + b (+ dz), then a hidden block's parts (norm, activation, dropout
     with the given mask, residual skip), a (+ da), layer by layer.  dq: per layer, zero
-    perturbations of a block's x_hat, n and h (their gradients are d_x_hat, d_n, d_h)."""
+    perturbations of a block's x_hat, n and h (their gradients are d_x_hat, d_n, d_h).
+    ``running``: batch norm's running statistics; given, batch norm is in evaluation mode."""
     cache = []
     a = x
     for l, (p, name) in enumerate(zip(params, spec.activations)):
@@ -53,7 +55,10 @@ def forward(spec: NetworkSpec, params: JaxParams, x: jax.Array,
             z = z + dz[l]
         layer = {"z": z}
         norm = spec.norm(l)
-        if norm is not None:
+        if norm == "batch" and running is not None:
+            layer |= blocks.normalize_running(z, running[l]["mean"], running[l]["var"],
+                                              p["gamma"], p["beta"])
+        elif norm is not None:
             layer |= blocks.normalize(norm, z, p["gamma"], p["beta"], q.get("x_hat"))
             if "n" in q:
                 layer["n"] = layer["n"] + q["n"]
@@ -86,6 +91,16 @@ def _loss(params: JaxParams, x: jax.Array, y: jax.Array, spec: NetworkSpec,
           masks: Masks | None = None) -> jax.Array:
     _, cache = forward(spec, params, x, masks=masks)
     return loss_value(spec, params, cache, y)
+
+
+def loss_and_statistics(params: JaxParams, x: jax.Array, y: jax.Array, spec: NetworkSpec,
+                        masks: Masks | None = None) -> tuple[jax.Array, list[Any]]:
+    """The loss, and every batch-norm layer's batch (mu, var) (None on other layers): the
+    aux output a training step updates the running statistics with."""
+    _, cache = forward(spec, params, x, masks=masks)
+    stats = [(c["mu"], c["var"]) if spec.norm(l) == "batch" else None
+             for l, c in enumerate(cache)]
+    return loss_value(spec, params, cache, y), stats
 
 
 @partial(jax.jit, static_argnums=3)
@@ -129,12 +144,15 @@ def _trace(params: JaxParams, x: jax.Array, y: jax.Array, spec: NetworkSpec,
 
 
 @float64
-def predict(spec: NetworkSpec, params: Params, x: np.ndarray) -> np.ndarray:
-    """The network's output for inputs x (batch, n_in), in evaluation mode (no dropout)."""
+def predict(spec: NetworkSpec, params: Params, x: np.ndarray, running: Running | None = None
+            ) -> np.ndarray:
+    """The network's output for inputs x (batch, n_in), in evaluation mode: no dropout,
+    batch norm normalized with ``running``."""
     dtype = checks.check_x(spec, x)
     checks.check_params(spec, params, dtype)
-    checks.check_evaluation(spec)
-    return np.array(forward(spec, to_jax(params), jnp.asarray(x))[0])
+    checks.check_running(spec, running, dtype)
+    jrun = None if running is None or "batch" not in spec.norms else to_jax(running)
+    return np.array(forward(spec, to_jax(params), jnp.asarray(x), running=jrun)[0])
 
 
 def _masks(masks: Masks | None) -> list[jax.Array | None] | None:

@@ -12,9 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from handwritten.network import init_running
 from handwritten.spec import FLAGS, History, NetworkSpec, OptimizerSpec, Params
 from handwritten.training import Schedule
-from reference_jax.network import _loss, from_jax, to_jax
+from reference_jax import blocks
+from reference_jax.network import from_jax, loss_and_statistics, to_jax
 from reference_jax.optimizers import make, numbers, read_state, refuse, transform
 from reference_jax.precision import float64
 
@@ -42,11 +44,15 @@ def _step_fn(spec: NetworkSpec, shape: OptimizerSpec) -> Any:
     """
 
     @jax.jit
-    def train_step(params: Any, opt_state: Any, xb: jax.Array, yb: jax.Array, lr: jax.Array,
-                   hyper: dict[str, jax.Array], clip: jax.Array) -> Any:
-        loss, grads = jax.value_and_grad(_loss)(params, xb, yb, spec)
+    def train_step(params: Any, opt_state: Any, running: Any, xb: jax.Array, yb: jax.Array,
+                   masks: Any, lr: jax.Array, hyper: dict[str, jax.Array], clip: jax.Array
+                   ) -> Any:
+        (loss, stats), grads = jax.value_and_grad(loss_and_statistics, has_aux=True)(
+            params, xb, yb, spec, masks)
+        running = [r if s is None else blocks.running_update(r, s[0], s[1], xb.shape[0])
+                   for r, s in zip(running, stats)]
         updates, opt_state = transform(shape, lr, hyper, clip).update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+        return optax.apply_updates(params, updates), opt_state, running, loss
 
     return train_step
 
@@ -55,11 +61,13 @@ def _step_fn(spec: NetworkSpec, shape: OptimizerSpec) -> Any:
 def train(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
           optimizer: OptimizerSpec, *, epochs: int, batch_size: int | None = None,
           batch_order: np.ndarray[Any, Any] | None = None, record_every: int | None = None,
-          callback: Callable[[int, Params], None] | None = None) -> History:
+          callback: Callable[[int, Params], None] | None = None,
+          rng: np.random.Generator | None = None) -> History:
     """handwritten.train's contract, with jax.value_and_grad and an optax optimizer
-    (NotImplementedError where optax has not the spec's options as torch has them)."""
+    (NotImplementedError where optax has not the spec's options as torch has them); batch
+    norm's running statistics by torch's rule in jnp, dropout's masks from the schedule."""
     schedule = Schedule.for_training(spec, params, x, y, optimizer, epochs, batch_size,
-                                     batch_order, record_every, callback)
+                                     batch_order, record_every, callback, rng)
     refuse(optimizer, schedule.n_steps)
     train_step = _step_fn(spec, structure(optimizer))
     jparams = to_jax(params)
@@ -68,10 +76,13 @@ def train(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
     hyper = numbers(optimizer, x.dtype)
     clip = jnp.asarray(optimizer.clip_value or 0.0, dtype=x.dtype)
     jx, jy = jnp.asarray(x), jnp.asarray(y)
+    running = to_jax(init_running(spec, x.dtype))
     losses, recorded = [], [params]
     for batch in schedule:
-        jparams, opt_state, loss = train_step(jparams, opt_state, jx[batch.rows], jy[batch.rows],
-                                              lr, hyper, clip)
+        masks = None if batch.masks is None else [None if m is None else jnp.asarray(m)
+                                                  for m in batch.masks]
+        jparams, opt_state, running, loss = train_step(
+            jparams, opt_state, running, jx[batch.rows], jy[batch.rows], masks, lr, hyper, clip)
         schedule.check_loss(float(loss), batch)
         losses.append(np.asarray(loss))
         if batch.record:
@@ -79,4 +90,4 @@ def train(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
         if callback is not None and batch.end_of_epoch:
             callback(batch.epoch + 1, from_jax(jparams))
     return schedule.history(losses, recorded, read_state(opt_state, optimizer, schedule.n_steps),
-                            x.dtype)
+                            x.dtype, from_jax(running))

@@ -13,14 +13,26 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from handwritten.spec import NORM_EPS
+from handwritten.spec import BATCH_NORM_MOMENTUM, NORM_EPS
 
 
-def normalize(norm: str, z: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor
+def normalize(norm: str, z: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
+              running: dict[str, torch.Tensor] | None = None, training: bool = True
               ) -> dict[str, torch.Tensor]:
-    """{"mu", "var", "x_hat", "n"} of handwritten.blocks.normalize, by torch's kernels."""
+    """{"mu", "var", "x_hat", "n"} of handwritten.blocks.normalize, by torch's kernels.
+
+    ``running``: batch norm's running statistics {"mean", "var"} (buffers, as
+    torch.nn.BatchNorm1d holds them).  In training mode F.batch_norm updates them in place
+    itself (momentum 0.1, unbiased variance: torch's own rule, not ours); with
+    ``training=False`` it normalizes with them (evaluation mode: x_hat and n only)."""
+    if norm == "batch" and not training:
+        assert running is not None
+        x_hat = F.batch_norm(z, running["mean"], running["var"], training=False, eps=NORM_EPS)
+        return {"x_hat": x_hat, "n": x_hat * gamma + beta}
     if norm == "batch":
-        x_hat = F.batch_norm(z, None, None, training=True, eps=NORM_EPS)
+        mean, var_ = (None, None) if running is None else (running["mean"], running["var"])
+        x_hat = F.batch_norm(z, mean, var_, training=True, momentum=BATCH_NORM_MOMENTUM,
+                             eps=NORM_EPS)
         var, mu = torch.var_mean(z.detach(), dim=0, correction=0)
     else:
         x_hat = F.layer_norm(z, (z.shape[1],), eps=NORM_EPS)

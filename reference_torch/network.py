@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from handwritten import checks
-from handwritten.spec import Masks, NetworkSpec, Params, Trace
+from handwritten.spec import Masks, NetworkSpec, Params, Running, Trace
 from reference_torch import blocks
 from reference_torch.activations import activation
 from reference_torch.losses import LOSSES, LossFn
@@ -42,13 +42,15 @@ def tensor(a: np.ndarray) -> torch.Tensor:
 
 def forward(spec: NetworkSpec, tparams: TorchParams, x: torch.Tensor,
             dz: list[torch.Tensor] | None = None, da: list[torch.Tensor] | None = None,
-            masks: Masks | None = None
-            ) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+            masks: Masks | None = None, running: list[dict[str, torch.Tensor]] | None = None,
+            training: bool = True) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
     """z = a_prev @ W + b (+ dz), then a hidden block's parts (norm, activation, dropout
     with the given mask, residual skip), a (+ da), layer by layer; returns the output and
     every z, a (and mu, var, x_hat, n, h where the block has them).  The optional zero
     perturbations dz, da make d_z and d_a gradients that torch.func can take
-    (``reference_torch.derivatives.r_trace``)."""
+    (``reference_torch.derivatives.r_trace``).  ``running``: batch norm's running
+    statistics as tensors, updated by F.batch_norm in training mode and normalized with
+    when ``training`` is False (``reference_torch.blocks.normalize``)."""
     cache = []
     a = x
     for l, (p, name) in enumerate(zip(tparams, spec.activations)):
@@ -58,7 +60,8 @@ def forward(spec: NetworkSpec, tparams: TorchParams, x: torch.Tensor,
         layer = {"z": z}
         norm = spec.norm(l)
         if norm is not None:
-            layer |= blocks.normalize(norm, z, p["gamma"], p["beta"])
+            layer |= blocks.normalize(norm, z, p["gamma"], p["beta"],
+                                      None if running is None else running[l], training)
         h = activation(name)(layer.get("n", z))
         out = h
         mask = masks[l] if masks is not None and l < len(masks) else None
@@ -94,13 +97,22 @@ def _scalar(t: torch.Tensor) -> Any:
     return t.detach().numpy()[()]
 
 
-def predict(spec: NetworkSpec, params: Params, x: np.ndarray) -> np.ndarray:
-    """The network's output for inputs x (batch, n_in), in evaluation mode (no dropout)."""
+def running_to_torch(running: Running) -> list[dict[str, torch.Tensor]]:
+    """Running statistics as fresh tensors (buffers: no gradient)."""
+    return [{k: torch.tensor(v) for k, v in stats.items()} for stats in running]
+
+
+def predict(spec: NetworkSpec, params: Params, x: np.ndarray, running: Running | None = None
+            ) -> np.ndarray:
+    """The network's output for inputs x (batch, n_in), in evaluation mode: no dropout,
+    batch norm by F.batch_norm(training=False) with ``running``."""
     dtype = checks.check_x(spec, x)
     checks.check_params(spec, params, dtype)
-    checks.check_evaluation(spec)
+    checks.check_running(spec, running, dtype)
+    truns = None if running is None else running_to_torch(running)
     with torch.no_grad():
-        out, _ = forward(spec, to_torch(params, requires_grad=False), tensor(x))
+        out, _ = forward(spec, to_torch(params, requires_grad=False), tensor(x), running=truns,
+                         training=truns is None)
     return out.numpy()
 
 

@@ -79,8 +79,8 @@ def unsupported(optimizer: OptimizerSpec, steps: int) -> str | None:
 
 
 def flat(tparams: list[dict[str, torch.Tensor]]) -> list[torch.Tensor]:
-    """Leaves in a fixed order: W0, b0, W1, b1, ..."""
-    return [p[k] for p in tparams for k in ("W", "b")]
+    """Leaves in a fixed order: W0, b0 (gamma0, beta0 on a layer with a norm), W1, b1, ..."""
+    return [p[k] for p in tparams for k in p]
 
 
 def make(optimizer: OptimizerSpec, tparams: list[dict[str, torch.Tensor]]) -> torch.optim.Optimizer:
@@ -103,7 +103,7 @@ def load_state(opt: torch.optim.Optimizer, optimizer: OptimizerSpec, state: Stat
         return
     names = _buffers(optimizer)
     for l, p in enumerate(tparams):
-        for k in ("W", "b"):
+        for k in p:
             entry: dict[str, Any] = {torch_key: torch.tensor(state[hw_key][l][k])
                                      for hw_key, torch_key in names.items()}
             if optimizer.name not in ("momentum", "nesterov", "sgd"):
@@ -116,7 +116,7 @@ def read_state(opt: torch.optim.Optimizer, optimizer: OptimizerSpec, t: int,
     """torch's state as handwritten's: {"t": t, buffer name: params-shaped arrays}."""
     state: State = {"t": t}
     for hw_key, torch_key in _buffers(optimizer).items():
-        state[hw_key] = from_torch([{k: opt.state[p[k]][torch_key] for k in ("W", "b")}
+        state[hw_key] = from_torch([{k: opt.state[p[k]][torch_key] for k in p}
                                     for p in tparams])
     return state
 
@@ -128,7 +128,7 @@ def step(optimizer: OptimizerSpec, params: Params, grads: Params, state: State
     check_step(optimizer, params, grads, state)
     tparams = to_torch(params)
     for p, g in zip(tparams, grads):
-        for k in ("W", "b"):
+        for k in p:
             p[k].grad = torch.tensor(g[k])
     opt = make(optimizer, tparams)
     scheduler = schedules.make(optimizer.schedule, opt, optimizer.lr)

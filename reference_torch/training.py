@@ -8,22 +8,34 @@ from typing import Any
 import numpy as np
 import torch
 
+from handwritten.network import init_running
 from handwritten.spec import History, NetworkSpec, OptimizerSpec, Params
 from handwritten.training import Schedule
 from reference_torch import schedules
-from reference_torch.network import forward, from_torch, loss_value, tensor, to_torch
+from reference_torch.network import (
+    forward,
+    from_torch,
+    loss_value,
+    running_to_torch,
+    tensor,
+    to_torch,
+)
 from reference_torch.optimizers import clip, make, read_state
 
 
 def train(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
           optimizer: OptimizerSpec, *, epochs: int, batch_size: int | None = None,
           batch_order: np.ndarray[Any, Any] | None = None, record_every: int | None = None,
-          callback: Callable[[int, Params], None] | None = None) -> History:
+          callback: Callable[[int, Params], None] | None = None,
+          rng: np.random.Generator | None = None) -> History:
     """handwritten.train's contract; gradients from autograd, steps from torch.optim (the
-    gradients clipped by torch.nn.utils, the learning rate from torch's scheduler)."""
+    gradients clipped by torch.nn.utils, the learning rate from torch's scheduler), batch
+    norm's running statistics updated by F.batch_norm itself, dropout's masks from the
+    schedule (drawn from ``rng`` as handwritten draws them)."""
     schedule = Schedule.for_training(spec, params, x, y, optimizer, epochs, batch_size,
-                                     batch_order, record_every, callback)
+                                     batch_order, record_every, callback, rng)
     tparams = to_torch(params)
+    truns = running_to_torch(init_running(spec, x.dtype))
     opt = make(optimizer, tparams)
     scheduler = schedules.make(optimizer.schedule, opt, optimizer.lr)
     tx, ty = tensor(x), tensor(y)
@@ -31,7 +43,7 @@ def train(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
     for batch in schedule:
         rows = batch.rows if isinstance(batch.rows, slice) else torch.from_numpy(batch.rows)
         opt.zero_grad()
-        _, cache = forward(spec, tparams, tx[rows])
+        _, cache = forward(spec, tparams, tx[rows], masks=batch.masks, running=truns)
         loss = loss_value(spec, tparams, cache, ty[rows])
         schedule.check_loss(loss.item(), batch)
         loss.backward()
@@ -44,4 +56,4 @@ def train(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
         if callback is not None and batch.end_of_epoch:
             callback(batch.epoch + 1, from_torch(tparams))
     return schedule.history(losses, recorded, read_state(opt, optimizer, schedule.n_steps,
-                                                         tparams), x.dtype)
+                                                         tparams), x.dtype, from_torch(truns))

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROPERTY_TESTS = [
     "tests/test_activations.py", "tests/test_losses.py", "tests/test_optimizers.py",
     "tests/test_schedules.py", "tests/test_derivatives.py", "tests/test_second_order.py",
-    "tests/test_blocks_by_hand.py", "tests/test_blocks.py",
+    "tests/test_blocks_by_hand.py", "tests/test_blocks.py", "tests/test_blocks_training.py",
     "tests/test_network.py", "tests/test_training.py", "tests/test_seed.py",
     "tests/test_cross_framework.py", "tests/test_references.py",
     # last: ~30 s under the ci profile, and needed only by a mistake the others miss (one
@@ -275,6 +275,19 @@ MUTATIONS = [
              '"d_gamma": np.sum(d_n, axis=0)'),
     Mutation("d_x_hat_without_gamma", "d_x_hat = d_n, forgetting the affine scale",
              "blocks.py:normalize_backward", "d_x_hat = d_n * gamma", "d_x_hat = d_n"),
+    # issue 11: training and evaluation with hidden blocks
+    Mutation("running_statistics_never_updated", "train never moves batch norm's running "
+             "statistics (they stay at 0 and 1)", "training.py:update_running",
+             "        if stats:", "        if stats and False:"),
+    Mutation("evaluation_with_the_batch_statistics", "predict normalizes batch norm with the "
+             "batch's own statistics, ignoring the running ones", "network.py:hidden_block",
+             'if norm == "batch" and running:', 'if norm == "batch" and running and False:'),
+    Mutation("evaluation_without_eps", "evaluation mode divides by sqrt(running_var), "
+             "forgetting eps", "blocks.py:normalize_running",
+             "x_hat = (z - mean) / np.sqrt(var + NORM_EPS)", "x_hat = (z - mean) / np.sqrt(var)"),
+    Mutation("train_backward_without_the_masks", "train's backward forgets the step's dropout "
+             "masks (the forward used them)", "training.py:train",
+             "keep_deltas=False, masks=batch.masks)", "keep_deltas=False)"),
     # the options of issue 13: parametrised activations, selu and celu
     Mutation("leaky_relu_default_slope_in_backward", "leaky_relu's backward uses the default "
              "slope, not the given one", "activations.py:leaky_relu_backward",

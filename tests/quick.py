@@ -25,11 +25,11 @@ TESTS: dict[str, list[str]] = {
     "handwritten/losses.py": ["test_losses", "test_extremes", "test_network",
                               "test_second_order"],
     "handwritten/network.py": ["test_network", "test_bad_input", "test_seed",
-                               "test_blocks_by_hand", "test_blocks"],
-    "handwritten/blocks.py": ["test_blocks_by_hand", "test_blocks"],
+                               "test_blocks_by_hand", "test_blocks", "test_blocks_training"],
+    "handwritten/blocks.py": ["test_blocks_by_hand", "test_blocks", "test_blocks_training"],
     "handwritten/optimizers.py": ["test_optimizers"],
     "handwritten/schedules.py": ["test_schedules", "test_optimizers"],
-    "handwritten/training.py": ["test_training"],
+    "handwritten/training.py": ["test_training", "test_blocks_training"],
     "handwritten/derivatives.py": ["test_derivatives", "test_second_order"],
     "handwritten/seed.py": ["test_seed"],
     "handwritten/spec.py": ["test_network", "test_bad_input", "test_training"],
@@ -49,6 +49,7 @@ CHECK_ALL: dict[str, tuple[str, ...]] = {
     "handwritten/network.py": ("network",), "handwritten/optimizers.py": ("optimizer",),
     "handwritten/schedules.py": ("schedule",),
     "handwritten/derivatives.py": ("derivatives", "second"), "handwritten/seed.py": ("blog",),
+    "handwritten/blocks.py": ("blocks",), "handwritten/training.py": ("blocks",),
 }
 """A changed file of handwritten -> the groups of ``bpnet check --all`` that cover it."""
 

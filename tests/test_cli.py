@@ -499,5 +499,39 @@ def test_check_replays_a_block_case(capsys: pytest.CaptureFixture[str]) -> None:
     for row in ("layer 0 mu", "layer 0 x_hat", "layer 0 h", "layer 1 d_h", "layer 0 d_x_hat",
                 "layer 1 d_gamma"):
         assert row in text, row
-    assert main(["check", "--replay", case, "--optimizer", "sgd"]) == 2
-    assert "--optimizer does not take hidden blocks yet" in capsys.readouterr().err
+    assert main(["check", "--replay", case, "--optimizer", "adam"]) == 0
+    text = capsys.readouterr().out
+    for row in ("step 3: layer 0 gamma", "step 1: v of layer 0 beta", "step 2: layer 1 W"):
+        assert row in text, row
+
+
+BLOCK_NET = ["--layers", "2,8,8,3", "--activations", "relu,relu,softmax", "--loss",
+             "softmax_cross_entropy", "--norms", "batch,layer", "--dropout", "0.1",
+             "--residual", "0,1"]
+
+
+def test_check_takes_hidden_block_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    """check --norms/--dropout/--residual: every block quantity against torch and JAX, and
+    an optimizer's steps on gamma and beta too."""
+    assert main(["check", *BLOCK_NET, "--batch", "6", "--optimizer", "momentum"]) == 0
+    text = capsys.readouterr().out
+    for row in ("layer 0 var", "layer 1 d_n", "layer 0 d_beta", "step 3: layer 1 gamma"):
+        assert row in text, row
+
+
+def test_fit_and_compare_train_hidden_blocks(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """fit and compare with blocks: dropout's masks drawn from the case's seed, batch norm's
+    running statistics carried and compared; a batch size that leaves one sample under
+    batch norm is refused before training (exit 2)."""
+    train = ["--dataset", "spirals", "--epochs", "4", "--batch-size", "60", *BLOCK_NET]
+    assert main(["fit", *train, "--json", "--out", str(tmp_path / "f.png")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["spec"]["norms"] == ["batch", "layer"] and (tmp_path / "f.png").exists()
+    assert main(["compare", *train, "--optimizer", "sgd", "--out", str(tmp_path / "c.png")]) == 0
+    text = capsys.readouterr().out
+    assert "batch norm's running statistics at the end, handwritten vs reference_torch" in text
+    assert "within the suite's envelope at every step" in text
+    assert main(["fit", "--dataset", "spirals", *BLOCK_NET, "--batch-size", "299",
+                 "--out", str(tmp_path / "g.png")]) == 2
+    assert "leaves one sample in the last batch" in capsys.readouterr().err

@@ -41,7 +41,11 @@ REFERENCES = {"reference_torch": rt, "reference_jax": rj}
 # For the properties that draw a new architecture per example, JAX runs through
 # reference_jax.bucketed: padded to a few shape buckets, it compiles once per bucket
 # instead of once per architecture (~0.2 s each), so the same time buys ~100x more
-# examples.  tests/test_bucketed.py proves it equal to the plain reference_jax.
+# examples.  tests/test_bucketed.py proves it equal to the plain reference_jax.  Hidden
+# blocks are not drawn here: padding a layer would put the padded entries into a norm's mean
+# and variance (bucketed refuses blocks by name), so the block properties -- the same
+# properties on drawn block networks, through the plain reference_jax -- are in
+# tests/test_blocks.py and tests/test_blocks_training.py.
 AUTOGRAD = {"reference_torch": rt, "reference_jax": bucketed}
 
 
