@@ -136,24 +136,30 @@ def problem(size: str, dtype: str) -> tuple[hw.NetworkSpec, hw.Params, np.ndarra
     return spec, params, x, y
 
 
-def step_times(size: str, dtype: str, repeats: int) -> dict[str, float]:
+def per_step(spec: hw.NetworkSpec, params: hw.Params, x: np.ndarray, y: np.ndarray,
+             steps: int, repeats: int) -> dict[str, float]:
+    """Seconds one more sgd training step costs in each implementation: a run of 2n steps
+    minus a run of n, without the fixed cost of a call (checks, conversions, the final
+    diagnosis of the run)."""
     import reference_jax
     import reference_torch
 
-    spec, params, x, y = problem(size, dtype)
-    # enough steps that train()'s fixed costs (the checks, the final diagnosis of the run:
-    # about one step) stay a few percent of the measured time
-    steps = {"blog": 2000, "medium": 200, "large": 30}[size]
     opt = hw.OptimizerSpec("sgd", 0.01)
     out = {}
     for name, impl in (("handwritten", hw), ("torch", reference_torch), ("jax", reference_jax)):
         def run(n: int, impl: Any = impl) -> None:
             impl.train(spec, params, x, y, opt, epochs=n)
-        # a run of 2n steps minus a run of n: what each further step costs, without the
-        # fixed cost of a call (checks, conversions, the final diagnosis of the run)
         out[name] = (timed(lambda: run(2 * steps), repeats) - timed(lambda: run(steps), repeats)
                      ) / steps
     return out
+
+
+def step_times(size: str, dtype: str, repeats: int) -> dict[str, float]:
+    spec, params, x, y = problem(size, dtype)
+    # enough steps that train()'s fixed costs (the checks, the final diagnosis of the run:
+    # about one step) stay a few percent of the measured time
+    steps = {"blog": 2000, "medium": 200, "large": 30}[size]
+    return per_step(spec, params, x, y, steps, repeats)
 
 
 def seed_vs_general(repeats: int, epochs: int = 1000) -> dict[str, float]:
@@ -226,10 +232,7 @@ def blocks_row(repeats: int, steps: int = 30) -> dict[str, Any]:
     """The large network with batch norm on every hidden layer: what one more training step
     costs (training mode: batch statistics, the running statistics' update, sgd) in
     handwritten against torch eager (F.batch_norm through autograd, torch.optim) and JAX
-    (jitted step, optax), float32 -- a run of 2n steps minus a run of n, as step_times."""
-    import reference_jax
-    import reference_torch
-
+    (jitted step, optax), float32 (``per_step``, as step_times)."""
     sizes, batch = SIZES["large"]
     spec = hw.NetworkSpec(sizes, ("sigmoid",) * (len(sizes) - 1), "half_mse", "mean",
                           norms=("batch",) * (len(sizes) - 2))
@@ -237,13 +240,7 @@ def blocks_row(repeats: int, steps: int = 30) -> dict[str, Any]:
     params = hw.init_params(spec, rng, "glorot_uniform", "float32")
     x = rng.normal(size=(batch, sizes[0])).astype("float32")
     y = rng.uniform(size=(batch, sizes[-1])).astype("float32")
-    opt = hw.OptimizerSpec("sgd", 0.01)
-    out = {}
-    for name, impl in (("handwritten", hw), ("torch", reference_torch), ("jax", reference_jax)):
-        def run(n: int, impl: Any = impl) -> None:
-            impl.train(spec, params, x, y, opt, epochs=n)
-        out[name] = (timed(lambda: run(2 * steps), repeats) - timed(lambda: run(steps), repeats)
-                     ) / steps
+    out = per_step(spec, params, x, y, steps, repeats)
     return {"ms": {k: v * 1e3 for k, v in out.items()},
             "hw/torch": out["handwritten"] / out["torch"],
             "hw/jax": out["handwritten"] / out["jax"]}

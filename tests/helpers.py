@@ -46,3 +46,31 @@ def assert_unchanged(before: Any, *objs: Any) -> None:
             for i, (x, y) in enumerate(zip(a, b)):
                 walk(x, y, f"{path}[{i}]")
     walk(before, objs, "inputs")
+
+
+def assert_trajectories_agree(ours: Any, theirs: Any, allowed_at: Sequence[float],
+                              twin_losses: Sequence[float], context: str) -> float:
+    """Two training Histories of one run: the params after every recorded step within the
+    envelope ``allowed_at`` (bpnet.compare.envelope), and each step's loss within
+    trajectory_rtol(k) of the largest loss plus TWIN_FACTOR times the twin run's loss drift
+    at that step.  Returns the worst params divergence in units of its allowance (for
+    Hypothesis's target())."""
+    from bpnet.compare import param_divergence
+    from bpnet.tolerances import TWIN_FACTOR, trajectory_rtol
+
+    assert theirs.recorded_steps == ours.recorded_steps, context
+    worst = 0.0
+    for k, allowed, a, b in zip(ours.recorded_steps, allowed_at, ours.params, theirs.params):
+        diff = param_divergence(a, b)
+        worst = max(worst, diff / allowed)
+        assert diff <= allowed, (f"{context}: params after step {k} differ by {diff:.3g} "
+                                 f"(normwise) > allowed {allowed:.3g} (the envelope)")
+    # losses: on the scale of the largest loss, plus the twin's loss drift at that step
+    scale = float(np.abs(ours.losses).max())
+    for k in range(1, len(ours.losses) + 1):
+        mine, other = float(ours.losses[k - 1]), float(theirs.losses[k - 1])
+        allowed = trajectory_rtol(k) * scale + TWIN_FACTOR * abs(twin_losses[k - 1] - mine)
+        assert abs(other - mine) <= allowed, (
+            f"{context}: loss before step {k} differs by {abs(other - mine):.3g} "
+            f"> allowed {allowed:.3g}")
+    return worst

@@ -17,7 +17,12 @@ from bpnet.compare import envelope, param_divergence, twin_run
 from bpnet.problems import OPTIMIZER_DEFAULTS, Problem, draw_optimizer
 from bpnet.tolerances import ATOL64_SCALE, RTOL64, TWIN_FACTOR, trajectory_rtol
 from handwritten.training import draw_masks
-from tests.helpers import assert_leaf_close, assert_unchanged, snapshot
+from tests.helpers import (
+    assert_leaf_close,
+    assert_trajectories_agree,
+    assert_unchanged,
+    snapshot,
+)
 from tests.strategies import HypothesisChooser, block_problems
 
 pytest.importorskip("torch")
@@ -86,20 +91,8 @@ def test_block_trajectories_match_torch_and_jax(
         theirs = ref.train(p.spec, p.params, p.x, p.y, opt,    # type: ignore[attr-defined]
                            rng=np.random.default_rng(p.seed), **kwargs)
         context = f"{opt}, {epochs} epochs of {size}, vs {name}: {p!r}"
-        worst = 0.0
-        for k, allowed, a, b in zip(ours.recorded_steps, allowed_at, ours.params, theirs.params):
-            diff = param_divergence(a, b)
-            worst = max(worst, diff / allowed)
-            assert diff <= allowed, (f"{context}: params after step {k} differ by {diff:.3g} "
-                                     f"(normwise) > allowed {allowed:.3g} (the envelope)")
+        worst = assert_trajectories_agree(ours, theirs, allowed_at, twin_losses, context)
         target(worst, label=f"block trajectory vs {name}")
-        scale = float(np.abs(ours.losses).max())
-        for k in range(1, steps + 1):
-            mine, other = float(ours.losses[k - 1]), float(theirs.losses[k - 1])
-            allowed = trajectory_rtol(k) * scale + TWIN_FACTOR * abs(twin_losses[k - 1] - mine)
-            assert abs(other - mine) <= allowed, (
-                f"{context}: loss before step {k} differs by {abs(other - mine):.3g} > "
-                f"allowed {allowed:.3g}")
         if "batch" in p.spec.norms:
             # the running statistics are averages of every step's batch statistics: held to
             # the envelope's rounding floor at the last step plus their own twin drift

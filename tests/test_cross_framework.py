@@ -20,15 +20,13 @@ from hypothesis import strategies as st
 import handwritten as hw
 from bpnet.check import CheckReport, cross_check
 from bpnet.check_all import random_state
-from bpnet.compare import compare_params, envelope, param_divergence, twin_run
+from bpnet.compare import compare_params, envelope, twin_run
 from bpnet.tolerances import (
     ATOL64_SCALE,
     RTOL64,
-    TWIN_FACTOR,
     f32_allowed,
-    trajectory_rtol,
 )
-from tests.helpers import assert_reports_ok
+from tests.helpers import assert_reports_ok, assert_trajectories_agree
 from tests.strategies import Problem, optimizer_specs, problems
 
 pytest.importorskip("torch")
@@ -148,22 +146,8 @@ def test_float64_trajectories_stay_within_a_growing_envelope(
     for name, ref in supporting(opt, len(ours.losses)).items():
         theirs = ref.train(p.spec, p.params, p.x, p.y, opt, **kwargs)
         context = f"{opt}, {epochs} epochs of {batch_size}, vs {name}: {p!r}"
-        assert theirs.recorded_steps == ours.recorded_steps, context
-        worst = 0.0
-        for k, allowed, a, b in zip(ours.recorded_steps, allowed_at, ours.params, theirs.params):
-            diff = param_divergence(a, b)
-            worst = max(worst, diff / allowed)
-            assert diff <= allowed, (f"{context}: params after step {k} differ by {diff:.3g} "
-                                     f"(normwise) > allowed {allowed:.3g} (the envelope)")
+        worst = assert_trajectories_agree(ours, theirs, allowed_at, twin_losses, context)
         target(worst, label=f"trajectory vs {name}")
-        # losses: on the scale of the largest loss, plus the twin's loss drift at that step
-        scale = float(np.abs(ours.losses).max())
-        for k in range(1, len(ours.losses) + 1):
-            mine, other = float(ours.losses[k - 1]), float(theirs.losses[k - 1])
-            allowed = trajectory_rtol(k) * scale + TWIN_FACTOR * abs(twin_losses[k - 1] - mine)
-            assert abs(other - mine) <= allowed, (
-                f"{context}: loss before step {k} differs by {abs(other - mine):.3g} "
-                f"> allowed {allowed:.3g}")
 
 
 def _normwise(values: dict[str, np.ndarray], exact: dict[str, np.ndarray]) -> dict[str, float]:
