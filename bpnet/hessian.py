@@ -11,6 +11,7 @@ jax.hessian gives every exact eigenvalue to check them against.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -68,13 +69,21 @@ def exact_spectrum(spec: hw.NetworkSpec, params: hw.Params, x: np.ndarray, y: np
     import jax
     import jax.numpy as jnp
 
+    with jax.enable_x64(True):
+        hessian = np.array(_jax_hessian(spec)(jnp.asarray(flatten(params)), jnp.asarray(x),
+                                              jnp.asarray(y)))
+    return np.linalg.eigvalsh((hessian + hessian.T) / 2)[::-1]
+
+
+@lru_cache(maxsize=8)
+def _jax_hessian(spec: hw.NetworkSpec) -> Any:
+    """jax.hessian of reference_jax's loss in the flat params, jitted once per spec (every
+    checkpoint of a run reuses it; op by op, each operation would compile on its own)."""
+    import jax
+
     from reference_jax.network import _loss
 
-    with jax.enable_x64(True):
-        jx, jy = jnp.asarray(x), jnp.asarray(y)
-        hessian = np.array(jax.hessian(lambda f: _loss(unflatten(spec, f), jx, jy, spec))(
-            jnp.asarray(flatten(params))))
-    return np.linalg.eigvalsh((hessian + hessian.T) / 2)[::-1]
+    return jax.jit(jax.hessian(lambda f, x, y: _loss(unflatten(spec, f), x, y, spec)))
 
 
 @dataclass

@@ -7,11 +7,15 @@
     r_trace              jax.jvp, along v, of every quantity of reference_jax's trace
     per_example_grads    jax.vmap(jax.grad(one sample's loss)), times the reduction's share
                          of that sample (1/batch under "mean")
+
+Each is one jitted program per spec (a static argument) and shape, as reference_jax.network's
+trace is: run op by op, JAX would compile every operation for every new shape instead.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from typing import Any
 
 import jax
@@ -32,9 +36,14 @@ def jvp(spec: NetworkSpec, params: Params, x: np.ndarray, v: Params
     dtype = checks.check_x(spec, x)
     checks.check_params(spec, params, dtype)
     checks.check_params(spec, v, dtype, name="v")
-    jx = jnp.asarray(x)
-    out, tangent = jax.jvp(lambda p: forward(spec, p, jx)[0], (to_jax(params),), (to_jax(v),))
+    out, tangent = _jvp(spec, to_jax(params), jnp.asarray(x), to_jax(v))
     return np.array(out), np.array(tangent)
+
+
+@partial(jax.jit, static_argnums=0)
+def _jvp(spec: NetworkSpec, params: JaxParams, x: jax.Array, v: JaxParams
+         ) -> tuple[jax.Array, jax.Array]:
+    return jax.jvp(lambda p: forward(spec, p, x)[0], (params,), (v,))
 
 
 def _checked(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray, v: Params
@@ -47,9 +56,14 @@ def _checked(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray, v:
 @float64
 def hvp(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray, v: Params) -> Params:
     """handwritten.derivatives.hvp's contract, by jax.jvp of jax.grad (forward over reverse)."""
-    jp, jv, jx, jy = _checked(spec, params, x, y, v)
-    _, product = jax.jvp(jax.grad(lambda p: _loss(p, jx, jy, spec)), (jp,), (jv,))
-    return from_jax(product)
+    return from_jax(_hvp(spec, *_checked(spec, params, x, y, v)))
+
+
+@partial(jax.jit, static_argnums=0)
+def _hvp(spec: NetworkSpec, params: JaxParams, v: JaxParams, x: jax.Array, y: jax.Array
+         ) -> JaxParams:
+    _, product = jax.jvp(jax.grad(lambda p: _loss(p, x, y, spec)), (params,), (v,))
+    return product
 
 
 @float64
@@ -57,20 +71,26 @@ def gnvp(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray, v: Par
     """handwritten.derivatives.gnvp's contract: J^T H_loss J v (J of the loss's input, z_out
     for a fused loss, else a_out) composed from jax.jvp and jax.vjp, plus lambda W_dot."""
     jp, jv, jx, jy = _checked(spec, params, x, y, v)
+    return [{"W": g["W"] + spec.weight_decay * t["W"], "b": g["b"]}
+            for g, t in zip(from_jax(_gnvp(spec, jp, jv, jx, jy)), from_jax(jv))]
 
+
+@partial(jax.jit, static_argnums=0)
+def _gnvp(spec: NetworkSpec, params: JaxParams, v: JaxParams, x: jax.Array, y: jax.Array
+          ) -> JaxParams:
+    """J^T H_loss J v, without the weight decay's lambda v."""
     def loss_input(p: JaxParams) -> jax.Array:
-        out = forward(spec, p, jx)[1][-1]
+        out = forward(spec, p, x)[1][-1]
         return out["z"] if spec.fused_output else out["a"]
 
     def loss_of(o: jax.Array) -> jax.Array:           # each loss reads only its own input
-        return LOSSES[spec.loss](o, o, jy, spec.reduction)
+        return LOSSES[spec.loss](o, o, y, spec.reduction)
 
-    o, j_v = jax.jvp(loss_input, (jp,), (jv,))
+    o, j_v = jax.jvp(loss_input, (params,), (v,))
     _, h_j_v = jax.jvp(jax.grad(loss_of), (o,), (j_v,))
-    _, pullback = jax.vjp(loss_input, jp)
+    _, pullback = jax.vjp(loss_input, params)
     (product,) = pullback(h_j_v)
-    return [{"W": g["W"] + spec.weight_decay * t["W"], "b": g["b"]}
-            for g, t in zip(from_jax(product), from_jax(jv))]
+    return product
 
 
 @float64
@@ -78,9 +98,7 @@ def r_trace(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray, v: 
             ) -> list[dict[str, np.ndarray]]:
     """handwritten.derivatives.r_trace's contract: jax.jvp, along v, of reference_jax's
     trace (every z, a and autograd's d_a, d_z, d_W, d_b)."""
-    jp, jv, jx, jy = _checked(spec, params, x, y, v)
-    _, tangents = jax.jvp(lambda p: _trace(p, jx, jy, spec), (jp,), (jv,))
-    _, cache, d_p, d_z, d_a, _ = tangents
+    _, cache, d_p, d_z, d_a, _ = _trace_tangents(spec, *_checked(spec, params, x, y, v))
     layers = []
     for l in range(spec.n_layers):
         layer: dict[str, Any] = {"R{z}": cache[l]["z"], "R{a}": cache[l]["a"], "R{d_a}": d_a[l],
@@ -91,19 +109,30 @@ def r_trace(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray, v: 
     return layers
 
 
+@partial(jax.jit, static_argnums=0)
+def _trace_tangents(spec: NetworkSpec, params: JaxParams, v: JaxParams, x: jax.Array,
+                    y: jax.Array) -> Any:
+    _, tangents = jax.jvp(lambda p: _trace(p, x, y, spec), (params,), (v,))
+    return tangents
+
+
 @float64
 def per_example_grads(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray
                       ) -> Params:
     """handwritten.derivatives.per_example_grads' contract, by jax.vmap over jax.grad of
     each sample's loss (a batch of one, the data term only), times 1/batch under "mean"."""
     checks.check_problem(spec, params, x, y)
-    data = dataclasses.replace(spec, weight_decay=0.0)
+    share = 1.0 / x.shape[0] if spec.reduction == "mean" else 1.0
+    grads = _per_example(dataclasses.replace(spec, weight_decay=0.0), to_jax(params),
+                         jnp.asarray(x), jnp.asarray(y))
+    return [{k: g * share for k, g in layer.items()} for layer in from_jax(grads)]
 
-    def one(p: list[dict[str, jax.Array]], xi: jax.Array, yi: jax.Array) -> jax.Array:
+
+@partial(jax.jit, static_argnums=0)
+def _per_example(data: NetworkSpec, params: JaxParams, x: jax.Array, y: jax.Array
+                 ) -> JaxParams:
+    def one(p: JaxParams, xi: jax.Array, yi: jax.Array) -> jax.Array:
         _, cache = forward(data, p, xi[None])
         return loss_value(data, p, cache, yi[None])
 
-    share = 1.0 / x.shape[0] if spec.reduction == "mean" else 1.0
-    grads = jax.vmap(jax.grad(one), in_axes=(None, 0, 0))(to_jax(params), jnp.asarray(x),
-                                                          jnp.asarray(y))
-    return [{k: g * share for k, g in layer.items()} for layer in from_jax(grads)]
+    return jax.vmap(jax.grad(one), in_axes=(None, 0, 0))(params, x, y)

@@ -152,7 +152,13 @@ def predict(spec: NetworkSpec, params: Params, x: np.ndarray, running: Running |
     checks.check_params(spec, params, dtype)
     checks.check_running(spec, running, dtype)
     jrun = None if running is None or "batch" not in spec.norms else to_jax(running)
-    return np.array(forward(spec, to_jax(params), jnp.asarray(x), running=jrun)[0])
+    return np.array(_predict(to_jax(params), jnp.asarray(x), spec, jrun))
+
+
+@partial(jax.jit, static_argnums=2)
+def _predict(params: JaxParams, x: jax.Array, spec: NetworkSpec,
+             running: list[dict[str, jax.Array]] | None) -> jax.Array:
+    return forward(spec, params, x, running=running)[0]
 
 
 def _masks(masks: Masks | None) -> list[jax.Array | None] | None:

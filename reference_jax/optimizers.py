@@ -40,9 +40,12 @@ ScaleByRssState.sum_of_squares, and every count (schedules too) -> "t".
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -206,15 +209,49 @@ def refuse(optimizer: OptimizerSpec, steps: int) -> None:
         raise NotImplementedError(f"reference_jax cannot run {optimizer!r}: {reason}")
 
 
+def structure(optimizer: OptimizerSpec) -> OptimizerSpec:
+    """The spec with every number that can be traced set to a placeholder: what decides
+    the compiled step's shape (the name, the flags, the schedule, whether rmsprop has
+    momentum and whether gradients are clipped by value)."""
+    hyper = {k: v for k, v in optimizer.hyperparams.items() if k in FLAGS}
+    if optimizer.name == "rmsprop":
+        hyper["momentum"] = 0.5 if optimizer.hyperparams["momentum"] > 0 else 0.0
+    if "weight_decay" in optimizer.hyperparams and optimizer.name != "adamw":
+        hyper["weight_decay"] = 0.5 if optimizer.hyperparams["weight_decay"] > 0 else 0.0
+    return dataclasses.replace(optimizer, lr=1.0, hyperparams=hyper,
+                               clip_value=None if optimizer.clip_value is None else 1.0)
+
+
+@lru_cache(maxsize=64)
+def _compiled(shape: OptimizerSpec) -> tuple[Any, Any]:
+    """The jitted init and update of one optimizer structure (``structure``): the learning
+    rate, the numbers and the clipping threshold are traced arguments, so XLA compiles once
+    per structure and params shape, not for every operation of every new shape."""
+
+    @jax.jit
+    def init(params: Any, lr: jax.Array, hyper: dict[str, jax.Array], clip: jax.Array) -> Any:
+        return transform(shape, lr, hyper, clip).init(params)
+
+    @jax.jit
+    def update(params: Any, grads: Any, opt_state: Any, lr: jax.Array,
+               hyper: dict[str, jax.Array], clip: jax.Array) -> tuple[Any, Any]:
+        updates, new_state = transform(shape, lr, hyper, clip).update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), new_state
+
+    return init, update
+
+
 @float64
 def step(optimizer: OptimizerSpec, params: Params, grads: Params, state: State
          ) -> tuple[Params, State]:
     """One optax update from exactly this state; the interface of handwritten's ``step``."""
     check_step(optimizer, params, grads, state)
     refuse(optimizer, state["t"] + 1)
-    opt = make(optimizer)
+    init, update = _compiled(structure(optimizer))
+    dtype = params[0]["W"].dtype
+    numbers_ = (jnp.asarray(optimizer.lr, dtype=dtype), numbers(optimizer, dtype),
+                jnp.asarray(optimizer.clip_value or 0.0, dtype=dtype))
     jparams = to_jax(params)
-    opt_state = load_state(opt.init(jparams), optimizer, state)
-    updates, new_state = opt.update(to_jax(grads), opt_state, jparams)
-    return (from_jax(optax.apply_updates(jparams, updates)),
-            read_state(new_state, optimizer, state["t"] + 1))
+    opt_state = load_state(init(jparams, *numbers_), optimizer, state)
+    new_params, new_state = update(jparams, to_jax(grads), opt_state, *numbers_)
+    return from_jax(new_params), read_state(new_state, optimizer, state["t"] + 1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -13,25 +12,19 @@ import numpy as np
 import optax
 
 from handwritten.network import init_running
-from handwritten.spec import FLAGS, History, NetworkSpec, OptimizerSpec, Params
+from handwritten.spec import History, NetworkSpec, OptimizerSpec, Params
 from handwritten.training import Schedule
 from reference_jax import blocks
 from reference_jax.network import from_jax, loss_and_statistics, to_jax
-from reference_jax.optimizers import make, numbers, read_state, refuse, transform
+from reference_jax.optimizers import (
+    make,
+    numbers,
+    read_state,
+    refuse,
+    structure,
+    transform,
+)
 from reference_jax.precision import float64
-
-
-def structure(optimizer: OptimizerSpec) -> OptimizerSpec:
-    """The spec with every number that can be traced set to a placeholder: what decides
-    the compiled step's shape (the name, the flags, the schedule, whether rmsprop has
-    momentum and whether gradients are clipped by value)."""
-    hyper = {k: v for k, v in optimizer.hyperparams.items() if k in FLAGS}
-    if optimizer.name == "rmsprop":
-        hyper["momentum"] = 0.5 if optimizer.hyperparams["momentum"] > 0 else 0.0
-    if "weight_decay" in optimizer.hyperparams and optimizer.name != "adamw":
-        hyper["weight_decay"] = 0.5 if optimizer.hyperparams["weight_decay"] > 0 else 0.0
-    return dataclasses.replace(optimizer, lr=1.0, hyperparams=hyper,
-                               clip_value=None if optimizer.clip_value is None else 1.0)
 
 
 @lru_cache(maxsize=64)
