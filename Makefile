@@ -6,10 +6,15 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT ?= out
-# The suite pins what changes low bits: one BLAS/OpenMP thread.
+# The suite pins what changes low bits: one BLAS/OpenMP thread (in every worker).
 THREADS := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+# make test checks what CI checks: the derandomized ci profile (make quick: dev).
+export HYPOTHESIS_PROFILE ?= ci
+# pytest-xdist: one worker per core; an idle worker takes tests from a busy one.
+WORKERS ?= auto
+XDIST := -n $(WORKERS) --dist worksteal
 
-.PHONY: install demo test quick lint typecheck pytest bench mutations mutmut clean
+.PHONY: install demo test quick lint typecheck pytest bench mutations distributed mutmut clean
 
 install: $(STAMP)
 
@@ -29,7 +34,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
-	$(THREADS) $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(THREADS) $(BIN)/python -m pytest $(XDIST) --durations=15 $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
@@ -41,12 +46,21 @@ quick: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py
 
+# every curated mistake (tests/mutations.py) and the five planted in check --all, each on its
+# own copy of the project, in parallel; ends with the table: mutation, caught by, seconds
 mutations: $(STAMP)
-	$(BIN)/python -m tests.mutations
+	$(THREADS) $(BIN)/python -m pytest $(XDIST) -m mutation $(PYTEST_ARGS) \
+		tests/test_mutations.py tests/test_check_all.py
+
+# the mechanism that spreads the suite over machines (README, "Tests"), shown on this one:
+# two interpreters started by execnet, as --tx ssh=HOST//python=... starts them elsewhere
+distributed: $(STAMP)
+	$(THREADS) $(BIN)/python -m pytest --tx 2*popen//python=$(BIN)/python --dist load \
+		$(PYTEST_ARGS)
 
 mutmut: $(STAMP)
 	$(BIN)/python -m pip install mutmut
 	HYPOTHESIS_PROFILE=dev $(BIN)/mutmut run
 
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache .hypothesis mutants
+	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache .hypothesis .cache mutants

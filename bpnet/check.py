@@ -79,6 +79,24 @@ class CheckReport:
         return {column: max((c.max_rel for (_, col), c in self.cells.items() if col == column),
                             default=0.0) for column in self.columns}
 
+    def worst_text(self, column: str) -> str:
+        """The column's largest relative error, where that means something: every cell
+        within its relative tolerance.  Otherwise -- an entry of the reference is 0 or so
+        near it that the absolute floor decides, and its relative error may be any number,
+        inf included -- the largest share of the tolerance used: "12% of tol", "3e-05 of tol"
+        ("2.5x tol" where a cell fails; "FAIL" where one has no comparable array)."""
+        cells = [c for (_, col), c in self.cells.items() if col == column]
+        if not cells:
+            return "skipped"
+        if any(c.problem for c in cells):
+            return "FAIL"
+        if all(c.max_rel <= c.rtol for c in cells):      # NaN compares False: not here
+            return f"{max(c.max_rel for c in cells):.1e}"
+        used = max(c.used for c in cells)
+        if used > 1:
+            return f"{used:.3g}x tol"
+        return f"{used:.0%} of tol" if used >= 0.01 else f"{used:.0e} of tol"
+
     def failures(self) -> list[tuple[str, LeafReport]]:
         """(column, report) of every failing cell, in derivation order, then column order."""
         return [(column, self.cells[row, column]) for row in self.rows for column in self.columns

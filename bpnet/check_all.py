@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import os
 import time
 import warnings
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -34,6 +36,7 @@ import handwritten as hw
 from bpnet.check import CheckReport, cross_check
 from bpnet.compare import LeafReport, compare_leaf
 from bpnet.diagnose import qualname
+from bpnet.explain import block_equations
 from bpnet.problems import (
     GeneratorChooser,
     Problem,
@@ -44,6 +47,7 @@ from bpnet.problems import (
 from bpnet.tolerances import ATOL64_SCALE, RTOL64
 from handwritten import schedules, seed
 from handwritten.activations import activation
+from handwritten.optimizers import clip_gradients
 from handwritten.spec import FLAGS, OPTIMIZER_DEFAULTS, NetworkSpec, State
 
 REGISTRIES = ("activation", "loss", "optimizer")
@@ -187,8 +191,10 @@ def random_state(optimizer: hw.OptimizerSpec, params: hw.Params, t: int,
                  rng: np.random.Generator) -> State:
     """A state as after t steps: each of the rule's buffers (in its order) drawn from rng,
     signed ones from N(0, 1), accumulated squares (v, v_max, s) from U(0, 1); a centered
-    rmsprop's v is gbar**2 + U(0, 1), as its running mean of squares must be; t = 0 is the
-    fresh state."""
+    rmsprop's v is gbar**2 + U(0, 1), as its running mean of squares must be; amsgrad's
+    v_max, the largest v so far, is v where v is at its largest (about half the entries)
+    and v + U(0, 1) elsewhere, so both sides of max(v_max, v) act at the next step and a
+    maximum taken with anything but v_max shows; t = 0 is the fresh state."""
     state = hw.init_state(optimizer, params)
     if t == 0:
         return state
@@ -202,6 +208,11 @@ def random_state(optimizer: hw.OptimizerSpec, params: hw.Params, t: int,
     if "gbar" in state:
         state["v"] = [{k: (v + state["gbar"][l][k] ** 2).astype(v.dtype) for k, v in layer.items()}
                       for l, layer in enumerate(state["v"])]
+    if "v_max" in state:
+        state["v_max"] = [{k: np.where(rng.uniform(0, 1, above.shape) < 0.5, state["v"][l][k],
+                                       state["v"][l][k] + above).astype(above.dtype)
+                           for k, above in layer.items()}
+                          for l, layer in enumerate(state["v_max"])]
     return state
 
 
@@ -248,17 +259,19 @@ def _optimizer_reports(optimizer: hw.OptimizerSpec, params: hw.Params, grads: hw
 
 def optimizer_report(optimizer: hw.OptimizerSpec, spec: NetworkSpec, params: hw.Params,
                      grads: hw.Params, impls: Mapping[str, ModuleType],
-                     rng: np.random.Generator, fresh: bool = False) -> CheckReport:
+                     rng: np.random.Generator, fresh: bool = False,
+                     blame: Callable[..., Any] | None = None) -> CheckReport:
     """OPTIMIZER_STEPS steps of one optimizer from a random state (as after 1 to
     RANDOM_STEPS steps; ``fresh``: from the state before the first step, where torch's
     first momentum buffer and adagrad's initial sum act) in every implementation, each
     from its own previous params and state: every buffer, the update and the params after
-    each step, named by the rule that computes them."""
+    each step, named by the rule that computes them (or by ``blame``, with its equation:
+    the clipping cases name clip_gradients)."""
     t = 0 if fresh else int(rng.integers(1, RANDOM_STEPS + 1))
     state = random_state(optimizer, params, t, rng)
     impls = supporting(optimizer, state["t"] + OPTIMIZER_STEPS, impls)
     rows, cells, values = _optimizer_reports(optimizer, params, grads, state, impls)
-    rule = hw.OPTIMIZERS[optimizer.name].update
+    rule = blame or hw.OPTIMIZERS[optimizer.name].update
     equation = " ".join((rule.__doc__ or "").split())
     where = {row: (f"{optimizer.name} from t = {state['t']}: {equation}", qualname(rule))
              for row in rows}
@@ -333,31 +346,39 @@ def _every_option(name: str) -> hw.OptimizerSpec:
 
 def optimizer_cases(impls: Mapping[str, ModuleType]
                     ) -> Iterator[tuple[str, str, str, Callable[[], CheckReport]]]:
-    """Every optimizer with its defaults, with every option on, and with hyperparameters,
-    schedule and clipping drawn as the suite draws them; clipping by norm and by value."""
+    """Every optimizer with its defaults; clipping by norm and by value (on sgd, so that a
+    failure there is the clipping's); then every optimizer with every option on (from the
+    first step, where torch's first momentum buffer and adagrad's initial sum act, and from
+    a random state, where every buffer acts) and with hyperparameters, schedule and
+    clipping drawn as the suite draws them.  The simplest first: the first failure printed
+    names the most local mistake."""
     spec = NetworkSpec((4, 6, 3), ("tanh", "identity"), "mse")
-    cases: list[tuple[str, str, hw.OptimizerSpec]] = []
-    for name in sorted(hw.OPTIMIZERS):
+    names = sorted(hw.OPTIMIZERS)
+    # (group, label, optimizer, from the first step)
+    cases: list[tuple[str, str, hw.OptimizerSpec, bool]] = [
+        ("optimizer", name, hw.OptimizerSpec(name, 0.05), False) for name in names]
+    cases += [("clipping", "clip_norm (active)", hw.OptimizerSpec("sgd", 0.05, clip_norm=0.5),
+               False),
+              ("clipping", "clip_value (active)", hw.OptimizerSpec("sgd", 0.05, clip_value=0.2),
+               False)]
+    for name in names:
         rng = np.random.default_rng(7)
-        cases += [("optimizer", name, hw.OptimizerSpec(name, 0.05)),
-                  ("optimizer", f"{name} (every option)", _every_option(name)),
+        cases += [("optimizer", f"{name} (every option)", _every_option(name), True),
+                  ("optimizer", f"{name} (every option, a random state)", _every_option(name),
+                   False),
                   ("optimizer", f"{name} (drawn options)",
-                   draw_optimizer(GeneratorChooser(rng), name))]
-    cases += [("clipping", "clip_norm (active)", hw.OptimizerSpec("momentum", 0.05,
-                                                                   clip_norm=0.5)),
-              ("clipping", "clip_value (active)", hw.OptimizerSpec("adam", 0.05,
-                                                                    clip_value=0.2))]
-    for group, label, optimizer in cases:
+                   draw_optimizer(GeneratorChooser(rng), name), False)]
+    for group, label, optimizer, fresh in cases:
         rng = np.random.default_rng(7)
         params = make_params(spec, rng, np.float64)
         grads = make_params(spec, rng, np.float64)           # any params-shaped draw
         note = not_supported(optimizer, RANDOM_STEPS + OPTIMIZER_STEPS, impls)
-        fresh = label.endswith("(every option)")    # from t = 0: the first step's special cases
         start = "the first step" if fresh else "a random state"
         case = f"{optimizer!r}, {OPTIMIZER_STEPS} steps from {start}{note}"
+        blame = clip_gradients if group == "clipping" else None
         yield group, label, case, partial(
             optimizer_report, optimizer, spec, params, grads, impls,
-            np.random.default_rng(int(rng.integers(2**32))), fresh)
+            np.random.default_rng(int(rng.integers(2**32))), fresh, blame)
 
 
 # beyond the gradient: forward mode and per-example gradients ---------------------------------
@@ -539,6 +560,8 @@ BLOCK_EQUATIONS = {
     "d_gamma": ("d_gamma = sum(d_n * x_hat, axis=0)", "handwritten.blocks.normalize_backward"),
     "d_beta": ("d_beta = sum(d_n, axis=0)", "handwritten.blocks.normalize_backward"),
 }
+"""Each block quantity's function; its equation is written out for the layer (with its
+mask, its p, its skip) by bpnet.explain.block_equations where that has it."""
 
 
 def blocks_report(problem: Problem, impls: Mapping[str, ModuleType],
@@ -550,8 +573,13 @@ def blocks_report(problem: Problem, impls: Mapping[str, ModuleType],
 
     primary, *references = impls
     spec, args = problem.spec, (problem.params, problem.x, problem.y, problem.masks)
-    ours = hw.trace(spec, *args)
     theirs = {name: impls[name].trace(spec, *args) for name in references}
+    try:
+        ours = hw.trace(spec, *args)
+    except Exception as error:
+        # the forward alone, in derivation order, names a forward quantity that is wrong
+        # before the backward that stumbles on it
+        raise RaisedInCase(_forward_report(problem, impls, theirs), error) from error
     cells: dict[tuple[str, str], LeafReport] = {}
     values: dict[tuple[str, str], tuple[Any, Any]] = {}
     rows: list[str] = []
@@ -568,13 +596,48 @@ def blocks_report(problem: Problem, impls: Mapping[str, ModuleType],
                 values[row, name] = (ours.layers[r.layer][r.quantity],
                                      theirs[name].layers[r.layer][r.quantity])
                 if r.quantity in BLOCK_EQUATIONS:
-                    where[row] = BLOCK_EQUATIONS[r.quantity]
-                elif r.quantity == "d_z" and spec.norm(r.layer) is not None:
-                    where[row] = ("d_z = s/N (N d_x_hat - sum(d_x_hat) - x_hat sum(d_x_hat "
-                                  "x_hat))", "handwritten.blocks.normalize_backward")
+                    equation, function = BLOCK_EQUATIONS[r.quantity]
+                    written = block_equations(spec, r.layer).get(r.quantity)
+                    where[row] = (written or equation, function)
     return CheckReport(spec, problem.batch, primary, tuple(references), tuple(rows), cells,
                        values, where, constants={"1/batch": 1 / problem.batch},
                        replay=replay)
+
+
+def _forward_report(problem: Problem, impls: Mapping[str, ModuleType],
+                    theirs: Mapping[str, Any]) -> CheckReport | None:
+    """The forward quantities of a block case (handwritten.network.forward) against the
+    references' traces; None when the forward raises too."""
+    from bpnet.compare import compare_layers
+    from handwritten import network
+    from handwritten.spec import FORWARD_QUANTITIES
+
+    primary, *references = impls
+    spec = problem.spec
+    try:
+        _, cache = network.forward(spec, problem.params, problem.x, problem.masks)
+    except Exception:
+        return None
+    rows: list[str] = []
+    cells: dict[tuple[str, str], LeafReport] = {}
+    values: dict[tuple[str, str], tuple[Any, Any]] = {}
+    where: dict[str, tuple[str, str]] = {}
+    for name in references:
+        for r in compare_layers(cache, theirs[name].layers, FORWARD_QUANTITIES, rtol=RTOL64,
+                                atol_scale=ATOL64_SCALE):
+            if r.label not in rows:
+                rows.append(r.label)
+            cells[r.label, name] = r
+            if r.layer is not None and not r.problem:
+                values[r.label, name] = (cache[r.layer][r.quantity],
+                                         theirs[name].layers[r.layer][r.quantity])
+            if r.quantity in BLOCK_EQUATIONS and r.layer is not None:
+                equation, function = BLOCK_EQUATIONS[r.quantity]
+                where[r.label] = (block_equations(spec, r.layer).get(r.quantity, equation),
+                                  function)
+    return CheckReport(spec, problem.batch, primary, tuple(references), tuple(rows), cells,
+                       values, where, constants={"1/batch": 1 / problem.batch},
+                       replay="bpnet check --all --only blocks")
 
 
 def running_statistics_report(impls: Mapping[str, ModuleType]) -> CheckReport:
@@ -613,6 +676,36 @@ def running_statistics_report(impls: Mapping[str, ModuleType]) -> CheckReport:
 
 BLOCK_TRAINING_EPOCHS = 4
 BLOCK_TRAINING_BATCH = 6
+
+
+def evaluation_report(impls: Mapping[str, ModuleType]) -> CheckReport:
+    """predict in evaluation mode (no dropout, batch norm normalized with given running
+    statistics: mean ~ N(0, 1), var ~ U(0.5, 2)) on every BLOCK_CASES spec with batch norm,
+    against each reference's predict."""
+    primary, *references = impls
+    rows: list[str] = []
+    cells: dict[tuple[str, str], LeafReport] = {}
+    values: dict[tuple[str, str], tuple[Any, Any]] = {}
+    where: dict[str, tuple[str, str]] = {}
+    for i, spec in enumerate(s for s in BLOCK_CASES if "batch" in s.norms):
+        p = Problem(spec, BATCH, 12)
+        rng = np.random.default_rng(12 + i)
+        running: hw.Running = [{"mean": rng.normal(size=n), "var": rng.uniform(0.5, 2.0, n)}
+                   if spec.norm(l) == "batch" else {}
+                   for l, n in enumerate(spec.layer_sizes[1:])]
+        ours = hw.predict(spec, p.params, p.x, running)
+        row = f"predict {spec.layer_sizes}"
+        rows.append(row)
+        where[row] = ("batch norm in evaluation mode: x_hat = (z - running_mean) / "
+                      "sqrt(running_var + eps); no dropout",
+                      "handwritten.network.hidden_block -> handwritten.blocks.normalize_running")
+        for name in references:
+            theirs = impls[name].predict(spec, p.params, p.x, running)
+            cells[row, name] = dataclasses.replace(compare_leaf(
+                ours, theirs, row, None, rtol=RTOL64, atol_scale=ATOL64_SCALE), quantity=row)
+            values[row, name] = (ours, theirs)
+    return CheckReport(BLOCK_CASES[0], BATCH, primary, tuple(references), tuple(rows), cells,
+                       values, where, replay="bpnet check --all --only blocks")
 
 
 def block_training_report(impls: Mapping[str, ModuleType]) -> CheckReport:
@@ -668,13 +761,8 @@ def block_training_report(impls: Mapping[str, ModuleType]) -> CheckReport:
 def block_cases(impls: Mapping[str, ModuleType]
                 ) -> Iterator[tuple[str, str, str, Callable[[], CheckReport]]]:
     """Hidden blocks on hand-picked networks: every trace quantity against torch and JAX;
-    batch norm's running statistics against torch's F.batch_norm."""
-    if "reference_torch" in impls:
-        yield "blocks", "running statistics", "three batches through F.batch_norm", partial(
-            running_statistics_report, impls)
-    yield "blocks", "training and evaluation", (
-        f"{BLOCK_CASES[0]!r}, momentum, {BLOCK_TRAINING_EPOCHS} epochs of "
-        f"{BLOCK_TRAINING_BATCH}"), partial(block_training_report, impls)
+    batch norm's running statistics against torch's F.batch_norm (training comes last:
+    ``training_cases``)."""
     for spec in BLOCK_CASES:
         p = Problem(spec, BATCH, 9, labels=spec.loss == "softmax_cross_entropy")
         parts = sorted({n for n in spec.norms if n} | ({"dropout"} if any(spec.dropout) else
@@ -682,6 +770,21 @@ def block_cases(impls: Mapping[str, ModuleType]
                                                                 else set()))
         yield "blocks", f"{spec.layer_sizes} {', '.join(parts)}", repr(p), partial(
             blocks_report, p, impls)
+    if "reference_torch" in impls:
+        yield "blocks", "running statistics", "three batches through F.batch_norm", partial(
+            running_statistics_report, impls)
+    yield "blocks", "evaluation mode (predict)", ("the batch-norm specs with running "
+                                                  "statistics drawn"), partial(
+        evaluation_report, impls)
+
+
+def training_cases(impls: Mapping[str, ModuleType]
+                   ) -> Iterator[tuple[str, str, str, Callable[[], CheckReport]]]:
+    """Training runs, last: a mistake in any part of a step shows there too, but the cases
+    before name the part."""
+    yield "blocks", "training and evaluation", (
+        f"{BLOCK_CASES[0]!r}, momentum, {BLOCK_TRAINING_EPOCHS} epochs of "
+        f"{BLOCK_TRAINING_BATCH}"), partial(block_training_report, impls)
 
 
 SCHEDULE_STEPS = 60
@@ -980,23 +1083,72 @@ def extreme_cases(impls: Mapping[str, ModuleType]
 
 def cases(impls: Mapping[str, ModuleType], n_random: int = 12
           ) -> list[tuple[str, str, str, Callable[[], CheckReport]]]:
-    """Every case of --all, in the order they run: the derivation's building blocks first."""
+    """Every case of --all, in the order they run: the derivation's building blocks first,
+    whole networks after them, training runs last -- so the first failure printed is the
+    most local one."""
     return [*problem_cases(impls, n_random), *extreme_cases(impls), *optimizer_cases(impls),
             *schedule_cases(impls), *derivative_cases(impls), *second_order_cases(impls),
-            *block_cases(impls), *init_cases(impls),
-            *blog_cases(impls)]
+            *block_cases(impls), *init_cases(impls), *blog_cases(impls),
+            *training_cases(impls)]
+
+
+class RaisedInCase(Exception):
+    """A case's computation raised: the report of what came before, and the exception."""
+
+    def __init__(self, report: CheckReport | None, error: Exception) -> None:
+        super().__init__(str(error))
+        self.report, self.error = report, error
+
+
+def raised_report(error: Exception, impls: Mapping[str, ModuleType],
+                  before: CheckReport | None = None) -> CheckReport:
+    """A failing report for a case whose computation raised (a mistake in handwritten that
+    breaks a shape, say): the rows compared before it (``before``) and one row "raised",
+    named by the innermost frame of handwritten (else the innermost frame) in the
+    traceback -- one line of output, never a traceback."""
+    import traceback
+
+    frames = traceback.extract_tb(error.__traceback__)
+    ours = [f for f in frames if f"{os.sep}handwritten{os.sep}" in f.filename]
+    frame = (ours or frames)[-1] if frames else None
+    module = ""
+    if frame is not None:
+        path = Path(frame.filename).with_suffix("")
+        parts = path.parts[path.parts.index("handwritten"):] if ours else path.parts[-1:]
+        module = ".".join(parts) + "."
+    function = f"{module}{frame.name}" if frame is not None else "?"
+    line = f" (line {frame.lineno}: {(frame.line or '').strip()})" if frame is not None else ""
+    row = "raised"
+    problem = f"{type(error).__name__}: {error}"
+    primary, *references = impls
+    rows = (*(before.rows if before else ()), row)
+    cells = {**(before.cells if before else {}),
+             (row, references[0] if references else primary): LeafReport(
+                 row, None, np.inf, np.inf, 0.0, 0.0, False, problem)}
+    where = {**(before.where if before else {}), row: (f"{problem}{line}", function)}
+    spec = before.spec if before else NetworkSpec((1, 1), ("identity",))
+    return CheckReport(spec, before.batch if before else 0, primary,
+                       tuple(references) or (primary,), rows, cells,
+                       before.values if before else {}, where,
+                       replay=before.replay if before else "")
 
 
 def check_all(impls: Mapping[str, ModuleType], *, n_random: int = 12,
               on_entry: Callable[[Entry], None] | None = None,
               only: str | None = None) -> list[Entry]:
-    """Run every case (or those of the group, or the entry, named ``only``)."""
+    """Run every case (or those of the group, or the entry, named ``only``); a case that
+    raises is a failing entry (``raised_report``), and the run goes on."""
     entries = []
     for group, name, case, run in cases(impls, n_random):
         if only and only not in (group, group.split(" ")[0], name, name.split(" ")[0]):
             continue
         start = time.perf_counter()
-        report = run()
+        try:
+            report = run()
+        except RaisedInCase as raised:
+            report = raised_report(raised.error, impls, raised.report)
+        except Exception as error:              # a mistake that breaks a shape, say
+            report = raised_report(error, impls)
         entry = Entry(group, name, case, report, time.perf_counter() - start)
         entries.append(entry)
         if on_entry is not None:

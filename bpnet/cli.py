@@ -491,12 +491,16 @@ def cmd_check_all(args: argparse.Namespace) -> int:
         print(f"{'group':13s} {'entry':44s} {'max rel err per reference':>30s}"
               f" {'time':>6s}  verdict")
 
+    shares: list[bool] = []
+
     def show(entry: check_all.Entry) -> None:
         if verbose:
-            errors = entry.report.worst()
-            columns = list(impls)[1:] if set(errors) & set(impls) else list(errors)
-            worst = " / ".join(f"{errors[n]:.1e}" if n in errors else "skipped"
-                               for n in columns)
+            report = entry.report
+            columns = (list(impls)[1:] if set(report.columns) & set(impls)
+                       else list(report.columns))
+            texts = [report.worst_text(n) for n in columns]
+            shares.append(any("tol" in t for t in texts))
+            worst = " / ".join(texts)
             print(f"{entry.group:13s} {entry.name[:44]:44s} {worst:>30s} "
                   f"{entry.seconds:5.1f}s  {'ok' if entry.ok else 'FAIL'}", flush=True)
 
@@ -511,6 +515,10 @@ def cmd_check_all(args: argparse.Namespace) -> int:
              "verdict": e.report.verdict(), "diagnosis": e.report.diagnosis()}
             for e in entries]}))
         return 1 if failed else 0
+    if any(shares):
+        print("(N% of tol: where a reference entry is 0 or within the absolute floor, a "
+              "relative error means nothing;\n the largest error as a share of what the "
+              "tolerance allows is shown instead)")
     if not failed:
         print(f"ok: {len(entries)} cases, every quantity agrees ({total:.1f} s)")
         return 0
@@ -747,6 +755,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         command = args.command
+        if command == "check":             # one new program per case: compiling is the cost
+            implementations.compile_quickly()
+        implementations.persistent_jax_cache(implementations.default_jax_cache())
         if command in ("check", "explain"):
             _network_defaults(args)
         return int(args.run(args))

@@ -35,6 +35,9 @@ class LeafReport:
     atol: float
     ok: bool
     problem: str = ""          # a structural mismatch (missing key, shape, dtype), if any
+    used: float = 0.0          # the largest error as a share of what the tolerance allows
+                               # there (<= 1 passes): meaningful where max_rel is not (an
+                               # entry of the reference is 0, or below the absolute floor)
 
     @property
     def label(self) -> str:
@@ -75,7 +78,12 @@ def compare_leaf(actual: Any, expected: Any, quantity: str, layer: int | None, *
     rel[np.isnan(diff)] = np.nan
     max_abs = float(np.max(diff)) if diff.size else 0.0
     max_rel = float(np.max(rel)) if rel.size else 0.0
-    return LeafReport(quantity, layer, max_abs, max_rel, rtol, floor, ok)
+    allowed = floor + rtol * ref
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(allowed > 0, diff / allowed, np.where(diff > 0, np.inf, 0.0))
+    share[np.isnan(diff)] = np.nan
+    used = float(np.max(share)) if share.size else 0.0
+    return LeafReport(quantity, layer, max_abs, max_rel, rtol, floor, ok, used=used)
 
 
 def compare_layers(actual: Sequence[Mapping[str, Any]], expected: Sequence[Mapping[str, Any]],

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from bpnet.explain import at_layer
-from handwritten import LOSSES, NetworkSpec, network
+from bpnet.explain import at_layer, block_equations
+from handwritten import LOSSES, NetworkSpec, blocks, network
 from handwritten.activations import activation as registry_entry
 
 _LABEL = re.compile(r"^layer (\d+) (z|a|d_a|d_z|d_W|d_b)(?: \(loss_and_grads\))?$")
@@ -44,14 +44,24 @@ def implementing(spec: NetworkSpec, label: str) -> tuple[str, str] | None:
     activation = registry_entry(spec.activations[l])
     a_prev = "x" if l == 0 else f"a{l - 1}"
     decay = f" + {spec.weight_decay} W{l}" if spec.weight_decay else ""
+    block = l < len(spec.norms) and (spec.norms[l] is not None or bool(spec.dropout[l])
+                                     or spec.residual[l])
     if name == "z":
         return f"z{l} = {a_prev} @ W{l} + b{l}", qualname(network.forward)
+    if name == "a" and block:                 # after h = f(n): dropout (if any), the skip
+        function = blocks.dropout if spec.dropout[l] else network.hidden_block
+        return block_equations(spec, l)["a"], qualname(function)
     if name == "a":
         return f"a{l} = {spec.activations[l]}(z{l})", qualname(activation.forward)
     if name == "d_a" and l == last:
         return at_layer(loss.gradient, l), qualname(loss.grad)
     if name == "d_a":
-        return f"d_a{l} = d_z{l + 1} @ W{l + 1}.T", qualname(network.backward)
+        skip = f" + d_a{l + 1}" if l + 1 < len(spec.residual) and spec.residual[l + 1] else ""
+        return f"d_a{l} = d_z{l + 1} @ W{l + 1}.T{skip}", qualname(network.backward)
+    if name == "d_z" and block and spec.norms[l] is not None:
+        return block_equations(spec, l)["d_z"], qualname(blocks.normalize_backward)
+    if name == "d_z" and block:
+        return block_equations(spec, l)["d_z"], qualname(activation.backward)
     if name == "d_z" and l == last and spec.fused_output:
         return at_layer(loss.gradient, l) + " (fused)", qualname(loss.grad)
     if name == "d_z":

@@ -110,27 +110,46 @@ def _block_forward(spec: NetworkSpec, l: int, name: str, prev: str, batch: str) 
     return lines
 
 
-def _block_backward(spec: NetworkSpec, l: int, batch: str) -> list[str]:
-    """d_z_l's lines from d_a_l: dropout, the activation, the norm's compact backward."""
-    fan_out = spec.layer_sizes[l + 1]
-    shape = f"({batch}, {fan_out})"
-    lines, d_in = [], f"d_a{l}"
+def block_equations(spec: NetworkSpec, l: int) -> dict[str, str]:
+    """A hidden block's equations (layer l of a spec with blocks), by quantity: "a" (the
+    activation, dropout with its mask, the skip), "d_h" (dropout's backward), the
+    activation's backward ("d_z", or "d_n" before a norm) and a norm's "d_x_hat" and "d_z"
+    (the compact backward); only the quantities the block has."""
+    prev = "x" if l == 0 else f"a{l - 1}"
+    act_in = f"n{l}" if spec.norms[l] is not None else f"z{l}"
+    out: dict[str, str] = {}
+    d_in = f"d_a{l}"
     if spec.dropout[l] or spec.residual[l]:
+        rhs = f"h{l} * m{l} / (1 - {spec.dropout[l]:g})" if spec.dropout[l] else f"h{l}"
+        out["a"] = f"a{l} = {rhs}" + (f" + {prev}" if spec.residual[l] else "")
+        out["h"] = f"h{l} = {spec.activations[l]}({act_in})"
         rhs = f"d_a{l} * m{l} / (1 - {spec.dropout[l]:g})" if spec.dropout[l] else f"d_a{l}"
-        lines.append(_row(f"  d_h{l} = {rhs}", shape, 45))
+        out["d_h"] = f"d_h{l} = {rhs}"
         d_in = f"d_h{l}"
-    entry = activation(spec.activations[l])
-    rule = at_layer(entry.derivative, l).replace(f"d_a{l}", d_in)
+    else:
+        out["a"] = f"a{l} = {spec.activations[l]}({act_in})"
+    rule = at_layer(activation(spec.activations[l]).derivative, l).replace(f"d_a{l}", d_in)
     if d_in != f"d_a{l}":                    # the activation's output is h, not a
         rule = re.sub(rf"\ba{l}\b", f"h{l}", rule)
     if spec.norms[l] is None:
-        return [*lines, _row(f"  d_z{l} = {rule}", shape, 45)]
-    rule = rule.replace(f"z{l}", f"n{l}")
+        out["d_z"] = f"d_z{l} = {rule}"
+        return out
     axis = 0 if spec.norms[l] == "batch" else 1
-    return [*lines, _row(f"  d_n{l} = {rule}", shape, 45),
-            _row(f"  d_x_hat{l} = d_n{l} * gamma{l}", shape, 45),
-            f"  d_z{l} = s/N (N d_x_hat{l} - sum(d_x_hat{l}) - x_hat{l} sum(d_x_hat{l} "
-            f"x_hat{l}))   (sums over axis {axis}, s = 1/sqrt(var{l} + 1e-05))"]
+    out["d_n"] = f"d_n{l} = " + rule.replace(f"z{l}", f"n{l}")
+    out["d_x_hat"] = f"d_x_hat{l} = d_n{l} * gamma{l}"
+    out["d_z"] = (f"d_z{l} = s/N (N d_x_hat{l} - sum(d_x_hat{l}) - x_hat{l} sum(d_x_hat{l} "
+                  f"x_hat{l}))   (sums over axis {axis}, s = 1/sqrt(var{l} + 1e-05))")
+    return out
+
+
+def _block_backward(spec: NetworkSpec, l: int, batch: str) -> list[str]:
+    """d_z_l's lines from d_a_l: dropout, the activation, the norm's compact backward."""
+    shape = f"({batch}, {spec.layer_sizes[l + 1]})"
+    equations = block_equations(spec, l)
+    lines = [_row(f"  {equations[q]}", shape, 45) for q in ("d_h", "d_n", "d_x_hat")
+             if q in equations]
+    d_z = f"  {equations['d_z']}"
+    return [*lines, d_z if spec.norms[l] is not None else _row(d_z, shape, 45)]
 
 
 def beyond_the_gradient(spec: NetworkSpec, batch: str = "N") -> list[str]:

@@ -52,7 +52,8 @@ class Mutation:
     old: str
     new: str
     planted: bool = False   # one of the student's mistakes of issue 14 (README, check --all)
-    shown: tuple[str, ...] = ()   # what `bpnet check --all` must print for a planted one
+    shown: tuple[str, ...] = ()   # what `bpnet check --all`'s first failure must print: the
+                                  # quantity, the function (set for every planted one)
 
     @property
     def file(self) -> str:
@@ -240,54 +241,70 @@ MUTATIONS = [
     Mutation("norm_backward_without_the_mean_path", "batch/layer norm's backward forgets "
              "-sum(d_x_hat) (the path through mu)", "blocks.py:normalize_backward",
              "d_z -= d_x_hat.sum(axis=axis, keepdims=True)",
-             "d_z -= 0 * d_x_hat.sum(axis=axis, keepdims=True)"),
+             "d_z -= 0 * d_x_hat.sum(axis=axis, keepdims=True)",
+             shown=('d_z (handwritten vs', 'handwritten.blocks.normalize_backward')),
     Mutation("norm_backward_without_the_variance_path", "the norm's backward forgets "
              "-x_hat sum(d_x_hat x_hat) (the path through var)", "blocks.py:normalize_backward",
              "d_z -= x_hat * np.sum(d_x_hat * x_hat, axis=axis, keepdims=True)",
-             "d_z -= 0 * x_hat * np.sum(d_x_hat * x_hat, axis=axis, keepdims=True)"),
+             "d_z -= 0 * x_hat * np.sum(d_x_hat * x_hat, axis=axis, keepdims=True)",
+             shown=('d_z (handwritten vs', 'handwritten.blocks.normalize_backward')),
     Mutation("norm_with_the_unbiased_variance", "batch norm normalizes with the unbiased "
              "variance (torch uses the biased one)", "blocks.py:normalize",
              "var = np.mean(centred * centred, axis=axis, keepdims=True)",
              "var = np.sum(centred * centred, axis=axis, keepdims=True) / "
-             "max(z.shape[axis] - 1, 1)"),
+             "max(z.shape[axis] - 1, 1)",
+             shown=('var (handwritten vs', 'handwritten.blocks.normalize\n')),
     Mutation("running_var_biased", "the running variance takes the biased batch variance",
-             "blocks.py:running_update", "m * var * (batch / (batch - 1))", "m * var"),
+             "blocks.py:running_update", "m * var * (batch / (batch - 1))", "m * var",
+             shown=('running_var', 'handwritten.blocks.running_update')),
     Mutation("running_momentum_reversed", "running = momentum running + (1 - momentum) batch",
              "blocks.py:running_update", "((1 - m) * running_mean + m * mu,",
-             "(m * running_mean + (1 - m) * mu,"),
+             "(m * running_mean + (1 - m) * mu,",
+             shown=('running_mean', 'handwritten.blocks.running_update')),
     Mutation("layer_norm_over_the_batch", "layer norm averages over the batch axis",
-             "blocks.py:normalize", "axis = AXES[norm]", "axis = 0"),
+             "blocks.py:normalize", "axis = AXES[norm]", "axis = 0",
+             shown=('mu (handwritten vs', 'handwritten.blocks.normalize\n')),
     Mutation("dropout_mask_missing_from_backward", "dropout's backward rescales but forgets "
              "the mask", "blocks.py:dropout_backward", "return d_a * mask * (1 / (1 - p))",
-             "return d_a * (1 / (1 - p))"),
+             "return d_a * (1 / (1 - p))",
+             shown=('d_h (handwritten vs', 'handwritten.blocks.dropout_backward')),
     Mutation("dropout_backward_without_the_rescale", "dropout's backward forgets 1/(1 - p)",
              "blocks.py:dropout_backward", "return d_a * mask * (1 / (1 - p))",
-             "return d_a * mask"),
+             "return d_a * mask",
+             shown=('d_h (handwritten vs', 'handwritten.blocks.dropout_backward')),
     Mutation("dropout_rescaled_twice", "inverted dropout divides by (1 - p) twice",
              "blocks.py:dropout", "return h * mask * (1 / (1 - p))",
-             "return h * mask * (1 / (1 - p)) ** 2"),
+             "return h * mask * (1 / (1 - p)) ** 2",
+             shown=(' a (handwritten vs', 'handwritten.blocks.dropout\n')),
     Mutation("skip_path_missing_from_d_a_prev", "a residual block's backward forgets the "
              "skip path's d_a", "network.py:backward",
              'deltas[l - 1]["d_a"] += deltas[l]["d_a"]',
-             'deltas[l - 1]["d_a"] += 0 * deltas[l]["d_a"]'),
+             'deltas[l - 1]["d_a"] += 0 * deltas[l]["d_a"]',
+             shown=('d_a (handwritten vs', 'handwritten.network.backward')),
     Mutation("gamma_gradient_without_x_hat", "d_gamma = sum(d_n), forgetting the normalized z",
              "blocks.py:normalize_backward", '"d_gamma": np.sum(d_n * x_hat, axis=0)',
-             '"d_gamma": np.sum(d_n, axis=0)'),
+             '"d_gamma": np.sum(d_n, axis=0)',
+             shown=('d_gamma (handwritten vs', 'handwritten.blocks.normalize_backward')),
     Mutation("d_x_hat_without_gamma", "d_x_hat = d_n, forgetting the affine scale",
-             "blocks.py:normalize_backward", "d_x_hat = d_n * gamma", "d_x_hat = d_n"),
+             "blocks.py:normalize_backward", "d_x_hat = d_n * gamma", "d_x_hat = d_n",
+             shown=('d_x_hat (handwritten vs', 'handwritten.blocks.normalize_backward')),
     # issue 11: training and evaluation with hidden blocks
     Mutation("running_statistics_never_updated", "train never moves batch norm's running "
              "statistics (they stay at 0 and 1)", "training.py:update_running",
-             "        if stats:", "        if stats and False:"),
+             "        if stats:", "        if stats and False:",
+             shown=('training and evaluation', 'running', 'handwritten.training.update_running')),
     Mutation("evaluation_with_the_batch_statistics", "predict normalizes batch norm with the "
              "batch's own statistics, ignoring the running ones", "network.py:hidden_block",
-             'if norm == "batch" and running:', 'if norm == "batch" and running and False:'),
+             'if norm == "batch" and running:', 'if norm == "batch" and running and False:',
+             shown=('evaluation mode', 'handwritten.network.hidden_block')),
     Mutation("evaluation_without_eps", "evaluation mode divides by sqrt(running_var), "
              "forgetting eps", "blocks.py:normalize_running",
-             "x_hat = (z - mean) / np.sqrt(var + NORM_EPS)", "x_hat = (z - mean) / np.sqrt(var)"),
+             "x_hat = (z - mean) / np.sqrt(var + NORM_EPS)", "x_hat = (z - mean) / np.sqrt(var)",
+             shown=('evaluation mode', 'handwritten.blocks.normalize_running')),
     Mutation("train_backward_without_the_masks", "train's backward forgets the step's dropout "
              "masks (the forward used them)", "training.py:train",
-             "keep_deltas=False, masks=batch.masks)", "keep_deltas=False)"),
+             "keep_deltas=False, masks=batch.masks)", "keep_deltas=False)",
+             shown=('handwritten.training.train',)),
     # the options of issue 13: parametrised activations, selu and celu
     Mutation("leaky_relu_default_slope_in_backward", "leaky_relu's backward uses the default "
              "slope, not the given one", "activations.py:leaky_relu_backward",
@@ -313,7 +330,13 @@ MUTATIONS = [
     Mutation("dampening_not_one_minus", "dampening d multiplies g instead of 1 - d",
              "optimizers.py:_velocity", "(1 - dampening) * gk", "dampening * gk"),
     Mutation("amsgrad_without_the_maximum", "amsgrad divides by the current v, not the largest",
-             "optimizers.py:_adam", 'np.maximum(state["v_max"][l][k], vk)', "vk"),
+             "optimizers.py:_adam", 'np.maximum(state["v_max"][l][k], vk)', "vk",
+             shown=('v_max', 'handwritten.optimizers.adam_update')),
+    Mutation("amsgrad_max_with_the_previous_v", "amsgrad's maximum taken with the previous v, "
+             "not with v_max (issue 21: a student's, that check --all and make quick missed)",
+             "optimizers.py:_adam", 'np.maximum(state["v_max"][l][k], vk)',
+             'np.maximum(state["v"][l][k], vk)',
+             shown=("v_max", "handwritten.optimizers.adam_update")),
     Mutation("centered_rmsprop_without_the_mean", "centered rmsprop forgets to subtract gbar**2",
              "optimizers.py:rmsprop_update", "np.sqrt(v[l][k] - gbar[l][k] ** 2) + eps",
              "np.sqrt(v[l][k]) + eps"),
@@ -328,10 +351,12 @@ MUTATIONS = [
              '_zeros_like(params, hyper["initial_accumulator_value"])', "_zeros_like(params)"),
     Mutation("clip_norm_without_epsilon", "clip_norm scales by limit / n (optax's), not torch's "
              "limit / (n + 1e-6)", "optimizers.py:clip_gradients",
-             "clip_norm / (norm + CLIP_NORM_EPS)", "clip_norm / norm"),
+             "clip_norm / (norm + CLIP_NORM_EPS)", "clip_norm / norm",
+             shown=('the first: clipping', 'handwritten.optimizers.clip_gradients')),
     Mutation("clip_value_one_sided", "clip_value clips only from above",
              "optimizers.py:clip_gradients", "np.clip(g, -clip_value, clip_value)",
-             "np.minimum(g, clip_value)"),
+             "np.minimum(g, clip_value)",
+             shown=('the first: clipping', 'handwritten.optimizers.clip_gradients')),
     Mutation("schedule_one_step_ahead", "step t takes the schedule's lr_t, not lr_(t-1)",
              "optimizers.py:rule_update", 'optimizer.learning_rate(state["t"])',
              'optimizer.learning_rate(state["t"] + 1)'),
@@ -408,7 +433,8 @@ def run(mutation: Mutation, timeout: float = 1200.0, check_all: bool = False,
     """Apply one mutation to a copy of the project and run the property tests (or
     ``bpnet check --all``, or ``python`` with the arguments ``command``) against it.
 
-    Returns (caught, the output -- its last lines for the tests --, seconds).
+    Returns (caught, the output -- its last lines for the tests, with the summary line of
+    the test that failed --, seconds).
     """
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bpnet-mutant-") as tmp:
@@ -419,21 +445,36 @@ def run(mutation: Mutation, timeout: float = 1200.0, check_all: bool = False,
         shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
         target = work / "handwritten" / mutation.file
         target.write_text(mutation.apply(target.read_text()))
+        # the project's JAX cache (tests/conftest.py): the references' programs are the same
+        # in every copy (no mutation touches them), compiled once for all the runs
         env = os.environ | {"HYPOTHESIS_PROFILE": "ci", "OMP_NUM_THREADS": "1",
-                            "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+                            "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                            "BPNET_JAX_CACHE": os.environ.get(
+                                "BPNET_JAX_CACHE", str(ROOT / ".cache" / "jax"))}
         # `python -m` puts the copy first on sys.path: its handwritten is imported.
         copy = str(work / "handwritten")
         check = ("import handwritten, pathlib, sys; sys.exit(pathlib.Path(handwritten.__file__)"
                  f".parent != pathlib.Path({copy!r}))")
         subprocess.run([sys.executable, "-c", check], cwd=work, env=env, check=True)
+        pytest = not (check_all or command)
         command = command or (CHECK_ALL if check_all else [
-            "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header", "-o",
-            "addopts=", *property_tests_for(mutation.file)])
+            "-m", "pytest", "-x", "-q", "-rf", "-p", "no:cacheprovider", "-p", "no:xdist",
+            "--no-header", "-o", "addopts=", *property_tests_for(mutation.file)])
         result = subprocess.run([sys.executable, *command], cwd=work, env=env,
                                 capture_output=True, text=True, timeout=timeout, check=False)
     lines = (result.stdout + result.stderr).strip().splitlines()
-    output = "\n".join(lines if check_all or command else lines[-3:])   # the whole verdict
-    return result.returncode == 1, output, time.perf_counter() - start
+    if pytest:
+        failed = [line for line in lines if line.startswith("FAILED ")]
+        lines = [*failed[:1], *lines[-3:]]              # the whole verdict
+    return result.returncode == 1, "\n".join(lines), time.perf_counter() - start
+
+
+def caught_by(output: str) -> str:
+    """The test that failed first in a run's output (``run``), or "" when none did."""
+    for line in output.splitlines():
+        if line.startswith("FAILED "):
+            return line.split()[1].removeprefix("tests/")
+    return ""
 
 
 def main(argv: list[str]) -> int:
@@ -455,7 +496,8 @@ def main(argv: list[str]) -> int:
             continue
         ok, tail, seconds = run(m, check_all=check_all)
         caught += ok
-        print(f"{'caught' if ok else 'MISSED'}  {m.name:34s} {seconds:6.1f}s  {m.what}")
+        by = "" if check_all else f"  by {caught_by(tail) or '?'}"
+        print(f"{'caught' if ok else 'MISSED'}  {m.name:34s} {seconds:6.1f}s  {m.what}{by}")
         if check_all or not ok:
             print("    " + "\n    ".join(tail.splitlines()[-5:]))
     by = "bpnet check --all" if check_all else "the property tests"

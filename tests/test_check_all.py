@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -11,9 +13,9 @@ from hypothesis import Phase, settings
 
 import handwritten as hw
 from bpnet import check_all, cli
-from bpnet.check import cross_check
+from bpnet.check import CheckReport, cross_check
 from bpnet.diagnose import error_shape, implementing
-from bpnet.problems import Problem, replay_command
+from bpnet.problems import Problem, make_params, replay_command
 from handwritten.activations import Activation
 from tests.mutations import MUTATIONS, ROOT, Mutation, run
 
@@ -48,11 +50,20 @@ def test_there_are_the_five_planted_mistakes() -> None:
     assert all(m.shown for m in PLANTED)
 
 
-@pytest.mark.parametrize("mutation", PLANTED, ids=[m.name for m in PLANTED])
-def test_check_all_catches_a_planted_mistake_and_names_its_function(mutation: Mutation) -> None:
-    caught, output, _ = run(mutation, check_all=True)
+NAMED = [m for m in MUTATIONS if m.shown]
+"""The planted mistakes, every curated one of the hidden blocks, amsgrad's and clipping's:
+check --all must catch each and name, first, the quantity and the function where it is."""
+
+
+@pytest.mark.mutation
+@pytest.mark.parametrize("mutation", NAMED, ids=[m.name for m in NAMED])
+def test_check_all_catches_a_mistake_and_names_its_function_first(
+        mutation: Mutation, record_property: Callable[[str, object], None]) -> None:
+    caught, output, seconds = run(mutation, check_all=True)
+    record_property("mutation", (f"{mutation.name} (check --all)",
+                                 "bpnet check --all" if caught else "MISSED", seconds))
     assert caught, f"{mutation.name} passed bpnet check --all:\n{output}"
-    verdict = output[output.index("FAIL: first disagreement"):]
+    verdict = output[output.index(" cases FAIL ("):]
     for text in mutation.shown:
         assert text in verdict, f"{mutation.name}: {text!r} not in\n{verdict}"
 
@@ -156,6 +167,100 @@ def test_every_trace_quantity_names_an_existing_function(spec: hw.NetworkSpec) -
         assert found is not None, label
         module, _, function = found[1].rpartition(".")
         assert callable(getattr(importlib.import_module(module), function)), found
+
+
+BLOCK_SPEC = hw.NetworkSpec((3, 4, 4, 4, 2), ("tanh", "relu", "silu", "identity"), "mse",
+                            norms=("layer", None, "batch"), dropout=(0.0, 0.25, 0.0),
+                            residual=(False, True, True))
+
+
+def test_a_blocks_equations_carry_the_mask_and_the_skip() -> None:
+    """The equations a failure prints for a block layer are the layer's own: dropout's mask
+    and 1/(1 - p), the skip's + a_prev in the forward and + d_a in d_a_prev, the
+    activation's derivative taken at n and h behind a norm or dropout."""
+    a1, f1 = implementing(BLOCK_SPEC, "layer 1 a")            # type: ignore[misc]
+    assert a1 == "a1 = h1 * m1 / (1 - 0.25) + a0" and f1 == "handwritten.blocks.dropout"
+    a2, f2 = implementing(BLOCK_SPEC, "layer 2 a")            # type: ignore[misc]
+    assert a2 == "a2 = h2 + a1" and f2 == "handwritten.network.hidden_block"
+    assert implementing(BLOCK_SPEC, "layer 0 d_a")[0] == (    # type: ignore[index]
+        "d_a0 = d_z1 @ W1.T + d_a1")
+    assert implementing(BLOCK_SPEC, "layer 2 d_a") == ("d_a2 = d_z3 @ W3.T",
+                                                        "handwritten.network.backward")
+    d_z1 = implementing(BLOCK_SPEC, "layer 1 d_z")
+    assert d_z1 == ("d_z1 = d_h1 * [z1 > 0]", "handwritten.activations.relu_backward"), d_z1
+    d_z0, function = implementing(BLOCK_SPEC, "layer 0 d_z")  # type: ignore[misc]
+    assert d_z0.startswith("d_z0 = s/N (N d_x_hat0") and function.endswith("normalize_backward")
+    assert implementing(BLOCK_SPEC, "layer 3 a") == ("a3 = identity(z3)",
+                                                     "handwritten.activations.identity")
+
+
+def test_random_states_make_every_buffer_act() -> None:
+    """amsgrad's v_max >= v, equal in some entries and above in others: a maximum taken
+    with anything but v_max changes the next step (the issue-21 mistake)."""
+    opt = hw.OptimizerSpec("adam", 0.01, {"amsgrad": True})
+    params = make_params(SPEC, np.random.default_rng(0), np.float64)
+    state = check_all.random_state(opt, params, 4, np.random.default_rng(1))
+    for v_layer, top_layer in zip(state["v"], state["v_max"]):
+        for k in v_layer:
+            v, top = v_layer[k], top_layer[k]
+            assert np.all(top >= v)
+            if v.size >= 8:
+                assert np.any(top == v) and np.any(top > v), k
+
+
+def test_the_cases_run_from_the_most_local_to_training() -> None:
+    """Units and traces before whole runs: the clipping cases before any optimizer case
+    that clips, block traces before the block training run, which is last."""
+    impls = {"handwritten": hw, "reference_torch": None, "reference_jax": None}
+    order = [(group, name) for group, name, _, _ in check_all.cases(impls)]  # type: ignore[arg-type]
+    assert order[-1] == ("blocks", "training and evaluation")
+    first_clipping = next(i for i, (g, _) in enumerate(order) if g == "clipping")
+    assert all(not n.endswith("option)") and "drawn" not in n and "random state" not in n
+               for g, n in order[:first_clipping] if g == "optimizer")
+    blocks = [n for g, n in order if g == "blocks"]
+    assert blocks.index("running statistics") > max(
+        i for i, n in enumerate(blocks) if n.startswith("("))
+    assert ("optimizer", "adam (every option, a random state)") in order
+
+
+def test_a_case_that_raises_is_one_failing_line_naming_handwritten() -> None:
+    """A mistake that breaks a shape raises inside handwritten: check --all reports the
+    exception and the innermost function of handwritten, not a traceback."""
+    from handwritten import blocks
+
+    try:
+        blocks.normalize_backward("batch", np.ones((4, 3)), np.ones((1, 2)), np.ones(3),
+                                  np.ones((4, 3)))
+    except ValueError as error:
+        report = check_all.raised_report(error, {"handwritten": hw, "reference_torch": None})
+    else:
+        pytest.fail("normalize_backward took mismatched shapes")
+    verdict = report.verdict()
+    assert not report.ok and "\n" not in verdict
+    assert "ValueError" in verdict and verdict.endswith("-- handwritten.blocks.normalize_backward")
+
+
+def test_a_column_without_meaningful_relative_errors_shows_its_share_of_the_tolerance(
+        ) -> None:
+    """--all prints each case's largest relative error; where a reference entry is 0 (any
+    relative error, inf included, may pass under the absolute floor) it prints the largest
+    error as a share of what the tolerance allows instead."""
+    from bpnet.compare import compare_leaf
+
+    exact = compare_leaf(np.array([1.0, 2.0]), np.array([1.0, 2.0 * (1 + 1e-15)]), "q", 0,
+                         rtol=1e-10, atol_scale=1e-12)
+    near_zero = compare_leaf(np.array([1.0, 1e-13]), np.array([1.0, 0.0]), "q", 1,
+                             rtol=1e-10, atol_scale=1e-12)
+    assert near_zero.ok and near_zero.max_rel == np.inf and near_zero.used == pytest.approx(0.1)
+    report = CheckReport(SPEC, 8, "handwritten", ("reference_torch",), ("a", "b"),
+                         {("a", "reference_torch"): exact, ("b", "reference_torch"): near_zero})
+    assert report.worst_text("reference_torch") == "10% of tol"
+    alone = dataclasses.replace(report, rows=("a",), cells={("a", "reference_torch"): exact})
+    assert alone.worst_text("reference_torch") == f"{exact.max_rel:.1e}"
+    wrong = compare_leaf(np.array([1.0, 3.0]), np.array([1.0, 0.0]), "q", 1, rtol=1e-10,
+                         atol_scale=1e-12)
+    assert dataclasses.replace(report, cells={("b", "reference_torch"): wrong}).worst_text(
+        "reference_torch").endswith("x tol")
 
 
 def test_a_failing_report_carries_the_diagnosis_and_the_replay_line() -> None:

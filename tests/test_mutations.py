@@ -3,9 +3,11 @@ caught by the property tests when applied to a copy of handwritten/."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
-from tests.mutations import MUTATIONS, ROOT, Mutation, run
+from tests.mutations import MUTATIONS, ROOT, Mutation, caught_by, run
 
 pytest.importorskip("torch")
 pytest.importorskip("jax")
@@ -18,10 +20,16 @@ def _skip_unless_it_applies(mutation: Mutation) -> None:
         pytest.skip(reason)
 
 
+@pytest.mark.mutation
 @pytest.mark.parametrize("mutation", MUTATIONS, ids=[m.name for m in MUTATIONS])
-def test_mutation_is_caught(mutation: Mutation) -> None:
+def test_mutation_is_caught(mutation: Mutation,
+                            record_property: Callable[[str, object], None]) -> None:
+    """The suite run against a copy with the mistake (its file's tests first) fails; the
+    test that failed and the seconds go into `make mutations`' table (tests/conftest.py)."""
     _skip_unless_it_applies(mutation)
-    caught, tail, _ = run(mutation)
+    caught, tail, seconds = run(mutation)
+    record_property("mutation", (mutation.name, caught_by(tail) if caught else "MISSED",
+                                 seconds))
     assert caught, f"{mutation.name} ({mutation.what}) was not caught:\n{tail}"
 
 
