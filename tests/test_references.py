@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -499,3 +500,29 @@ def test_jax_expm1_derivative_cancels_so_the_reference_avoids_it() -> None:
     exact = np.where(z > 0, 1.0, np.exp(np.minimum(z, 0)))
     assert np.abs(theirs[0] - exact[0]) / exact[0] > 1e-6
     np.testing.assert_allclose(ours, exact, rtol=4e-16)
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="Linux's /proc only")
+def test_jax_programs_are_released_near_the_kernels_map_limit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each compiled JAX program holds ~90 memory mappings; a process that compiles thousands
+    (the thorough profile) crashed XLA at the kernel's limit.  Past half the limit, every
+    MAPS_CHECKED_EVERY-th reference call clears JAX's program caches; below it, nothing."""
+    import jax
+    import jax.numpy as jnp
+
+    from reference_jax import precision
+
+    twice = jax.jit(lambda v: 2 * v)
+    twice(jnp.ones(3))
+    assert twice._cache_size() == 1
+    monkeypatch.setattr(precision, "_calls", 0)
+    monkeypatch.setattr(precision, "_map_limit", lambda: 10**9)   # far above: nothing
+    assert not any(precision.release_programs_near_the_map_limit()
+                   for _ in range(precision.MAPS_CHECKED_EVERY))
+    assert twice._cache_size() == 1
+    monkeypatch.setattr(precision, "_map_limit", lambda: 2)       # "past half" of 2
+    cleared = [precision.release_programs_near_the_map_limit()
+               for _ in range(precision.MAPS_CHECKED_EVERY)]
+    assert cleared == [False] * (precision.MAPS_CHECKED_EVERY - 1) + [True]
+    assert twice._cache_size() == 0
