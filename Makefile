@@ -8,13 +8,14 @@ STAMP := $(VENV)/.installed
 OUT ?= out
 # The suite pins what changes low bits: one BLAS/OpenMP thread (in every worker).
 THREADS := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
-# make test checks what CI checks: the derandomized ci profile (make quick: dev).
+# make test checks what CI checks: the derandomized ci profile (make quick: its own, quick).
 export HYPOTHESIS_PROFILE ?= ci
 # pytest-xdist: one worker per core; an idle worker takes tests from a busy one.
 WORKERS ?= auto
 XDIST := -n $(WORKERS) --dist worksteal
 
-.PHONY: install demo test quick lint typecheck pytest bench mutations distributed mutmut clean
+.PHONY: install demo test quick quick-proof lint typecheck pytest bench mutations distributed \
+	mutmut clean
 
 install: $(STAMP)
 
@@ -51,6 +52,11 @@ bench: $(STAMP)
 mutations: $(STAMP)
 	$(THREADS) $(BIN)/python -m pytest $(XDIST) -m mutation $(PYTEST_ARGS) \
 		tests/test_mutations.py tests/test_check_all.py
+
+# every curated mistake against what make quick runs for its file: the quick map catches each
+quick-proof: $(STAMP)
+	$(THREADS) $(BIN)/python -m pytest $(XDIST) -m quickproof $(PYTEST_ARGS) \
+		tests/test_mutations.py
 
 # the mechanism that spreads the suite over machines (README, "Tests"), shown on this one:
 # two interpreters started by execnet, as --tx ssh=HOST//python=... starts them elsewhere

@@ -672,8 +672,8 @@ def build_parser() -> Parser:
     check.add_argument("--all", action="store_true",
                        help="every registered activation, loss, reduction, optimizer and "
                        "option, schedule, init scheme, the extremes, forward mode, second "
-                       "order, hidden blocks and the blog's seed.py, in one table (about a "
-                       "minute)")
+                       "order, hidden blocks and the blog's seed.py, in one table (under "
+                       "30 s; the first run compiles JAX's programs, later ones reuse them)")
     check.add_argument("--only", metavar="TEXT",
                        help="with --all: only one group (activation, loss, weight, network, "
                        "extremes, optimizer, clipping, schedule, derivatives, second, blocks, "

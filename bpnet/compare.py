@@ -10,6 +10,7 @@ is the one measure of how far two sets of params have drifted apart.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ import handwritten as hw
 from bpnet.tolerances import SPREAD_FACTOR, TWIN_FACTOR, TWIN_GRADIENT_NOISE, trajectory_rtol
 from handwritten.spec import BACKWARD_QUANTITIES as BACKWARD
 from handwritten.spec import FORWARD_QUANTITIES as FORWARD
+from handwritten.spec import State
 from handwritten.training import update_running
 
 
@@ -189,6 +191,59 @@ def compare_params(actual: Sequence[Mapping[str, Any]], expected: Sequence[Mappi
     input layer first)."""
     return compare_layers(actual, expected, ("W", "b", "gamma", "beta"), rtol=rtol,
                           atol_scale=atol_scale, check_dtype=check_dtype)
+
+
+LERP_BUFFERS = {"adam": ("m", "beta1"), "adamw": ("m", "beta1"), "rmsprop": ("gbar", "alpha")}
+"""The running means torch.optim evaluates as a lerp, m + fl(1 - beta) (g - m) (Adam's and
+AdamW's exp_avg.lerp_(grad, 1 - beta1), centered RMSprop's grad_avg.lerp_(grad, 1 - alpha)):
+the buffer and the hyperparameter that weights it."""
+
+
+def torch_lerp_state(optimizer: hw.OptimizerSpec, state: State) -> State:
+    """``state`` with each lerp buffer (LERP_BUFFERS) scaled by beta' / beta, where
+    beta' = 1 - fl(1 - beta) is the weight torch's lerp gives the old value: handwritten's
+    beta m + (1 - beta) g from this state is then torch's m + fl(1 - beta) (g - m).
+
+    The two differ by a rounding of beta itself (the lerp's terms are m and g, so it rounds
+    on the scale of |m| + |g|): nothing for beta1 = 0.9, but for beta below 2**-53
+    fl(1 - beta) is 1 and torch's m is g exactly, dropping beta m -- which shows where g is
+    rounding noise far below m (the bias of a batch-norm layer, a dead unit's 0).  One step
+    from this state is the one-step properties' twin (``compare_step``)."""
+    buffer, weight = LERP_BUFFERS.get(optimizer.name, ("", ""))
+    if buffer not in state or state.get("t", 0) == 0:
+        return state
+    beta = float(optimizer.hyperparams[weight])
+    effective = 1.0 - (1.0 - beta)
+    ratio = effective / beta if beta else 1.0
+    return {**state, buffer: [{k: v * v.dtype.type(ratio) for k, v in layer.items()}
+                              for layer in state[buffer]]}
+
+
+def compare_step(actual: tuple[hw.Params, State], expected: tuple[hw.Params, State], *,
+                 rtol: float, atol_scale: float,
+                 twin: tuple[hw.Params, State] | None = None) -> list[LeafReport]:
+    """One optimizer step, (new params, new state) of two implementations: the params, then
+    every buffer of the state (named "m W", "v b", ...; t is an integer and not compared).
+
+    ``twin``: the primary's step from ``torch_lerp_state`` -- a leaf may then also differ
+    by its own difference from the twin (the rounding of the lerp's weight, as torch
+    evaluates it), entry by entry summed into the absolute floor as the largest one."""
+    (params, state), (their_params, their_state) = actual, expected
+    pairs = [("", params, their_params, None if twin is None else twin[0])]
+    pairs += [(f"{key} ", state[key], their_state.get(key, []), None if twin is None
+               else twin[1][key]) for key in sorted(state.keys() - {"t"})]
+    reports = []
+    for prefix, ours, theirs, other in pairs:
+        for report in compare_params(ours, theirs, rtol=rtol, atol_scale=atol_scale):
+            if not report.ok and not report.problem and other is not None \
+                    and report.layer is not None:
+                l, k = report.layer, report.quantity
+                spread = float(np.abs(np.asarray(ours[l][k], np.float64)
+                                      - np.asarray(other[l][k], np.float64)).max(initial=0.0))
+                report = compare_leaf(ours[l][k], theirs[l][k], k, l, rtol=rtol,
+                                      atol_scale=atol_scale, atol=report.atol + spread)
+            reports.append(dataclasses.replace(report, quantity=prefix + report.quantity))
+    return reports
 
 
 def first_failure(reports: Sequence[LeafReport]) -> LeafReport | None:

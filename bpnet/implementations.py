@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from types import ModuleType
 
 NAMES = ("handwritten", "reference_torch", "reference_jax")
@@ -100,14 +101,19 @@ def persistent_jax_cache(folder: str) -> None:
     """
     if folder == "off":
         return
-    try:
-        import jax
-    except ImportError:
-        return
-    if getattr(jax.config, "jax_compilation_cache_dir", None) is not None:
-        return
     settings = {"jax_compilation_cache_dir": folder,
                 "jax_persistent_cache_min_compile_time_secs": 0.0,
                 "jax_persistent_cache_min_entry_size_bytes": 0}
+    if "jax" not in sys.modules:
+        # JAX reads its configuration's defaults from the environment when it is imported:
+        # nothing to import now (a run that never needs JAX never pays for it), and the
+        # process's subprocesses inherit the choice
+        for name, value in settings.items():
+            os.environ.setdefault(name.upper(), str(value))
+        return
+    import jax
+
+    if getattr(jax.config, "jax_compilation_cache_dir", None) is not None:
+        return
     for name, value in settings.items():
         jax.config.update(name, value)  # type: ignore[no-untyped-call]

@@ -1,7 +1,9 @@
 """Hypothesis profiles and the suite's global numerics; nothing else global.
 
 Profiles, chosen with the environment variable HYPOTHESIS_PROFILE:
-- ``dev`` (default locally): few examples, for the edit loop;
+- ``dev`` (default locally): few examples, drawn anew each run;
+- ``quick`` (``make quick``): as few, derandomized: the same examples every run, so
+  a harmless edit never turns it red, and JAX's cache holds their programs;
 - ``ci`` (default under .ci/run): derandomized, so every run checks the same
   examples, and no deadline (first calls compile);
 - ``thorough``: many examples, for hunting the worst case.
@@ -17,6 +19,7 @@ state changes.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +33,7 @@ from bpnet.implementations import (
     persistent_jax_cache,
     pin_xla_numerics,
 )
+from tests.helpers import CI_EXAMPLES
 
 # The suite pins what changes low bits.  XLA's CPU fast math off, before JAX starts
 # (reference_jax itself changes no global state: it scopes float64 to its own calls).
@@ -38,19 +42,19 @@ from bpnet.implementations import (
 # (compile_quickly: rounding-level differences only, measured there).
 pin_xla_numerics()
 compile_quickly()
-try:
-    import torch
-
-    torch.set_num_threads(1)
-except ImportError:
-    pass
+# torch's intra-op threads too (it reads this when it starts; the tests that need no
+# framework never import it): one thread, as BLAS has below
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # No "explain" phase: it lists the lines only failing examples ran -- always the failure
 # message's own formatting (CheckReport.message), a red herring; the message itself names
 # the quantity, its function, the shape of the error and the command that replays the case.
 PHASES = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink]
 settings.register_profile("dev", max_examples=20, deadline=None, phases=PHASES)
-settings.register_profile("ci", max_examples=150, deadline=None, derandomize=True,
+settings.register_profile("ci", max_examples=CI_EXAMPLES, deadline=None, derandomize=True,
+                          print_blob=True, suppress_health_check=[HealthCheck.too_slow],
+                          phases=PHASES)
+settings.register_profile("quick", max_examples=10, deadline=None, derandomize=True,
                           print_blob=True, suppress_health_check=[HealthCheck.too_slow],
                           phases=PHASES)
 settings.register_profile("thorough", max_examples=1000, deadline=None, print_blob=True,
@@ -66,7 +70,10 @@ persistent_jax_cache(os.environ[JAX_CACHE_VARIABLE])
 
 @pytest.fixture(autouse=True, scope="session")
 def _one_blas_thread() -> Iterator[None]:
-    """One BLAS thread: a reduction's summation order (its low bits) stays fixed."""
+    """One BLAS thread: a reduction's summation order (its low bits) stays fixed; torch, if
+    a test module imported it, with one intra-op thread."""
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
     with threadpool_limits(limits=1):
         yield
 

@@ -7,8 +7,32 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from hypothesis import settings
 
-from bpnet.compare import LeafReport, compare_leaf, first_failure
+import handwritten as hw
+from bpnet.compare import (
+    LeafReport,
+    compare_leaf,
+    compare_step,
+    first_failure,
+    torch_lerp_state,
+)
+from bpnet.tolerances import ATOL64_SCALE, RTOL64
+from handwritten.spec import State
+
+CI_EXAMPLES = 150
+"""The ``ci`` profile's examples per property (tests/conftest.py)."""
+
+
+def at_most(examples: int) -> settings:
+    """Hypothesis settings for a property whose examples each compile a JAX program: it runs
+    ``examples`` in the ``ci`` profile (150 for the others), as many as the profile's own
+    number where that is smaller (``quick``, ``dev``), and the same share of a larger one
+    (``thorough``: examples * 1000 / 150).  Read when the test module is imported:
+    tests/conftest.py has loaded the profile by then."""
+    profile = settings.default.max_examples
+    return settings(max_examples=min(examples, profile) if profile <= CI_EXAMPLES
+                    else examples * profile // CI_EXAMPLES)
 
 
 def assert_reports_ok(reports: Sequence[LeafReport], context: str) -> None:
@@ -74,3 +98,17 @@ def assert_trajectories_agree(ours: Any, theirs: Any, allowed_at: Sequence[float
             f"{context}: loss before step {k} differs by {abs(other - mine):.3g} "
             f"> allowed {allowed:.3g}")
     return worst
+
+
+def assert_one_step_agrees(optimizer: hw.OptimizerSpec, params: hw.Params, grads: hw.Params,
+                           state: State, ours: tuple[hw.Params, State], name: str,
+                           reference: Any, context: str) -> None:
+    """One step of ``reference`` (a reference package) from the same params, gradients and
+    state as ``ours``: the params, then every buffer, at RTOL64.  Against torch, a leaf may
+    also differ by its distance to handwritten's step as torch rounds its lerp's weight
+    (bpnet.compare.torch_lerp_state: a tiny beta1 is 0 to torch)."""
+    theirs = reference.step(optimizer, params, grads, state)
+    twin = (hw.step(optimizer, params, grads, torch_lerp_state(optimizer, state))
+            if name == "reference_torch" else None)
+    assert_reports_ok(compare_step(ours, theirs, rtol=RTOL64, atol_scale=ATOL64_SCALE,
+                                   twin=twin), context)

@@ -5,6 +5,7 @@
     python -m tests.mutations --check-all      # the same, caught by `bpnet check --all`?
     python -m tests.mutations --check-all --planted
     python -m tests.mutations --generic 24 [--check-all]   # operator swaps, drawn (seeded)
+    python -m tests.mutations --quick          # caught by what `make quick` runs for the file?
 
 Each mutation is a textual patch of one line of handwritten/, anchored to the
 function it targets ("optimizers.py:adam_update"): the patch must occur exactly once
@@ -423,13 +424,25 @@ def property_tests_for(file: str) -> list[str]:
     slow properties of the others (each group keeps PROPERTY_TESTS' order)."""
     from tests.quick import TESTS
 
-    own = set(TESTS.get(f"handwritten/{file}", []))
+    own = {entry.partition("::")[0] for entry in TESTS.get(f"handwritten/{file}", [])}
     first = [t for t in PROPERTY_TESTS if Path(t).stem in own]
     return first + [t for t in PROPERTY_TESTS if t not in first]
 
 
+def quick_command(mutation: Mutation) -> list[str]:
+    """What ``make quick`` runs for an edit of the mutation's file (python's arguments), in
+    one process: the mutation runs are parallel already."""
+    from tests.quick import pytest_command, select_tests
+
+    command = pytest_command(select_tests([f"handwritten/{mutation.file}"]))[1:]
+    if "-n" in command:
+        at = command.index("-n")
+        command[at:at + 2] = ["-p", "no:xdist"]
+    return command
+
+
 def run(mutation: Mutation, timeout: float = 1200.0, check_all: bool = False,
-        command: list[str] | None = None) -> tuple[bool, str, float]:
+        command: list[str] | None = None, profile: str = "ci") -> tuple[bool, str, float]:
     """Apply one mutation to a copy of the project and run the property tests (or
     ``bpnet check --all``, or ``python`` with the arguments ``command``) against it.
 
@@ -447,7 +460,7 @@ def run(mutation: Mutation, timeout: float = 1200.0, check_all: bool = False,
         target.write_text(mutation.apply(target.read_text()))
         # the project's JAX cache (tests/conftest.py): the references' programs are the same
         # in every copy (no mutation touches them), compiled once for all the runs
-        env = os.environ | {"HYPOTHESIS_PROFILE": "ci", "OMP_NUM_THREADS": "1",
+        env = os.environ | {"HYPOTHESIS_PROFILE": profile, "OMP_NUM_THREADS": "1",
                             "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                             "BPNET_JAX_CACHE": os.environ.get(
                                 "BPNET_JAX_CACHE", str(ROOT / ".cache" / "jax"))}
@@ -494,7 +507,10 @@ def main(argv: list[str]) -> int:
         if reason:
             print(f"skipped {reason}")
             continue
-        ok, tail, seconds = run(m, check_all=check_all)
+        if "--quick" in argv:
+            ok, tail, seconds = run(m, command=quick_command(m), profile="quick")
+        else:
+            ok, tail, seconds = run(m, check_all=check_all)
         caught += ok
         by = "" if check_all else f"  by {caught_by(tail) or '?'}"
         print(f"{'caught' if ok else 'MISSED'}  {m.name:34s} {seconds:6.1f}s  {m.what}{by}")

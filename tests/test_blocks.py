@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 
 import handwritten as hw
 from bpnet.compare import compare_trace
@@ -16,7 +16,7 @@ from bpnet.problems import Problem, replay_command
 from bpnet.tolerances import ATOL64_SCALE, RTOL64, SPREAD_FACTOR, f32_allowed
 from handwritten import blocks
 from handwritten.spec import BATCH_NORM_MOMENTUM, NORM_EPS
-from tests.helpers import assert_leaf_close, assert_reports_ok, assert_unchanged, snapshot
+from tests.helpers import assert_leaf_close, assert_reports_ok, assert_unchanged, at_most, snapshot
 from tests.strategies import block_problems
 
 pytest.importorskip("torch")
@@ -26,7 +26,7 @@ import reference_torch
 
 REFERENCES = {"reference_torch": reference_torch, "reference_jax": reference_jax}
 # JAX compiles the trace once per shape (~0.3 s): fewer examples than the bucketed properties
-FEW = settings(max_examples=60)
+FEW = at_most(60)
 
 
 @FEW

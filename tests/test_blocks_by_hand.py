@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import handwritten as hw
@@ -15,12 +15,13 @@ from bpnet.problems import Problem
 from bpnet.tolerances import FD_ATOL_SCALE, FD_RTOL, fd_step
 from handwritten import blocks
 from handwritten.spec import NORM_EPS
+from tests.helpers import at_most
 from tests.strategies import block_problems
 
 SMOOTH = [name for name, entry in hw.ACTIVATIONS.items() if not entry.kinked]
 
 
-@settings(max_examples=40)
+@at_most(40)
 @given(p=block_problems(max_depth=3, max_width=5, max_batch=6, activations=SMOOTH))
 def test_block_gradients_match_finite_differences(p: Problem) -> None:
     """Framework-free: central differences of the loss in every param (W, b, gamma, beta), the

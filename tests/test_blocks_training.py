@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, target
+from hypothesis import given, target
 from hypothesis import strategies as st
 
 import handwritten as hw
@@ -21,6 +21,7 @@ from tests.helpers import (
     assert_leaf_close,
     assert_trajectories_agree,
     assert_unchanged,
+    at_most,
     snapshot,
 )
 from tests.strategies import HypothesisChooser, block_problems
@@ -64,7 +65,7 @@ def _supporting(opt: hw.OptimizerSpec, steps: int) -> dict[str, object]:
     return {name: ref for name, ref in REFERENCES.items() if ref.unsupported(opt, steps) is None}
 
 
-@settings(max_examples=60)      # ~0.4 s each: one JAX compilation per spec and batch shape
+@at_most(60)      # ~0.4 s each: one JAX compilation per spec and batch shape
 @given(case=block_training_cases())
 def test_block_trajectories_match_torch_and_jax(
         case: tuple[Problem, hw.OptimizerSpec, int, int, bool]) -> None:
@@ -230,7 +231,7 @@ def test_the_readme_figure_shows_batch_norm_lifting_the_plateau(tmp_path: object
     assert with_bn[-1] < 0.25 * without[-1]
 
 
-@settings(max_examples=40)
+@at_most(40)
 @given(p=block_problems(max_depth=3), data=st.data(), t=st.integers(0, 5))
 def test_one_optimizer_step_on_block_params_matches_torch_optim_and_optax(
         p: Problem, data: st.DataObject, t: int) -> None:
@@ -239,22 +240,16 @@ def test_one_optimizer_step_on_block_params_matches_torch_optim_and_optax(
     torch.optim and optax (where optax has the options as torch has them): each buffer and
     each param, at RTOL64 -- the plain networks' one-step property, on block params."""
     from bpnet.check_all import random_state
-    from bpnet.compare import compare_params
-    from tests.helpers import assert_reports_ok
+    from tests.helpers import assert_one_step_agrees
 
     opt = draw_optimizer(HypothesisChooser(data.draw))
     _, grads = hw.loss_and_grads(p.spec, p.params, p.x, p.y, p.masks)
     state = random_state(opt, p.params, t, np.random.default_rng(p.seed))
-    new_params, new_state = hw.step(opt, p.params, grads, state)
-    assert [sorted(q) for q in new_params] == [sorted(q) for q in p.params]
+    ours = hw.step(opt, p.params, grads, state)
+    assert [sorted(q) for q in ours[0]] == [sorted(q) for q in p.params]
     for name, ref in _supporting(opt, t + 1).items():
-        ref_params, ref_state = ref.step(opt, p.params, grads, state)  # type: ignore[attr-defined]
-        context = f"{opt} from t={t}, handwritten vs {name}: {p!r}"
-        assert_reports_ok(compare_params(new_params, ref_params, rtol=RTOL64,
-                                         atol_scale=ATOL64_SCALE), context)
-        for key in new_state.keys() - {"t"}:
-            assert_reports_ok(compare_params(new_state[key], ref_state[key], rtol=RTOL64,
-                                             atol_scale=ATOL64_SCALE), f"{context}, state {key}")
+        assert_one_step_agrees(opt, p.params, grads, state, ours, name, ref,
+                               f"{opt} from t={t}, handwritten vs {name}: {p!r}")
 
 
 @pytest.mark.parametrize("edge", ["constant feature", "variance below eps", "huge scale",

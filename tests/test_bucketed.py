@@ -20,6 +20,10 @@ import reference_jax as rj
 from reference_jax import bucketed
 
 
+# Over a minute with a cold JAX cache (~100 s on 2 cores), and so on purpose: its point is
+# the plain reference_jax on every drawn architecture, so each of its 150 examples compiles a
+# program for a new shape (~0.6 s), the cost bucketing spares every other property.  With
+# .cache/jax warm they are loaded, not compiled.
 @given(problems())
 def test_bucketed_equals_plain_reference_jax(p: Problem) -> None:
     before = snapshot(p.params, p.x, p.y)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import handwritten as hw
@@ -14,7 +14,7 @@ from bpnet.compare import compare_params
 from bpnet.problems import make_params
 from bpnet.tolerances import ATOL64_SCALE, RTOL64
 from handwritten import derivatives
-from tests.helpers import assert_leaf_close, assert_reports_ok, assert_unchanged, snapshot
+from tests.helpers import assert_leaf_close, assert_reports_ok, assert_unchanged, at_most, snapshot
 from tests.strategies import Problem, problems
 
 pytest.importorskip("torch")
@@ -25,7 +25,7 @@ from reference_torch import derivatives as torch_derivatives
 REFERENCES = {"reference_torch": torch_derivatives, "reference_jax": jax_derivatives}
 # JAX compiles jvp and vmap(grad) once per shape (~0.3 s): fewer examples than the
 # bucketed properties, still every activation and loss within a CI run.
-FEW = settings(max_examples=60)
+FEW = at_most(60)
 
 
 def _direction(p: Problem, seed: int) -> hw.Params:

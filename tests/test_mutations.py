@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.mutations import MUTATIONS, ROOT, Mutation, caught_by, run
+from tests.mutations import MUTATIONS, ROOT, Mutation, caught_by, quick_command, run
 
 pytest.importorskip("torch")
 pytest.importorskip("jax")
@@ -31,6 +31,21 @@ def test_mutation_is_caught(mutation: Mutation,
     record_property("mutation", (mutation.name, caught_by(tail) if caught else "MISSED",
                                  seconds))
     assert caught, f"{mutation.name} ({mutation.what}) was not caught:\n{tail}"
+
+
+@pytest.mark.quickproof
+@pytest.mark.parametrize("mutation", MUTATIONS, ids=[m.name for m in MUTATIONS])
+def test_make_quick_catches_the_mutation(mutation: Mutation,
+                                         record_property: Callable[[str, object], None]) -> None:
+    """What `make quick` runs for an edit of the mutation's file (tests/quick.py's map, the
+    quick profile) fails on the copy with the mistake: the quick map is chosen so that a
+    mistake in a file is caught by the file's own selection (`make quick-proof`)."""
+    _skip_unless_it_applies(mutation)
+    caught, output, seconds = run(mutation, command=quick_command(mutation), profile="quick")
+    record_property("mutation", (f"{mutation.name} (make quick)",
+                                 caught_by(output) or ("?" if caught else "MISSED"), seconds))
+    tail = "\n".join(output.splitlines()[-5:])
+    assert caught, f"make quick misses {mutation.name} ({mutation.what}):\n{tail}"
 
 
 def test_there_are_at_least_15_classic_mistakes() -> None:

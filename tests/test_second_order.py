@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import handwritten as hw
@@ -28,7 +28,7 @@ from bpnet.tolerances import (
 from handwritten import derivatives
 from handwritten.activations import ACTIVATIONS, activation
 from handwritten.losses import LOSSES
-from tests.helpers import assert_leaf_close, assert_reports_ok, assert_unchanged, snapshot
+from tests.helpers import assert_leaf_close, assert_reports_ok, assert_unchanged, at_most, snapshot
 from tests.strategies import Problem, problems
 
 pytest.importorskip("torch")
@@ -46,7 +46,7 @@ from reference_torch.losses import SECOND_ORDER_LOSSES
 REFERENCES = {"reference_torch": torch_derivatives, "reference_jax": jax_derivatives}
 # JAX compiles the R-trace and the hvp once per shape, torch's double backward is eager:
 # fewer examples than the bucketed properties, still every activation and loss in a CI run.
-FEW = settings(max_examples=60)
+FEW = at_most(60)
 SMALL = dict(max_depth=3, max_width=8, max_batch=8)
 
 
@@ -287,7 +287,7 @@ def test_hvp_is_symmetric_linear_and_a_derivative_of_the_gradient(p: Problem, se
                 err_msg=f"layer {l} {k}: {p!r}")
 
 
-@settings(max_examples=10)   # jax.hessian compiles per shape: ~0.4 s an example
+@at_most(10)   # jax.hessian compiles per shape: ~0.4 s an example
 @given(p=problems(max_depth=2, max_width=4, max_batch=5))
 def test_hvp_builds_the_full_hessian_of_jax_hessian(p: Problem) -> None:
     """On networks of at most ~40 params: H, column by column from hvp of the unit vectors,
