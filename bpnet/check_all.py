@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import inspect
 import os
 import time
 import warnings
@@ -223,19 +224,24 @@ def _optimizer_reports(optimizer: hw.OptimizerSpec, params: hw.Params, grads: hw
     """Rows, cells and values of OPTIMIZER_STEPS steps: each implementation from its own
     previous params and state, every buffer, the update and the params after each step."""
     primary_name, *references = impls
+    buffers = hw.OPTIMIZERS[optimizer.name].buffers(optimizer.hyperparams)
     # per implementation and step: (params before, state after, params after)
     runs: dict[str, list[tuple[hw.Params, State, hw.Params]]] = {}
     for name, impl in impls.items():
         p, s, taken = params, state, []
-        for _ in range(OPTIMIZER_STEPS):
+        for number in range(1, OPTIMIZER_STEPS + 1):
             new_p, s = impl.step(optimizer, p, grads, s)
+            if not all(np.isfinite(leaf).all() for tree in (new_p, *(s[b] for b in buffers))
+                       for layer in tree for leaf in layer.values()):
+                raise FloatingPointError(
+                    f"{optimizer!r} diverged: {name}'s params or buffers are non-finite "
+                    f"after step {number} of {OPTIMIZER_STEPS} (from t = {state['t']})")
             taken.append((p, s, new_p))
             p = new_p
         runs[name] = taken
     rows: dict[str, None] = {}
     cells: dict[tuple[str, str], LeafReport] = {}
     values: dict[tuple[str, str], tuple[Any, Any]] = {}
-    buffers = hw.OPTIMIZERS[optimizer.name].buffers(optimizer.hyperparams)
     for t in range(OPTIMIZER_STEPS):
         before, mine, after = runs[primary_name][t]
         for name in references:
@@ -1162,23 +1168,36 @@ _CALLABLES = {"Problem": Problem, "NetworkSpec": NetworkSpec, "OptimizerSpec": h
               "LRSchedule": hw.LRSchedule}
 
 
-def parse_problem(text: str) -> Problem:
+REPLAY_LINE = "'Problem(NetworkSpec(...), batch=..., seed=...)'"
+
+
+def parse_problem(text: str, fits: Callable[[NetworkSpec, int], None] | None = None
+                  ) -> Problem:
     """The ``Problem(...)`` line a failing property prints, back as the Problem.
 
     Only the calls Problem, NetworkSpec and OptimizerSpec with literal arguments are
     accepted (nothing is evaluated); anything else is a ValueError that says so.
+    ``fits(spec, batch)`` runs before a Problem draws its arrays: it raises ValueError for
+    a case too large for memory.
     """
+    if not text.strip():
+        raise ValueError(f"--replay is empty; give the suite's line {REPLAY_LINE}")
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as error:
-        raise ValueError(f"--replay expects the suite's line 'Problem(NetworkSpec(...), "
-                         f"batch=..., seed=...)'; it does not parse: {error.msg}") from None
+        raise ValueError(f"--replay expects the suite's line {REPLAY_LINE}; it does not "
+                         f"parse: {error.msg}") from None
+    except (RecursionError, MemoryError):       # "-" * 3000 + "1" and the like
+        raise ValueError(f"--replay nests too deeply to parse; give the suite's line "
+                         f"{REPLAY_LINE}") from None
 
     def build(node: ast.AST) -> Any:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
                 and node.func.id in _CALLABLES:
             args = [build(a) for a in node.args]
             kwargs = {k.arg: build(k.value) for k in node.keywords if k.arg is not None}
+            if node.func.id == "Problem" and fits is not None:
+                _check_size(args, kwargs, fits)
             return _CALLABLES[node.func.id](*args, **kwargs)
         try:
             return ast.literal_eval(node)
@@ -1186,7 +1205,24 @@ def parse_problem(text: str) -> Problem:
             raise ValueError(f"--replay accepts only Problem(...), NetworkSpec(...) and "
                              f"literal values; found {ast.unparse(node)!r}") from None
 
-    problem = build(tree.body)
+    try:
+        problem = build(tree.body)
+    except (RecursionError, MemoryError):
+        raise ValueError(f"--replay nests too deeply to read; give the suite's line "
+                         f"{REPLAY_LINE}") from None
     if not isinstance(problem, Problem):
         raise ValueError(f"--replay expects a Problem(...) line, got {type(problem).__name__}")
     return problem
+
+
+def _check_size(args: list[Any], kwargs: dict[str, Any],
+                fits: Callable[[NetworkSpec, int], None]) -> None:
+    """``fits(spec, batch)`` for the arguments of a Problem(...) call, where they are a
+    NetworkSpec and a valid batch (else Problem itself refuses them)."""
+    try:
+        given = inspect.signature(Problem).bind(*args, **kwargs).arguments
+    except TypeError:
+        return
+    spec, batch = given.get("spec"), given.get("batch")
+    if isinstance(spec, NetworkSpec) and type(batch) is int and batch >= 1:
+        fits(spec, batch)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -36,6 +37,35 @@ BLOG_DEFAULTS = {"layers": BLOG_SPEC.layer_sizes, "activations": BLOG_SPEC.activ
 """check and explain default to the blog's network (seed.BLOG_SPEC)."""
 BLOG_WORDS = (f"{','.join(map(str, BLOG_SPEC.layer_sizes))} {','.join(BLOG_SPEC.activations)} "
               f"{BLOG_SPEC.loss} {BLOG_SPEC.reduction}")
+
+
+def _print_json(data: Any) -> None:
+    """Print ``data`` as strict JSON (RFC 8259 has no NaN or Infinity, and many parsers
+    refuse them): every non-finite number is the string "NaN", "Infinity" or "-Infinity",
+    which Python's float() and JavaScript's Number() read back.  Every --json output goes
+    through here."""
+    print(json.dumps(_strict(data), allow_nan=False))
+
+
+def _strict(value: Any) -> Any:
+    """``value`` with NumPy scalars and arrays as Python numbers and lists, and every
+    non-finite float as its string (``_print_json``)."""
+    if isinstance(value, dict):
+        return {key: _strict(v) for key, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return _strict(value.tolist())
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    if isinstance(value, (np.bool_, np.integer)):
+        return value.item()
+    if isinstance(value, (float, np.floating)):
+        number = float(value)
+        if math.isnan(number):
+            return "NaN"
+        if math.isinf(number):
+            return "Infinity" if number > 0 else "-Infinity"
+        return number
+    return value
 
 
 class UsageError(Exception):
@@ -114,7 +144,10 @@ def _schedule(text: str) -> tuple[str, dict[str, Any]]:
     if name not in SCHEDULE_SETTINGS:
         raise argparse.ArgumentTypeError(
             f"expected a schedule name from {', '.join(sorted(SCHEDULE_SETTINGS))}, got {name!r}")
-    return name, _settings(rest)
+    settings = _settings(rest)
+    if "milestones" in settings and not isinstance(settings["milestones"], tuple):
+        settings["milestones"] = (settings["milestones"],)      # one: milestones=50
+    return name, settings
 
 
 def _optimizer_options(args: argparse.Namespace) -> runs.OptimizerOptions:
@@ -126,13 +159,24 @@ def _optimizer_options(args: argparse.Namespace) -> runs.OptimizerOptions:
 
 
 def _positive_float(text: str) -> float:
+    """A number > 0; inf passes, for the OptimizerSpec or LRSchedule to refuse saying why
+    (torch takes an inf lr)."""
     try:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not value > 0 or not np.isfinite(value):
+    if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
+
+
+def _real(text: str) -> float:
+    """Any number: the OptimizerSpec refuses what it must, saying why (torch takes a clip
+    threshold of 0 or inf)."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
 def _add_network(p: argparse.ArgumentParser, defaults: str = "the dataset's preset") -> None:
@@ -169,14 +213,15 @@ def _add_optimizer_options(p: argparse.ArgumentParser) -> None:
         o.add_argument(f"--{flag}", action="store_true", help=f"the optimizer's {flag} flag")
     o.add_argument("--schedule", type=_schedule, metavar="NAME[:KEY=VALUE,...]",
                    help=f"learning-rate schedule, one of {', '.join(sorted(SCHEDULE_SETTINGS))}"
-                        "; e.g. step:step_size=100,gamma=0.5 or multistep:milestones=50/80; "
+                        "; e.g. step:step_size=100,gamma=0.5 or multistep:milestones=50/80 (one "
+                        "milestone: milestones=50); "
                         "cosine's t_max and onecycle's total_steps default to the run's steps")
     o.add_argument("--warmup", type=_seed, default=0, metavar="STEPS",
                    help="linear warm-up steps before the schedule (0)")
     o.add_argument("--warmup-start", type=_positive_float, default=WARMUP_START,
                    metavar="FACTOR", help="the warm-up's first factor (torch's 1/3)")
-    o.add_argument("--clip-norm", type=_positive_float, help="clip gradients to this global norm")
-    o.add_argument("--clip-value", type=_positive_float, help="clip each gradient entry")
+    o.add_argument("--clip-norm", type=_real, help="clip gradients to this global norm")
+    o.add_argument("--clip-value", type=_real, help="clip each gradient entry")
 
 
 def _add_common(p: argparse.ArgumentParser, quiet: str) -> None:
@@ -320,12 +365,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
     _plot_fit(case, history.final_params, final_loss, args.out, history.running)
     _warn(args, history.diagnostics)
     if args.json:
-        print(json.dumps({"spec": dataclasses.asdict(case.spec), "optimizer": {
+        _print_json({"spec": dataclasses.asdict(case.spec), "optimizer": {
             "name": case.optimizer.name, "lr": case.optimizer.lr,
             "hyperparams": dict(case.optimizer.hyperparams), "repr": repr(case.optimizer)},
             "epochs": case.epochs,
             "log": log, "final_loss": final_loss, "plot": str(args.out),
-            "warnings": list(history.diagnostics)}))
+            "warnings": list(history.diagnostics)})
     else:
         print(f"final loss (mean over samples and outputs): {final_loss:.6g}")
         print(f"plot saved to {args.out}")
@@ -342,7 +387,8 @@ def cmd_hessian(args: argparse.Namespace) -> int:
                          f"({n_params - 1}), got {args.top}")
     every = args.every or max(1, case.epochs // 20)
     rng = np.random.default_rng(args.seed)
-    x, y = case.x.astype(np.float64), case.y
+    x = case.x.astype(np.float64)
+    y = case.y if case.y.dtype.kind in "iu" else case.y.astype(np.float64)   # labels stay
     spectrum = hessian.Spectrum()
     verbose = not (args.quiet or args.json)
 
@@ -364,11 +410,10 @@ def cmd_hessian(args: argparse.Namespace) -> int:
                            args.out, f"{case.spec.layer_sizes} {case.spec.loss} "
                            f"({case.spec.reduction}): Hessian over training")
     if args.json:
-        print(json.dumps({"epochs": spectrum.epochs, "losses": spectrum.losses,
-                          "lanczos": [v.tolist() for v in spectrum.lanczos],
-                          "exact": [v.tolist() for v in spectrum.exact],
-                          "largest_relative_difference": difference,
-                          "agrees": spectrum.agrees, "plot": str(args.out)}))
+        _print_json({"epochs": spectrum.epochs, "losses": spectrum.losses,
+                     "lanczos": spectrum.lanczos, "exact": spectrum.exact,
+                     "largest_relative_difference": difference,
+                     "agrees": spectrum.agrees, "plot": str(args.out)})
     else:
         if spectrum.exact:
             print(f"Lanczos (eigsh on the hand-derived hvp) vs jax.hessian's eigenvalues: "
@@ -382,27 +427,36 @@ def cmd_hessian(args: argparse.Namespace) -> int:
 
 def _check_case(args: argparse.Namespace) -> Problem:
     """The case of check and explain --values: the suite's own generator (bpnet.problems,
-    non-zero biases), or the suite's failure line given to --replay."""
-    if getattr(args, "replay", None):
-        try:
-            problem = check_all.parse_problem(args.replay)
-        except (TypeError, ValueError) as error:
-            raise UsageError(str(error)) from None
-        spec, batch = problem.spec, problem.batch
-    else:
-        spec, batch = _spec(args), args.batch
-        if args.labels and hw.LOSSES[spec.loss].targets != "class":
-            raise UsageError(f"--labels needs a loss with class targets "
-                             f"(softmax_cross_entropy); {spec.loss} takes "
-                             f"{hw.LOSSES[spec.loss].targets} targets")
+    non-zero biases), or the suite's failure line given to --replay; refused (exit 2)
+    before anything is drawn when it would not fit in memory."""
+    replay = getattr(args, "replay", None)
     try:
-        preflight.check_fits(preflight.check_bytes(spec, batch),
-                             f"a batch of {batch} through {spec.layer_sizes}")
-    except ValueError as error:
+        if replay is not None:
+            problem = check_all.parse_problem(replay, fits=_check_fits)
+            spec, batch = problem.spec, problem.batch
+        else:
+            spec, batch = _spec(args), args.batch
+            if args.labels and hw.LOSSES[spec.loss].targets != "class":
+                raise UsageError(f"--labels needs a loss with class targets "
+                                 f"(softmax_cross_entropy); {spec.loss} takes "
+                                 f"{hw.LOSSES[spec.loss].targets} targets")
+            _check_fits(spec, batch)
+    except (TypeError, ValueError) as error:
         raise UsageError(str(error)) from None
-    if getattr(args, "replay", None):
+    if batch == 1 and "batch" in spec.norms:
+        raise UsageError("a batch of 1 under batch norm (norms has 'batch'): batch norm in "
+                         "training mode needs at least 2 samples (its batch variance is 0; "
+                         "torch refuses it too); give a batch of 2 or more")
+    if replay is not None:
         return problem.astype("float64")
     return Problem(spec, batch, args.seed, labels=args.labels)
+
+
+def _check_fits(spec: hw.NetworkSpec, batch: int) -> None:
+    """ValueError when check (or explain --values) on a batch through ``spec`` would not
+    fit in memory."""
+    preflight.check_fits(preflight.check_bytes(spec, batch),
+                         f"a batch of {batch} through {spec.layer_sizes}")
 
 
 def _references() -> dict[str, Any]:
@@ -429,16 +483,23 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise UsageError("--only selects entries of --all: give --all too")
     if args.lr and not args.optimizer:
         raise UsageError("--lr is the learning rate of --optimizer: give --optimizer too")
-    given = [f"--{k.replace('_', '-')}" for k in ("hyper", "schedule", "clip_norm", "clip_value",
-                                                 *sorted(FLAGS))
-             if getattr(args, k)] + (["--warmup"] if args.warmup else [])
+    given = ([f"--{k}" for k in ("hyper", "schedule", *sorted(FLAGS)) if getattr(args, k)]
+             + [f"--{k.replace('_', '-')}" for k in ("clip_norm", "clip_value")
+                if getattr(args, k) is not None]            # 0 too: refused with a reason
+             + (["--warmup"] if args.warmup else []))
     if given and not args.optimizer:
         raise UsageError(f"{' '.join(given)} set options of --optimizer: give --optimizer too")
     if args.all:
-        if args.optimizer or args.replay:
+        if args.optimizer or args.replay is not None:
             raise UsageError("--all checks every optimizer on cases of its own: it takes no "
                              "--optimizer or --replay")
         return cmd_check_all(args)
+    if args.optimizer:                  # refused before anything is computed
+        try:
+            opt = _optimizer_options(args).spec(args.optimizer, args.lr or 0.05,
+                                                check_all.RANDOM_STEPS + check_all.OPTIMIZER_STEPS)
+        except (TypeError, ValueError) as error:
+            raise UsageError(str(error)) from None
     p = _check_case(args)
     _refuse_gaps(p.spec)
     impls = {"handwritten": hw, **_references()}
@@ -448,19 +509,14 @@ def cmd_check(args: argparse.Namespace) -> int:
         reports = [cross_check(p.spec, p.params, p.x, p.y, impls, finite_differences=True,
                                grads=False)]
     if args.optimizer:
-        try:
-            opt = _optimizer_options(args).spec(args.optimizer, args.lr or 0.05,
-                                                check_all.RANDOM_STEPS + check_all.OPTIMIZER_STEPS)
-        except (TypeError, ValueError) as error:
-            raise UsageError(str(error)) from None
         reports.append(check_all.optimizer_report(opt, p.spec, p.params, hw.loss_and_grads(
             p.spec, p.params, p.x, p.y, p.masks)[1], impls, np.random.default_rng(p.seed)))
     failed = next((r for r in reports if not r.ok), None)
     if args.json:
-        print(json.dumps(reports[0].to_json() | {
+        _print_json(reports[0].to_json() | {
             "seed": p.seed, "dtype": "float64", "case": repr(p),
             "optimizer": reports[1].to_json() if len(reports) > 1 else None,
-            "diagnosis": failed.diagnosis() if failed else []}, default=float))
+            "diagnosis": failed.diagnosis() if failed else []})
     elif args.quiet:
         print((failed or reports[0]).verdict())
     else:
@@ -510,10 +566,10 @@ def cmd_check_all(args: argparse.Namespace) -> int:
     failed = [e for e in entries if not e.ok]
     total = sum(e.seconds for e in entries)
     if args.json:
-        print(json.dumps({"ok": not failed, "seconds": total, "entries": [
+        _print_json({"ok": not failed, "seconds": total, "entries": [
             {"group": e.group, "name": e.name, "case": e.case, "ok": e.ok, "seconds": e.seconds,
              "verdict": e.report.verdict(), "diagnosis": e.report.diagnosis()}
-            for e in entries]}))
+            for e in entries]})
         return 1 if failed else 0
     if any(shares):
         print("(N% of tol: where a reference entry is 0 or within the absolute floor, a "
@@ -550,14 +606,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
                if n != "handwritten" and "batch" in case.spec.norms}
     outside = result.outside()
     if args.json:
-        print(json.dumps({
+        _print_json({
             "final_loss": final, "final_loss_is": "mean over samples and outputs, as fit",
             "max_divergence": {n: float(d.max()) for n, d in result.divergence.items()},
             "running_statistics_divergence": running,
             "within_envelope": None if result.allowed is None else not outside,
             "outside_envelope": outside, "steps": steps, "plot": str(args.out),
             "skipped": result.skipped,
-            "warnings": list(result.diagnostics)}))
+            "warnings": list(result.diagnostics)})
         return 1 if outside else 0
     if not args.quiet:
         for name, reason in result.skipped.items():
@@ -603,7 +659,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         result |= explain.values(p.spec, p.params, p.x, p.y,
                                  (name, implementations.load(name)) if name else None)
     if args.json:
-        print(json.dumps(result))
+        _print_json(result)
         return 0
     print("\n".join(lines))
     if args.values is not None and not args.quiet:
@@ -760,7 +816,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         implementations.persistent_jax_cache(implementations.default_jax_cache())
         if command in ("check", "explain"):
             _network_defaults(args)
-        return int(args.run(args))
+        # a run that diverges is reported on one line (the step it diverged at, or NaN and
+        # FAIL in a table): NumPy's overflow and invalid-value warnings would add lines of
+        # source code to stderr on the way there
+        with np.errstate(all="ignore"):
+            return int(args.run(args))
     except UsageError as error:
         return _fail(command, str(error), 2, "--json" in argv, prefix="error: ")
     except FloatingPointError as error:
@@ -778,7 +838,7 @@ def _fail(command: str, message: str, status: int, as_json: bool, prefix: str = 
     """One line on stderr (and a JSON object on stdout with --json); the exit status."""
     print(f"bpnet{' ' + command if command else ''}: {prefix}{message}", file=sys.stderr)
     if as_json:
-        print(json.dumps({"error": message, "exit_status": status}))
+        _print_json({"error": message, "exit_status": status})
     return status
 
 

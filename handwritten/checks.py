@@ -168,19 +168,23 @@ def check_masks(spec: NetworkSpec, masks: object, batch: int) -> None:
     number dtype) where the layer has dropout, None where it has none.  Masks are inputs,
     never drawn here: the three implementations use the same ones."""
     hidden = spec.n_layers - 1
+    if masks is None:
+        if any(spec.dropout):
+            raise ValueError(f"masks are required: the spec has dropout {spec.dropout}; give "
+                             "one (batch, fan_out) array of 0s and 1s per hidden layer (None "
+                             "where p = 0)")
+        return
+    if not isinstance(masks, Sequence) or isinstance(masks, (str, bytes)):
+        raise TypeError(f"masks must be None or a list of {hidden} entries (one per hidden "
+                        f"layer), got {type(masks).__name__}")
     if not any(spec.dropout):
-        if masks is not None and any(m is not None for m in masks):   # type: ignore[attr-defined]
+        if any(m is not None for m in masks):
             raise ValueError("masks are given, but the spec has no dropout (dropout="
                              f"{spec.dropout})")
         return
-    if masks is None:
-        raise ValueError(f"masks are required: the spec has dropout {spec.dropout}; give one "
-                         "(batch, fan_out) array of 0s and 1s per hidden layer (None where "
-                         "p = 0)")
-    if not isinstance(masks, Sequence) or isinstance(masks, (str, bytes)) \
-            or len(masks) != hidden:
+    if len(masks) != hidden:
         raise TypeError(f"masks must be a list of {hidden} entries (one per hidden layer), "
-                        f"got {type(masks).__name__}")
+                        f"got {len(masks)}")
     for l, (p, mask) in enumerate(zip(spec.dropout, masks)):
         if not p:
             if mask is not None:
@@ -190,6 +194,7 @@ def check_masks(spec: NetworkSpec, masks: object, batch: int) -> None:
         if not isinstance(mask, np.ndarray):
             raise TypeError(f"masks[{l}] must be a numpy array of shape {shape}, "
                             f"got {type(mask).__name__}")
+        check_ndarray(f"masks[{l}]", mask)        # np.matrix's * is a matrix product
         if mask.shape != shape:
             raise ValueError(f"masks[{l}] must have shape {shape}, got {mask.shape}")
         if mask.dtype.kind not in "biuf" or not np.isin(mask, (0, 1)).all():

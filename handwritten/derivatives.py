@@ -269,9 +269,29 @@ def per_example_grads(spec: NetworkSpec, params: Params, x: Array, y: Array) -> 
 
 def per_example_grad_norms(spec: NetworkSpec, params: Params, x: Array, y: Array) -> Array:
     """||per-example gradient|| of every sample, over all params, shape (batch,), without
-    forming the (batch, fan_in, fan_out) arrays: ||outer(u, w)|| = ||u|| ||w||."""
-    total = np.zeros(x.shape[0], dtype=x.dtype)
+    forming the (batch, fan_in, fan_out) arrays: ||outer(u, w)|| = ||u|| ||w||.
+
+    Only scaled rows are squared: with s = max|v| of a row, ||v|| = s ||v / s|| and
+    1 <= ||v / s||**2 <= width, so no square overflows where the gradients are finite
+    (||a_prev||**2 alone would for inputs beyond about 1e154).  Each part of a sample's
+    gradient (layer l's W, then its b) is then a norm s_k r_k, s_k its largest entry, and
+
+        ||g|| = S sqrt(sum_k (s_k / S)**2 r_k**2),        S = max_k s_k
+    """
+    largest, scaled2 = [], []           # per part: s_k and r_k**2, each of shape (batch,)
     for a_prev, d_z in _layer_inputs_and_deltas(spec, params, x, y):
-        dz2 = np.einsum("ij,ij->i", d_z, d_z)                      # ||d_z[i]||**2
-        total += np.einsum("ij,ij->i", a_prev, a_prev) * dz2 + dz2   # W, then b
-    return np.sqrt(total)
+        s_a, a2 = _row_scales_and_squares(a_prev)
+        s_d, dz2 = _row_scales_and_squares(d_z)
+        largest += [s_a * s_d, s_d]                 # W = outer(a_prev, d_z), then b = d_z
+        scaled2 += [a2 * dz2, dz2]
+    top = np.max(largest, axis=0)
+    top = np.where(top > 0, top, 1)                 # an all-zero gradient has norm 0
+    total = sum((s / top) ** 2 * r2 for s, r2 in zip(largest, scaled2))
+    return top * np.sqrt(total)
+
+
+def _row_scales_and_squares(v: Array) -> tuple[Array, Array]:
+    """Per row of v: s = max|v| and ||v / s||**2 (0 for a row of zeros)."""
+    s = np.abs(v).max(axis=1)
+    unit = v / np.where(s > 0, s, 1)[:, None]
+    return s, np.einsum("ij,ij->i", unit, unit)

@@ -169,12 +169,20 @@ def hidden_block(spec: NetworkSpec, l: int, p: dict[str, Array], a_prev: Array,
     return layer
 
 
+def layer_mask(masks: Masks | None, l: int, dtype: np.dtype[Any]) -> Array | None:
+    """Layer l's dropout keep-mask in the layer's dtype (None where there is none): a mask
+    of bools, ints or float64 must not turn a float32 network's quantities into float64."""
+    if masks is None or l >= len(masks) or masks[l] is None:
+        return None
+    return np.asarray(masks[l], dtype=dtype)
+
+
 def _forward_blocks(spec: NetworkSpec, params: Params, x: Array, masks: Masks | None,
                     running: Running | None) -> tuple[Array, list[dict[str, Array]]]:
     cache = []
     a = x
     for l, p in enumerate(params):
-        mask = masks[l] if masks is not None and l < len(masks) else None
+        mask = layer_mask(masks, l, p["W"].dtype)
         cache.append(hidden_block(spec, l, p, a, mask, None if running is None else running[l]))
         a = cache[-1]["a"]
     return a, cache
@@ -251,7 +259,7 @@ def backward(spec: NetworkSpec, params: Params, x: Array, y: Array,
         W = params[l]["W"]
         block: dict[str, Array] = {}
         if "d_a" in deltas[l] and spec.has_blocks:                   # a hidden block's parts
-            mask = masks[l] if masks is not None and l < len(masks) else None
+            mask = layer_mask(masks, l, W.dtype)
             block = hidden_block_backward(spec, l, params[l], cache[l], deltas[l]["d_a"], mask)
             d_z = block.pop("d_z")
             deltas[l] |= {k: v for k, v in block.items() if k not in ("d_gamma", "d_beta")}

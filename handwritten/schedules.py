@@ -66,19 +66,37 @@ def constant_lr(lr: float, k: int, settings: Mapping[str, Any]) -> float:
     return lr
 
 
+def decayed(lr: float, gamma: float, n: int) -> float:
+    """lr * gamma ** n, as torch's schedulers reach it, one multiplication by gamma per
+    decay: inf once it is beyond the largest float, 0 below the smallest.  Python's **
+    raises OverflowError where gamma ** n alone is beyond the largest float (gamma 2
+    after 1,024 decays) although lr * gamma ** n may not be: there lr is multiplied by
+    powers of gamma that stay in range, until the product is inf or n is used up."""
+    try:
+        return float(lr * gamma ** n)
+    except OverflowError:                       # only for gamma > 1
+        pass
+    chunk = max(1, int(700 / math.log(gamma)))  # gamma ** chunk <= e ** 700 < 1.8e308
+    rate = lr
+    while n > 0 and 0 < rate < math.inf:
+        rate *= gamma ** min(chunk, n)
+        n -= chunk
+    return rate
+
+
 def step_lr(lr: float, k: int, settings: Mapping[str, Any]) -> float:
     """lr_k = lr * gamma ** (k // step_size): decays by gamma every step_size steps."""
-    return float(lr * settings["gamma"] ** (k // settings["step_size"]))
+    return decayed(lr, settings["gamma"], k // settings["step_size"])
 
 
 def multistep_lr(lr: float, k: int, settings: Mapping[str, Any]) -> float:
     """lr_k = lr * gamma ** (number of milestones m <= k); a repeated milestone counts twice."""
-    return float(lr * settings["gamma"] ** bisect_right(settings["milestones"], k))
+    return decayed(lr, settings["gamma"], bisect_right(settings["milestones"], k))
 
 
 def exponential_lr(lr: float, k: int, settings: Mapping[str, Any]) -> float:
     """lr_k = lr * gamma ** k."""
-    return float(lr * settings["gamma"] ** k)
+    return decayed(lr, settings["gamma"], k)
 
 
 def cosine_lr(lr: float, k: int, settings: Mapping[str, Any]) -> float:

@@ -63,8 +63,11 @@ def positive_int(name: str, value: object) -> int:
 
 
 def finite_real(name: str, value: object, *, low: float, high: float = np.inf,
-                low_open: bool = False, high_open: bool = True) -> float:
-    """A finite real number in an interval, returned as a Python float."""
+                low_open: bool = False, high_open: bool = True, why_inf: str = "",
+                why_low: str = "") -> float:
+    """A finite real number in an interval, returned as a Python float.  ``why_inf`` and
+    ``why_low`` say why +inf, or a value below the interval, is refused (where torch
+    takes it), after the message."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     v = float(value)
@@ -72,7 +75,9 @@ def finite_real(name: str, value: object, *, low: float, high: float = np.inf,
     too_high = v >= high if high_open else v > high
     if not np.isfinite(v) or too_low or too_high:
         interval = ("(" if low_open else "[") + f"{low}, {high}" + (")" if high_open else "]")
-        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
+        why = why_inf if v == np.inf else why_low if too_low else ""
+        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}"
+                         + (f": {why}" if why else ""))
     return v
 
 
@@ -317,6 +322,17 @@ HYPERPARAMETER_RANGES: Mapping[str, tuple[float, float, bool]] = MappingProxyTyp
 """The valid interval of every numeric hyperparameter (rmsprop's momentum also takes 0,
 which means none, as in torch)."""
 
+WHY_NOT_INF: Mapping[str, str] = MappingProxyType({
+    "lr": "torch takes inf, but then the first step makes the params inf or NaN",
+    "momentum": "torch takes inf, but then the params are inf or NaN within two steps",
+    "eps": "torch takes inf, but then every update is 0: nothing trains",
+    "initial_accumulator_value": "torch takes inf, but then every update is 0: nothing trains",
+    "clip": "torch takes inf, which clips nothing: leave clipping off instead",
+    "": "torch takes inf, but then the params are inf or NaN after a step",
+})
+"""Why an infinite lr, hyperparameter ("": any other) or clipping threshold is refused,
+although torch.optim takes it."""
+
 RANGE_OVERRIDES: Mapping[tuple[str, str], tuple[float, float, bool]] = MappingProxyType({
     ("rmsprop", "momentum"): (0.0, np.inf, False),
 })
@@ -425,14 +441,18 @@ def _schedule_setting(key: str, value: object) -> Any:
         steps = _as_tuple(key, value)
         for i, m in enumerate(steps):
             if isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 0:
-                raise ValueError(f"milestones[{i}] must be a step count >= 0, got {m!r}")
+                why = (": torch takes a negative milestone, but no step ever reaches it"
+                       if isinstance(m, numbers.Integral) and m < 0 else "")
+                raise ValueError(f"milestones[{i}] must be a step count >= 0, got {m!r}{why}")
         return tuple(sorted(int(m) for m in steps))
     if key == "pct_start":
         return finite_real(key, value, low=0.0, high=1.0, low_open=True)
     if key in ("div_factor", "final_div_factor"):
         return finite_real(key, value, low=0.0, low_open=True)
     if key == "gamma":       # 0 would zero the learning rate (and optax ignores a 0 decay rate)
-        return finite_real(key, value, low=0.0, low_open=True)
+        return finite_real(key, value, low=0.0, low_open=True, why_low=(
+            "torch takes gamma <= 0, but 0 makes the learning rate 0 (nothing trains after the "
+            "first decay) and a negative gamma makes it negative (the loss is ascended)"))
     return finite_real(key, value, low=0.0)      # eta_min
 
 
@@ -481,7 +501,7 @@ class OptimizerSpec:
         if self.name not in OPTIMIZER_DEFAULTS:
             raise ValueError(f"optimizer name is unknown: {self.name!r}; "
                              f"expected one of {sorted(OPTIMIZER_DEFAULTS)}")
-        lr = finite_real("lr", self.lr, low=0.0)
+        lr = finite_real("lr", self.lr, low=0.0, why_inf=WHY_NOT_INF["lr"])
         defaults = OPTIMIZER_DEFAULTS[self.name]
         if not isinstance(self.hyperparams, Mapping):
             raise TypeError(f"hyperparams must be a mapping, got {type(self.hyperparams).__name__}")
@@ -502,14 +522,19 @@ class OptimizerSpec:
                 hyper[key] = bool(value)
             else:
                 low, high, low_open = hyperparameter_range(self.name, key)
-                hyper[key] = finite_real(key, value, low=low, high=high, low_open=low_open)
+                why_inf = WHY_NOT_INF.get(key, WHY_NOT_INF[""]) if high == np.inf else ""
+                hyper[key] = finite_real(key, value, low=low, high=high, low_open=low_open,
+                                         why_inf=why_inf)
         if self.schedule is not None and not isinstance(self.schedule, LRSchedule):
             raise TypeError(f"schedule must be an LRSchedule or None, got "
                             f"{type(self.schedule).__name__}: {self.schedule!r}")
         for key in ("clip_norm", "clip_value"):
             value = getattr(self, key)
             if value is not None:
-                object.__setattr__(self, key, finite_real(key, value, low=0.0, low_open=True))
+                object.__setattr__(self, key, finite_real(
+                    key, value, low=0.0, low_open=True, why_inf=WHY_NOT_INF["clip"],
+                    why_low="torch takes 0 (and less), but then every gradient is clipped to 0 "
+                            "(or flipped): nothing trains"))
         if self.clip_norm is not None and self.clip_value is not None:
             raise ValueError("give clip_norm or clip_value, not both (their order would matter)")
         object.__setattr__(self, "lr", lr)

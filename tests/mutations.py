@@ -201,7 +201,8 @@ MUTATIONS = [
              "f'(z)", "derivatives.py:tangent_forward", "a_dot = f.backward(z, a, z_dot)",
              "a_dot = f.backward(a, a, z_dot)"),
     Mutation("per_example_norm_without_the_bias", "per-example norms forget the bias gradient",
-             "derivatives.py:per_example_grad_norms", "* dz2 + dz2", "* dz2"),
+             "derivatives.py:per_example_grad_norms", "[a2 * dz2, dz2]",
+             "[a2 * dz2, 0 * dz2]"),
     Mutation("per_example_divided_by_batch_again", "per-example gradients divided by the batch "
              "once more (the reduction's 1/batch twice)", "derivatives.py:per_example_grads",
              '"b": d_z.copy()}', '"b": d_z / d_z.shape[0]}'),

@@ -192,6 +192,16 @@ OPT_CASES: list[tuple[tuple[Any, ...], type[Exception], str]] = [
     (("sgd", 0.1, {}, None, 0.0), ValueError, "clip_norm must be a finite number in (0.0"),
     (("sgd", 0.1, {}, None, None, -1.0), ValueError, "clip_value must be a finite number"),
     (("sgd", 0.1, {}, None, 1.0, 1.0), ValueError, "give clip_norm or clip_value, not both"),
+    # values torch takes: the message says why bpnet does not
+    (("sgd", np.inf), ValueError, "torch takes inf, but then the first step makes the params"),
+    (("adam", 0.1, {"eps": np.inf}), ValueError, "torch takes inf, but then every update is 0"),
+    (("momentum", 0.1, {"momentum": np.inf}), ValueError,
+     "momentum must be a finite number in (0.0, inf), got inf: torch takes inf, but then the "
+     "params are inf or NaN"),
+    (("sgd", 0.1, {}, None, 0.0), ValueError, "torch takes 0 (and less), but then every "
+     "gradient is clipped to 0"),
+    (("sgd", 0.1, {}, None, None, np.inf), ValueError, "torch takes inf, which clips nothing"),
+    (("sgd", 0.1, {}, None, np.inf), ValueError, "torch takes inf, which clips nothing"),
 ]
 @pytest.mark.parametrize(("args", "error", "words"), OPT_CASES, ids=[c[2] for c in OPT_CASES])
 def test_bad_optimizer_is_refused(args: tuple[Any, ...], error: type[Exception],
@@ -210,6 +220,12 @@ SCHEDULE_CASES: list[tuple[tuple[Any, ...], type[Exception], str]] = [
     (("exponential", {"gamma": 0.0}), ValueError, "gamma must be a finite number in (0.0"),
     (("multistep", {"milestones": (3, -1)}), ValueError, "milestones[1] must be a step count"),
     (("multistep", {"milestones": 3}), TypeError, "milestones must be a tuple or list"),
+    # values torch takes: the message says why bpnet does not
+    (("multistep", {"milestones": (3, -1)}), ValueError,
+     "got -1: torch takes a negative milestone, but no step ever reaches it"),
+    (("step", {"step_size": 2, "gamma": 0.0}), ValueError,
+     "torch takes gamma <= 0, but 0 makes the learning rate 0"),
+    (("exponential", {"gamma": -0.5}), ValueError, "a negative gamma makes it negative"),
     (("onecycle", {"total_steps": 10, "pct_start": 0.05}), ValueError,
      "needs 1 < pct_start * total_steps < total_steps"),
     (("onecycle", {"total_steps": 10}, 3), ValueError, "warmup does not combine with 'onecycle'"),
@@ -364,3 +380,51 @@ def test_init_state_refuses_a_name_and_bad_params() -> None:
         init_state("adam", good()["params"])  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="params must be a non-empty list"):
         init_state(SGD, [])
+
+
+DROPOUT = NetworkSpec((3, 4, 2), ("tanh", "identity"), dropout=(0.5,))
+
+
+def _dropout_problem() -> tuple[list[dict[str, np.ndarray]], np.ndarray, np.ndarray,
+                                np.ndarray]:
+    """batch 4, width 4, dropout 0.5, and a keep-mask with both 0s and 1s in every row."""
+    rng = np.random.default_rng(0)
+    params = init_params(DROPOUT, rng, "glorot_uniform")
+    mask = np.array([[1, 0, 1, 0], [0, 1, 1, 0], [1, 1, 0, 0], [0, 0, 1, 1]], dtype=float)
+    return params, rng.normal(size=(4, 3)), rng.uniform(size=(4, 2)), mask
+
+
+@pytest.mark.parametrize("entry", [loss_and_grads, trace])
+@pytest.mark.parametrize(("masks", "error", "words"), [
+    (lambda m: [_matrix(m)], TypeError, "masks[0] must be a plain numpy.ndarray, not the "
+     "subclass matrix"),
+    (lambda m: [np.ma.asarray(m)], TypeError, "masks[0] must be a plain numpy.ndarray, not "
+     "the subclass MaskedArray"),
+    (lambda m: 5, TypeError, "masks must be None or a list of 1 entries"),
+], ids=["matrix", "masked", "int"])
+def test_masks_are_refused_like_every_other_array(entry: Callable[..., Any],
+                                                   masks: Callable[[np.ndarray], Any],
+                                                   error: type[Exception], words: str) -> None:
+    """np.matrix's * is a matrix product: a (4, 4) matrix mask once gave a wrong loss."""
+    params, x, y, mask = _dropout_problem()
+    with pytest.raises(error) as info:
+        entry(DROPOUT, params, x, y, masks=masks(mask))
+    assert words in str(info.value), str(info.value)
+    with pytest.raises(TypeError, match=r"masks must be None or a list of 1 entries .*got int"):
+        entry(SPEC, good()["params"], good()["x"], good()["y"], masks=5)   # no dropout
+
+
+@pytest.mark.parametrize("mask_dtype", [np.float64, np.int32, np.int64, np.bool_])
+def test_a_float32_network_stays_float32_whatever_the_masks_dtype(mask_dtype: Any) -> None:
+    params, x, y, mask = _dropout_problem()
+    params32 = [{k: v.astype(np.float32) for k, v in layer.items()} for layer in params]
+    x32, y32, mask = x.astype(np.float32), y.astype(np.float32), mask.astype(mask_dtype)
+    loss, grads = loss_and_grads(DROPOUT, params32, x32, y32, masks=[mask])
+    assert loss.dtype == np.float32
+    assert {g.dtype for layer in grads for g in layer.values()} == {np.dtype(np.float32)}
+    t = trace(DROPOUT, params32, x32, y32, masks=[mask])
+    assert t.loss.dtype == np.float32
+    assert {v.dtype for layer in t.layers for v in layer.values()} == {np.dtype(np.float32)}
+    # and the same numbers as with a float32 mask
+    same, _ = loss_and_grads(DROPOUT, params32, x32, y32, masks=[mask.astype(np.float32)])
+    assert loss == same

@@ -238,6 +238,23 @@ def test_explain_derivatives_prints_every_second_derivative_with_shapes(
     (["check", "--all", "--only", "nothing"], "--only 'nothing' matches no entry of --all"),
     (["check", "--replay", "Problem(NetworkSpec((1, 1), ('tanh',), 'mse'), batch=0, seed=1)"],
      "batch"),
+    # batch norm needs two samples: refused as fit refuses it, not a traceback
+    (["check", "--layers", "3,4,2", "--activations", "tanh,identity", "--norms", "batch",
+      "--batch", "1"], "a batch of 1 under batch norm"),
+    (["check", "--replay", "Problem(NetworkSpec((3, 4, 2), ('tanh', 'identity'), "
+      "norms=('batch',)), batch=1, seed=0)"], "a batch of 1 under batch norm"),
+    # a replayed case is sized before anything is drawn, as --layers and --batch are
+    (["check", "--replay", "Problem(NetworkSpec((1000000, 1000000, 1), ('tanh', 'identity')), "
+      "batch=1, seed=0)"], "of memory, more than this machine's"),
+    (["check", "--replay", "Problem(NetworkSpec((1, 1), ('tanh',)), batch=100000000000, "
+      "seed=0)"], "of memory, more than this machine's"),
+    # malformed replay text: one line, never the default case
+    (["check", "--replay", ""], "--replay is empty"),
+    (["check", "--replay", "  "], "--replay is empty"),
+    (["check", "--replay=" + "-" * 3000 + "1"], "--replay nests too deeply"),
+    (["check", "--replay=" + "-" * 100_000 + "1"], "--replay nests too deeply"),
+    (["check", "--replay", "Problem(NetworkSpec((1, 1), ('tanh',)), batch=" + "-" * 3000
+      + "1, seed=0)"], "--replay nests too deeply"),
 ])
 def test_bad_input_is_one_line_exit_2(argv: list[str], words: str,
                                       capsys: pytest.CaptureFixture[str]) -> None:
@@ -427,6 +444,19 @@ def test_fit_takes_every_optimizer_option(tmp_path: Path,
     (["--clip-norm", "1", "--clip-value", "1"], "give clip_norm or clip_value, not both"),
     (["--schedule", "onecycle:total_steps=10", "--epochs", "20"], "the schedule's total_steps "
      "is 10, but the optimizer would take step 20"),
+    # values torch takes: the message says why bpnet refuses them
+    (["--lr", "inf"], "got inf: torch takes inf, but then the first step makes the params"),
+    (["--optimizer", "adam", "--hyper", "eps=inf"], "torch takes inf, but then every update "
+     "is 0"),
+    (["--optimizer", "momentum", "--hyper", "momentum=inf"], "torch takes inf, but then the "
+     "params are inf or NaN"),
+    (["--clip-norm", "0"], "torch takes 0 (and less), but then every gradient is clipped to 0"),
+    (["--clip-value", "inf"], "torch takes inf, which clips nothing"),
+    (["--schedule", "step:step_size=2,gamma=0"], "torch takes gamma <= 0, but 0 makes the "
+     "learning rate 0"),
+    (["--schedule", "exponential:gamma=-0.5"], "a negative gamma makes it negative"),
+    (["--schedule", "multistep:milestones=-5"], "torch takes a negative milestone, but no step "
+     "ever reaches it"),
 ])
 def test_bad_optimizer_options_are_one_line_usage_errors(
         args: list[str], words: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -535,3 +565,88 @@ def test_fit_and_compare_train_hidden_blocks(tmp_path: Path,
     assert main(["fit", "--dataset", "spirals", *BLOCK_NET, "--batch-size", "299",
                  "--out", str(tmp_path / "g.png")]) == 2
     assert "leaves one sample in the last batch" in capsys.readouterr().err
+
+
+def _one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("options", [
+    ["--optimizer", "rmsprop", "--hyper", "alpha=2"],
+    ["--optimizer", "rmsprop", "--hyper", "momentum=1e300"],
+    ["--optimizer", "sgd", "--lr", "1e308"],
+    ["--optimizer", "rmsprop", "--centered", "--hyper", "alpha=0"],
+], ids=["alpha=2", "momentum=1e300", "lr=1e308", "centered,alpha=0"])
+def test_a_diverging_optimizer_in_check_is_a_result(options: list[str],
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Its steps leave the float range: exit 1 and one line naming the step (once, a
+    traceback ending in "params must be finite" from the step after)."""
+    assert main(["check", *options]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith("bpnet check: OptimizerSpec(") and " diverged: " in line, line
+    assert "non-finite after step " in line, line
+
+
+def test_hessian_trains_in_float32(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The Hessian is taken in float64 from float32 params, x and y alike (once, y stayed
+    float32 and the float64 check refused the mix)."""
+    assert main(["hessian", "--dtype", "float32", "--epochs", "2", "--json",
+                 "--out", str(tmp_path / "h.png")]) == 0
+    assert json.loads(capsys.readouterr().out)["agrees"]
+
+
+@pytest.mark.parametrize(("schedule", "epochs"), [("exponential:gamma=2", "1100"),
+                                                  ("step:step_size=1,gamma=1e200", "3")])
+def test_a_schedule_beyond_the_float_range_diverges_on_one_line(
+        schedule: str, epochs: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """gamma ** k beyond the largest float: the learning rate is torch's inf, the run
+    diverges, and that is one line naming the step (once, an OverflowError's traceback)."""
+    assert main(["fit", "--schedule", schedule, "--epochs", epochs, "--quiet",
+                 "--out", str(tmp_path / "f.png")]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith("bpnet fit: training diverged: ") and " step " in line, line
+
+
+def _strict_json(text: str) -> Any:
+    """json.loads that refuses NaN, Infinity and -Infinity (not JSON, though Python writes
+    them by default)."""
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} in --json output: not strict JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("argv", [
+    ["explain", "--values", "2", "--weight-decay", "1e308"],
+    ["check", "--weight-decay", "1e308"],
+], ids=["explain", "check"])
+def test_json_output_is_strict_json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """A weight decay of 1e308 makes the loss inf: the numbers are the strings "Infinity"
+    and "NaN" (README, the command line), never the bare NaN or Infinity."""
+    main([*argv, "--json"])
+    out = capsys.readouterr().out
+    assert "Infinity" in out or "NaN" in out
+    _strict_json(out)
+
+
+def test_hessian_json_without_an_exact_spectrum_is_strict(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Over 2000 params there is no jax.hessian to compare with: the largest difference is
+    "NaN", a string."""
+    assert main(["hessian", "--layers", "1,50,40,1", "--activations", "tanh,tanh,identity",
+                 "--epochs", "1", "--json", "--out", str(tmp_path / "h.png")]) == 0
+    assert _strict_json(capsys.readouterr().out)["largest_relative_difference"] == "NaN"
+
+
+def test_a_single_milestone_is_accepted(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """torch takes milestones=[5]; the command line spells it milestones=5."""
+    assert main(["fit", "--schedule", "multistep:milestones=5", "--epochs", "10", "--json",
+                 "--out", str(tmp_path / "f.png")]) == 0
+    repr_ = json.loads(capsys.readouterr().out)["optimizer"]["repr"]
+    assert "LRSchedule('multistep', {'milestones': (5,), 'gamma': 0.1})" in repr_
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    assert "milestone: milestones=50" in " ".join(capsys.readouterr().out.split())

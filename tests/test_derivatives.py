@@ -4,6 +4,8 @@ forward pass, per-example gradients that sum to the batch's."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -92,6 +94,25 @@ def test_per_example_grads_match_vmap_grad_and_sum_to_the_batch_gradient(p: Prob
     explicit = np.sqrt(sum((v.reshape(p.batch, -1) ** 2).sum(axis=1)
                            for layer in ours for v in layer.values()))
     np.testing.assert_allclose(norms, explicit, rtol=1e-13, atol=1e-300)
+
+
+def test_per_example_norms_are_finite_wherever_the_per_example_grads_are() -> None:
+    """Inputs of about 1e160 with first-layer weights of 1e-160: every per-example gradient
+    is finite (about 1e160 * d_z), but ||x[i]||**2 is not (beyond about 1.3e154): the norms
+    must still be the explicit gradients' norms (math.hypot does not overflow)."""
+    spec = hw.NetworkSpec((3, 4, 2), ("tanh", "identity"), "half_mse", "sum")
+    rng = np.random.default_rng(0)
+    params = make_params(spec, rng, "float64")
+    params[0]["W"] = params[0]["W"] * 1e-160          # z of the first layer stays about 1
+    x = rng.uniform(-1, 1, (5, 3)) * 1e160
+    y = rng.uniform(-1, 1, (5, 2))
+    per_example = derivatives.per_example_grads(spec, params, x, y)
+    explicit = [math.hypot(*np.concatenate([v[i].ravel() for layer in per_example
+                                            for v in layer.values()])) for i in range(5)]
+    norms = derivatives.per_example_grad_norms(spec, params, x, y)
+    assert np.isfinite(explicit).all() and np.max(explicit) > 1e154
+    # the same sums of squares in another order, on scaled entries: a few ulps apart
+    np.testing.assert_allclose(norms, explicit, rtol=1e-13)
 
 
 def test_bad_direction_is_refused_by_name() -> None:

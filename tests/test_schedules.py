@@ -88,3 +88,20 @@ def test_warmup_then_schedule_is_torchs_sequential_lr() -> None:
     rates = schedule.learning_rates(1.0, 10)
     assert rates == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5], rel=1e-15)
     _agree(rates, torch_schedules.learning_rates(schedule, 1.0, 10), "warm-up vs torch")
+
+
+@pytest.mark.parametrize(("schedule", "lr", "steps"), [
+    (hw.LRSchedule("exponential", {"gamma": 2.0}), 0.1, 1100),     # 2 ** k overflows at 1024
+    (hw.LRSchedule("exponential", {"gamma": 2.0}), 1e-300, 2000),  # 2 ** k does, lr 2 ** k not
+    (hw.LRSchedule("step", {"step_size": 1, "gamma": 1e200}), 0.1, 4),
+    (hw.LRSchedule("step", {"step_size": 1, "gamma": 1e155}), 1e-300, 4),
+    (hw.LRSchedule("exponential", {"gamma": 1e-200}), 0.1, 4),     # below the smallest float
+], ids=["exp-inf", "exp-finite", "step-inf", "step-finite", "exp-zero"])
+def test_a_decay_beyond_the_float_range_is_torchs_inf_or_finite_value(
+        schedule: hw.LRSchedule, lr: float, steps: int) -> None:
+    """gamma ** k out of the float range is no OverflowError: torch multiplies by gamma
+    once per decay and reaches inf (or 0), or a finite lr * gamma ** k where lr is small."""
+    ours = schedule.learning_rates(lr, steps)
+    # inf only where torch's is inf; elsewhere the float64 tolerance, as _agree
+    np.testing.assert_allclose(ours, torch_schedules.learning_rates(schedule, lr, steps),
+                               rtol=RTOL64, atol=0)
