@@ -393,6 +393,8 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     verbose = not (args.quiet or args.json)
 
     def at(epoch: int, params: hw.Params) -> None:
+        if not all(np.isfinite(w).all() for layer in params for w in layer.values()):
+            return          # diverged: train says so, naming the step, when it checks
         if epoch % every == 0 or epoch == case.epochs:
             p64: hw.Params = [{k: np.array(w, dtype=np.float64) for k, w in layer.items()}
                    for layer in params]

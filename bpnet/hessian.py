@@ -52,13 +52,22 @@ def top_eigenvalues(spec: hw.NetworkSpec, params: hw.Params, x: np.ndarray, y: n
 
     def matvec(v: np.ndarray) -> np.ndarray:
         tangent = unflatten(spec, np.ascontiguousarray(v, dtype=np.float64).ravel())
-        return flatten(derivatives.hvp(spec, params, x, y, tangent))
+        product = flatten(derivatives.hvp(spec, params, x, y, tangent))
+        if not np.isfinite(product).all():
+            raise FloatingPointError("the Hessian-vector product is not finite (the "
+                                     "objective overflows at these params)")
+        return product
 
+    # v0 from the caller's generator (ARPACK's own start is random and not seeded by
+    # anything of ours)
+    v0 = rng.standard_normal(n)
+    if not matvec(v0).any():
+        # H v0 = 0 for a random v0: H is 0 (every unit saturated, say), and ARPACK refuses
+        # the zero operator ("Starting vector is zero")
+        return np.zeros(k)
     operator = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
-    # tol=0: to machine precision; v0 from the caller's generator (ARPACK's own start is
-    # random and not seeded by anything of ours)
-    values = eigsh(operator, k=k, which="LA", tol=0, v0=rng.standard_normal(n),
-                   return_eigenvectors=False)
+    # tol=0: to machine precision
+    values = eigsh(operator, k=k, which="LA", tol=0, v0=v0, return_eigenvectors=False)
     return np.sort(values)[::-1]
 
 
@@ -72,7 +81,10 @@ def exact_spectrum(spec: hw.NetworkSpec, params: hw.Params, x: np.ndarray, y: np
     with jax.enable_x64(True):
         hessian = np.array(_jax_hessian(spec)(jnp.asarray(flatten(params)), jnp.asarray(x),
                                               jnp.asarray(y)))
-    return np.linalg.eigvalsh((hessian + hessian.T) / 2)[::-1]
+    if not np.isfinite(hessian).all():
+        raise FloatingPointError("jax.hessian's Hessian is not finite (the objective "
+                                 "overflows at these params)")
+    return np.linalg.eigvalsh(hessian / 2 + hessian.T / 2)[::-1]
 
 
 @lru_cache(maxsize=8)
@@ -112,9 +124,18 @@ class Spectrum:
 def checkpoint(spectrum: Spectrum, spec: hw.NetworkSpec, params: hw.Params, x: np.ndarray,
                y: np.ndarray, epoch: int, loss: float, k: int, rng: np.random.Generator
                ) -> None:
-    """Append one checkpoint (the exact spectrum only for a network of <= EXACT_LIMIT params)."""
+    """Append one checkpoint (the exact spectrum only for a network of <= EXACT_LIMIT params).
+
+    Raises FloatingPointError, naming the epoch, where the Hessian is not finite (a run that
+    diverges: the command line reports it as training's divergence, exit status 1)."""
+    try:
+        top = top_eigenvalues(spec, params, x, y, k, rng)
+        small = sum(w.size for layer in params for w in layer.values()) <= EXACT_LIMIT
+        exact = exact_spectrum(spec, params, x, y) if small else None
+    except FloatingPointError as error:
+        raise FloatingPointError(f"no spectrum at epoch {epoch}: {error}") from None
     spectrum.epochs.append(epoch)
     spectrum.losses.append(loss)
-    spectrum.lanczos.append(top_eigenvalues(spec, params, x, y, k, rng))
-    if sum(w.size for layer in params for w in layer.values()) <= EXACT_LIMIT:
-        spectrum.exact.append(exact_spectrum(spec, params, x, y))
+    spectrum.lanczos.append(top)
+    if exact is not None:
+        spectrum.exact.append(exact)

@@ -650,3 +650,26 @@ def test_a_single_milestone_is_accepted(tmp_path: Path,
     with pytest.raises(SystemExit):
         main(["fit", "--help"])
     assert "milestone: milestones=50" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize(("options", "status", "words"), [
+    (["--lr", "1000"], 0, ""),
+    (["--lr", "1e308"], 1, "bpnet hessian: training diverged: "),
+    (["--weight-decay", "1e308"], 1, "bpnet hessian: training diverged: "),
+], ids=["saturated", "lr=1e308", "weight-decay=1e308"])
+def test_hessian_of_a_run_that_saturates_or_diverges(
+        options: list[str], status: int, words: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by tests/test_fuzz.py: a saturated network's Hessian is 0, which ARPACK refuses
+    ("Starting vector is zero": now every top eigenvalue is 0, as jax.hessian's); params
+    that left the float range reached hvp's input check; a weight decay of 1e308 overflowed
+    the symmetrized exact Hessian (eigvalsh: "did not converge").  Each was a traceback."""
+    code = main(["hessian", "--epochs", "2", *options, "--json", "--out",
+                 str(tmp_path / "h.png")])
+    out, err = capsys.readouterr()
+    assert code == status
+    if status == 0:
+        result = _strict_json(out)
+        assert result["agrees"] and result["lanczos"][-1] == [0.0, 0.0, 0.0]
+    else:
+        assert words in _one_line(err)
