@@ -827,6 +827,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(command, str(error), 2, "--json" in argv, prefix="error: ")
     except FloatingPointError as error:
         return _fail(command, str(error), 1, "--json" in argv)
+    except OverflowError as error:
+        # Python's float arithmetic raises where NumPy gives inf: torch's MultiStepLR
+        # computes gamma ** (times a milestone is repeated) in Python floats
+        return _fail(command, f"a number left the float range ({error}): the run diverged "
+                     "before it could be compared", 1, "--json" in argv)
     except KeyboardInterrupt as error:
         return _fail(command, str(error) or "interrupted", 130, "--json" in argv)
     except BrokenPipeError:

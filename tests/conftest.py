@@ -2,10 +2,11 @@
 
 Profiles, chosen with the environment variable HYPOTHESIS_PROFILE:
 - ``dev`` (default locally): few examples, drawn anew each run;
-- ``quick`` (``make quick``): as few, derandomized: the same examples every run, so
-  a harmless edit never turns it red, and JAX's cache holds their programs;
-- ``ci`` (default under .ci/run): derandomized, so every run checks the same
-  examples, and no deadline (first calls compile);
+- ``quick`` (``make quick``): as few, derandomized: a fixed seed per property and no
+  replay of earlier failures, so a harmless edit does not turn it red;
+- ``ci`` (default under .ci/run): derandomized (a fixed seed per property; the examples
+  after the first still vary between runs, cause not yet found: README, "Time"), and no
+  deadline (first calls compile);
 - ``thorough``: many examples, for hunting the worst case.
 
 JAX's compiled programs are kept in a persistent cache, the project's own

@@ -337,7 +337,10 @@ def _run(*args: str, env: dict[str, str] | None = None, **kwargs: Any
 
 def test_ctrl_c_is_one_line_exit_130_and_fit_saves_the_plot_so_far(tmp_path: Path) -> None:
     out = tmp_path / "fit.png"
-    with _run("fit", "--epochs", "100000000", "--batch-size", "50", "--out", str(out)) as proc:
+    # Ctrl-C as a terminal delivers it: a suite started in the background (`make test &`)
+    # has SIGINT ignored, and a child inherits that (Python then installs no handler)
+    with _run("fit", "--epochs", "100000000", "--batch-size", "50", "--out", str(out),
+              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) as proc:
         assert proc.stdout is not None and proc.stdout.readline().startswith("epoch: 0")
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
@@ -587,6 +590,17 @@ def test_a_diverging_optimizer_in_check_is_a_result(options: list[str],
     line = _one_line(capsys.readouterr().err)
     assert line.startswith("bpnet check: OptimizerSpec(") and " diverged: " in line, line
     assert "non-finite after step " in line, line
+
+
+def test_torchs_scheduler_overflowing_in_python_floats_is_a_result(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """torch's MultiStepLR multiplies by gamma ** (times a milestone repeats) in Python
+    floats, which raise OverflowError where handwritten's decay is inf: exit 1, one line
+    (once, a traceback from inside torch.optim.lr_scheduler)."""
+    assert main(["check", "--optimizer", "sgd", "--lr", "1e-300", "--schedule",
+                 "multistep:milestones=1/1,gamma=1e200"]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith("bpnet check: a number left the float range"), line
 
 
 def test_hessian_trains_in_float32(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -28,9 +28,10 @@ def test_every_mapped_test_exists() -> None:
 
 
 def test_a_change_selects_its_tests_once_and_a_test_file_itself() -> None:
-    chosen = select_tests(["handwritten/seed.py", "handwritten/checks.py", "tests/test_seed.py",
+    chosen = select_tests(["handwritten/seed.py", "handwritten/spec.py", "tests/test_seed.py",
                            "README.md"])
-    assert chosen == ["tests/test_seed.py", "tests/test_bad_input.py"]
+    assert chosen == ["tests/test_seed.py", "tests/test_network.py", "tests/test_bad_input.py",
+                      "tests/test_training.py"]
     assert select_tests(["reference_jax/bucketed.py"]) == ["tests/test_bucketed.py"]
     assert select_tests(["reference_jax/losses.py"]) == ["tests/test_references.py"]
 
