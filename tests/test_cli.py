@@ -338,9 +338,14 @@ def _run(*args: str, env: dict[str, str] | None = None, **kwargs: Any
 def test_ctrl_c_is_one_line_exit_130_and_fit_saves_the_plot_so_far(tmp_path: Path) -> None:
     out = tmp_path / "fit.png"
     # Ctrl-C as a terminal delivers it: a suite started in the background (`make test &`)
-    # has SIGINT ignored, and a child inherits that (Python then installs no handler)
-    with _run("fit", "--epochs", "100000000", "--batch-size", "50", "--out", str(out),
-              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) as proc:
+    # has SIGINT ignored, and a child would inherit that (Python then installs no handler);
+    # with a handler here, the child starts with the default
+    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = _run("fit", "--epochs", "100000000", "--batch-size", "50", "--out", str(out))
+    finally:
+        signal.signal(signal.SIGINT, ignored)
+    with proc:
         assert proc.stdout is not None and proc.stdout.readline().startswith("epoch: 0")
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
