@@ -613,6 +613,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             "max_divergence": {n: float(d.max()) for n, d in result.divergence.items()},
             "running_statistics_divergence": running,
             "within_envelope": None if result.allowed is None else not outside,
+            "not_judged": result.not_judged or None,
             "outside_envelope": outside, "steps": steps, "plot": str(args.out),
             "skipped": result.skipped,
             "warnings": list(result.diagnostics)})
@@ -629,7 +630,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             print(f"batch norm's running statistics at the end, handwritten vs {name}: "
                   f"{d_run:.3g} (normwise)")
         if result.allowed is None:
-            print("the suite's trajectory envelope is a float64 policy: not judged in float32")
+            print(result.not_judged)
         elif not outside:
             print(f"within the suite's envelope at every step (at the end: "
                   f"{result.allowed[-1]:.3g})")

@@ -167,6 +167,12 @@ class OptimizerOptions:
                                 self.clip_value)
 
 
+NOISE_DRIVEN = frozenset({"adam", "adamw", "rmsprop", "adagrad"})
+"""Optimizers whose step divides by the gradient's own scale: a gradient that is rounding
+noise (a batch-norm layer's bias) becomes a step of up to lr, different in each
+implementation (README, "Hidden blocks"); ``compare`` does not judge their trajectories
+with batch norm."""
+
 @dataclass(frozen=True)
 class Comparison:
     """The same case trained by every implementation."""
@@ -176,6 +182,8 @@ class Comparison:
     allowed: np.ndarray | None              # the suite's envelope at every step (float64)
     skipped: dict[str, str] = field(default_factory=dict)
     """reference -> why it did not run (an option its framework has otherwise than torch)."""
+    not_judged: str = ""
+    """Why there is no envelope (``allowed`` is None): the case cannot be judged by one."""
 
     def outside(self) -> list[str]:
         """One line per reference whose params left the envelope: the first such step."""
@@ -217,7 +225,17 @@ def compare(case: TrainingCase, load: Callable[[str], Any] = implementations.loa
     divergence = {name: np.array([param_divergence(a, b) for a, b in zip(ours.params, h.params)])
                   for name, h in histories.items() if name != implementations.NAMES[0]}
     if case.x.dtype != np.float64:          # the envelope is the float64 policy
-        return Comparison(histories, divergence, None, skipped)
+        return Comparison(histories, divergence, None, skipped,
+                          "the suite's trajectory envelope is a float64 policy: not judged "
+                          "in float32")
+    if "batch" in case.spec.norms and case.optimizer.name in NOISE_DRIVEN:
+        return Comparison(histories, divergence, None, skipped, (
+            f"not judged: the bias before a batch norm has gradient 0 in exact arithmetic, "
+            f"so its computed gradient is rounding noise, different in each implementation, "
+            f"and {case.optimizer.name} divides by the gradient's own scale -- that bias moves "
+            f"with the noise (and with it the running mean, so evaluation-mode outputs "
+            f"too), and no envelope separates that from a wrong derivative; compare with "
+            f"sgd, momentum or nesterov, or without batch norm"))
     schedule = hw.Schedule(case.x.shape[0], case.epochs, case.batch_size or case.x.shape[0],
                            case.batch_order, record_every=1,
                            problem=(case.spec, case.x, case.y),
