@@ -15,7 +15,7 @@ WORKERS ?= auto
 XDIST := -n $(WORKERS) --dist worksteal
 
 .PHONY: install demo test quick quick-proof lint typecheck pytest bench mutations distributed \
-	mutmut clean
+	determinism mutmut clean
 
 install: $(STAMP)
 
@@ -63,6 +63,17 @@ quick-proof: $(STAMP)
 distributed: $(STAMP)
 	$(THREADS) $(BIN)/python -m pytest --tx 2*popen//python=$(BIN)/python --dist load \
 		$(PYTEST_ARGS)
+
+# the same examples whatever the workers: the suite twice, -n 1 and -n 2, every Hypothesis
+# test case recorded (tests/determinism.py) and compared; about 15 minutes on 2 cores
+DETERMINISM := $(OUT)/determinism
+determinism: $(STAMP)
+	rm -rf $(DETERMINISM)
+	for n in 1 2; do \
+		DETERMINISM_OUT=$(DETERMINISM)/n$$n HYPOTHESIS_EXPERIMENTAL_OBSERVABILITY_NOCOVER=1 \
+		$(THREADS) $(BIN)/python -m pytest -n $$n -p tests.determinism -q $(PYTEST_ARGS) \
+		|| exit 1; done
+	$(BIN)/python -m tests.determinism $(DETERMINISM)/n1 $(DETERMINISM)/n2
 
 mutmut: $(STAMP)
 	$(BIN)/python -m pip install mutmut
