@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 
 import handwritten as hw
-from bpnet.tolerances import SPREAD_FACTOR, TWIN_FACTOR, TWIN_GRADIENT_NOISE, trajectory_rtol
+from bpnet.tolerances import (
+    SPREAD_FACTOR,
+    TWIN_FACTOR,
+    TWIN_GRADIENT_NOISE,
+    batch_sum_terms,
+    trajectory_rtol,
+)
 from handwritten.spec import BACKWARD_QUANTITIES as BACKWARD
 from handwritten.spec import FORWARD_QUANTITIES as FORWARD
 from handwritten.spec import State
@@ -134,6 +140,14 @@ def compare_trace(actual: Any, expected: Any, *, rtol: float, atol_scale: float,
             for r in reports]
 
 
+def _with_floor(report: LeafReport, actual: Any, expected: Any, extra: float, rtol: float,
+                check_dtype: bool) -> LeafReport:
+    """``report``'s quantity compared again, its absolute floor (``report.atol``, which
+    holds atol_scale's share already) raised by ``extra``."""
+    return compare_leaf(actual, expected, report.quantity, report.layer, rtol=rtol,
+                        atol=report.atol + extra, check_dtype=check_dtype)
+
+
 def _within_the_spread(report: LeafReport, actual: Any, expected: Any, spread: Any,
                        rtol: float, atol_scale: float, check_dtype: bool) -> LeafReport:
     if report.ok or report.problem or report.layer is None:
@@ -146,28 +160,29 @@ def _within_the_spread(report: LeafReport, actual: Any, expected: Any, spread: A
     if theirs.shape != other.shape:
         return report
     extra = SPREAD_FACTOR * float(np.abs(theirs - other).max(initial=0.0))
-    return compare_leaf(actual.layers[l][q], expected.layers[l][q], q, l, rtol=rtol,
-                        atol_scale=atol_scale, atol=report.atol + extra,
-                        check_dtype=check_dtype)
+    return _with_floor(report, actual.layers[l][q], expected.layers[l][q], extra, rtol,
+                       check_dtype)
 
 
 def _bias_on_its_terms(report: LeafReport, actual: Any, expected: Any, rtol: float,
                        atol_scale: float, check_dtype: bool) -> LeafReport:
-    """d_b = sum of d_z over the batch.  Where the sum cancels (exactly 0 in a layer with
-    batch norm, whose d_z sums to 0 over the batch) no tolerance on d_b's own scale holds:
-    d_b is as accurate as its terms, each d_z entry allowed rtol |d_z| + the array's floor.
-    So d_b's absolute floor is what those allowances add up to over the batch -- the
-    tolerance d_z passed with, carried through the sum (a wrong d_b is wrong on the scale
-    of the terms)."""
-    l = report.layer
-    if report.quantity != "d_b" or report.ok or l is None or report.problem:
+    """d_b = sum of d_z over the batch (and a norm's d_beta, d_gamma: sums of d_n, d_n
+    x_hat, ``bpnet.tolerances.batch_sum_terms``).  Where the sum cancels (exactly 0 in a
+    layer with batch norm, whose d_z sums to 0 over the batch) no tolerance on its own
+    scale holds: it is as accurate as its terms, each allowed rtol |term| + the terms'
+    floor.  So its absolute floor is what those allowances add up to over the batch -- the
+    tolerance the terms passed with, carried through the sum (a wrong sum is wrong on the
+    scale of the terms)."""
+    l, q = report.layer, report.quantity
+    if report.ok or l is None or report.problem:
         return report
-    d_z = np.abs(np.asarray(expected.layers[l]["d_z"], dtype=np.float64))
-    if d_z.size == 0:
+    terms = batch_sum_terms(expected.layers[l]).get(q)
+    if terms is None or terms.size == 0:
         return report
-    terms = float((rtol * d_z.sum(axis=0)).max()) + atol_scale * d_z.shape[0] * float(d_z.max())
-    return compare_leaf(actual.layers[l]["d_b"], expected.layers[l]["d_b"], "d_b", l,
-                        rtol=rtol, atol_scale=atol_scale, atol=terms, check_dtype=check_dtype)
+    extra = float((rtol * terms.sum(axis=0)).max()) + atol_scale * terms.shape[0] * float(
+        terms.max())
+    return _with_floor(report, actual.layers[l][q], expected.layers[l][q], extra, rtol,
+                       check_dtype)
 
 
 def compare_r_trace(actual: Sequence[Mapping[str, Any]], expected: Sequence[Mapping[str, Any]],
@@ -240,8 +255,8 @@ def compare_step(actual: tuple[hw.Params, State], expected: tuple[hw.Params, Sta
                 l, k = report.layer, report.quantity
                 spread = float(np.abs(np.asarray(ours[l][k], np.float64)
                                       - np.asarray(other[l][k], np.float64)).max(initial=0.0))
-                report = compare_leaf(ours[l][k], theirs[l][k], k, l, rtol=rtol,
-                                      atol_scale=atol_scale, atol=report.atol + spread)
+                report = _with_floor(report, ours[l][k], theirs[l][k], spread, rtol,
+                                     check_dtype=True)
             reports.append(dataclasses.replace(report, quantity=prefix + report.quantity))
     return reports
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,7 @@ from bpnet.compare import (
     first_failure,
     torch_lerp_state,
 )
-from bpnet.tolerances import ATOL64_SCALE, RTOL64
+from bpnet.tolerances import ATOL64_SCALE, RTOL64, f32_scale
 from handwritten.spec import State
 
 CI_EXAMPLES = 150
@@ -113,3 +113,14 @@ def assert_one_step_agrees(optimizer: hw.OptimizerSpec, params: hw.Params, grads
             if name == "reference_torch" else None)
     assert_reports_ok(compare_step(ours, theirs, rtol=RTOL64, atol_scale=ATOL64_SCALE,
                                    twin=twin), context)
+
+
+def output_d_a_error(exact: Any, traces: dict[str, Any], references: Iterable[str]) -> float:
+    """The references' largest float32 normwise error in the output layer's d_a (0 for a
+    fused loss, which has none): what every backward quantity may inherit (f32_allowed)."""
+    out = exact.layers[-1]
+    if "d_a" not in out:
+        return 0.0
+    scale = f32_scale(out, "d_a")
+    return max(float(np.abs(traces[name].layers[-1]["d_a"].astype(np.float64) - out["d_a"]).max())
+               / scale for name in references)
