@@ -1,5 +1,6 @@
-"""docs/derivation.md and the README against the code: the tables name exactly what is
-registered, with the registries' constants, and the README's test map is tests/quick.py's."""
+"""The derivation's chapters (docs/derivation/) and the README against the code: the tables name
+exactly what is registered, with the registries' constants, and the README's test map is
+tests/quick.py's."""
 
 from __future__ import annotations
 
@@ -11,15 +12,17 @@ from handwritten import activations
 from tests.quick import TESTS
 
 ROOT = Path(__file__).resolve().parent.parent
-DERIVATION = (ROOT / "docs" / "derivation.md").read_text()
+# the derivation's chapters, one page each, titled "# N. <section> ..."
+CHAPTERS = [p.read_text() for p in sorted((ROOT / "docs" / "derivation").glob("*.md"))]
 README = (ROOT / "README.md").read_text()
 
 
 def _table(section: str) -> dict[str, str]:
-    """The rows of the first table under a '## N. <section>' heading: first-column names
-    (every backticked name in it) -> the whole row."""
-    start = DERIVATION.index(f". {section}")
-    body = DERIVATION[start:DERIVATION.index("\n## ", start)]
+    """The rows of the first table of the chapter titled '# N. <section>', before its first
+    '## ' subsection: first-column names (every backticked name in it) -> the whole row."""
+    chapter = next(c for c in CHAPTERS if c.split("\n", 1)[0].split(". ", 1)[-1]
+                   .startswith(section))
+    body = chapter.split("\n## ", 1)[0]
     rows: dict[str, str] = {}
     for line in body.splitlines():
         if line.startswith("| `"):
