@@ -275,14 +275,16 @@ def train(spec: NetworkSpec, params: Params, x: Array, y: Array, optimizer: Opti
         Where dropout's keep-masks come from, drawn each step (``draw_masks``); required
         when the spec has dropout, unused otherwise.
 
-    Batch norm's running statistics start as torch's (mean 0, variance 1) and come back
-    in ``History.running``, for ``predict``.
-
     Raises
     ------
     FloatingPointError
         When a step's loss, or the final params, become NaN or inf; the message
         names the step and epoch.
+
+    Notes
+    -----
+    Batch norm's running statistics start as torch's (mean 0, variance 1) and come back
+    in ``History.running``, for ``predict``.
     """
     schedule = Schedule.for_training(spec, params, x, y, optimizer, epochs, batch_size,
                                      batch_order, record_every, callback, rng)

@@ -1,5 +1,6 @@
-"""docs/derivation.md and the README against the code: the tables name exactly what is
-registered, with the registries' constants, and the README's test map is tests/quick.py's."""
+"""The derivation's chapters (docs/derivation/) and the docs against the code: the tables name
+exactly what is registered, with the registries' constants, and the test map of docs/tests.md
+is tests/quick.py's."""
 
 from __future__ import annotations
 
@@ -11,15 +12,19 @@ from handwritten import activations
 from tests.quick import TESTS
 
 ROOT = Path(__file__).resolve().parent.parent
-DERIVATION = (ROOT / "docs" / "derivation.md").read_text()
-README = (ROOT / "README.md").read_text()
+DOCS = ROOT / "docs"
+# the derivation's chapters, one page each, titled "# N. <section> ..."
+CHAPTERS = [p.read_text() for p in sorted((DOCS / "derivation").glob("*.md"))]
+TESTS_PAGE = (DOCS / "tests.md").read_text()
+OPTIMIZERS_PAGE = (DOCS / "optimizers.md").read_text()
 
 
 def _table(section: str) -> dict[str, str]:
-    """The rows of the first table under a '## N. <section>' heading: first-column names
-    (every backticked name in it) -> the whole row."""
-    start = DERIVATION.index(f". {section}")
-    body = DERIVATION[start:DERIVATION.index("\n## ", start)]
+    """The rows of the first table of the chapter titled '# N. <section>', before its first
+    '## ' subsection: first-column names (every backticked name in it) -> the whole row."""
+    chapter = next(c for c in CHAPTERS if c.split("\n", 1)[0].split(". ", 1)[-1]
+                   .startswith(section))
+    body = chapter.split("\n## ", 1)[0]
     rows: dict[str, str] = {}
     for line in body.splitlines():
         if line.startswith("| `"):
@@ -58,24 +63,24 @@ def test_the_optimizer_table_is_the_registry_and_names_each_rule() -> None:
         assert f"`{rule.update.__name__}`" in rows[name], name
 
 
-def test_the_readme_maps_every_handwritten_file_to_the_tests_quick_runs() -> None:
-    start = README.index("| file | its tests")
-    table = README[start:README.index("\n\n", start)]
+def test_the_docs_map_every_handwritten_file_to_the_tests_quick_runs() -> None:
+    start = TESTS_PAGE.index("| file | its tests")
+    table = TESTS_PAGE[start:TESTS_PAGE.index("\n\n", start)]
     for line in table.splitlines()[2:]:
         cells = [c.strip() for c in line.strip("|").split("|")]
         file = cells[0].strip("`")
         listed = re.findall(r"`(test_[a-z_0-9]+(?:::test_[a-z_0-9]+)?)`", cells[1])
-        assert listed == TESTS[file], f"README's tests of {file}: {listed} != {TESTS[file]}"
+        assert listed == TESTS[file], f"docs/tests.md's tests of {file}: {listed} != {TESTS[file]}"
     documented = set(re.findall(r"\| `(handwritten/[a-z_]+\.py)`", table))
     assert documented == {f"handwritten/{p.name}" for p in (ROOT / "handwritten").glob("*.py")}
 
 
-def test_the_readmes_optimizer_example_runs_and_trains() -> None:
-    """The README's OptimizerSpec example, executed as written: the loss falls."""
-    start = README.index("## Optimizers, schedules and clipping")
-    block = README[README.index("```python\n", start) + 10:README.index("```", README.index(
-        "```python\n", start) + 10)]
+def test_the_optimizer_pages_example_runs_and_trains() -> None:
+    """docs/optimizers.md's OptimizerSpec example, executed as written: the loss falls."""
+    start = OPTIMIZERS_PAGE.index("# Optimizers, schedules and clipping")
+    block = OPTIMIZERS_PAGE[OPTIMIZERS_PAGE.index("```python\n", start) + 10:OPTIMIZERS_PAGE.index(
+        "```", OPTIMIZERS_PAGE.index("```python\n", start) + 10)]
     namespace: dict[str, object] = {}
-    exec(compile(block, "README.md", "exec"), namespace)
+    exec(compile(block, "docs/optimizers.md", "exec"), namespace)
     losses = namespace["history"].losses  # type: ignore[attr-defined]
     assert losses[-1] < losses[0] / 10
