@@ -84,3 +84,35 @@ def test_the_optimizer_pages_example_runs_and_trains() -> None:
     exec(compile(block, "docs/optimizers.md", "exec"), namespace)
     losses = namespace["history"].losses  # type: ignore[attr-defined]
     assert losses[-1] < losses[0] / 10
+
+
+README = (ROOT / "README.md").read_text()
+WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+         "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13}
+
+
+def _counted(noun: str) -> int:
+    """The number the README spells before ``noun`` ("twelve activations" -> 12)."""
+    found = re.findall(rf"\b({'|'.join(WORDS)})\s+{noun}\b", README.replace("\n", " "))
+    assert found, f"the README no longer counts its {noun}: update this test with it"
+    return WORDS[found[0]]
+
+
+def test_the_readmes_counts_are_the_registries() -> None:
+    """Every count the front door states comes from the code: distinct activations (swish
+    is silu's other name), losses, optimizers, and the command line's commands -- each of
+    them a row of its command table."""
+    from bpnet.cli import build_parser
+    from bpnet.datasets import PRESETS
+
+    distinct = {id(a) for a in hw.ACTIVATIONS.values()}
+    assert _counted("activations") == len(distinct)
+    assert _counted("losses") == len(hw.LOSSES)
+    assert _counted("optimizers") == len(hw.OPTIMIZERS)
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    assert _counted("commands") == len(commands)
+    for name in commands:
+        assert f"| `bpnet {name}` |" in README, f"bpnet {name} missing from the command table"
+    for name in PRESETS:
+        assert f"`{name}`" in README, f"dataset {name} missing from the README"
