@@ -33,10 +33,34 @@ from handwritten.seed import BLOG_SPEC
 from handwritten.spec import FLAGS
 
 BLOG_DEFAULTS = {"layers": BLOG_SPEC.layer_sizes, "activations": BLOG_SPEC.activations,
-                 "loss": BLOG_SPEC.loss, "reduction": BLOG_SPEC.reduction}
-"""check and explain default to the blog's network (seed.BLOG_SPEC)."""
+                 "loss": BLOG_SPEC.loss}
+"""check and explain default to the blog's network (seed.BLOG_SPEC); its reduction is
+``default_reduction``'s."""
 BLOG_WORDS = (f"{','.join(map(str, BLOG_SPEC.layer_sizes))} {','.join(BLOG_SPEC.activations)} "
-              f"{BLOG_SPEC.loss} {BLOG_SPEC.reduction}")
+              f"{BLOG_SPEC.loss}")
+REDUCTION_RULE = (f"default: mean, except for a preset's own network, which keeps the "
+                  f"preset's: {BLOG_SPEC.reduction} for the blog's {BLOG_WORDS}, whose "
+                  f"gradient the blog takes of the summed loss")
+"""``default_reduction`` in words: the help of --reduction in every command (check and
+explain take the blog's network as their preset)."""
+
+
+def default_reduction(layers: Sequence[int], activations: Sequence[str], loss: str,
+                      preset: hw.NetworkSpec = BLOG_SPEC) -> str:
+    """The reduction of a network given without --reduction, in every command: the preset's
+    own when the network is the preset's (the same layer sizes, activations and loss),
+    "mean" for any other.  fit, compare and hessian take their dataset's preset; check and
+    explain, which have no dataset, the blog's network.
+
+    The one preset with "sum" is the blog's (seed.BLOG_SPEC: the blog's backward is the
+    gradient of the summed half-MSE, N times the gradient of the mean it prints), and it
+    keeps it: ``bpnet fit`` is the blog's program, number for number.  Another network
+    trained on "sum" would take steps N = 100 times larger at the blog's lr (0.1): a 1-10-1
+    leaky_relu/identity network diverged at step 7 (issue 23).  Under "mean" the gradient
+    is the printed loss's own, as for every other preset."""
+    own = (tuple(layers), tuple(activations), loss) == (
+        preset.layer_sizes, preset.activations, preset.loss)
+    return preset.reduction if own else "mean"
 
 
 def _print_json(data: Any) -> None:
@@ -187,7 +211,9 @@ def _add_network(p: argparse.ArgumentParser, defaults: str = "the dataset's pres
                         f"{', '.join(sorted(hw.ACTIVATIONS))}; leaky_relu, elu and celu take "
                         "a parameter: leaky_relu:0.2")
     g.add_argument("--loss", choices=sorted(hw.LOSSES))
-    g.add_argument("--reduction", choices=hw.REDUCTIONS)
+    g.add_argument("--reduction", choices=hw.REDUCTIONS,
+                   help=f"the loss over samples and outputs: their mean or their sum "
+                        f"({REDUCTION_RULE})")
     g.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty (0)")
 
 
@@ -239,7 +265,8 @@ def _spec(args: argparse.Namespace, preset: datasets.Preset | None = None) -> hw
         raise UsageError("give --layers and --activations (e.g. --layers 1,10,1 "
                          "--activations sigmoid,sigmoid)")
     loss = args.loss or (base.loss if base else "half_mse")
-    reduction = args.reduction or (base.reduction if base else "mean")
+    reduction = args.reduction or (default_reduction(layers, activations, loss, base) if base
+                                   else "mean")
     hidden = len(layers) - 2
     blocks = {}
     for name in ("norms", "dropout", "residual"):
@@ -716,7 +743,7 @@ def build_parser() -> Parser:
                            "Exit status 1 names the first failing quantity in derivation order, "
                            "its equation and function, and the shape of the error. --all checks "
                            "everything registered.")
-    _add_network(check, f"{BLOG_WORDS}; reduction sum only for the blog's network, else mean")
+    _add_network(check, BLOG_WORDS)
     _add_blocks(check)
     check.add_argument("--batch", type=_positive_int, default=8, help="batch size (8)")
     check.add_argument("--labels", action="store_true",
@@ -793,15 +820,13 @@ def build_parser() -> Parser:
 
 
 def _network_defaults(args: argparse.Namespace) -> None:
-    """What check and explain leave out comes from the blog's network, except the
-    reduction: the blog's "sum" only when the network is the blog's, "mean" otherwise."""
+    """What check and explain leave out comes from the blog's network; the reduction from
+    ``default_reduction``, as in fit."""
     for key, value in BLOG_DEFAULTS.items():
-        if key != "reduction" and getattr(args, key) is None:
+        if getattr(args, key) is None:
             setattr(args, key, value)
     if args.reduction is None:
-        blog = all(getattr(args, key) == value for key, value in BLOG_DEFAULTS.items()
-                   if key != "reduction")
-        args.reduction = BLOG_SPEC.reduction if blog else "mean"
+        args.reduction = default_reduction(args.layers, args.activations, args.loss)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

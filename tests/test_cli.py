@@ -713,3 +713,42 @@ def test_hessian_of_a_run_that_saturates_or_diverges(
         assert result["agrees"] and result["lanczos"][-1] == [0.0, 0.0, 0.0]
     else:
         assert words in _one_line(err)
+
+
+# what a newcomer tripped on (issue 23) ---------------------------------------------------
+
+def test_the_readmes_leaky_relu_network_fits(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A network other than the blog's trains on the mean, as check takes it: the README's
+    example exits 0 (it diverged at step 7 on the blog's sum, a gradient 100x the printed
+    loss's at the blog's lr)."""
+    assert main(["fit", "--activations", "leaky_relu:0.2,identity", "--layers", "1,10,1",
+                 "--loss", "half_mse", "--json", "--out", str(tmp_path / "f.png")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["spec"]["reduction"] == "mean" and result["final_loss"] < 0.01
+
+
+@pytest.mark.parametrize("args, reduction", [
+    ([], "sum"),                                                      # the blog's network
+    (["--activations", "leaky_relu:0.2,identity"], "mean"),
+    (["--layers", "1,4,1"], "mean"),
+    (["--loss", "mse"], "mean"),
+    (["--layers", "1,10,1", "--reduction", "sum", "--loss", "mse"], "sum")])
+def test_fit_and_check_take_one_default_reduction(
+        args: list[str], reduction: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The blog's sum for the blog's network alone, in fit as in check (test_check_all's
+    test_the_blogs_sum_is_the_default_only_for_the_blogs_network)."""
+    assert main(["fit", *args, "--epochs", "1", "--json", "--out",
+                 str(tmp_path / "f.png")]) == 0
+    assert json.loads(capsys.readouterr().out)["spec"]["reduction"] == reduction
+
+
+def test_every_commands_help_states_the_default_reduction(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("fit", "check", "compare", "hessian", "explain"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert ("default: mean, except for a preset's own network, which keeps the preset's: "
+                "sum for the blog's 1,10,1 sigmoid,sigmoid half_mse" in
+                " ".join(capsys.readouterr().out.split())), command
