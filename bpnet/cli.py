@@ -16,7 +16,10 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -819,6 +822,48 @@ def build_parser() -> Parser:
 
 
 
+@contextmanager
+def numpy_reports(reports: Counter[str]) -> Iterator[Counter[str]]:
+    """Inside: NumPy's RuntimeWarnings counted in ``reports``, never printed.
+
+    A run that diverges overflows on its way to the non-finite loss its one-line diagnosis
+    names, and NumPy would print each overflow, division by zero and invalid value (0/0,
+    inf - inf) as a warning with a line of source code.  Here a floating-point error goes to
+    ``reports`` by its kind ("overflow", np.errstate's "call"; underflow, to 0 or a
+    subnormal, stays ignored as NumPy's default), and so does any RuntimeWarning issued by
+    ``warnings.warn`` (SciPy's, NumPy's "Mean of empty slice"), by its message; other
+    warnings are shown as before.  ``said`` puts the counts into the command's one line.
+    Every command runs inside (``main``); the np.errstate of handwritten's own functions,
+    which ignore what their derivation expects (exp's overflow in a saturated tail),
+    still rules inside them."""
+
+    def floating_point(kind: str, flag: int) -> None:
+        reports[kind] += 1
+
+    with warnings.catch_warnings(), np.errstate(divide="call", over="call", invalid="call",
+                                                call=floating_point):
+        show = warnings.showwarning
+
+        def record(message: Warning | str, category: type[Warning], *args: Any,
+                   **kwargs: Any) -> None:
+            if issubclass(category, RuntimeWarning):
+                reports[str(message)] += 1
+            else:
+                show(message, category, *args, **kwargs)
+
+        warnings.simplefilter("always", RuntimeWarning)   # each one counted, never an error
+        warnings.showwarning = record
+        yield reports
+
+
+def said(reports: Counter[str]) -> str:
+    """What NumPy reported during a command, in words for its one line: "NumPy reported
+    overflow (4 times) and invalid value"."""
+    kinds = [f"{kind} ({n} times)" if n > 1 else kind for kind, n in reports.items()]
+    return "NumPy reported " + (", ".join(kinds[:-1]) + " and " if len(kinds) > 1 else "") + \
+        kinds[-1]
+
+
 def _network_defaults(args: argparse.Namespace) -> None:
     """What check and explain leave out comes from the blog's network; the reduction from
     ``default_reduction``, as in fit."""
@@ -836,23 +881,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="replace")
     implementations.pin_xla_numerics()
     command = next((a for a in argv if not a.startswith("-")), "")
+    reports: Counter[str] = Counter()
     try:
-        args = build_parser().parse_args(argv)
-        command = args.command
-        if command == "check":             # one new program per case: compiling is the cost
-            implementations.compile_quickly()
-        implementations.persistent_jax_cache(implementations.default_jax_cache())
-        if command in ("check", "explain"):
-            _network_defaults(args)
-        # a run that diverges is reported on one line (the step it diverged at, or NaN and
-        # FAIL in a table): NumPy's overflow and invalid-value warnings would add lines of
-        # source code to stderr on the way there
-        with np.errstate(all="ignore"):
-            return int(args.run(args))
+        with numpy_reports(reports):
+            args = build_parser().parse_args(argv)
+            command = args.command
+            if command == "check":         # one new program per case: compiling is the cost
+                implementations.compile_quickly()
+            implementations.persistent_jax_cache(implementations.default_jax_cache())
+            if command in ("check", "explain"):
+                _network_defaults(args)
+            status = int(args.run(args))
+        if reports:
+            print(f"bpnet {command}: warning: {said(reports)}: a number left the float range "
+                  f"or had no value (0/0, inf - inf), and what is printed may carry an inf or "
+                  f"a NaN", file=sys.stderr)
+        return status
     except UsageError as error:
         return _fail(command, str(error), 2, "--json" in argv, prefix="error: ")
     except FloatingPointError as error:
-        return _fail(command, str(error), 1, "--json" in argv)
+        return _fail(command, str(error) + (f" ({said(reports)} on the way)" if reports
+                                            else ""), 1, "--json" in argv)
     except OverflowError as error:
         # Python's float arithmetic raises where NumPy gives inf: torch's MultiStepLR
         # computes gamma ** (times a milestone is repeated) in Python floats

@@ -752,3 +752,43 @@ def test_every_commands_help_states_the_default_reduction(
         assert ("default: mean, except for a preset's own network, which keeps the preset's: "
                 "sum for the blog's 1,10,1 sigmoid,sigmoid half_mse" in
                 " ".join(capsys.readouterr().out.split())), command
+
+
+def test_numpys_warnings_on_a_diverging_run_are_said_in_its_one_line(tmp_path: Path) -> None:
+    """A run that overflows on its way to a NaN loss: one line on stderr, naming the step
+    and what NumPy reported, with no RuntimeWarning and no source path (a terminal got four
+    'RuntimeWarning: overflow encountered in matmul' lines with their source lines)."""
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, "-m", "bpnet.cli", "fit", "--lr", "1e300",
+                             "--dtype", "float32", "--quiet", "--out", str(tmp_path / "f.png")],
+                            cwd=root, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 1
+    line = _one_line(result.stderr)
+    assert "RuntimeWarning" not in result.stderr and ".py:" not in result.stderr, line
+    assert line.startswith("bpnet fit: training diverged: the loss is nan at step "), line
+    assert "; try a smaller learning rate (NumPy reported overflow (" in line, line
+    assert line.endswith(" on the way)"), line
+
+
+def test_numpys_warnings_in_a_finished_command_are_one_warning_line(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A weight decay of 1e308 overflows the loss: check prints its table (inf, FAIL) and
+    one line on stderr saying so; a RuntimeWarning issued by warnings.warn (SciPy's,
+    NumPy's 'Mean of empty slice') is counted the same way, never printed raw."""
+    main(["check", "--weight-decay", "1e308"])
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith("bpnet check: warning: NumPy reported overflow ("), line
+    assert "what is printed may carry an inf or a NaN" in line
+    from bpnet import explain
+
+    derivation = explain.derivation
+
+    def warns(*args: Any) -> list[str]:
+        np.mean(np.zeros(0))                 # RuntimeWarning: Mean of empty slice
+        return derivation(*args)
+
+    monkeypatch.setattr(explain, "derivation", warns)
+    assert main(["explain"]) == 0
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith("bpnet explain: warning: NumPy reported Mean of empty slice"), line
+    assert np.geterr()["over"] == "warn"        # as it was before main
