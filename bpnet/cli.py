@@ -627,12 +627,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from bpnet import plots
 
     steps = len(result.histories["handwritten"].losses)
-    plots.compare({n: h.losses for n, h in result.histories.items()},
-                  {n.replace("reference_", ""): d for n, d in result.divergence.items()},
+    curves = {n: case.mean_loss_curve(h) for n, h in result.histories.items()}
+    plots.compare(curves, {n.replace("reference_", ""): d for n, d in result.divergence.items()},
                   args.out, f"{args.dataset}: {case.spec.layer_sizes}, {case.optimizer.name}, "
                   f"{steps} steps, {args.dtype}")
     _warn(args, result.diagnostics)
-    final = {n: case.mean_loss(h.final_params, h.running) for n, h in result.histories.items()}
+    final = {n: float(curve[-1]) for n, curve in curves.items()}    # the plotted curves' ends
     ours = result.histories["handwritten"]
     running = {n: param_divergence(ours.running, h.running) for n, h in result.histories.items()
                if n != "handwritten" and "batch" in case.spec.norms}

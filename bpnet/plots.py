@@ -68,16 +68,18 @@ def fit_classification(x: np.ndarray, labels: np.ndarray,
 
 def compare(losses: Mapping[str, np.ndarray], divergence: Mapping[str, np.ndarray],
             path: Path, title: str) -> None:
-    """Left: the loss curves of every implementation overlaid.  Right: the largest parameter
-    difference from handwritten after every step, relative to the parameters' scale, on a
-    log scale (exact agreement is drawn at the floor, 1e-18)."""
+    """Left: the loss curves of every implementation overlaid, ``losses[name][k]`` the loss
+    after step k (0: the initial params) -- the mean over samples and outputs on all the
+    data that compare prints (``TrainingCase.mean_loss_curve``).  Right: the largest
+    parameter difference from handwritten after every step, relative to the parameters'
+    scale, on a log scale (exact agreement is drawn at the floor, 1e-18)."""
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
     styles = ["-", "--", ":"]
     for (name, curve), style in zip(losses.items(), styles):
-        left.plot(np.arange(1, len(curve) + 1), curve, style, lw=2, label=name)
+        left.plot(np.arange(len(curve)), curve, style, lw=2, label=name)
     left.set_xlabel("step")
-    left.set_ylabel("loss (before the step)")
+    left.set_ylabel("mean loss on all the data, as printed")
     left.set_yscale("log")
     left.set_title("training loss")
     left.legend(loc="best")

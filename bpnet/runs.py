@@ -109,6 +109,16 @@ class TrainingCase:
         _, cache = hw.forward(mean_spec, params, self.x, running=running or None)
         return float(loss_value(mean_spec, params, cache, self.y))
 
+    def mean_loss_curve(self, history: hw.History) -> np.ndarray:
+        """``mean_loss`` of the params recorded in ``history``, in order (the initial params
+        first); the last with the run's running statistics, as fit and compare print the
+        final loss, the others as fit's log (batch norm with the whole dataset's own
+        statistics).  A run's loss per step in ``History.losses`` is its batch's, under the
+        spec's reduction: the blog's sum is 100 times the mean it prints."""
+        last = len(history.params) - 1
+        return np.array([self.mean_loss(params, history.running if k == last else None)
+                         for k, params in enumerate(history.params)])
+
     def title(self, detail: str) -> str:
         return (f"{self.dataset}: network {self.spec.layer_sizes}, "
                 f"{'/'.join(self.spec.activations)}\n{self.optimizer.name} lr "

@@ -792,3 +792,36 @@ def test_numpys_warnings_in_a_finished_command_are_one_warning_line(
     line = _one_line(capsys.readouterr().err)
     assert line.startswith("bpnet explain: warning: NumPy reported Mean of empty slice"), line
     assert np.geterr()["over"] == "warn"        # as it was before main
+
+
+def test_the_compare_plot_shows_the_mean_loss_compare_prints(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+        ) -> None:
+    """The curves handed to the plot are the printed quantity, the mean over samples and
+    outputs on all the data, from the initial params to the printed final loss (the plot
+    showed the blog's summed batch loss, ~18 falling to 0.47, beside a printed 0.00475),
+    and the axis says so."""
+    from bpnet import plots
+    from bpnet.runs import TrainingCase
+
+    handed: dict[str, Any] = {}
+    compare, save = plots.compare, plots._save
+
+    def keep(losses: dict[str, np.ndarray], *args: Any) -> None:
+        handed["losses"] = losses
+        compare(losses, *args)
+
+    def keep_figure(fig: Any, path: Path) -> None:
+        handed["ylabel"] = fig.axes[0].get_ylabel()
+        save(fig, path)
+
+    monkeypatch.setattr(plots, "compare", keep)
+    monkeypatch.setattr(plots, "_save", keep_figure)
+    assert main(["compare", "--epochs", "30", "--json", "--out", str(tmp_path / "c.png")]) == 0
+    printed = json.loads(capsys.readouterr().out)["final_loss"]
+    initial = TrainingCase.make("blog", seed.BLOG_SPEC, seed=0, dtype="float64")
+    assert set(handed["losses"]) == set(printed)
+    for name, curve in handed["losses"].items():
+        assert curve[0] == pytest.approx(initial.mean_loss(initial.params), rel=1e-12)
+        assert curve[-1] == printed[name] and len(curve) == 31     # after step 0, ..., 30
+    assert handed["ylabel"] == "mean loss on all the data, as printed"
