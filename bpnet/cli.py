@@ -1,4 +1,5 @@
-"""bpnet: fit, check, compare, explain.  Run ``bpnet COMMAND --help`` for each.
+"""bpnet's command line: one subcommand per task (``build_parser`` registers them, and the
+first line of ``bpnet --help`` names each one it registered).
 
 Exit status: 0 on success; 1 when a check fails or training diverges; 2 for bad input
 (unknown option values, an inconsistent architecture, a plot path that cannot be
@@ -723,8 +724,7 @@ def _print_values(result: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def build_parser() -> Parser:
-    parser = Parser(prog="bpnet", description=__doc__,
-                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="bpnet", formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     fit = sub.add_parser("fit", help="train on a built-in dataset and plot the fit (the blog demo)",
@@ -816,6 +816,10 @@ def build_parser() -> Parser:
                          "per-example gradients, with shapes (handwritten/derivatives.py)")
     _add_common(explain, "the equations only, without --values' numbers")
     explain.set_defaults(run=cmd_explain)
+    # the first line names every command registered above, so none is left out of it
+    exit_status = (__doc__ or "").partition("\n\n")[2]
+    parser.description = (f"bpnet: {', '.join(sub.choices)}.  Run ``bpnet COMMAND --help`` "
+                          f"for each.\n\n{exit_status}")
     return parser
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -825,3 +826,23 @@ def test_the_compare_plot_shows_the_mean_loss_compare_prints(
         assert curve[0] == pytest.approx(initial.mean_loss(initial.params), rel=1e-12)
         assert curve[-1] == printed[name] and len(curve) == 31     # after step 0, ..., 30
     assert handed["ylabel"] == "mean loss on all the data, as printed"
+
+
+def test_the_top_level_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every registered subcommand, in the first line of bpnet --help and in its list with
+    its own help (the first line said 'fit, check, compare, explain': no hessian)."""
+    import argparse
+
+    from bpnet.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions
+                    if isinstance(a, argparse._SubParsersAction)).choices
+    assert "hessian" in commands
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    first = text.split("\n\n")[1]
+    assert first.startswith(f"bpnet: {', '.join(commands)}."), first
+    for name in commands:
+        assert re.search(rf"^    {name} +\S", text, re.MULTILINE), name
