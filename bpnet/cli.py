@@ -353,7 +353,7 @@ def _plot_fit(case: runs.TrainingCase, final: hw.Params, final_loss: float, out:
     statistics."""
     from bpnet import plots
 
-    title = case.title(f"{case.epochs} epochs: mean loss {final_loss:.4g}")
+    title = case.title(f"mean loss {final_loss:.4g}")
     if "batch" in case.spec.norms and not running:
         _, cache = hw.forward(case.spec, final, case.x)
         running = [{"mean": c["mu"], "var": c["var"]} if "mu" in c and n == "batch" else {}
@@ -440,8 +440,7 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     runs.fit(case, on_epoch=at)
     difference = spectrum.largest_difference()
     plots.hessian_spectrum(spectrum.epochs, spectrum.losses, spectrum.lanczos, spectrum.exact,
-                           args.out, f"{case.spec.layer_sizes} {case.spec.loss} "
-                           f"({case.spec.reduction}): Hessian over training")
+                           args.out, case.title("the Hessian over training"))
     if args.json:
         _print_json({"epochs": spectrum.epochs, "losses": spectrum.losses,
                      "lanczos": spectrum.lanczos, "exact": spectrum.exact,
@@ -630,8 +629,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     steps = len(result.histories["handwritten"].losses)
     curves = {n: case.mean_loss_curve(h) for n, h in result.histories.items()}
     plots.compare(curves, {n.replace("reference_", ""): d for n, d in result.divergence.items()},
-                  args.out, f"{args.dataset}: {case.spec.layer_sizes}, {case.optimizer.name}, "
-                  f"{steps} steps, {args.dtype}")
+                  args.out, case.title(f"{steps} steps in each implementation"))
     _warn(args, result.diagnostics)
     final = {n: float(curve[-1]) for n, curve in curves.items()}    # the plotted curves' ends
     ours = result.histories["handwritten"]

@@ -35,7 +35,7 @@ def fit_regression(x: np.ndarray, y: np.ndarray, predict: Callable[[np.ndarray],
     ax.plot(grid[:, 0], predict(grid)[:, 0], "r-", lw=3, label=label)
     ax.set_xlabel("x")
     ax.set_ylabel("y")
-    ax.set_title(title)
+    ax.set_title(title, fontsize="medium")
     ax.legend(loc="best")
     _save(fig, path)
 
@@ -61,7 +61,7 @@ def fit_classification(x: np.ndarray, labels: np.ndarray,
                    label=f"class {c}")
     ax.set_xlabel("x1")
     ax.set_ylabel("x2")
-    ax.set_title(title)
+    ax.set_title(title, fontsize="medium")
     ax.legend(loc="best")
     _save(fig, path)
 
@@ -93,7 +93,7 @@ def compare(losses: Mapping[str, np.ndarray], divergence: Mapping[str, np.ndarra
     right.set_ylabel("max |Δθ| / max |θ|")
     right.set_title("parameter divergence")
     right.legend(loc="best")
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize="medium")
     _save(fig, path)
 
 
@@ -116,7 +116,7 @@ def hessian_spectrum(epochs: list[int], losses: list[float], lanczos: list[np.nd
     lines = left.get_legend_handles_labels()[0] + top.get_legend_handles_labels()[0]
     labels = left.get_legend_handles_labels()[1] + top.get_legend_handles_labels()[1]
     left.legend(lines, labels, loc="center right", fontsize=8)
-    left.set_title(title)
+    left.set_title("loss and top eigenvalue over training")
     if exact:
         values = exact[-1]
         right.stem(np.arange(1, len(values) + 1), values, basefmt="k-",
@@ -128,6 +128,7 @@ def hessian_spectrum(epochs: list[int], losses: list[float], lanczos: list[np.nd
     right.set_ylabel("eigenvalue (symlog)")
     right.set_title(f"Hessian spectrum at epoch {epochs[-1]}")
     right.legend(loc="best", fontsize=8)
+    fig.suptitle(title, fontsize="medium")
     _save(fig, path)
 
 

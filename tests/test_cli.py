@@ -846,3 +846,44 @@ def test_the_top_level_help_lists_every_command(capsys: pytest.CaptureFixture[st
     assert first.startswith(f"bpnet: {', '.join(commands)}."), first
     for name in commands:
         assert re.search(rf"^    {name} +\S", text, re.MULTILINE), name
+
+
+_TRAINING_OPTIONS = [
+    "--norms", "batch", "--dropout", "0.1", "--weight-decay", "1e-4", "--optimizer", "adam",
+    "--amsgrad", "--hyper", "beta2=0.99", "--schedule", "step:step_size=5,gamma=0.5",
+    "--warmup", "2", "--clip-norm", "1", "--batch-size", "20", "--init", "he_normal",
+    "--dtype", "float32", "--seed", "3", "--epochs", "3"]
+
+
+@pytest.mark.parametrize(("command", "plot", "options", "phrases"), [
+    ("fit", "fit_regression", _TRAINING_OPTIONS, []),
+    ("compare", "compare", _TRAINING_OPTIONS, []),
+    ("hessian", "hessian_spectrum", _TRAINING_OPTIONS[4:], []),
+    ("fit", "fit_regression", [
+        "--layers", "1,8,8,1", "--activations", "tanh,tanh,identity", "--residual", "0,1",
+        "--optimizer", "rmsprop", "--centered", "--clip-value", "0.5", "--schedule",
+        "multistep:milestones=5/10", "--epochs", "3"],
+     ["network (1, 8, 8, 1) tanh/tanh/identity, half_mse (mean)", "residual 0/1",
+      "rmsprop lr 0.1, centered, schedule multistep (milestones 5/10, gamma 0.1)",
+      "clip value 0.5", "3 epochs, full batch, init blog, float64, seed 0"])],
+    ids=["fit", "compare", "hessian", "fit-residual"])
+def test_a_plots_title_carries_every_option_that_changes_the_run(
+        command: str, plot: str, options: list[str], phrases: list[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs that differ in any option have different titles (the titles named the
+    network, the optimizer and the lr, and not the blocks, the options, the schedule or
+    the clipping, so plots of different runs looked alike)."""
+    from bpnet import plots
+
+    titles: list[str] = []
+    monkeypatch.setattr(plots, plot, lambda *args: titles.append(
+        args[4] if plot == "fit_regression" else args[-1]))
+    main([command, *options, "--quiet", "--out", str(tmp_path / "p.png")])
+    title = " ".join(titles[0].split())
+    expected = phrases or [
+        "adam lr 0.1, beta2 0.99, amsgrad, schedule step (step_size 5, gamma 0.5), "
+        "warm-up 2 steps from 0.333, clip norm 1",
+        "3 epochs, batch 20, init he_normal, float32, seed 3",
+        "weight decay 0.0001" + (", norms batch, dropout 0.1" if command != "hessian" else "")]
+    for phrase in expected:
+        assert phrase in title, (phrase, title)
