@@ -33,6 +33,7 @@ from itertools import pairwise
 from typing import Any
 
 import numpy as np
+from progress_lines import progress  # bench/progress_lines.py, beside this script
 
 import handwritten as hw
 from bpnet import implementations
@@ -364,12 +365,16 @@ def main() -> int:
     args = parser.parse_args()
     repeats = 3 if args.quick else 7
     implementations.pin_xla_numerics()
+    show = progress("bench.py", 2 + 2 * len(SIZES) + 5)     # one line as each case starts
 
+    show("environment")
     env = environment()
+    show("GEMM peak")
     peaks = {dtype: gemm_peak(dtype) for dtype in ("float32", "float64")}
     rows = []
     for size in SIZES:
         for dtype in ("float32", "float64"):
+            show(f"step times, {size} {dtype}")
             sizes, batch = SIZES[size]
             t = step_times(size, dtype, repeats)
             gemm = gemm_time(sizes, batch, dtype, repeats)
@@ -382,10 +387,15 @@ def main() -> int:
                          "gflops": None if hw_step is None else flops / hw_step / 1e9,
                          "gemm_share": None if hw_step is None else min(1.0, gemm / hw_step),
                          "target": TARGETS.get((size, dtype))})
+    show("second order")
     second = second_order(repeats)
+    show("batch norm step")
     blocks = blocks_row(repeats)
+    show("seed.train against the general train")
     blog = seed_vs_general(repeats)
+    show("memory")
     memory = memory_peak()
+    show("cross-checks per second")
     rate = cross_check_rate(24 if args.quick else 60)
     if args.json:
         print(json.dumps({"environment": env, "gemm_peak_gflops": peaks, "steps": rows,

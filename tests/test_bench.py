@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import sys
 import types
 from pathlib import Path
@@ -98,3 +99,28 @@ def test_a_time_not_measured_prints_as_noisy_and_judges_no_target() -> None:
     assert bench.ms_cell(None, 10) == "     noisy" and bench.ms_cell(1.5, 10) == "   1.500ms"
     assert bench.cell(None, 7, 2) == "      -" and bench.ratio(None, 2.0) is None
     assert bench.met(None, 1.0) == "not measured" and bench.met(-1.67, 1 / 3.5) == "met"
+
+
+def test_a_bench_shows_its_progress_on_stderr_one_flushed_line_per_case() -> None:
+    """bench.py, options.py and second_order.py were silent for 3-9 minutes with their
+    output going to a file: each case now starts with a line on stderr."""
+    progress_lines = _load("progress_lines")
+    line = progress_lines.progress_line("bench.py", 3, 15, "step times, large float32", 41.2)
+    assert line == "bench.py: [3/15] step times, large float32 (41 s so far)"
+
+    class Stream(io.StringIO):
+        flushes = 0
+
+        def flush(self) -> None:
+            self.flushes += 1
+
+    ticks = iter([10.0, 10.4, 75.0])
+    stream = Stream()
+    starting = progress_lines.progress("options.py", 2, stream, clock=lambda: next(ticks))
+    starting("adam amsgrad")
+    assert stream.getvalue() == "options.py: [1/2] adam amsgrad (0 s so far)\n"
+    starting("schedule cosine")
+    assert stream.getvalue().splitlines()[1] == "options.py: [2/2] schedule cosine (65 s so far)"
+    assert stream.flushes >= 2
+    for script in ("bench", "options", "second_order", "blocks"):
+        assert "progress(" in (BENCH / f"{script}.py").read_text(), script
