@@ -887,3 +887,29 @@ def test_a_plots_title_carries_every_option_that_changes_the_run(
         "weight decay 0.0001" + (", norms batch, dropout 0.1" if command != "hessian" else "")]
     for phrase in expected:
         assert phrase in title, (phrase, title)
+
+
+def test_the_figures_module_writes_under_out_unless_told(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+        ) -> None:
+    """python -m bpnet.figures writes out/spirals_batch_norm.png; a path given is taken
+    (the README's 'python -m bpnet.figures docs/img/spirals_batch_norm.png' overwrote a
+    tracked image, and without a path it refused to run)."""
+    from bpnet import figures
+
+    written: list[Path] = []
+
+    def draw(out: Path) -> dict[str, np.ndarray]:
+        written.append(out)
+        return {"without": np.ones(figures.EPOCHS)}
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(figures, "spirals_batch_norm", draw)
+    assert figures.main([]) == 0
+    assert written[-1] == Path("out/spirals_batch_norm.png")
+    assert written[-1].resolve().parent == tmp_path / "out"
+    assert capsys.readouterr().out.endswith("plot saved to out/spirals_batch_norm.png\n")
+    assert figures.main(["elsewhere/figure.png"]) == 0
+    assert written[-1] == Path("elsewhere/figure.png")
+    assert figures.main(["a.png", "b.png"]) == 2
+    assert "expected at most one output path" in capsys.readouterr().err
