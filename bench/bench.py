@@ -33,6 +33,7 @@ from itertools import pairwise
 from typing import Any
 
 import numpy as np
+from progress_lines import progress  # bench/progress_lines.py, beside this script
 
 import handwritten as hw
 from bpnet import implementations
@@ -137,10 +138,10 @@ def problem(size: str, dtype: str) -> tuple[hw.NetworkSpec, hw.Params, np.ndarra
 
 
 def per_step(spec: hw.NetworkSpec, params: hw.Params, x: np.ndarray, y: np.ndarray,
-             steps: int, repeats: int) -> dict[str, float]:
-    """Seconds one more sgd training step costs in each implementation: a run of 2n steps
-    minus a run of n, without the fixed cost of a call (checks, conversions, the final
-    diagnosis of the run)."""
+             steps: int, repeats: int) -> dict[str, float | None]:
+    """Seconds one more sgd training step costs in each implementation (``extra_time`` of
+    runs of n and 2n steps): without the fixed cost of a call (checks, conversions, the
+    final diagnosis of the run); None where the noise left no measurement."""
     import reference_jax
     import reference_torch
 
@@ -149,12 +150,58 @@ def per_step(spec: hw.NetworkSpec, params: hw.Params, x: np.ndarray, y: np.ndarr
     for name, impl in (("handwritten", hw), ("torch", reference_torch), ("jax", reference_jax)):
         def run(n: int, impl: Any = impl) -> None:
             impl.train(spec, params, x, y, opt, epochs=n)
-        out[name] = (timed(lambda: run(2 * steps), repeats) - timed(lambda: run(steps), repeats)
-                     ) / steps
+        out[name] = extra_time(lambda: run(steps), lambda: run(2 * steps), steps, repeats)
     return out
 
 
-def step_times(size: str, dtype: str, repeats: int) -> dict[str, float]:
+def extra_time(short: Callable[[], Any], long: Callable[[], Any], extra: int, repeats: int
+               ) -> float | None:
+    """Seconds per unit of the ``extra`` units of work ``long()`` does beyond ``short()``:
+    the median, over ``repeats`` pairs of the two run back to back (in alternating order),
+    of each pair's difference, divided by ``extra``; None when that median is not positive.
+
+    The two used to be timed apart -- every repeat of the long run, then every repeat of
+    the short one -- and a burst of load on a shared machine during the short runs made
+    their median the larger: torch's step at the blog's size came out at -96.48 ms, and
+    hw/torch -1.67 "target met".  Within a pair, both runs see about the same load, and the
+    median over pairs leaves out a pair a burst split.  A difference that is not positive
+    is noise larger than the extra work, not a time: it is None, never a negative time."""
+    short()                                            # warm-up
+    long()
+    differences = []
+    for i in range(repeats):
+        seconds = {}
+        for label, fn in (("short", short), ("long", long))[::1 if i % 2 == 0 else -1]:
+            start = time.perf_counter()
+            fn()
+            seconds[label] = time.perf_counter() - start
+        differences.append(seconds["long"] - seconds["short"])
+    per_unit = statistics.median(differences) / extra
+    return per_unit if per_unit > 0 else None
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    """a / b, or None when either is not measured."""
+    return None if a is None or b is None else a / b
+
+
+def ms_cell(milliseconds: float | None, width: int) -> str:
+    """A time in a table's cell of ``width`` characters; "noisy" when not measured."""
+    return (f"{'noisy':>{width}s}" if milliseconds is None
+            else f"{milliseconds:{width - 2}.3f}ms")
+
+
+def cell(value: float | None, width: int, digits: int) -> str:
+    """A number in a table's cell of ``width`` characters; "-" when not measured."""
+    return f"{'-':>{width}s}" if value is None else f"{value:{width}.{digits}f}"
+
+
+def met(value: float | None, bound: float) -> str:
+    """'met' or 'MISSED' for value <= bound; 'not measured' for a noisy value."""
+    return "not measured" if value is None else "met" if value <= bound else "MISSED"
+
+
+def step_times(size: str, dtype: str, repeats: int) -> dict[str, float | None]:
     spec, params, x, y = problem(size, dtype)
     # enough steps that train()'s fixed costs (the checks, the final diagnosis of the run:
     # about one step) stay a few percent of the measured time
@@ -241,9 +288,9 @@ def blocks_row(repeats: int, steps: int = 30) -> dict[str, Any]:
     x = rng.normal(size=(batch, sizes[0])).astype("float32")
     y = rng.uniform(size=(batch, sizes[-1])).astype("float32")
     out = per_step(spec, params, x, y, steps, repeats)
-    return {"ms": {k: v * 1e3 for k, v in out.items()},
-            "hw/torch": out["handwritten"] / out["torch"],
-            "hw/jax": out["handwritten"] / out["jax"]}
+    return {"ms": {k: None if v is None else v * 1e3 for k, v in out.items()},
+            "hw/torch": ratio(out["handwritten"], out["torch"]),
+            "hw/jax": ratio(out["handwritten"], out["jax"])}
 
 
 def memory_peak() -> dict[str, float]:
@@ -318,26 +365,37 @@ def main() -> int:
     args = parser.parse_args()
     repeats = 3 if args.quick else 7
     implementations.pin_xla_numerics()
+    show = progress("bench.py", 2 + 2 * len(SIZES) + 5)     # one line as each case starts
 
+    show("environment")
     env = environment()
+    show("GEMM peak")
     peaks = {dtype: gemm_peak(dtype) for dtype in ("float32", "float64")}
     rows = []
     for size in SIZES:
         for dtype in ("float32", "float64"):
+            show(f"step times, {size} {dtype}")
             sizes, batch = SIZES[size]
             t = step_times(size, dtype, repeats)
             gemm = gemm_time(sizes, batch, dtype, repeats)
             flops = step_flops(sizes, batch)
-            rows.append({"size": size, "dtype": dtype, "ms": {k: v * 1e3 for k, v in t.items()},
-                         "hw/torch": t["handwritten"] / t["torch"],
-                         "hw/jax": t["handwritten"] / t["jax"],
-                         "gflops": flops / t["handwritten"] / 1e9,
-                         "gemm_share": min(1.0, gemm / t["handwritten"]),
+            hw_step = t["handwritten"]
+            rows.append({"size": size, "dtype": dtype,
+                         "ms": {k: None if v is None else v * 1e3 for k, v in t.items()},
+                         "hw/torch": ratio(hw_step, t["torch"]),
+                         "hw/jax": ratio(hw_step, t["jax"]),
+                         "gflops": None if hw_step is None else flops / hw_step / 1e9,
+                         "gemm_share": None if hw_step is None else min(1.0, gemm / hw_step),
                          "target": TARGETS.get((size, dtype))})
+    show("second order")
     second = second_order(repeats)
+    show("batch norm step")
     blocks = blocks_row(repeats)
+    show("seed.train against the general train")
     blog = seed_vs_general(repeats)
+    show("memory")
     memory = memory_peak()
+    show("cross-checks per second")
     rate = cross_check_rate(24 if args.quick else 60)
     if args.json:
         print(json.dumps({"environment": env, "gemm_peak_gflops": peaks, "steps": rows,
@@ -357,18 +415,23 @@ def main() -> int:
     print(header)
     print("-" * len(header))
     for r in rows:
-        ms = r["ms"]
+        times = r["ms"]
         peak = peaks[r["dtype"]]["numpy"]
         target = ""
         if r["target"]:
             bound, words = r["target"]
-            target = f"{words}: {'met' if r['hw/torch'] <= bound else 'MISSED'}"
+            target = f"{words}: {met(r['hw/torch'], bound)}"
         if r["size"] == "large":
-            share_ok = "met" if r["gemm_share"] >= GEMM_SHARE_TARGET else "MISSED"
+            share = r["gemm_share"]
+            share_ok = ("not measured" if share is None
+                        else "met" if share >= GEMM_SHARE_TARGET else "MISSED")
             target += f"; GEMM share >= 85%: {share_ok}"
-        print(f"{r['size']:7s} {r['dtype']:8s} {ms['handwritten']:10.3f}ms {ms['torch']:8.3f}ms "
-              f"{ms['jax']:8.3f}ms {r['hw/torch']:9.2f} {r['hw/jax']:7.2f} {r['gflops']:8.1f} "
-              f"{100 * r['gflops'] / peak:6.0f}% {100 * r['gemm_share']:9.0f}%  {target}")
+        print(f"{r['size']:7s} {r['dtype']:8s} {ms_cell(times['handwritten'], 12)} "
+              f"{ms_cell(times['torch'], 10)} {ms_cell(times['jax'], 10)} "
+              f"{cell(r['hw/torch'], 9, 2)} {cell(r['hw/jax'], 7, 2)} {cell(r['gflops'], 8, 1)} "
+              f"{cell(None if r['gflops'] is None else 100 * r['gflops'] / peak, 6, 0)}% "
+              f"{cell(None if r['gemm_share'] is None else 100 * r['gemm_share'], 9, 0)}%"
+              f"  {target}")
     print()
     header = (f"{'size':7s} {'dtype':8s} {'gradient':>10s} {'hvp':>10s} {'torch hvp':>10s} "
               f"{'hvp/grad':>9s} {'hvp/torch':>9s} {'norms':>10s} {'norms/grad':>10s}  target")
@@ -387,11 +450,13 @@ def main() -> int:
               f"{r['torch_hvp_ms']:8.3f}ms {r['hvp/grad']:9.2f} {r['hvp/torch']:9.2f} "
               f"{r['norms_ms']:8.3f}ms {r['norms/grad']:10.2f}  {'; '.join(targets)}")
     print()
+    block_ms = {k: "noisy" if v is None else f"{v:.2f} ms" for k, v in blocks["ms"].items()}
+    block_ratio = blocks["hw/torch"]
     print(f"large network, batch norm on every hidden layer, float32, one train step (sgd): "
-          f"handwritten {blocks['ms']['handwritten']:.2f} ms, "
-          f"torch {blocks['ms']['torch']:.2f} ms, jax {blocks['ms']['jax']:.2f} ms; "
-          f"hw/torch {blocks['hw/torch']:.2f} (target <= {BLOCKS_TARGET:.2f}: "
-          f"{'met' if blocks['hw/torch'] <= BLOCKS_TARGET else 'MISSED'})")
+          f"handwritten {block_ms['handwritten']}, torch {block_ms['torch']}, "
+          f"jax {block_ms['jax']}; hw/torch "
+          f"{'-' if block_ratio is None else f'{block_ratio:.2f}'} (target <= "
+          f"{BLOCKS_TARGET:.2f}: {met(block_ratio, BLOCKS_TARGET)})")
     print()
     print(f"blog network, per epoch: seed.train {blog['seed_ms']:.4f} ms, general train on "
           f"BLOG_SPEC {blog['general_ms']:.4f} ms = {blog['ratio']:.2f}x; target <= 1.25x: "

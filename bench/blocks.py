@@ -21,8 +21,10 @@ import argparse
 import importlib
 import json
 from collections import defaultdict
+from collections.abc import Callable
 
 import numpy as np
+from progress_lines import progress  # bench/progress_lines.py, beside this script
 
 from bpnet.problems import MIN_NORM_COUNT, GeneratorChooser, Problem, draw_block_spec
 from handwritten import trace
@@ -31,7 +33,10 @@ from handwritten.spec import BACKWARD_QUANTITIES, FORWARD_QUANTITIES
 REFERENCES = ("reference_torch", "reference_jax")
 
 
-def measure(n: int, seed: int) -> dict[str, dict[str, float]]:
+def measure(n: int, seed: int, starting: Callable[[str], None] = lambda case: None
+            ) -> dict[str, dict[str, float]]:
+    """The worst difference per quantity and reference over ``n`` drawn block networks;
+    ``starting(case)`` is called as each network's turn comes (progress)."""
     refs = {name: importlib.import_module(name) for name in REFERENCES}
     choose = GeneratorChooser(np.random.default_rng(seed))
     worst: dict[str, dict[str, float]] = defaultdict(lambda: dict.fromkeys(REFERENCES, 0.0))
@@ -39,6 +44,7 @@ def measure(n: int, seed: int) -> dict[str, dict[str, float]]:
         spec = draw_block_spec(choose)
         batch = choose.integer(MIN_NORM_COUNT if "batch" in spec.norms else 2, 12)
         p = Problem(spec, batch, choose.integer(0, 2**32 - 1))
+        starting(f"{spec.layer_sizes} norms {spec.norms}, batch {batch}")
         ours = trace(p.spec, p.params, p.x, p.y, p.masks)
         for name, ref in refs.items():
             theirs = ref.trace(p.spec, p.params, p.x, p.y, p.masks)
@@ -65,7 +71,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    worst = measure(args.n, args.seed)
+    worst = measure(args.n, args.seed, progress("blocks.py", args.n))
     if args.json:
         print(json.dumps(worst))
         return 0

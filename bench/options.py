@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
+from progress_lines import progress  # bench/progress_lines.py, beside this script
 
 import handwritten as hw
 from bpnet.check_all import random_state
@@ -128,12 +129,15 @@ def main() -> None:
 
     references = {name: implementations.load(name) for name in implementations.NAMES[1:]}
     results = {}
-    show: Callable[[str], None] = (lambda line: None) if args.json else print
+    show: Callable[[str], None] = (
+        (lambda line: None) if args.json else lambda line: print(line, flush=True))
     show(f"{'option':36s} {'one step: torch':>16s} {'optax':>9s}   "
          f"{'trajectory: torch':>18s} {'optax':>9s}  (normwise; envelope)  optax cases")
-    for seed, option in enumerate(options()):
-        if args.only and args.only not in option:
-            continue
+    chosen = [(seed, option) for seed, option in enumerate(options())
+              if not args.only or args.only in option]
+    starting = progress("options.py", len(chosen))
+    for seed, option in chosen:
+        starting(option)
         result = measure(option, references, seed)
         results[option] = result
         w = result["worst"]

@@ -16,8 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 from collections import defaultdict
+from collections.abc import Callable
 
 import numpy as np
+from progress_lines import progress  # bench/progress_lines.py, beside this script
 
 from bpnet.problems import make_params, random_problems
 from handwritten import derivatives
@@ -30,12 +32,16 @@ def _normwise(ours: np.ndarray, theirs: np.ndarray) -> float:
     return float(np.abs(ours - theirs).max()) / scale
 
 
-def measure(n: int, seed: int) -> dict[str, dict[str, float]]:
+def measure(n: int, seed: int, starting: Callable[[str], None] = lambda case: None
+            ) -> dict[str, dict[str, float]]:
+    """The worst difference per quantity and reference over ``n`` drawn networks;
+    ``starting(case)`` is called as each network's turn comes (progress)."""
     import importlib
 
     refs = {name: importlib.import_module(f"{name}.derivatives") for name in REFERENCES}
     worst: dict[str, dict[str, float]] = defaultdict(lambda: dict.fromkeys(REFERENCES, 0.0))
     for i, p in enumerate(random_problems(n, seed, max_depth=3, max_width=8, max_batch=8)):
+        starting(f"{p.spec.layer_sizes} {'/'.join(p.spec.activations)} {p.spec.loss}")
         v = make_params(p.spec, np.random.default_rng(seed + i), np.float64)
         ours = derivatives.r_trace(p.spec, p.params, p.x, p.y, v)
         ours_gn = derivatives.gnvp(p.spec, p.params, p.x, p.y, v)
@@ -66,7 +72,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    worst = measure(args.n, args.seed)
+    worst = measure(args.n, args.seed, progress("second_order.py", args.n))
     if args.json:
         print(json.dumps(worst))
         return 0

@@ -1,4 +1,5 @@
-"""bpnet: fit, check, compare, explain.  Run ``bpnet COMMAND --help`` for each.
+"""bpnet's command line: one subcommand per task (``build_parser`` registers them, and the
+first line of ``bpnet --help`` names each one it registered).
 
 Exit status: 0 on success; 1 when a check fails or training diverges; 2 for bad input
 (unknown option values, an inconsistent architecture, a plot path that cannot be
@@ -16,7 +17,10 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -33,10 +37,34 @@ from handwritten.seed import BLOG_SPEC
 from handwritten.spec import FLAGS
 
 BLOG_DEFAULTS = {"layers": BLOG_SPEC.layer_sizes, "activations": BLOG_SPEC.activations,
-                 "loss": BLOG_SPEC.loss, "reduction": BLOG_SPEC.reduction}
-"""check and explain default to the blog's network (seed.BLOG_SPEC)."""
+                 "loss": BLOG_SPEC.loss}
+"""check and explain default to the blog's network (seed.BLOG_SPEC); its reduction is
+``default_reduction``'s."""
 BLOG_WORDS = (f"{','.join(map(str, BLOG_SPEC.layer_sizes))} {','.join(BLOG_SPEC.activations)} "
-              f"{BLOG_SPEC.loss} {BLOG_SPEC.reduction}")
+              f"{BLOG_SPEC.loss}")
+REDUCTION_RULE = (f"default: mean, except for a preset's own network, which keeps the "
+                  f"preset's: {BLOG_SPEC.reduction} for the blog's {BLOG_WORDS}, whose "
+                  f"gradient the blog takes of the summed loss")
+"""``default_reduction`` in words: the help of --reduction in every command (check and
+explain take the blog's network as their preset)."""
+
+
+def default_reduction(layers: Sequence[int], activations: Sequence[str], loss: str,
+                      preset: hw.NetworkSpec = BLOG_SPEC) -> str:
+    """The reduction of a network given without --reduction, in every command: the preset's
+    own when the network is the preset's (the same layer sizes, activations and loss),
+    "mean" for any other.  fit, compare and hessian take their dataset's preset; check and
+    explain, which have no dataset, the blog's network.
+
+    The one preset with "sum" is the blog's (seed.BLOG_SPEC: the blog's backward is the
+    gradient of the summed half-MSE, N times the gradient of the mean it prints), and it
+    keeps it: ``bpnet fit`` is the blog's program, number for number.  Another network
+    trained on "sum" would take steps N = 100 times larger at the blog's lr (0.1): a 1-10-1
+    leaky_relu/identity network diverged at step 7 (issue 23).  Under "mean" the gradient
+    is the printed loss's own, as for every other preset."""
+    own = (tuple(layers), tuple(activations), loss) == (
+        preset.layer_sizes, preset.activations, preset.loss)
+    return preset.reduction if own else "mean"
 
 
 def _print_json(data: Any) -> None:
@@ -187,7 +215,9 @@ def _add_network(p: argparse.ArgumentParser, defaults: str = "the dataset's pres
                         f"{', '.join(sorted(hw.ACTIVATIONS))}; leaky_relu, elu and celu take "
                         "a parameter: leaky_relu:0.2")
     g.add_argument("--loss", choices=sorted(hw.LOSSES))
-    g.add_argument("--reduction", choices=hw.REDUCTIONS)
+    g.add_argument("--reduction", choices=hw.REDUCTIONS,
+                   help=f"the loss over samples and outputs: their mean or their sum "
+                        f"({REDUCTION_RULE})")
     g.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty (0)")
 
 
@@ -239,7 +269,8 @@ def _spec(args: argparse.Namespace, preset: datasets.Preset | None = None) -> hw
         raise UsageError("give --layers and --activations (e.g. --layers 1,10,1 "
                          "--activations sigmoid,sigmoid)")
     loss = args.loss or (base.loss if base else "half_mse")
-    reduction = args.reduction or (base.reduction if base else "mean")
+    reduction = args.reduction or (default_reduction(layers, activations, loss, base) if base
+                                   else "mean")
     hidden = len(layers) - 2
     blocks = {}
     for name in ("norms", "dropout", "residual"):
@@ -322,7 +353,7 @@ def _plot_fit(case: runs.TrainingCase, final: hw.Params, final_loss: float, out:
     statistics."""
     from bpnet import plots
 
-    title = case.title(f"{case.epochs} epochs: mean loss {final_loss:.4g}")
+    title = case.title(f"mean loss {final_loss:.4g}")
     if "batch" in case.spec.norms and not running:
         _, cache = hw.forward(case.spec, final, case.x)
         running = [{"mean": c["mu"], "var": c["var"]} if "mu" in c and n == "batch" else {}
@@ -409,8 +440,7 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     runs.fit(case, on_epoch=at)
     difference = spectrum.largest_difference()
     plots.hessian_spectrum(spectrum.epochs, spectrum.losses, spectrum.lanczos, spectrum.exact,
-                           args.out, f"{case.spec.layer_sizes} {case.spec.loss} "
-                           f"({case.spec.reduction}): Hessian over training")
+                           args.out, case.title("the Hessian over training"))
     if args.json:
         _print_json({"epochs": spectrum.epochs, "losses": spectrum.losses,
                      "lanczos": spectrum.lanczos, "exact": spectrum.exact,
@@ -597,12 +627,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from bpnet import plots
 
     steps = len(result.histories["handwritten"].losses)
-    plots.compare({n: h.losses for n, h in result.histories.items()},
-                  {n.replace("reference_", ""): d for n, d in result.divergence.items()},
-                  args.out, f"{args.dataset}: {case.spec.layer_sizes}, {case.optimizer.name}, "
-                  f"{steps} steps, {args.dtype}")
+    curves = {n: case.mean_loss_curve(h) for n, h in result.histories.items()}
+    plots.compare(curves, {n.replace("reference_", ""): d for n, d in result.divergence.items()},
+                  args.out, case.title(f"{steps} steps in each implementation"))
     _warn(args, result.diagnostics)
-    final = {n: case.mean_loss(h.final_params, h.running) for n, h in result.histories.items()}
+    final = {n: float(curve[-1]) for n, curve in curves.items()}    # the plotted curves' ends
     ours = result.histories["handwritten"]
     running = {n: param_divergence(ours.running, h.running) for n, h in result.histories.items()
                if n != "handwritten" and "batch" in case.spec.norms}
@@ -693,8 +722,7 @@ def _print_values(result: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def build_parser() -> Parser:
-    parser = Parser(prog="bpnet", description=__doc__,
-                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="bpnet", formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     fit = sub.add_parser("fit", help="train on a built-in dataset and plot the fit (the blog demo)",
@@ -716,7 +744,7 @@ def build_parser() -> Parser:
                            "Exit status 1 names the first failing quantity in derivation order, "
                            "its equation and function, and the shape of the error. --all checks "
                            "everything registered.")
-    _add_network(check, f"{BLOG_WORDS}; reduction sum only for the blog's network, else mean")
+    _add_network(check, BLOG_WORDS)
     _add_blocks(check)
     check.add_argument("--batch", type=_positive_int, default=8, help="batch size (8)")
     check.add_argument("--labels", action="store_true",
@@ -786,22 +814,66 @@ def build_parser() -> Parser:
                          "per-example gradients, with shapes (handwritten/derivatives.py)")
     _add_common(explain, "the equations only, without --values' numbers")
     explain.set_defaults(run=cmd_explain)
+    # the first line names every command registered above, so none is left out of it
+    exit_status = (__doc__ or "").partition("\n\n")[2]
+    parser.description = (f"bpnet: {', '.join(sub.choices)}.  Run ``bpnet COMMAND --help`` "
+                          f"for each.\n\n{exit_status}")
     return parser
 
 
 
 
 
+@contextmanager
+def numpy_reports(reports: Counter[str]) -> Iterator[Counter[str]]:
+    """Inside: NumPy's RuntimeWarnings counted in ``reports``, never printed.
+
+    A run that diverges overflows on its way to the non-finite loss its one-line diagnosis
+    names, and NumPy would print each overflow, division by zero and invalid value (0/0,
+    inf - inf) as a warning with a line of source code.  Here a floating-point error goes to
+    ``reports`` by its kind ("overflow", np.errstate's "call"; underflow, to 0 or a
+    subnormal, stays ignored as NumPy's default), and so does any RuntimeWarning issued by
+    ``warnings.warn`` (SciPy's, NumPy's "Mean of empty slice"), by its message; other
+    warnings are shown as before.  ``said`` puts the counts into the command's one line.
+    Every command runs inside (``main``); the np.errstate of handwritten's own functions,
+    which ignore what their derivation expects (exp's overflow in a saturated tail),
+    still rules inside them."""
+
+    def floating_point(kind: str, flag: int) -> None:
+        reports[kind] += 1
+
+    with warnings.catch_warnings(), np.errstate(divide="call", over="call", invalid="call",
+                                                call=floating_point):
+        show = warnings.showwarning
+
+        def record(message: Warning | str, category: type[Warning], *args: Any,
+                   **kwargs: Any) -> None:
+            if issubclass(category, RuntimeWarning):
+                reports[str(message)] += 1
+            else:
+                show(message, category, *args, **kwargs)
+
+        warnings.simplefilter("always", RuntimeWarning)   # each one counted, never an error
+        warnings.showwarning = record
+        yield reports
+
+
+def said(reports: Counter[str]) -> str:
+    """What NumPy reported during a command, in words for its one line: "NumPy reported
+    overflow (4 times) and invalid value"."""
+    kinds = [f"{kind} ({n} times)" if n > 1 else kind for kind, n in reports.items()]
+    return "NumPy reported " + (", ".join(kinds[:-1]) + " and " if len(kinds) > 1 else "") + \
+        kinds[-1]
+
+
 def _network_defaults(args: argparse.Namespace) -> None:
-    """What check and explain leave out comes from the blog's network, except the
-    reduction: the blog's "sum" only when the network is the blog's, "mean" otherwise."""
+    """What check and explain leave out comes from the blog's network; the reduction from
+    ``default_reduction``, as in fit."""
     for key, value in BLOG_DEFAULTS.items():
-        if key != "reduction" and getattr(args, key) is None:
+        if getattr(args, key) is None:
             setattr(args, key, value)
     if args.reduction is None:
-        blog = all(getattr(args, key) == value for key, value in BLOG_DEFAULTS.items()
-                   if key != "reduction")
-        args.reduction = BLOG_SPEC.reduction if blog else "mean"
+        args.reduction = default_reduction(args.layers, args.activations, args.loss)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -811,23 +883,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="replace")
     implementations.pin_xla_numerics()
     command = next((a for a in argv if not a.startswith("-")), "")
+    reports: Counter[str] = Counter()
     try:
-        args = build_parser().parse_args(argv)
-        command = args.command
-        if command == "check":             # one new program per case: compiling is the cost
-            implementations.compile_quickly()
-        implementations.persistent_jax_cache(implementations.default_jax_cache())
-        if command in ("check", "explain"):
-            _network_defaults(args)
-        # a run that diverges is reported on one line (the step it diverged at, or NaN and
-        # FAIL in a table): NumPy's overflow and invalid-value warnings would add lines of
-        # source code to stderr on the way there
-        with np.errstate(all="ignore"):
-            return int(args.run(args))
+        with numpy_reports(reports):
+            args = build_parser().parse_args(argv)
+            command = args.command
+            if command == "check":         # one new program per case: compiling is the cost
+                implementations.compile_quickly()
+            implementations.persistent_jax_cache(implementations.default_jax_cache())
+            if command in ("check", "explain"):
+                _network_defaults(args)
+            status = int(args.run(args))
+        if reports:
+            print(f"bpnet {command}: warning: {said(reports)}: a number left the float range "
+                  f"or had no value (0/0, inf - inf), and what is printed may carry an inf or "
+                  f"a NaN", file=sys.stderr)
+        return status
     except UsageError as error:
         return _fail(command, str(error), 2, "--json" in argv, prefix="error: ")
     except FloatingPointError as error:
-        return _fail(command, str(error), 1, "--json" in argv)
+        return _fail(command, str(error) + (f" ({said(reports)} on the way)" if reports
+                                            else ""), 1, "--json" in argv)
     except OverflowError as error:
         # Python's float arithmetic raises where NumPy gives inf: torch's MultiStepLR
         # computes gamma ** (times a milestone is repeated) in Python floats

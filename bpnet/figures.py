@@ -2,7 +2,9 @@
 with and without batch norm on every hidden layer, from the same seed (same data, same
 initial W and b, same batches).
 
-    python -m bpnet.figures docs/img/spirals_batch_norm.png
+    python -m bpnet.figures              # writes out/spirals_batch_norm.png
+    python -m bpnet.figures PATH.png     # writes PATH.png (the README's copy:
+                                         # docs/img/spirals_batch_norm.png)
 
 Four sigmoid layers of 32 squash the signal: without batch norm the loss sits on a plateau
 for well over a hundred epochs before it finds the arms; with it, each layer's input is centred
@@ -28,6 +30,9 @@ BATCH_SIZE = 30
 EPOCHS = 300
 EARLY = 60
 """The epoch whose decision regions the figure shows: where the two runs differ most."""
+OUT = Path("out") / "spirals_batch_norm.png"
+"""Where the figure goes unless a path is given: under out/, as every plot of the command
+line, never over the tracked copy in docs/img/ unless that path is given by name."""
 
 
 def spec(norm: str | None) -> hw.NetworkSpec:
@@ -61,16 +66,26 @@ def spirals_batch_norm(out: Path, seed: int = 0, epochs: int = EPOCHS, early: in
     return curves
 
 
+def output_path(args: list[str]) -> Path:
+    """The figure's path: the one given, else ``OUT`` (relative to the current directory).
+    A ValueError for more than one."""
+    if len(args) > 1:
+        raise ValueError(f"expected at most one output path, got {len(args)}: {args}")
+    return Path(args[0]) if args else OUT
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m bpnet.figures OUT.png", file=sys.stderr)
+    try:
+        out = output_path(sys.argv[1:] if argv is None else argv)
+    except ValueError as error:
+        print(f"usage: python -m bpnet.figures [OUT.png] (default {OUT}): {error}",
+              file=sys.stderr)
         return 2
-    curves = spirals_batch_norm(Path(args[0]))
+    curves = spirals_batch_norm(out)
     for label, loss in curves.items():
         print(f"{label:16s} mean loss per epoch: epoch 1 {loss[0]:.3g}, {EARLY} "
               f"{loss[EARLY - 1]:.3g}, {len(loss)} {loss[-1]:.3g}")
-    print(f"plot saved to {args[0]}")
+    print(f"plot saved to {out}")
     return 0
 
 

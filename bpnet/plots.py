@@ -35,7 +35,7 @@ def fit_regression(x: np.ndarray, y: np.ndarray, predict: Callable[[np.ndarray],
     ax.plot(grid[:, 0], predict(grid)[:, 0], "r-", lw=3, label=label)
     ax.set_xlabel("x")
     ax.set_ylabel("y")
-    ax.set_title(title)
+    ax.set_title(title, fontsize="medium")
     ax.legend(loc="best")
     _save(fig, path)
 
@@ -61,23 +61,25 @@ def fit_classification(x: np.ndarray, labels: np.ndarray,
                    label=f"class {c}")
     ax.set_xlabel("x1")
     ax.set_ylabel("x2")
-    ax.set_title(title)
+    ax.set_title(title, fontsize="medium")
     ax.legend(loc="best")
     _save(fig, path)
 
 
 def compare(losses: Mapping[str, np.ndarray], divergence: Mapping[str, np.ndarray],
             path: Path, title: str) -> None:
-    """Left: the loss curves of every implementation overlaid.  Right: the largest parameter
-    difference from handwritten after every step, relative to the parameters' scale, on a
-    log scale (exact agreement is drawn at the floor, 1e-18)."""
+    """Left: the loss curves of every implementation overlaid, ``losses[name][k]`` the loss
+    after step k (0: the initial params) -- the mean over samples and outputs on all the
+    data that compare prints (``TrainingCase.mean_loss_curve``).  Right: the largest
+    parameter difference from handwritten after every step, relative to the parameters'
+    scale, on a log scale (exact agreement is drawn at the floor, 1e-18)."""
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
     styles = ["-", "--", ":"]
     for (name, curve), style in zip(losses.items(), styles):
-        left.plot(np.arange(1, len(curve) + 1), curve, style, lw=2, label=name)
+        left.plot(np.arange(len(curve)), curve, style, lw=2, label=name)
     left.set_xlabel("step")
-    left.set_ylabel("loss (before the step)")
+    left.set_ylabel("mean loss on all the data, as printed")
     left.set_yscale("log")
     left.set_title("training loss")
     left.legend(loc="best")
@@ -91,7 +93,7 @@ def compare(losses: Mapping[str, np.ndarray], divergence: Mapping[str, np.ndarra
     right.set_ylabel("max |Δθ| / max |θ|")
     right.set_title("parameter divergence")
     right.legend(loc="best")
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize="medium")
     _save(fig, path)
 
 
@@ -114,7 +116,7 @@ def hessian_spectrum(epochs: list[int], losses: list[float], lanczos: list[np.nd
     lines = left.get_legend_handles_labels()[0] + top.get_legend_handles_labels()[0]
     labels = left.get_legend_handles_labels()[1] + top.get_legend_handles_labels()[1]
     left.legend(lines, labels, loc="center right", fontsize=8)
-    left.set_title(title)
+    left.set_title("loss and top eigenvalue over training")
     if exact:
         values = exact[-1]
         right.stem(np.arange(1, len(values) + 1), values, basefmt="k-",
@@ -126,6 +128,7 @@ def hessian_spectrum(epochs: list[int], losses: list[float], lanczos: list[np.nd
     right.set_ylabel("eigenvalue (symlog)")
     right.set_title(f"Hessian spectrum at epoch {epochs[-1]}")
     right.legend(loc="best", fontsize=8)
+    fig.suptitle(title, fontsize="medium")
     _save(fig, path)
 
 

@@ -39,6 +39,8 @@ class TrainingCase:
     seed: int = 0
     dropout_seed: int | None = None
     """Seeds the Generator each implementation draws dropout's masks from (None: no dropout)."""
+    init: str = ""
+    """The initialisation scheme the params were drawn with."""
 
     @classmethod
     def make(cls, dataset: str, spec: hw.NetworkSpec, *, seed: int, dtype: str,
@@ -87,7 +89,7 @@ class TrainingCase:
             checks.check_trainable(spec, x.shape[0], batch, None if drop is None
                                    else np.random.default_rng(drop))
         return cls(dataset, preset, spec, opt, x, y, params, epochs, batch_size, order, seed,
-                   drop)
+                   drop, init or preset.init)
 
     def train(self, implementation: Any = hw, **kwargs: Any) -> hw.History:
         """This case trained by one implementation (handwritten by default); dropout's masks
@@ -109,10 +111,68 @@ class TrainingCase:
         _, cache = hw.forward(mean_spec, params, self.x, running=running or None)
         return float(loss_value(mean_spec, params, cache, self.y))
 
-    def title(self, detail: str) -> str:
-        return (f"{self.dataset}: network {self.spec.layer_sizes}, "
-                f"{'/'.join(self.spec.activations)}\n{self.optimizer.name} lr "
-                f"{self.optimizer.lr}, {detail}")
+    def mean_loss_curve(self, history: hw.History) -> np.ndarray:
+        """``mean_loss`` of the params recorded in ``history``, in order (the initial params
+        first); the last with the run's running statistics, as fit and compare print the
+        final loss, the others as fit's log (batch norm with the whole dataset's own
+        statistics).  A run's loss per step in ``History.losses`` is its batch's, under the
+        spec's reduction: the blog's sum is 100 times the mean it prints."""
+        last = len(history.params) - 1
+        return np.array([self.mean_loss(params, history.running if k == last else None)
+                         for k, params in enumerate(history.params)])
+
+    def settings(self) -> list[list[str]]:
+        """Everything that changes the run, in words: the network with its hidden blocks, the
+        optimizer with its options (the hyperparameters that differ from torch's defaults,
+        the flags, schedule, warm-up, clipping), and the training (epochs, batch, init,
+        dtype, seed).  Three groups of phrases, a plot's title begins a line with each."""
+        spec, opt = self.spec, self.optimizer
+        network = [f"{self.dataset}: network {spec.layer_sizes} {'/'.join(spec.activations)}",
+                   f"{spec.loss} ({spec.reduction})"]
+        if spec.weight_decay:
+            network.append(f"weight decay {spec.weight_decay:g}")
+        if any(spec.norms):
+            network.append(f"norms {'/'.join(n or 'none' for n in spec.norms)}")
+        if any(spec.dropout):
+            network.append(f"dropout {'/'.join(f'{p:g}' for p in spec.dropout)}")
+        if any(spec.residual):
+            network.append(f"residual {'/'.join(str(int(r)) for r in spec.residual)}")
+        defaults = hw.OPTIMIZER_DEFAULTS[opt.name]
+        optimizer = [f"{opt.name} lr {opt.lr:g}"] + [
+            key if value is True else f"{key} {value:g}"
+            for key, value in opt.hyperparams.items() if value != defaults[key]]
+        if opt.schedule is not None:
+            schedule = opt.schedule
+            if schedule.name != "constant" or not schedule.warmup:
+                optimizer.append(f"schedule {schedule.name} (" + ", ".join(
+                    f"{key} {'/'.join(f'{v:g}' for v in np.atleast_1d(value))}"
+                    for key, value in schedule.settings.items()) + ")")
+            if schedule.warmup:
+                optimizer.append(f"warm-up {schedule.warmup} steps from "
+                                 f"{schedule.warmup_start:.3g}")
+        for key in ("clip_norm", "clip_value"):
+            if getattr(opt, key) is not None:
+                optimizer.append(f"{key.replace('_', ' ')} {getattr(opt, key):g}")
+        training = [f"{self.epochs} epochs",
+                    f"batch {self.batch_size}" if self.batch_size else "full batch",
+                    f"init {self.init}", str(self.x.dtype), f"seed {self.seed}"]
+        return [network, optimizer, training]
+
+    def title(self, detail: str, width: int = 58) -> str:
+        """A plot's title: ``settings``, each group on lines of at most ``width`` characters
+        (a phrase is never split), ``detail`` (what the plot shows) ending the last."""
+        *groups, last = self.settings()
+        lines: list[str] = []
+        for group in [*groups, [*last, detail]]:
+            line = ""
+            for phrase in group:
+                if line and len(line) + 2 + len(phrase) > width:
+                    lines.append(line + ",")
+                    line = phrase
+                else:
+                    line = f"{line}, {phrase}" if line else phrase
+            lines.append(line)
+        return "\n".join(lines)
 
 
 def fit(case: TrainingCase, on_log: Callable[[int, float], None] | None = None,

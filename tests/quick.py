@@ -71,6 +71,7 @@ TESTS: dict[str, list[str]] = {
     "reference_jax/bucketed.py": ["test_bucketed"],
     "reference_jax/": ["test_references"],
     "bpnet/": ["test_cli", "test_check_all", "test_fuzz"],
+    "bench/": ["test_bench"],
     "tests/strategies.py": ["test_cross_framework"],
     "tests/mutations.py": ["test_mutations"],
     "tests/quick.py": ["test_quick"],

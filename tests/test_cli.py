@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -713,3 +714,202 @@ def test_hessian_of_a_run_that_saturates_or_diverges(
         assert result["agrees"] and result["lanczos"][-1] == [0.0, 0.0, 0.0]
     else:
         assert words in _one_line(err)
+
+
+# what a newcomer tripped on (issue 23) ---------------------------------------------------
+
+def test_the_readmes_leaky_relu_network_fits(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A network other than the blog's trains on the mean, as check takes it: the README's
+    example exits 0 (it diverged at step 7 on the blog's sum, a gradient 100x the printed
+    loss's at the blog's lr)."""
+    assert main(["fit", "--activations", "leaky_relu:0.2,identity", "--layers", "1,10,1",
+                 "--loss", "half_mse", "--json", "--out", str(tmp_path / "f.png")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["spec"]["reduction"] == "mean" and result["final_loss"] < 0.01
+
+
+@pytest.mark.parametrize("args, reduction", [
+    ([], "sum"),                                                      # the blog's network
+    (["--activations", "leaky_relu:0.2,identity"], "mean"),
+    (["--layers", "1,4,1"], "mean"),
+    (["--loss", "mse"], "mean"),
+    (["--layers", "1,10,1", "--reduction", "sum", "--loss", "mse"], "sum")])
+def test_fit_and_check_take_one_default_reduction(
+        args: list[str], reduction: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The blog's sum for the blog's network alone, in fit as in check (test_check_all's
+    test_the_blogs_sum_is_the_default_only_for_the_blogs_network)."""
+    assert main(["fit", *args, "--epochs", "1", "--json", "--out",
+                 str(tmp_path / "f.png")]) == 0
+    assert json.loads(capsys.readouterr().out)["spec"]["reduction"] == reduction
+
+
+def test_every_commands_help_states_the_default_reduction(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("fit", "check", "compare", "hessian", "explain"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert ("default: mean, except for a preset's own network, which keeps the preset's: "
+                "sum for the blog's 1,10,1 sigmoid,sigmoid half_mse" in
+                " ".join(capsys.readouterr().out.split())), command
+
+
+def test_numpys_warnings_on_a_diverging_run_are_said_in_its_one_line(tmp_path: Path) -> None:
+    """A run that overflows on its way to a NaN loss: one line on stderr, naming the step
+    and what NumPy reported, with no RuntimeWarning and no source path (a terminal got four
+    'RuntimeWarning: overflow encountered in matmul' lines with their source lines)."""
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, "-m", "bpnet.cli", "fit", "--lr", "1e300",
+                             "--dtype", "float32", "--quiet", "--out", str(tmp_path / "f.png")],
+                            cwd=root, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 1
+    line = _one_line(result.stderr)
+    assert "RuntimeWarning" not in result.stderr and ".py:" not in result.stderr, line
+    assert line.startswith("bpnet fit: training diverged: the loss is nan at step "), line
+    assert "; try a smaller learning rate (NumPy reported overflow (" in line, line
+    assert line.endswith(" on the way)"), line
+
+
+def test_numpys_warnings_in_a_finished_command_are_one_warning_line(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A weight decay of 1e308 overflows the loss: check prints its table (inf, FAIL) and
+    one line on stderr saying so; a RuntimeWarning issued by warnings.warn (SciPy's,
+    NumPy's 'Mean of empty slice') is counted the same way, never printed raw."""
+    main(["check", "--weight-decay", "1e308"])
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith("bpnet check: warning: NumPy reported overflow ("), line
+    assert "what is printed may carry an inf or a NaN" in line
+    from bpnet import explain
+
+    derivation = explain.derivation
+
+    def warns(*args: Any) -> list[str]:
+        np.mean(np.zeros(0))                 # RuntimeWarning: Mean of empty slice
+        return derivation(*args)
+
+    monkeypatch.setattr(explain, "derivation", warns)
+    assert main(["explain"]) == 0
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith("bpnet explain: warning: NumPy reported Mean of empty slice"), line
+    assert np.geterr()["over"] == "warn"        # as it was before main
+
+
+def test_the_compare_plot_shows_the_mean_loss_compare_prints(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+        ) -> None:
+    """The curves handed to the plot are the printed quantity, the mean over samples and
+    outputs on all the data, from the initial params to the printed final loss (the plot
+    showed the blog's summed batch loss, ~18 falling to 0.47, beside a printed 0.00475),
+    and the axis says so."""
+    from bpnet import plots
+    from bpnet.runs import TrainingCase
+
+    handed: dict[str, Any] = {}
+    compare, save = plots.compare, plots._save
+
+    def keep(losses: dict[str, np.ndarray], *args: Any) -> None:
+        handed["losses"] = losses
+        compare(losses, *args)
+
+    def keep_figure(fig: Any, path: Path) -> None:
+        handed["ylabel"] = fig.axes[0].get_ylabel()
+        save(fig, path)
+
+    monkeypatch.setattr(plots, "compare", keep)
+    monkeypatch.setattr(plots, "_save", keep_figure)
+    assert main(["compare", "--epochs", "30", "--json", "--out", str(tmp_path / "c.png")]) == 0
+    printed = json.loads(capsys.readouterr().out)["final_loss"]
+    initial = TrainingCase.make("blog", seed.BLOG_SPEC, seed=0, dtype="float64")
+    assert set(handed["losses"]) == set(printed)
+    for name, curve in handed["losses"].items():
+        assert curve[0] == pytest.approx(initial.mean_loss(initial.params), rel=1e-12)
+        assert curve[-1] == printed[name] and len(curve) == 31     # after step 0, ..., 30
+    assert handed["ylabel"] == "mean loss on all the data, as printed"
+
+
+def test_the_top_level_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every registered subcommand, in the first line of bpnet --help and in its list with
+    its own help (the first line said 'fit, check, compare, explain': no hessian)."""
+    import argparse
+
+    from bpnet.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions
+                    if isinstance(a, argparse._SubParsersAction)).choices
+    assert "hessian" in commands
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    first = text.split("\n\n")[1]
+    assert first.startswith(f"bpnet: {', '.join(commands)}."), first
+    for name in commands:
+        assert re.search(rf"^    {name} +\S", text, re.MULTILINE), name
+
+
+_TRAINING_OPTIONS = [
+    "--norms", "batch", "--dropout", "0.1", "--weight-decay", "1e-4", "--optimizer", "adam",
+    "--amsgrad", "--hyper", "beta2=0.99", "--schedule", "step:step_size=5,gamma=0.5",
+    "--warmup", "2", "--clip-norm", "1", "--batch-size", "20", "--init", "he_normal",
+    "--dtype", "float32", "--seed", "3", "--epochs", "3"]
+
+
+@pytest.mark.parametrize(("command", "plot", "options", "phrases"), [
+    ("fit", "fit_regression", _TRAINING_OPTIONS, []),
+    ("compare", "compare", _TRAINING_OPTIONS, []),
+    ("hessian", "hessian_spectrum", _TRAINING_OPTIONS[4:], []),
+    ("fit", "fit_regression", [
+        "--layers", "1,8,8,1", "--activations", "tanh,tanh,identity", "--residual", "0,1",
+        "--optimizer", "rmsprop", "--centered", "--clip-value", "0.5", "--schedule",
+        "multistep:milestones=5/10", "--epochs", "3"],
+     ["network (1, 8, 8, 1) tanh/tanh/identity, half_mse (mean)", "residual 0/1",
+      "rmsprop lr 0.1, centered, schedule multistep (milestones 5/10, gamma 0.1)",
+      "clip value 0.5", "3 epochs, full batch, init blog, float64, seed 0"])],
+    ids=["fit", "compare", "hessian", "fit-residual"])
+def test_a_plots_title_carries_every_option_that_changes_the_run(
+        command: str, plot: str, options: list[str], phrases: list[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs that differ in any option have different titles (the titles named the
+    network, the optimizer and the lr, and not the blocks, the options, the schedule or
+    the clipping, so plots of different runs looked alike)."""
+    from bpnet import plots
+
+    titles: list[str] = []
+    monkeypatch.setattr(plots, plot, lambda *args: titles.append(
+        args[4] if plot == "fit_regression" else args[-1]))
+    main([command, *options, "--quiet", "--out", str(tmp_path / "p.png")])
+    title = " ".join(titles[0].split())
+    expected = phrases or [
+        "adam lr 0.1, beta2 0.99, amsgrad, schedule step (step_size 5, gamma 0.5), "
+        "warm-up 2 steps from 0.333, clip norm 1",
+        "3 epochs, batch 20, init he_normal, float32, seed 3",
+        "weight decay 0.0001" + (", norms batch, dropout 0.1" if command != "hessian" else "")]
+    for phrase in expected:
+        assert phrase in title, (phrase, title)
+
+
+def test_the_figures_module_writes_under_out_unless_told(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+        ) -> None:
+    """python -m bpnet.figures writes out/spirals_batch_norm.png; a path given is taken
+    (the README's 'python -m bpnet.figures docs/img/spirals_batch_norm.png' overwrote a
+    tracked image, and without a path it refused to run)."""
+    from bpnet import figures
+
+    written: list[Path] = []
+
+    def draw(out: Path) -> dict[str, np.ndarray]:
+        written.append(out)
+        return {"without": np.ones(figures.EPOCHS)}
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(figures, "spirals_batch_norm", draw)
+    assert figures.main([]) == 0
+    assert written[-1] == Path("out/spirals_batch_norm.png")
+    assert written[-1].resolve().parent == tmp_path / "out"
+    assert capsys.readouterr().out.endswith("plot saved to out/spirals_batch_norm.png\n")
+    assert figures.main(["elsewhere/figure.png"]) == 0
+    assert written[-1] == Path("elsewhere/figure.png")
+    assert figures.main(["a.png", "b.png"]) == 2
+    assert "expected at most one output path" in capsys.readouterr().err

@@ -1,0 +1,126 @@
+"""bench/: what the scripts compute and print, without running a benchmark (issue 23)."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def _load(name: str) -> types.ModuleType:
+    """bench/<name>.py as a module; its sibling imports (progress_lines) as a script has
+    them, from bench/ on sys.path while it loads.  Whatever it added to sys.modules is taken
+    out again: Hypothesis draws constants from the project's modules in sys.modules
+    (tests/conftest.py), and a module only this test imports would change the examples of
+    every property after it in the same process."""
+    before = set(sys.modules)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(BENCH))
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            for added in set(sys.modules) - before:
+                del sys.modules[added]
+    return module
+
+
+class _Machine:
+    """A simulated clock and trainer: a run of n steps costs FIXED + n * STEP seconds,
+    times the load factor of every burst the run starts in."""
+
+    FIXED, STEP = 0.05, 0.001
+
+    def __init__(self, bursts: list[tuple[float, float, float]]) -> None:
+        self.now = 0.0
+        self.bursts = bursts
+        self.calls: list[tuple[float, float]] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def train(self, *args: Any, epochs: int, **kwargs: Any) -> None:
+        load = 1.0
+        for start, length, factor in self.bursts:
+            if start <= self.now < start + length:
+                load *= factor
+        cost = (self.FIXED + epochs * self.STEP) * load
+        self.calls.append((self.now, self.now + cost))
+        self.now += cost
+
+
+_BURSTS = st.lists(st.tuples(st.floats(0, 20), st.floats(0.05, 20), st.floats(1.5, 20)),
+                   max_size=3)
+
+
+def test_a_per_step_time_is_never_negative() -> None:
+    """Runs of n and 2n steps under bursts of load: per_step is a positive time or None
+    (not measured), and the exact step time where no burst touched a run (timed apart,
+    every long run then every short one, a burst over the short ones gave torch -96.48 ms
+    per step and hw/torch -1.67, "target met")."""
+    bench = _load("bench")
+
+    @given(bursts=_BURSTS)
+    @example(bursts=[(1.3, 20.0, 4.0)])          # a burst from the short runs on
+    def check(bursts: list[tuple[float, float, float]]) -> None:
+        machine = _Machine(bursts)
+        trainer = types.SimpleNamespace(train=machine.train)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(bench, "time", types.SimpleNamespace(perf_counter=machine.clock))
+            patch.setattr(bench, "hw", types.SimpleNamespace(
+                train=machine.train, OptimizerSpec=lambda *args: None))
+            patch.setitem(sys.modules, "reference_torch", trainer)
+            patch.setitem(sys.modules, "reference_jax", trainer)
+            times = bench.per_step(None, None, None, None, steps=100, repeats=7)
+        assert set(times) == {"handwritten", "torch", "jax"}
+        for name, seconds in times.items():
+            assert seconds is None or seconds > 0, (name, seconds)
+        untouched = not any(a < start + length and start < b for a, b in machine.calls
+                            for start, length, _ in bursts)
+        if untouched:
+            assert all(s == pytest.approx(machine.STEP, rel=1e-9) for s in times.values())
+
+    check()
+
+
+def test_a_time_not_measured_prints_as_noisy_and_judges_no_target() -> None:
+    bench = _load("bench")
+    assert bench.ms_cell(None, 10) == "     noisy" and bench.ms_cell(1.5, 10) == "   1.500ms"
+    assert bench.cell(None, 7, 2) == "      -" and bench.ratio(None, 2.0) is None
+    assert bench.met(None, 1.0) == "not measured" and bench.met(-1.67, 1 / 3.5) == "met"
+
+
+def test_a_bench_shows_its_progress_on_stderr_one_flushed_line_per_case() -> None:
+    """bench.py, options.py and second_order.py were silent for 3-9 minutes with their
+    output going to a file: each case now starts with a line on stderr."""
+    progress_lines = _load("progress_lines")
+    line = progress_lines.progress_line("bench.py", 3, 15, "step times, large float32", 41.2)
+    assert line == "bench.py: [3/15] step times, large float32 (41 s so far)"
+
+    class Stream(io.StringIO):
+        flushes = 0
+
+        def flush(self) -> None:
+            self.flushes += 1
+
+    ticks = iter([10.0, 10.4, 75.0])
+    stream = Stream()
+    starting = progress_lines.progress("options.py", 2, stream, clock=lambda: next(ticks))
+    starting("adam amsgrad")
+    assert stream.getvalue() == "options.py: [1/2] adam amsgrad (0 s so far)\n"
+    starting("schedule cosine")
+    assert stream.getvalue().splitlines()[1] == "options.py: [2/2] schedule cosine (65 s so far)"
+    assert stream.flushes >= 2
+    for script in ("bench", "options", "second_order", "blocks"):
+        assert "progress(" in (BENCH / f"{script}.py").read_text(), script
