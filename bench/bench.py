@@ -33,6 +33,7 @@ from itertools import pairwise
 from typing import Any
 
 import numpy as np
+import record  # bench/record.py, beside this script
 from progress_lines import progress  # bench/progress_lines.py, beside this script
 
 import handwritten as hw
@@ -357,11 +358,98 @@ def cross_check_rate(n: int) -> dict[str, Any]:
             "plain_per_second": len(plain) / plain_seconds}
 
 
+def step_target(r: dict[str, Any]) -> str:
+    """A step row's targets and whether they were met."""
+    target = ""
+    if r["target"]:
+        bound, words = r["target"]
+        target = f"{words}: {met(r['hw/torch'], bound)}"
+    if r["size"] == "large":
+        share = r["gemm_share"]
+        share_ok = ("not measured" if share is None
+                    else "met" if share >= GEMM_SHARE_TARGET else "MISSED")
+        target += f"; GEMM share >= 85%: {share_ok}"
+    return target
+
+
+def second_order_targets(r: dict[str, Any]) -> list[str]:
+    """A second-order row's targets and whether they were met."""
+    targets = [f"hvp faster than torch: {'met' if r['hvp/torch'] < 1 else 'MISSED'}"]
+    if r["size"] != "blog":
+        targets.append(f"hvp <= {HVP_TARGET:g}x gradient: "
+                       f"{'met' if r['hvp/grad'] <= HVP_TARGET else 'MISSED'}")
+    if r["size"] == "large":
+        targets.append(f"norms <= {PER_EXAMPLE_TARGET:g}x gradient: "
+                       f"{'met' if r['norms/grad'] <= PER_EXAMPLE_TARGET else 'MISSED'}")
+    return targets
+
+
+def _ms(value: float | None) -> str:
+    return "noisy" if value is None else f"{value:.3g} ms"
+
+
+def _x(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def markdown_tables(rec: dict[str, Any]) -> str:
+    """A record of ``--record`` as the docs show it (docs/hooks.py): its provenance, the
+    step table, the second-order table, then the batch-norm step, the blog program against
+    the general train, the memory and the verification throughput."""
+    sizes = {name: f"{sizes}, batch {batch}" for name, (sizes, batch) in SIZES.items()}
+    peaks = rec["gemm_peak_gflops"]
+    lines = [record.provenance(rec),
+             "GEMM peak (2048² matmul): " + ", ".join(
+                 f"{d} NumPy {p['numpy']:.0f} / torch {p['torch']:.0f} GFLOP/s"
+                 for d, p in peaks.items()) + ".", "",
+             "| size | dtype | handwritten | torch (eager) | JAX (jit) | hw/torch | hw/jax | "
+             "GEMM share | target |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rec["steps"]:
+        share = None if r["gemm_share"] is None else 100 * r["gemm_share"]
+        lines.append(f"| {sizes[r['size']]} | {r['dtype']} | {_ms(r['ms']['handwritten'])} | "
+                     f"{_ms(r['ms']['torch'])} | {_ms(r['ms']['jax'])} | {_x(r['hw/torch'])} | "
+                     f"{_x(r['hw/jax'])} | {_x(share, 0)}{'' if share is None else '%'} | "
+                     f"{step_target(r) or '—'} |")
+    lines += ["", "Second order: the hvp by the R-operator against one gradient and against "
+              "torch.autograd.functional.hvp; per-example gradient norms against one gradient.",
+              "", "| size | dtype | gradient | hvp | torch hvp | hvp/gradient | hvp/torch | "
+              "norms/gradient | targets |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rec["second_order"]:
+        lines.append(f"| {sizes[r['size']]} | {r['dtype']} | {_ms(r['grad_ms'])} | "
+                     f"{_ms(r['hvp_ms'])} | {_ms(r['torch_hvp_ms'])} | {_x(r['hvp/grad'])} | "
+                     f"{_x(r['hvp/torch'])} | {_x(r['norms/grad'])} | "
+                     f"{'; '.join(second_order_targets(r))} |")
+    blocks, blog, memory, rate = rec["blocks"], rec["seed_vs_general"], rec["memory"], \
+        rec["cross_checks"]
+    lines += ["", f"- Large network, batch norm on every hidden layer, float32, one train step "
+              f"(sgd): handwritten {_ms(blocks['ms']['handwritten'])}, torch "
+              f"{_ms(blocks['ms']['torch'])}, JAX {_ms(blocks['ms']['jax'])}; hw/torch "
+              f"{_x(blocks['hw/torch'])} (target ≤ {BLOCKS_TARGET:.2f}: "
+              f"{met(blocks['hw/torch'], BLOCKS_TARGET)}).",
+              f"- The blog network, per epoch: `seed.train` {blog['seed_ms']:.4f} ms, the general "
+              f"`train` on BLOG_SPEC {blog['general_ms']:.4f} ms = {blog['ratio']:.2f}x "
+              f"(target ≤ 1.25x: {'met' if blog['ratio'] <= 1.25 else 'MISSED'}).",
+              f"- Memory of a large float32 step: peak {memory['peak_MiB']:.1f} MiB allocated by "
+              f"NumPy; budget (activation cache {memory['cache_MiB']:.1f} + gradients "
+              f"{memory['grads_MiB']:.1f}) {memory['budget_MiB']:.1f} MiB: "
+              f"{'met' if memory['peak_MiB'] <= memory['budget_MiB'] else 'MISSED'}.",
+              f"- Verification: {rate['per_second']:.1f} cross-checks/s over "
+              f"{rate['architectures']} new random architectures ({rate['failures']} failures; "
+              f"target ≥ 20/s: {'met' if rate['per_second'] >= 20 else 'MISSED'}); the plain "
+              f"per-architecture reference_jax manages {rate['plain_per_second']:.1f}/s."]
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--record", metavar="FILE",
+                        help="also write the JSON record with its date and machine there "
+                             "(docs/measured/bench.json is the one the docs show)")
     args = parser.parse_args()
     repeats = 3 if args.quick else 7
     implementations.pin_xla_numerics()
@@ -397,11 +485,13 @@ def main() -> int:
     memory = memory_peak()
     show("cross-checks per second")
     rate = cross_check_rate(24 if args.quick else 60)
+    results = {"environment": env, "gemm_peak_gflops": peaks, "steps": rows,
+               "seed_vs_general": blog, "memory": memory, "second_order": second,
+               "blocks": blocks, "cross_checks": rate}
+    if args.record:
+        record.write(args.record, "bench", **results)
     if args.json:
-        print(json.dumps({"environment": env, "gemm_peak_gflops": peaks, "steps": rows,
-                          "seed_vs_general": blog, "memory": memory, "second_order": second,
-                          "blocks": blocks,
-                          "cross_checks": rate}, default=str))
+        print(json.dumps(results, default=str))
         return 0
     print("environment:")
     for key, value in env.items():
@@ -417,15 +507,7 @@ def main() -> int:
     for r in rows:
         times = r["ms"]
         peak = peaks[r["dtype"]]["numpy"]
-        target = ""
-        if r["target"]:
-            bound, words = r["target"]
-            target = f"{words}: {met(r['hw/torch'], bound)}"
-        if r["size"] == "large":
-            share = r["gemm_share"]
-            share_ok = ("not measured" if share is None
-                        else "met" if share >= GEMM_SHARE_TARGET else "MISSED")
-            target += f"; GEMM share >= 85%: {share_ok}"
+        target = step_target(r)
         print(f"{r['size']:7s} {r['dtype']:8s} {ms_cell(times['handwritten'], 12)} "
               f"{ms_cell(times['torch'], 10)} {ms_cell(times['jax'], 10)} "
               f"{cell(r['hw/torch'], 9, 2)} {cell(r['hw/jax'], 7, 2)} {cell(r['gflops'], 8, 1)} "
@@ -439,13 +521,7 @@ def main() -> int:
     print(header)
     print("-" * len(header))
     for r in second:
-        targets = [f"hvp faster than torch: {'met' if r['hvp/torch'] < 1 else 'MISSED'}"]
-        if r["size"] != "blog":
-            targets.append(f"hvp <= {HVP_TARGET:g}x gradient: "
-                           f"{'met' if r['hvp/grad'] <= HVP_TARGET else 'MISSED'}")
-        if r["size"] == "large":
-            targets.append(f"norms <= {PER_EXAMPLE_TARGET:g}x gradient: "
-                           f"{'met' if r['norms/grad'] <= PER_EXAMPLE_TARGET else 'MISSED'}")
+        targets = second_order_targets(r)
         print(f"{r['size']:7s} {r['dtype']:8s} {r['grad_ms']:8.3f}ms {r['hvp_ms']:8.3f}ms "
               f"{r['torch_hvp_ms']:8.3f}ms {r['hvp/grad']:9.2f} {r['hvp/torch']:9.2f} "
               f"{r['norms_ms']:8.3f}ms {r['norms/grad']:10.2f}  {'; '.join(targets)}")

@@ -5,6 +5,9 @@
   cannot drift from the options.
 - ``<!-- bpnet: source PATH -->`` becomes the file PATH (relative to the repository) as a
   code block, e.g. bpnet/tolerances.py with the reason beside each constant.
+- ``<!-- bpnet: measured NAME -->`` becomes the tables of ``docs/measured/NAME.json``, a
+  record written by ``bench/bench.py --record`` or ``bench/times.py --record`` with its date
+  and machine (bench/record.py): no measured number in the docs is typed by hand.
 - After the build, MathJax (from the ``django-static-mathjax`` package of the docs extra: a
   plain copy of MathJax 3) is copied into the site, so that neither the build nor a reader
   needs the network.
@@ -15,7 +18,9 @@ sources hold no generated text for the example test to run.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -26,6 +31,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 CLI_MARKER = "<!-- bpnet: cli-help -->"
 SOURCE_MARKER = re.compile(r"<!-- bpnet: source (?P<path>[\w/.]+) -->")
+MEASURED_MARKER = re.compile(r"<!-- bpnet: measured (?P<name>[\w-]+) -->")
+MEASURED = ROOT / "docs" / "measured"
+# the bench script that renders each kind of record
+RENDERERS = {"bench": ("bench", "markdown_tables"), "times": ("times", "markdown_table")}
 HELP_COLUMNS = "100"
 # what of MathJax the site needs: the TeX-to-HTML component, its fonts, and the TeX
 # extensions it loads on demand
@@ -72,9 +81,28 @@ def _source(match: re.Match[str]) -> str:
     return _fenced(path.read_text(), language)
 
 
+def measured(name: str) -> str:
+    """The tables of the record docs/measured/<name>.json, rendered by the bench script that
+    wrote it (bench/ on sys.path while it loads, as when run as a script)."""
+    path = MEASURED / f"{name}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"<!-- bpnet: measured {name} -->: no record {path}")
+    rec = json.loads(path.read_text())
+    module_name, function = RENDERERS[rec["kind"]]
+    bench = str(ROOT / "bench")
+    sys.path.insert(0, bench)
+    try:
+        module = importlib.import_module(module_name)
+    finally:
+        sys.path.remove(bench)
+    text: str = getattr(module, function)(rec)
+    return text
+
+
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     if CLI_MARKER in markdown:
         markdown = markdown.replace(CLI_MARKER, cli_help())
+    markdown = MEASURED_MARKER.sub(lambda m: measured(m["name"]), markdown)
     return SOURCE_MARKER.sub(_source, markdown)
 
 

@@ -28,6 +28,7 @@ def _load(name: str) -> types.ModuleType:
         spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module      # as an import does (a dataclass looks it up)
         try:
             spec.loader.exec_module(module)
         finally:
@@ -124,3 +125,66 @@ def test_a_bench_shows_its_progress_on_stderr_one_flushed_line_per_case() -> Non
     assert stream.flushes >= 2
     for script in ("bench", "options", "second_order", "blocks"):
         assert "progress(" in (BENCH / f"{script}.py").read_text(), script
+
+
+MACHINE = {"cpu": "Some CPU", "cores": 2, "memory": "24 GiB", "os": "Linux 6", "python": "3.11",
+           "numpy": "2.1", "blas": ["openblas SkylakeX"]}
+
+
+def test_a_times_record_renders_with_its_provenance_and_budget() -> None:
+    times = _load("times")
+    rec = {"kind": "times", "date": "2026-12-03", "machine": MACHINE, "rows": [
+        {"command": "make test", "condition": "cold", "seconds": 321.4, "exit": 0,
+         "summary": "848 passed, 1 skipped", "budget": 600},
+        {"command": "make quick", "condition": "handwritten/seed.py changed", "seconds": 24.0,
+         "exit": 0, "summary": "5 passed", "budget": 20},
+        {"command": "make docs", "condition": "warm", "seconds": 4.9, "exit": 2,
+         "summary": "", "budget": None}]}
+    table = times.markdown_table(rec).splitlines()
+    assert table[0].startswith("Measured on 2026-12-03: Some CPU (2 cores, 24 GiB)")
+    assert table[4] == ("| `make test` | cold | 5 min 21 s | 10 min 00 s: met | "
+                        "848 passed, 1 skipped |")
+    assert "20.0 s: MISSED" in table[5]                      # over its budget, said
+    assert table[6].endswith("| 4.9 s |  | exit 2  |")       # a failed command, said
+
+
+def test_every_command_times_measures_is_one_a_user_runs() -> None:
+    """times.py runs make targets that exist and a quick run per file of handwritten/."""
+    import subprocess
+
+    times = _load("times")
+    commands = times.commands(long=True)
+    quick = {c.condition for c in commands if c.label == "make quick"}
+    assert quick == {f"handwritten/{p.name} changed"
+                     for p in (BENCH.parent / "handwritten").glob("*.py")}
+    for c in commands:
+        if c.args[0] == "make":
+            done = subprocess.run(["make", "-n", *c.args[1:]], cwd=BENCH.parent,
+                                  capture_output=True, text=True, check=False)
+            assert done.returncode == 0, (c, done.stderr)
+
+
+def test_a_bench_record_renders_noisy_cells_and_its_targets() -> None:
+    bench = _load("bench")
+    step = {"size": "large", "dtype": "float32", "ms": {"handwritten": None, "torch": 30.8,
+                                                        "jax": 29.6},
+            "hw/torch": None, "hw/jax": None, "gflops": None, "gemm_share": None,
+            "target": [1.10, "within 1.10x of torch"]}
+    second = {"size": "large", "dtype": "float64", "grad_ms": 62.0, "hvp_ms": 128.0,
+              "torch_hvp_ms": 284.0, "hvp/grad": 2.06, "hvp/torch": 0.45, "norms_ms": 64.0,
+              "norms/grad": 1.04}
+    rec = {"kind": "bench", "date": "2026-12-03", "machine": MACHINE,
+           "gemm_peak_gflops": {"float32": {"numpy": 194.0, "torch": 190.0}},
+           "steps": [step], "second_order": [second],
+           "blocks": {"ms": {"handwritten": 40.0, "torch": 42.0, "jax": None}, "hw/torch": 0.95},
+           "seed_vs_general": {"seed_ms": 0.01, "general_ms": 0.011, "ratio": 1.1},
+           "memory": {"peak_MiB": 10.0, "cache_MiB": 6.0, "grads_MiB": 5.0, "budget_MiB": 11.0},
+           "cross_checks": {"per_second": 25.0, "architectures": 60, "failures": 0,
+                            "plain_per_second": 3.0}}
+    text = bench.markdown_tables(rec)
+    assert text.startswith("Measured on 2026-12-03: Some CPU")
+    row = next(line for line in text.splitlines() if line.startswith("| (784"))
+    assert "| noisy | 30.8 ms | 29.6 ms | — | — | — |" in row
+    assert "within 1.10x of torch: not measured; GEMM share >= 85%: not measured" in row
+    assert "hvp <= 3x gradient: met; norms <= 1.5x gradient: met" in text
+    assert "JAX noisy; hw/torch 0.95" in text

@@ -4,6 +4,7 @@ is tests/quick.py's."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -116,3 +117,32 @@ def test_the_readmes_counts_are_the_registries() -> None:
         assert f"| `bpnet {name}` |" in README, f"bpnet {name} missing from the command table"
     for name in PRESETS:
         assert f"`{name}`" in README, f"dataset {name} missing from the README"
+
+
+def test_the_readmes_other_numbers_are_the_projects() -> None:
+    """The blog network's sizes, the Python it needs, how often the demo prints: each number
+    of the front door's prose read from where the project defines it."""
+    from handwritten.seed import BLOG_SPEC
+
+    assert f"a {BLOG_SPEC.layer_sizes} sigmoid network" in README.replace("\n", " ")
+    requires = re.search(r'requires-python = ">=([\d.]+)"', (ROOT / "pyproject.toml").read_text())
+    assert requires and f"Python ≥ {requires[1]}" in README
+    every = re.search(r"every (\d+) epochs", README)
+    assert every, "the README no longer says how often the demo prints"
+    seed_source = (ROOT / "handwritten" / "seed.py").read_text()
+    assert f"i % {every[1]} == 0" in seed_source      # the blog's own print interval
+
+
+def test_every_measured_table_has_its_record_with_date_and_machine() -> None:
+    """A ``<!-- bpnet: measured NAME -->`` marker is rendered from docs/measured/NAME.json
+    (docs/hooks.py): the record exists, says what wrote it, when and on what machine."""
+    names = {name for page in DOCS.rglob("*.md")
+             for name in re.findall(r"<!-- bpnet: measured ([\w-]+) -->", page.read_text())}
+    assert names >= {"bench", "times"}, names
+    for name in names:
+        path = DOCS / "measured" / f"{name}.json"
+        assert path.is_file(), f"{path} missing: bench/{name}.py --record {path}"
+        rec = json.loads(path.read_text())
+        assert rec["kind"] == name
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d", rec["date"]), rec["date"]
+        assert rec["machine"]["cpu"] and rec["machine"]["cores"] >= 1
