@@ -16,6 +16,7 @@ from handwritten.activations import (
     SELU_SCALE,
     split_name,
 )
+from handwritten.checks import counterpart
 
 
 def expm1(u: jax.Array) -> jax.Array:
@@ -64,6 +65,8 @@ PARAMETRISED = frozenset({"leaky_relu", "elu", "celu"})
 
 
 def activation(name: str) -> Callable[[jax.Array], jax.Array]:
-    """The function of an activation name, its parameter bound ("leaky_relu:0.2")."""
+    """The function of an activation name, its parameter bound ("leaky_relu:0.2");
+    NotImplementedError for a name handwritten has and this table has not."""
     base, value = split_name(name)
-    return ACTIVATIONS[base] if value is None else partial(ACTIVATIONS[base], p=value)
+    op = counterpart(ACTIVATIONS, "activation", base, "reference_jax/activations.py")
+    return op if value is None else partial(op, p=value)

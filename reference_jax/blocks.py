@@ -11,16 +11,19 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from handwritten.checks import counterpart
 from handwritten.spec import BATCH_NORM_MOMENTUM, NORM_EPS
 
 AXES = {"batch": 0, "layer": 1}
+"""Every norm by name, as the axis its statistics are taken along."""
 
 
 def normalize(norm: str, z: jax.Array, gamma: jax.Array, beta: jax.Array,
               d_x_hat: jax.Array | None = None) -> dict[str, jax.Array]:
     """{"mu", "var", "x_hat", "n"} of handwritten.blocks.normalize (x_hat + d_x_hat: a zero
-    perturbation whose gradient is d_x_hat, for the trace)."""
-    axis = AXES[norm]
+    perturbation whose gradient is d_x_hat, for the trace); NotImplementedError for a norm
+    handwritten has and AXES has not."""
+    axis = counterpart(AXES, "norm", norm, "reference_jax/blocks.py")
     mu = jnp.mean(z, axis=axis, keepdims=True)
     var = jnp.mean((z - mu) ** 2, axis=axis, keepdims=True)
     x_hat = (z - mu) / jnp.sqrt(var + NORM_EPS)

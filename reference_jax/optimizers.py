@@ -49,6 +49,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from handwritten.checks import counterpart
 from handwritten.optimizers import check_step
 from handwritten.spec import FLAGS, OptimizerSpec, Params, State
 from reference_jax import schedules
@@ -129,8 +130,9 @@ def transform(optimizer: OptimizerSpec, lr: Any = None, hyper: dict[str, Any] | 
         parts.append(optax.scale(-1.0))
     if optimizer.name != "adamw" and optimizer.hyperparams["weight_decay"] > 0:
         parts.append(optax.add_decayed_weights(h["weight_decay"]))
-    parts.append(MAKERS[optimizer.name](optimizer, schedules.make(optimizer.schedule, base_lr),
-                                        h))
+    maker = counterpart(MAKERS, "optimizer", optimizer.name,
+                        "reference_jax/optimizers.py (MAKERS)")
+    parts.append(maker(optimizer, schedules.make(optimizer.schedule, base_lr), h))
     return optax.chain(*parts)
 
 

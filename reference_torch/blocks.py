@@ -13,7 +13,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from handwritten.checks import counterpart
 from handwritten.spec import BATCH_NORM_MOMENTUM, NORM_EPS
+
+AXES = {"batch": 0, "layer": 1}
+"""Every norm by name, as the axis its statistics are taken along (F.batch_norm's and
+F.layer_norm's)."""
 
 
 def normalize(norm: str, z: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
@@ -24,7 +29,9 @@ def normalize(norm: str, z: torch.Tensor, gamma: torch.Tensor, beta: torch.Tenso
     ``running``: batch norm's running statistics {"mean", "var"} (buffers, as
     torch.nn.BatchNorm1d holds them).  In training mode F.batch_norm updates them in place
     itself (momentum 0.1, unbiased variance: torch's own rule, not ours); with
-    ``training=False`` it normalizes with them (evaluation mode: x_hat and n only)."""
+    ``training=False`` it normalizes with them (evaluation mode: x_hat and n only);
+    NotImplementedError for a norm handwritten has and AXES has not."""
+    axis = counterpart(AXES, "norm", norm, "reference_torch/blocks.py")
     if norm == "batch" and not training:
         assert running is not None
         x_hat = F.batch_norm(z, running["mean"], running["var"], training=False, eps=NORM_EPS)
@@ -33,10 +40,9 @@ def normalize(norm: str, z: torch.Tensor, gamma: torch.Tensor, beta: torch.Tenso
         mean, var_ = (None, None) if running is None else (running["mean"], running["var"])
         x_hat = F.batch_norm(z, mean, var_, training=True, momentum=BATCH_NORM_MOMENTUM,
                              eps=NORM_EPS)
-        var, mu = torch.var_mean(z.detach(), dim=0, correction=0)
     else:
         x_hat = F.layer_norm(z, (z.shape[1],), eps=NORM_EPS)
-        var, mu = torch.var_mean(z.detach(), dim=1, correction=0)
+    var, mu = torch.var_mean(z.detach(), dim=axis, correction=0)
     return {"mu": mu, "var": var, "x_hat": x_hat, "n": x_hat * gamma + beta}
 
 

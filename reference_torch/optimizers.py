@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from handwritten.checks import counterpart
 from handwritten.optimizers import OPTIMIZERS, check_step
 from handwritten.spec import OptimizerSpec, Params, State
 from reference_torch import schedules
@@ -84,8 +85,11 @@ def flat(tparams: list[dict[str, torch.Tensor]]) -> list[torch.Tensor]:
 
 
 def make(optimizer: OptimizerSpec, tparams: list[dict[str, torch.Tensor]]) -> torch.optim.Optimizer:
-    """The torch.optim optimizer for a handwritten OptimizerSpec."""
-    return MAKERS[optimizer.name](flat(tparams), optimizer.lr, dict(optimizer.hyperparams))
+    """The torch.optim optimizer for a handwritten OptimizerSpec (NotImplementedError for
+    a name handwritten has and MAKERS has not)."""
+    maker = counterpart(MAKERS, "optimizer", optimizer.name,
+                        "reference_torch/optimizers.py (MAKERS)")
+    return maker(flat(tparams), optimizer.lr, dict(optimizer.hyperparams))
 
 
 def clip(optimizer: OptimizerSpec, tparams: list[dict[str, torch.Tensor]]) -> None:
