@@ -33,10 +33,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from handwritten import checks
-from handwritten.activations import PARAMETERS, split_name
 from handwritten.checks import counterpart
 from handwritten.spec import NetworkSpec, Params, Trace
-from reference_jax.activations import ACTIVATIONS, PARAMETRISED
+from reference_jax.activations import ACTIVATIONS, DEFAULTS, PARAMETRISED, split
 from reference_jax.losses import TERMS
 from reference_jax.precision import float64
 
@@ -75,10 +74,10 @@ def _index(names: tuple[str, ...], kind: str, name: str, where: str) -> int:
 
 def _parameter(name: str) -> float:
     """The parameter of an activation name (its default without one; 0 if it takes none)."""
-    base, value = split_name(name)
+    base, value = split(name)
     if value is not None:
         return value
-    return PARAMETERS[base].default if base in PARAMETERS else 0.0
+    return DEFAULTS.get(base, 0.0)
 
 
 def _padded_terms(name: str) -> Any:
@@ -154,7 +153,7 @@ def _padded_problem(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndar
         y = np.eye(n_out, dtype=dtype)[y]
     meta = {
         "activation": np.array([ACTIVATION_NAMES.index("identity")] * offset
-                               + [_index(ACTIVATION_NAMES, "activation", split_name(n)[0],
+                               + [_index(ACTIVATION_NAMES, "activation", split(n)[0],
                                          "reference_jax/activations.py")
                                   for n in spec.activations]),
         "parameter": np.array([0.0] * offset + [_parameter(n) for n in spec.activations], dtype),

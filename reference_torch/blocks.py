@@ -10,11 +10,14 @@ forward values, not part of the graph.
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from handwritten.checks import counterpart
-from handwritten.spec import BATCH_NORM_MOMENTUM, NORM_EPS
+from handwritten.spec import BATCH_NORM_MOMENTUM, NORM_EPS, NetworkSpec
 
 AXES = {"batch": 0, "layer": 1}
 """Every norm by name, as the axis its statistics are taken along (F.batch_norm's and
@@ -44,6 +47,22 @@ def normalize(norm: str, z: torch.Tensor, gamma: torch.Tensor, beta: torch.Tenso
         x_hat = F.layer_norm(z, (z.shape[1],), eps=NORM_EPS)
     var, mu = torch.var_mean(z.detach(), dim=axis, correction=0)
     return {"mu": mu, "var": var, "x_hat": x_hat, "n": x_hat * gamma + beta}
+
+
+def init_running(spec: NetworkSpec, dtype: np.dtype[Any]) -> list[dict[str, torch.Tensor]]:
+    """Batch norm's running statistics before the first step: the buffers torch.nn.BatchNorm1d
+    starts with itself (running_mean 0, running_var 1) on every layer with batch norm, {} on
+    every other."""
+    kind = torch.from_numpy(np.empty(0, dtype)).dtype
+    running: list[dict[str, torch.Tensor]] = []
+    for l, n in enumerate(spec.layer_sizes[1:]):
+        if spec.norm(l) == "batch":
+            norm = torch.nn.BatchNorm1d(n, eps=NORM_EPS, momentum=BATCH_NORM_MOMENTUM, dtype=kind)
+            assert norm.running_mean is not None and norm.running_var is not None
+            running.append({"mean": norm.running_mean, "var": norm.running_var})
+        else:
+            running.append({})
+    return running
 
 
 def dropout(h: torch.Tensor, mask: torch.Tensor, p: float) -> torch.Tensor:
