@@ -36,8 +36,7 @@ import numpy as np
 import handwritten as hw
 from bpnet.check import CheckReport, cross_check
 from bpnet.compare import LeafReport, compare_leaf
-from bpnet.diagnose import qualname
-from bpnet.explain import block_equations
+from bpnet.equations import block_equations, qualname
 from bpnet.problems import (
     GeneratorChooser,
     Problem,

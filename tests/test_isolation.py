@@ -149,3 +149,37 @@ def test_the_references_import_from_handwritten_only_its_vocabulary() -> None:
                                "add it to REFERENCE_IMPORTS")
             used |= names
     assert used == REFERENCE_IMPORTS, f"no longer imported: {sorted(REFERENCE_IMPORTS - used)}"
+
+
+def _bpnet_imports(path: Path) -> set[str]:
+    """The bpnet modules one module of bpnet imports, at its top or inside a function."""
+    modules = {p.stem for p in path.parent.glob("*.py")} - {"__init__"}
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[1] for a in node.names
+                      if a.name.startswith("bpnet.") and a.name.split(".")[1] in modules}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module == "bpnet":
+                names |= {a.name for a in node.names if a.name in modules}
+            elif node.module.startswith("bpnet."):
+                names.add(node.module.split(".")[1])
+    return names - {path.stem}
+
+
+def test_bpnet_modules_import_each_other_without_a_cycle() -> None:
+    """No import circle inside bpnet (check -> diagnose -> explain -> check was one), not
+    even through an import deferred into a function: a cycle is named with its modules."""
+    folder = PACKAGE.parent / "bpnet"
+    deps = {p.stem: _bpnet_imports(p) for p in folder.glob("*.py") if p.stem != "__init__"}
+
+    done: set[str] = set()
+    while len(done) < len(deps):
+        ready = {m for m in deps if m not in done and deps[m] <= done}
+        if not ready:                    # every module left is on a cycle or behind one
+            path = [min(set(deps) - done)]
+            while path.count(path[-1]) < 2:
+                path.append(min(deps[path[-1]] - done))
+            cycle = path[path.index(path[-1]):]
+            raise AssertionError(f"import cycle in bpnet: {' -> '.join(cycle)}")
+        done |= ready
