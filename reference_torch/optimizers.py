@@ -33,9 +33,10 @@ from handwritten.spec import OptimizerSpec, Params, State
 from reference_torch import schedules
 from reference_torch.network import from_torch, to_torch
 
-TORCH_NAMES = {"b": "momentum_buffer", "m": "exp_avg", "v": "exp_avg_sq",
-               "v_max": "max_exp_avg_sq", "gbar": "grad_avg", "s": "sum"}
-"""handwritten buffer name -> torch state key (rmsprop's "v" is torch's "square_avg")."""
+TORCH_NAMES = {"m": "exp_avg", "v": "exp_avg_sq", "v_max": "max_exp_avg_sq",
+               "gbar": "grad_avg", "b": "momentum_buffer", "s": "sum"}
+"""handwritten buffer name -> torch state key (rmsprop's "v" is torch's "square_avg"), in
+the order a state lists its buffers."""
 
 HANDWRITTEN_NAMES = {"momentum_buffer": "b", "exp_avg": "m", "exp_avg_sq": "v",
                      "max_exp_avg_sq": "v_max", "square_avg": "v", "grad_avg": "gbar",
@@ -51,8 +52,9 @@ def _torch_keys(optimizer: OptimizerSpec, names: list[str]) -> dict[str, str]:
 
 def _kept(opt: torch.optim.Optimizer, param: torch.Tensor) -> dict[str, str]:
     """handwritten buffer name -> torch state key, for the state torch keeps for ``param``
-    (its "step" aside)."""
-    return {HANDWRITTEN_NAMES[k]: k for k in opt.state[param] if k != "step"}
+    (its "step" aside), in TORCH_NAMES' order."""
+    kept = {HANDWRITTEN_NAMES[k]: k for k in opt.state[param] if k != "step"}
+    return {b: kept[b] for b in TORCH_NAMES if b in kept}
 
 
 def buffers(optimizer: OptimizerSpec) -> tuple[str, ...]:
