@@ -25,7 +25,8 @@ import numpy as np
 
 from bpnet import implementations as impls
 from bpnet.compare import LeafReport, compare_layers, compare_leaf, compare_trace
-from bpnet.diagnose import error_shape, implementing
+from bpnet.diagnose import error_shape
+from bpnet.equations import implementing
 from bpnet.problems import replay_command
 from bpnet.tolerances import ATOL64_SCALE, FD_ATOL_SCALE, FD_RTOL, RTOL64
 from handwritten import NetworkSpec, Params

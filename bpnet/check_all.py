@@ -36,8 +36,7 @@ import numpy as np
 import handwritten as hw
 from bpnet.check import CheckReport, cross_check
 from bpnet.compare import LeafReport, compare_leaf
-from bpnet.diagnose import qualname
-from bpnet.explain import block_equations
+from bpnet.equations import block_equations, qualname
 from bpnet.problems import (
     GeneratorChooser,
     Problem,
@@ -48,23 +47,39 @@ from bpnet.problems import (
 from bpnet.tolerances import ATOL64_SCALE, RTOL64
 from handwritten import schedules, seed
 from handwritten.activations import activation
+from handwritten.checks import no_counterpart
 from handwritten.optimizers import clip_gradients
 from handwritten.spec import FLAGS, OPTIMIZER_DEFAULTS, NetworkSpec, State
 
-REGISTRIES = ("activation", "loss", "optimizer")
+REGISTRIES: Mapping[str, tuple[str, str, str, str]] = {
+    # kind: (handwritten's module and registry, a reference's module and registry)
+    "activation": ("activations", "ACTIVATIONS", "activations", "ACTIVATIONS"),
+    "loss": ("losses", "LOSSES", "losses", "LOSSES"),
+    "optimizer": ("optimizers", "OPTIMIZERS", "optimizers", "MAKERS"),
+    "schedule": ("schedules", "SCHEDULES", "schedules", "SCHEDULES"),
+    "init scheme": ("network", "INIT_SCHEMES", "network", "INITIALIZERS"),
+    "norm": ("spec", "NORMS", "blocks", "AXES"),
+}
+"""Every registry of handwritten and its counterpart in each reference."""
 
 
-def _registry(implementation: str, kind: str) -> Mapping[str, Any]:
-    """An implementation's registry of one kind (reference_torch.activations.ACTIVATIONS, ...)."""
+def _registry(implementation: str, kind: str) -> Collection[str]:
+    """The names of an implementation's registry of one kind
+    (reference_torch.activations.ACTIVATIONS, ...)."""
     import importlib
 
-    module = {"activation": "activations", "loss": "losses", "optimizer": "optimizers"}[kind]
-    name = {"activation": "ACTIVATIONS", "loss": "LOSSES", "optimizer": "MAKERS"}[kind]
+    ours, our_name, module, name = REGISTRIES[kind]
     if implementation == "handwritten":
-        name = name.replace("MAKERS", "OPTIMIZERS")
-    registry: Mapping[str, Any] = getattr(importlib.import_module(f"{implementation}.{module}"),
-                                          name)
-    return registry
+        module, name = ours, our_name
+    registry = getattr(importlib.import_module(f"{implementation}.{module}"), name)
+    return [n for n in registry if n is not None]          # NORMS holds None: no norm
+
+
+def _where(implementation: str, kind: str) -> str:
+    """Where a reference keeps a kind: its file, and the registry when not named alike."""
+    _, _, module, name = REGISTRIES[kind]
+    registry = f" ({name})" if kind in ("optimizer", "init scheme") else ""
+    return f"{implementation}/{module}.py{registry}"
 
 
 def registry_gaps(references: Mapping[str, ModuleType],
@@ -76,9 +91,8 @@ def registry_gaps(references: Mapping[str, ModuleType],
         ours = _registry("handwritten", kind)
         for ref in references:
             theirs = _registry(ref, kind)
-            module = f"{ref}/{kind}s.py".replace("optimizers.py", "optimizers.py (MAKERS)")
-            gaps += [f"{kind} {name!r} is registered in handwritten but has no counterpart in "
-                     f"{module}: add it there (the reference's autograd version)"
+            module = _where(ref, kind)
+            gaps += [no_counterpart(kind, name, module)
                      for name in ours if name not in theirs and (names is None or name in names)]
             gaps += [f"{kind} {name!r} in {module} is not registered in handwritten"
                      for name in theirs if name not in ours and (names is None or name in names)]
@@ -853,37 +867,12 @@ fan_in + fan_out, a missing sqrt(2) -- is off by tens of them (2.4% allowed for 
 
 
 def _framework_init(scheme: str, framework: str, shape: tuple[int, int]) -> np.ndarray:
-    """One (fan_in, fan_out) draw of the scheme by torch.nn.init or jax.nn.initializers."""
-    fan_in, fan_out = shape
-    if framework == "reference_torch":
-        import torch
+    """One (fan_in, fan_out) draw of the scheme by torch.nn.init or jax.nn.initializers
+    (the reference's ``network.init_weight``, seed 0)."""
+    import importlib
 
-        gen = torch.Generator().manual_seed(0)
-        w = torch.empty(fan_out, fan_in, dtype=torch.float64)     # torch's (out, in)
-        inits: dict[str, Callable[[], Any]] = {
-            "blog": lambda: torch.nn.init.normal_(w, 0.0, 1.0, generator=gen),
-            "glorot_uniform": lambda: torch.nn.init.xavier_uniform_(w, generator=gen),
-            "glorot_normal": lambda: torch.nn.init.xavier_normal_(w, generator=gen),
-            "he_normal": lambda: torch.nn.init.kaiming_normal_(w, nonlinearity="relu",
-                                                               generator=gen)}
-        init = inits[scheme]
-        return np.asarray(init().numpy()).T
-    import jax
-
-    from reference_jax.precision import float64
-
-    # jax's glorot_normal and he_normal draw a normal truncated at 2 sigma, rescaled to the
-    # same variance: the standard deviation is the quantity both frameworks document
-    jax_inits: dict[str, Any] = {"blog": jax.nn.initializers.normal(1.0),
-                                 "glorot_uniform": jax.nn.initializers.glorot_uniform(),
-                                 "glorot_normal": jax.nn.initializers.glorot_normal(),
-                                 "he_normal": jax.nn.initializers.he_normal()}
-
-    @float64
-    def draw() -> np.ndarray:
-        return np.asarray(jax_inits[scheme](jax.random.key(0), shape, jax.numpy.float64))
-
-    return draw()
+    return np.asarray(importlib.import_module(f"{framework}.network").init_weight(
+        scheme, *shape, 0))
 
 
 def init_cases(impls: Mapping[str, ModuleType]

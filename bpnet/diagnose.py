@@ -1,74 +1,24 @@
 """What a failing quantity is, who computes it, and what shape its error has.
 
 A check that only says "layer 1 d_z disagrees" leaves the reader to find the line.
-``implementing`` names the equation of a trace quantity and the function of
-handwritten that evaluates it (from the registries, so a new activation or loss is
-named without an edit here); ``error_shape`` looks at the two arrays and says how
-they differ: a constant ratio (and what it equals: 1/batch, -1, 2, ...), a
-transposed match, an error confined to one sample, one unit, one sign of z, or the
-saturated entries.
+``implementing`` (in ``bpnet.equations``, importable here too) names the equation of a
+trace quantity and the function of handwritten that evaluates it (from the registries,
+so a new activation or loss is named without an edit here); ``error_shape`` looks at
+the two arrays and says how they differ: a constant ratio (and what it equals: 1/batch,
+-1, 2, ...), a transposed match, an error confined to one sample, one unit, one sign of
+z, or the saturated entries.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from bpnet.explain import at_layer, block_equations
-from handwritten import LOSSES, NetworkSpec, blocks, network
-from handwritten.activations import activation as registry_entry
-
-_LABEL = re.compile(r"^layer (\d+) (z|a|d_a|d_z|d_W|d_b)(?: \(loss_and_grads\))?$")
-
-
-def qualname(fn: Callable[..., Any]) -> str:
-    """handwritten.activations.tanh_backward, for a function."""
-    fn = getattr(fn, "func", fn)          # a parametrised activation: functools.partial
-    return f"{fn.__module__}.{fn.__qualname__}"
-
-
-def implementing(spec: NetworkSpec, label: str) -> tuple[str, str] | None:
-    """(equation, function) of a trace quantity such as "layer 1 d_z" or "loss"; None for
-    a label that is not a trace quantity."""
-    loss = LOSSES[spec.loss]
-    last = spec.n_layers - 1
-    if label.startswith("loss"):
-        return f"L = {loss.equation}", qualname(loss.value)
-    match = _LABEL.match(label)
-    if match is None:
-        return None
-    l, name = int(match.group(1)), match.group(2)
-    activation = registry_entry(spec.activations[l])
-    a_prev = "x" if l == 0 else f"a{l - 1}"
-    decay = f" + {spec.weight_decay} W{l}" if spec.weight_decay else ""
-    block = l < len(spec.norms) and (spec.norms[l] is not None or bool(spec.dropout[l])
-                                     or spec.residual[l])
-    if name == "z":
-        return f"z{l} = {a_prev} @ W{l} + b{l}", qualname(network.forward)
-    if name == "a" and block:                 # after h = f(n): dropout (if any), the skip
-        function = blocks.dropout if spec.dropout[l] else network.hidden_block
-        return block_equations(spec, l)["a"], qualname(function)
-    if name == "a":
-        return f"a{l} = {spec.activations[l]}(z{l})", qualname(activation.forward)
-    if name == "d_a" and l == last:
-        return at_layer(loss.gradient, l), qualname(loss.grad)
-    if name == "d_a":
-        skip = f" + d_a{l + 1}" if l + 1 < len(spec.residual) and spec.residual[l + 1] else ""
-        return f"d_a{l} = d_z{l + 1} @ W{l + 1}.T{skip}", qualname(network.backward)
-    if name == "d_z" and block and spec.norms[l] is not None:
-        return block_equations(spec, l)["d_z"], qualname(blocks.normalize_backward)
-    if name == "d_z" and block:
-        return block_equations(spec, l)["d_z"], qualname(activation.backward)
-    if name == "d_z" and l == last and spec.fused_output:
-        return at_layer(loss.gradient, l) + " (fused)", qualname(loss.grad)
-    if name == "d_z":
-        return f"d_z{l} = {at_layer(activation.derivative, l)}", qualname(activation.backward)
-    if name == "d_W":
-        return f"d_W{l} = {a_prev}.T @ d_z{l}{decay}", qualname(network.backward)
-    return f"d_b{l} = d_z{l}.sum(axis=0)", qualname(network.backward)
+from bpnet.equations import implementing as implementing
+from bpnet.equations import qualname as qualname
+from handwritten import NetworkSpec
 
 
 def _ratios(spec: NetworkSpec | None, batch: int | None) -> dict[str, float]:

@@ -3,22 +3,17 @@
 
 from __future__ import annotations
 
-import re
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
+from bpnet.check import cross_check
+from bpnet.diagnose import implementing
+from bpnet.equations import at_layer as at_layer
+from bpnet.equations import block_equations as block_equations
 from handwritten import LOSSES, NetworkSpec, Params, Trace
 from handwritten.activations import activation
-
-_QUANTITY = re.compile(r"\b(d_a|d_z|z|a)(_dot)?\b")
-
-
-def at_layer(equation: str, layer: int) -> str:
-    """A registry equation in z, a, d_a, d_z (and the tangents z_dot, a_dot) with the
-    layer's index on every quantity."""
-    return _QUANTITY.sub(lambda m: f"{m.group(1)}{layer}{m.group(2) or ''}", equation)
 
 
 def _row(text: str, shape: str, width: int = 52) -> str:
@@ -110,38 +105,6 @@ def _block_forward(spec: NetworkSpec, l: int, name: str, prev: str, batch: str) 
     return lines
 
 
-def block_equations(spec: NetworkSpec, l: int) -> dict[str, str]:
-    """A hidden block's equations (layer l of a spec with blocks), by quantity: "a" (the
-    activation, dropout with its mask, the skip), "d_h" (dropout's backward), the
-    activation's backward ("d_z", or "d_n" before a norm) and a norm's "d_x_hat" and "d_z"
-    (the compact backward); only the quantities the block has."""
-    prev = "x" if l == 0 else f"a{l - 1}"
-    act_in = f"n{l}" if spec.norms[l] is not None else f"z{l}"
-    out: dict[str, str] = {}
-    d_in = f"d_a{l}"
-    if spec.dropout[l] or spec.residual[l]:
-        rhs = f"h{l} * m{l} / (1 - {spec.dropout[l]:g})" if spec.dropout[l] else f"h{l}"
-        out["a"] = f"a{l} = {rhs}" + (f" + {prev}" if spec.residual[l] else "")
-        out["h"] = f"h{l} = {spec.activations[l]}({act_in})"
-        rhs = f"d_a{l} * m{l} / (1 - {spec.dropout[l]:g})" if spec.dropout[l] else f"d_a{l}"
-        out["d_h"] = f"d_h{l} = {rhs}"
-        d_in = f"d_h{l}"
-    else:
-        out["a"] = f"a{l} = {spec.activations[l]}({act_in})"
-    rule = at_layer(activation(spec.activations[l]).derivative, l).replace(f"d_a{l}", d_in)
-    if d_in != f"d_a{l}":                    # the activation's output is h, not a
-        rule = re.sub(rf"\ba{l}\b", f"h{l}", rule)
-    if spec.norms[l] is None:
-        out["d_z"] = f"d_z{l} = {rule}"
-        return out
-    axis = 0 if spec.norms[l] == "batch" else 1
-    out["d_n"] = f"d_n{l} = " + rule.replace(f"z{l}", f"n{l}")
-    out["d_x_hat"] = f"d_x_hat{l} = d_n{l} * gamma{l}"
-    out["d_z"] = (f"d_z{l} = s/N (N d_x_hat{l} - sum(d_x_hat{l}) - x_hat{l} sum(d_x_hat{l} "
-                  f"x_hat{l}))   (sums over axis {axis}, s = 1/sqrt(var{l} + 1e-05))")
-    return out
-
-
 def _block_backward(spec: NetworkSpec, l: int, batch: str) -> list[str]:
     """d_z_l's lines from d_a_l: dropout, the activation, the norm's compact backward."""
     shape = f"({batch}, {spec.layer_sizes[l + 1]})"
@@ -226,8 +189,6 @@ def values(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
     that computes it, handwritten's values and (given a reference) autograd's values and
     the largest relative error; the inputs x, y, W, b; and two entries worked by hand."""
     import handwritten as hw
-    from bpnet.check import cross_check
-    from bpnet.diagnose import implementing
 
     trace = hw.trace(spec, params, x, y)
     inputs = {"x": x, "y": y, **{f"{k}{l}": p[k] for l, p in enumerate(params) for k in p}}

@@ -8,8 +8,8 @@ with the same messages.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from typing import Any
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -17,6 +17,8 @@ from handwritten.losses import LOSSES
 from handwritten.spec import NetworkSpec, OptimizerSpec, Shuffle, finite_real, positive_int
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+T = TypeVar("T")
 
 __all__ = [
     "FLOAT_DTYPES",
@@ -31,7 +33,9 @@ __all__ = [
     "check_training_args",
     "check_x",
     "check_y",
+    "counterpart",
     "finite_real",
+    "no_counterpart",
     "positive_int",
 ]
 
@@ -386,3 +390,18 @@ def check_step(optimizer: object, params: object, grads: object, state: object,
         raise ValueError(f"state['t'] must be a step count >= 0, got {t!r}")
     for key in buffers:
         check_like(f"state[{key!r}]", state[key], params, dtype)
+
+
+def no_counterpart(kind: str, name: str, where: str) -> str:
+    """The one line for a name registered in handwritten that a reference lacks (``bpnet
+    check`` prints it; a reference refuses the name with it)."""
+    return (f"{kind} {name!r} is registered in handwritten but has no counterpart in {where}: "
+            "add it there (the reference's autograd version)")
+
+
+def counterpart(registry: Mapping[str, T], kind: str, name: str, where: str) -> T:
+    """A reference's entry for a name: ``registry[name]``, or NotImplementedError with the
+    line of ``no_counterpart`` -- never a default in its place."""
+    if name not in registry:
+        raise NotImplementedError(no_counterpart(kind, name, where))
+    return registry[name]

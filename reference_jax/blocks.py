@@ -8,19 +8,24 @@ are written the same way); autograd differentiates through the mean and the vari
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
-from handwritten.spec import BATCH_NORM_MOMENTUM, NORM_EPS
+from handwritten.checks import counterpart
+from handwritten.spec import BATCH_NORM_MOMENTUM, NORM_EPS, NetworkSpec
 
 AXES = {"batch": 0, "layer": 1}
+"""Every norm by name, as the axis its statistics are taken along."""
 
 
 def normalize(norm: str, z: jax.Array, gamma: jax.Array, beta: jax.Array,
               d_x_hat: jax.Array | None = None) -> dict[str, jax.Array]:
     """{"mu", "var", "x_hat", "n"} of handwritten.blocks.normalize (x_hat + d_x_hat: a zero
-    perturbation whose gradient is d_x_hat, for the trace)."""
-    axis = AXES[norm]
+    perturbation whose gradient is d_x_hat, for the trace); NotImplementedError for a norm
+    handwritten has and AXES has not."""
+    axis = counterpart(AXES, "norm", norm, "reference_jax/blocks.py")
     mu = jnp.mean(z, axis=axis, keepdims=True)
     var = jnp.mean((z - mu) ** 2, axis=axis, keepdims=True)
     x_hat = (z - mu) / jnp.sqrt(var + NORM_EPS)
@@ -40,6 +45,14 @@ def normalize_running(z: jax.Array, mean: jax.Array, var: jax.Array, gamma: jax.
     """Batch norm in evaluation mode: the running statistics in place of the batch's."""
     x_hat = (z - mean) / jnp.sqrt(var + NORM_EPS)
     return {"x_hat": x_hat, "n": x_hat * gamma + beta}
+
+
+def init_running(spec: NetworkSpec, dtype: Any) -> list[dict[str, jax.Array]]:
+    """Batch norm's running statistics before the first step, as torch.nn.BatchNorm1d starts
+    them (flax's BatchNorm the same): mean 0, variance 1 on every layer with batch norm, {}
+    on every other."""
+    return [{"mean": jnp.zeros(n, dtype), "var": jnp.ones(n, dtype)}
+            if spec.norm(l) == "batch" else {} for l, n in enumerate(spec.layer_sizes[1:])]
 
 
 def running_update(running: dict[str, jax.Array], mu: jax.Array, var: jax.Array, batch: int

@@ -33,9 +33,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from handwritten import checks
-from handwritten.activations import PARAMETERS, split_name
+from handwritten.checks import counterpart
 from handwritten.spec import NetworkSpec, Params, Trace
-from reference_jax.activations import ACTIVATIONS, PARAMETRISED
+from reference_jax.activations import ACTIVATIONS, DEFAULTS, PARAMETRISED, split
 from reference_jax.losses import TERMS
 from reference_jax.precision import float64
 
@@ -66,12 +66,18 @@ def _activation_branch(name: str) -> Any:
     return lambda z, columns, p: f(z)
 
 
+def _index(names: tuple[str, ...], kind: str, name: str, where: str) -> int:
+    """The branch of a name in ``lax.switch`` (NotImplementedError for a name handwritten
+    has and reference_jax has not)."""
+    return counterpart({n: i for i, n in enumerate(names)}, kind, name, where)
+
+
 def _parameter(name: str) -> float:
     """The parameter of an activation name (its default without one; 0 if it takes none)."""
-    base, value = split_name(name)
+    base, value = split(name)
     if value is not None:
         return value
-    return PARAMETERS[base].default if base in PARAMETERS else 0.0
+    return DEFAULTS.get(base, 0.0)
 
 
 def _padded_terms(name: str) -> Any:
@@ -147,10 +153,11 @@ def _padded_problem(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndar
         y = np.eye(n_out, dtype=dtype)[y]
     meta = {
         "activation": np.array([ACTIVATION_NAMES.index("identity")] * offset
-                               + [ACTIVATION_NAMES.index(split_name(n)[0])
+                               + [_index(ACTIVATION_NAMES, "activation", split(n)[0],
+                                         "reference_jax/activations.py")
                                   for n in spec.activations]),
         "parameter": np.array([0.0] * offset + [_parameter(n) for n in spec.activations], dtype),
-        "loss": np.array(LOSS_NAMES.index(spec.loss)),
+        "loss": np.array(_index(LOSS_NAMES, "loss", spec.loss, "reference_jax/losses.py")),
         "rows": np.arange(batch) < x.shape[0],
         "columns": np.arange(width) < n_out,
         "n_rows": np.array(x.shape[0]),

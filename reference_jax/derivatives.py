@@ -24,7 +24,7 @@ import numpy as np
 
 from handwritten import checks
 from handwritten.spec import NetworkSpec, Params
-from reference_jax.losses import LOSSES
+from reference_jax.losses import loss as loss_fn
 from reference_jax.network import JaxParams, _loss, _trace, forward, from_jax, loss_value, to_jax
 from reference_jax.precision import float64
 
@@ -84,7 +84,7 @@ def _gnvp(spec: NetworkSpec, params: JaxParams, v: JaxParams, x: jax.Array, y: j
         return out["z"] if spec.fused_output else out["a"]
 
     def loss_of(o: jax.Array) -> jax.Array:           # each loss reads only its own input
-        return LOSSES[spec.loss](o, o, y, spec.reduction)
+        return loss_fn(spec.loss)(o, o, y, spec.reduction)
 
     o, j_v = jax.jvp(loss_input, (params,), (v,))
     _, h_j_v = jax.jvp(jax.grad(loss_of), (o,), (j_v,))

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from handwritten.checks import counterpart
+
 Terms = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 LossFn = Callable[[jax.Array, jax.Array, jax.Array, str], jax.Array]
 
@@ -42,3 +44,9 @@ def _reduced(terms: Terms) -> LossFn:
 
 
 LOSSES: dict[str, LossFn] = {name: _reduced(terms) for name, terms in TERMS.items()}
+
+
+def loss(name: str) -> LossFn:
+    """The loss of a name; NotImplementedError for a name handwritten has and this table
+    has not."""
+    return counterpart(LOSSES, "loss", name, "reference_jax/losses.py")

@@ -20,10 +20,29 @@ from handwritten import checks
 from handwritten.spec import Masks, NetworkSpec, Params, Running, Trace
 from reference_jax import blocks
 from reference_jax.activations import activation
-from reference_jax.losses import LOSSES
+from reference_jax.losses import loss as loss_fn
 from reference_jax.precision import float64
 
 JaxParams = list[dict[str, jax.Array]]
+
+# jax's glorot_normal and he_normal draw a normal truncated at 2 sigma, rescaled to the
+# same variance: the standard deviation is the quantity both frameworks document
+INITIALIZERS: dict[str, Any] = {
+    "blog": jax.nn.initializers.normal(1.0),
+    "glorot_uniform": jax.nn.initializers.glorot_uniform(),
+    "glorot_normal": jax.nn.initializers.glorot_normal(),
+    "he_normal": jax.nn.initializers.he_normal(),
+}
+"""Every handwritten init scheme by name, as the jax.nn.initializers initializer."""
+
+
+@float64
+def init_weight(scheme: str, fan_in: int, fan_out: int, seed: int) -> np.ndarray:
+    """A (fan_in, fan_out) float64 W drawn by jax.nn.initializers from jax.random.key(seed);
+    NotImplementedError for a scheme handwritten has and INITIALIZERS has not."""
+    init = checks.counterpart(INITIALIZERS, "init scheme", scheme,
+                              "reference_jax/network.py (INITIALIZERS)")
+    return np.asarray(init(jax.random.key(seed), (fan_in, fan_out), jnp.float64))
 
 
 @float64
@@ -81,7 +100,7 @@ def forward(spec: NetworkSpec, params: JaxParams, x: jax.Array,
 def loss_value(spec: NetworkSpec, params: JaxParams, cache: list[dict[str, jax.Array]],
                y: jax.Array) -> jax.Array:
     """The loss plus weight_decay / 2 * sum ||W||^2."""
-    loss = LOSSES[spec.loss](cache[-1]["z"], cache[-1]["a"], y, spec.reduction)
+    loss = loss_fn(spec.loss)(cache[-1]["z"], cache[-1]["a"], y, spec.reduction)
     if spec.weight_decay:
         loss = loss + spec.weight_decay / 2 * sum(jnp.sum(p["W"] ** 2) for p in params)
     return loss

@@ -49,7 +49,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from handwritten.optimizers import check_step
+from handwritten import checks
+from handwritten.checks import counterpart
 from handwritten.spec import FLAGS, OptimizerSpec, Params, State
 from reference_jax import schedules
 from reference_jax.network import from_jax, to_jax
@@ -129,8 +130,9 @@ def transform(optimizer: OptimizerSpec, lr: Any = None, hyper: dict[str, Any] | 
         parts.append(optax.scale(-1.0))
     if optimizer.name != "adamw" and optimizer.hyperparams["weight_decay"] > 0:
         parts.append(optax.add_decayed_weights(h["weight_decay"]))
-    parts.append(MAKERS[optimizer.name](optimizer, schedules.make(optimizer.schedule, base_lr),
-                                        h))
+    maker = counterpart(MAKERS, "optimizer", optimizer.name,
+                        "reference_jax/optimizers.py (MAKERS)")
+    parts.append(maker(optimizer, schedules.make(optimizer.schedule, base_lr), h))
     return optax.chain(*parts)
 
 
@@ -202,6 +204,25 @@ def read_state(opt_state: Any, optimizer: OptimizerSpec, t: int) -> State:
     return state
 
 
+@lru_cache(maxsize=64)
+def _buffers(shape: OptimizerSpec) -> tuple[str, ...]:
+    names: list[str] = []
+    fields = _fields(shape)
+
+    def get(s: Any) -> Any:
+        names.extend(fields[f] for f in getattr(s, "_fields", ()) if f in fields and f != "count")
+        return s
+    _map_states(make(shape).init([{"p": jnp.zeros(1)}]), get)
+    return tuple(names)
+
+
+def buffers(optimizer: OptimizerSpec) -> tuple[str, ...]:
+    """The buffers optax keeps for this optimizer and its options (its counts aside), by
+    handwritten's names: what ``step`` expects a state to hold.  Read off optax itself (its
+    state for a single number), not off handwritten's registry, which is code under test."""
+    return _buffers(structure(optimizer))
+
+
 def refuse(optimizer: OptimizerSpec, steps: int) -> None:
     """NotImplementedError naming the difference, when optax has not this spec as torch."""
     reason = unsupported(optimizer, steps)
@@ -244,8 +265,13 @@ def _compiled(shape: OptimizerSpec) -> tuple[Any, Any]:
 @float64
 def step(optimizer: OptimizerSpec, params: Params, grads: Params, state: State
          ) -> tuple[Params, State]:
-    """One optax update from exactly this state; the interface of handwritten's ``step``."""
-    check_step(optimizer, params, grads, state)
+    """One optax update from exactly this state; the interface of handwritten's ``step``.
+    What optax has not at all is refused first: a state optax could not hold (amsgrad's
+    v_max) would otherwise be refused as a wrong state."""
+    checks.check_optimizer(optimizer)
+    refuse(optimizer, 1)
+    checks.check_step(optimizer, params, grads, state, buffers(optimizer))
+    checks.check_schedule_room(optimizer, state["t"], 1)
     refuse(optimizer, state["t"] + 1)
     init, update = _compiled(structure(optimizer))
     dtype = params[0]["W"].dtype

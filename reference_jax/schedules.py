@@ -25,29 +25,54 @@ and reference_jax does not run them:
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from handwritten.checks import counterpart
 from handwritten.spec import LRSchedule
 
 
+def _multistep(lr: Any, s: Mapping[str, Any]) -> Any:
+    counts = Counter(s["milestones"])
+    return optax.piecewise_constant_schedule(lr, {m: s["gamma"] ** n for m, n in counts.items()})
+
+
+def _cosine(lr: Any, s: Mapping[str, Any]) -> Any:
+    cosine = optax.cosine_decay_schedule(lr - s["eta_min"], s["t_max"])
+    return lambda count: s["eta_min"] + cosine(count)
+
+
+ONECYCLE = ("optax's cosine_onecycle_schedule peaks at step int(pct_start * total_steps) "
+            "and ends at total_steps; torch's OneCycleLR one step earlier in each phase")
+"""Why reference_jax has no onecycle schedule (``unsupported``)."""
+
+
+def _onecycle(lr: Any, s: Mapping[str, Any]) -> Any:
+    raise NotImplementedError(f"reference_jax cannot run the onecycle schedule: {ONECYCLE}")
+
+
+SCHEDULES: dict[str, Callable[[Any, Mapping[str, Any]], Any]] = {
+    "constant": lambda lr, s: lambda count: lr,
+    "step": lambda lr, s: optax.exponential_decay(lr, s["step_size"], s["gamma"],
+                                                  staircase=True),
+    "multistep": _multistep,
+    "exponential": lambda lr, s: optax.exponential_decay(lr, 1, s["gamma"]),
+    "cosine": _cosine,
+    "onecycle": _onecycle,
+}
+"""Every handwritten schedule by name, as an optax schedule (lr, settings) -> count -> lr_k;
+onecycle is named and refused (``unsupported`` says why)."""
+
+
 def _main(schedule: LRSchedule, lr: Any) -> Any:
-    s = schedule.settings
-    if schedule.name == "step":
-        return optax.exponential_decay(lr, s["step_size"], s["gamma"], staircase=True)
-    if schedule.name == "multistep":
-        counts = Counter(s["milestones"])
-        return optax.piecewise_constant_schedule(lr, {m: s["gamma"] ** n
-                                                      for m, n in counts.items()})
-    if schedule.name == "exponential":
-        return optax.exponential_decay(lr, 1, s["gamma"])
-    if schedule.name == "cosine":
-        cosine = optax.cosine_decay_schedule(lr - s["eta_min"], s["t_max"])
-        return lambda count: s["eta_min"] + cosine(count)
-    return lambda count: lr                                   # constant
+    """The schedule's optax schedule (NotImplementedError for a name SCHEDULES has not:
+    never a constant learning rate in its place)."""
+    maker = counterpart(SCHEDULES, "schedule", schedule.name, "reference_jax/schedules.py")
+    return maker(lr, schedule.settings)
 
 
 def make(schedule: LRSchedule | None, lr: Any) -> Any:
@@ -70,8 +95,7 @@ def unsupported(schedule: LRSchedule | None, steps: int) -> str | None:
     if schedule is None:
         return None
     if schedule.name == "onecycle":
-        return ("optax's cosine_onecycle_schedule peaks at step int(pct_start * total_steps) "
-                "and ends at total_steps; torch's OneCycleLR one step earlier in each phase")
+        return ONECYCLE
     if schedule.name == "cosine" and steps - 1 - schedule.warmup > schedule.settings["t_max"]:
         return (f"the run goes beyond t_max = {schedule.settings['t_max']}, where optax's "
                 "cosine_decay_schedule stays at eta_min and torch's CosineAnnealingLR rises "

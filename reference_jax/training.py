@@ -11,7 +11,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from handwritten.network import init_running
 from handwritten.spec import History, NetworkSpec, OptimizerSpec, Params
 from handwritten.training import Schedule
 from reference_jax import blocks
@@ -69,7 +68,7 @@ def train(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
     hyper = numbers(optimizer, x.dtype)
     clip = jnp.asarray(optimizer.clip_value or 0.0, dtype=x.dtype)
     jx, jy = jnp.asarray(x), jnp.asarray(y)
-    running = to_jax(init_running(spec, x.dtype))
+    running = blocks.init_running(spec, x.dtype)
     losses, recorded = [], [params]
     for batch in schedule:
         masks = None if batch.masks is None else [None if m is None else jnp.asarray(m)

@@ -29,6 +29,7 @@ from torch.func import jvp as torch_jvp
 from handwritten import checks
 from handwritten.spec import NetworkSpec, Params
 from reference_torch.losses import SECOND_ORDER_LOSSES
+from reference_torch.losses import loss as loss_fn
 from reference_torch.network import TorchParams, forward, from_torch, loss_value, tensor, to_torch
 
 
@@ -95,7 +96,7 @@ def gnvp(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray, v: Par
         return out["z"] if spec.fused_output else out["a"]
 
     def loss_of(o: torch.Tensor) -> torch.Tensor:       # each loss reads only its own input
-        return SECOND_ORDER_LOSSES[spec.loss](o, o, ty, spec.reduction)
+        return loss_fn(spec.loss, SECOND_ORDER_LOSSES)(o, o, ty, spec.reduction)
 
     with _quiet_forward_ad():
         pushed = torch_jvp(loss_input, (tp,), (tv,))

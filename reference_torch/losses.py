@@ -7,10 +7,12 @@ the batch: the same convention.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
+
+from handwritten.checks import counterpart
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, str], torch.Tensor]
 
@@ -38,3 +40,9 @@ binary_cross_entropy double backward adds 1e-12 to a and to 1 - a in its denomin
 ~2e-12 / min(a, 1 - a), 3e-8 at a = 1e-4 -- so bce is written out in torch ops there
 (autograd differentiates the logs exactly).  tests/test_second_order.py pins the formula."""
 
+
+
+def loss(name: str, losses: Mapping[str, LossFn] = LOSSES) -> LossFn:
+    """The loss of a name from ``losses`` (LOSSES or SECOND_ORDER_LOSSES);
+    NotImplementedError for a name handwritten has and this table has not."""
+    return counterpart(losses, "loss", name, "reference_torch/losses.py")

@@ -8,7 +8,7 @@ after ``backward()`` is autograd's d_z or d_a.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -19,8 +19,30 @@ from handwritten.spec import Masks, NetworkSpec, Params, Running, Trace
 from reference_torch import blocks
 from reference_torch.activations import activation
 from reference_torch.losses import LOSSES, LossFn
+from reference_torch.losses import loss as loss_fn
 
 TorchParams = list[dict[str, torch.Tensor]]
+
+INITIALIZERS: dict[str, Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = {
+    "blog": lambda w, gen: torch.nn.init.normal_(w, 0.0, 1.0, generator=gen),
+    "glorot_uniform": lambda w, gen: torch.nn.init.xavier_uniform_(w, generator=gen),
+    "glorot_normal": lambda w, gen: torch.nn.init.xavier_normal_(w, generator=gen),
+    "he_normal": lambda w, gen: torch.nn.init.kaiming_normal_(w, nonlinearity="relu",
+                                                              generator=gen),
+}
+"""Every handwritten init scheme by name, as the torch.nn.init function that draws it in
+place into a weight of torch's (fan_out, fan_in) layout."""
+
+
+def init_weight(scheme: str, fan_in: int, fan_out: int, seed: int) -> np.ndarray:
+    """A (fan_in, fan_out) float64 W drawn by torch.nn.init (into torch's (fan_out, fan_in)
+    layout, then transposed), from torch.Generator().manual_seed(seed); NotImplementedError
+    for a scheme handwritten has and INITIALIZERS has not."""
+    init = checks.counterpart(INITIALIZERS, "init scheme", scheme,
+                              "reference_torch/network.py (INITIALIZERS)")
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.empty(fan_out, fan_in, dtype=torch.float64)
+    return np.asarray(init(w, gen).numpy()).T
 
 
 def to_torch(params: Params, requires_grad: bool = True) -> TorchParams:
@@ -81,7 +103,7 @@ def loss_value(spec: NetworkSpec, tparams: TorchParams, cache: list[dict[str, to
                y: torch.Tensor, losses: Mapping[str, LossFn] = LOSSES) -> torch.Tensor:
     """The loss (from the table ``losses``) plus weight_decay / 2 * sum ||W||^2, as a torch
     scalar."""
-    loss = losses[spec.loss](cache[-1]["z"], cache[-1]["a"], y, spec.reduction)
+    loss = loss_fn(spec.loss, losses)(cache[-1]["z"], cache[-1]["a"], y, spec.reduction)
     if spec.weight_decay:
         loss = loss + spec.weight_decay / 2 * sum(p["W"].pow(2).sum() for p in tparams)
     return loss

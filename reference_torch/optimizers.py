@@ -27,21 +27,45 @@ from typing import Any
 
 import torch
 
-from handwritten.optimizers import OPTIMIZERS, check_step
+from handwritten import checks
+from handwritten.checks import counterpart
 from handwritten.spec import OptimizerSpec, Params, State
 from reference_torch import schedules
 from reference_torch.network import from_torch, to_torch
 
-TORCH_NAMES = {"b": "momentum_buffer", "m": "exp_avg", "v": "exp_avg_sq",
-               "v_max": "max_exp_avg_sq", "gbar": "grad_avg", "s": "sum"}
-"""handwritten buffer name -> torch state key (rmsprop's "v" is torch's "square_avg")."""
+TORCH_NAMES = {"m": "exp_avg", "v": "exp_avg_sq", "v_max": "max_exp_avg_sq",
+               "gbar": "grad_avg", "b": "momentum_buffer", "s": "sum"}
+"""handwritten buffer name -> torch state key (rmsprop's "v" is torch's "square_avg"), in
+the order a state lists its buffers."""
+
+HANDWRITTEN_NAMES = {"momentum_buffer": "b", "exp_avg": "m", "exp_avg_sq": "v",
+                     "max_exp_avg_sq": "v_max", "square_avg": "v", "grad_avg": "gbar",
+                     "sum": "s"}
+"""torch state key -> handwritten buffer name."""
 
 
-def _buffers(optimizer: OptimizerSpec) -> dict[str, str]:
-    """handwritten buffer name -> torch state key, for one optimizer and its options."""
-    names = OPTIMIZERS[optimizer.name].buffers(optimizer.hyperparams)
+def _torch_keys(optimizer: OptimizerSpec, names: list[str]) -> dict[str, str]:
+    """handwritten buffer name -> torch state key, for one optimizer's buffers."""
     rename = {"v": "square_avg"} if optimizer.name == "rmsprop" else {}
     return {b: rename.get(b, TORCH_NAMES[b]) for b in names}
+
+
+def _kept(opt: torch.optim.Optimizer, param: torch.Tensor) -> dict[str, str]:
+    """handwritten buffer name -> torch state key, for the state torch keeps for ``param``
+    (its "step" aside), in TORCH_NAMES' order."""
+    kept = {HANDWRITTEN_NAMES[k]: k for k in opt.state[param] if k != "step"}
+    return {b: kept[b] for b in TORCH_NAMES if b in kept}
+
+
+def buffers(optimizer: OptimizerSpec) -> tuple[str, ...]:
+    """The buffers torch.optim keeps for this optimizer and its options, by handwritten's
+    names: what ``step`` expects a state to hold.  Read off torch itself (one step on a
+    single number), not off handwritten's registry, which is code under test."""
+    param = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    param.grad = torch.ones(1, dtype=torch.float64)
+    opt = make(optimizer, [{"p": param}])
+    opt.step()
+    return tuple(_kept(opt, param))
 
 
 Maker = Callable[[list[torch.Tensor], float, dict[str, Any]], torch.optim.Optimizer]
@@ -84,8 +108,11 @@ def flat(tparams: list[dict[str, torch.Tensor]]) -> list[torch.Tensor]:
 
 
 def make(optimizer: OptimizerSpec, tparams: list[dict[str, torch.Tensor]]) -> torch.optim.Optimizer:
-    """The torch.optim optimizer for a handwritten OptimizerSpec."""
-    return MAKERS[optimizer.name](flat(tparams), optimizer.lr, dict(optimizer.hyperparams))
+    """The torch.optim optimizer for a handwritten OptimizerSpec (NotImplementedError for
+    a name handwritten has and MAKERS has not)."""
+    maker = counterpart(MAKERS, "optimizer", optimizer.name,
+                        "reference_torch/optimizers.py (MAKERS)")
+    return maker(flat(tparams), optimizer.lr, dict(optimizer.hyperparams))
 
 
 def clip(optimizer: OptimizerSpec, tparams: list[dict[str, torch.Tensor]]) -> None:
@@ -101,7 +128,7 @@ def load_state(opt: torch.optim.Optimizer, optimizer: OptimizerSpec, state: Stat
     """Put handwritten's state into a torch optimizer (nothing at t = 0: torch's own start)."""
     if state["t"] == 0:
         return
-    names = _buffers(optimizer)
+    names = _torch_keys(optimizer, [k for k in state if k != "t"])
     for l, p in enumerate(tparams):
         for k in p:
             entry: dict[str, Any] = {torch_key: torch.tensor(state[hw_key][l][k])
@@ -113,9 +140,11 @@ def load_state(opt: torch.optim.Optimizer, optimizer: OptimizerSpec, state: Stat
 
 def read_state(opt: torch.optim.Optimizer, optimizer: OptimizerSpec, t: int,
                tparams: list[dict[str, torch.Tensor]]) -> State:
-    """torch's state as handwritten's: {"t": t, buffer name: params-shaped arrays}."""
+    """torch's state as handwritten's: {"t": t, buffer name: params-shaped arrays}, every
+    buffer torch keeps."""
     state: State = {"t": t}
-    for hw_key, torch_key in _buffers(optimizer).items():
+    first = next(iter(tparams[0].values()))
+    for hw_key, torch_key in _kept(opt, first).items():
         state[hw_key] = from_torch([{k: opt.state[p[k]][torch_key] for k in p}
                                     for p in tparams])
     return state
@@ -125,7 +154,9 @@ def step(optimizer: OptimizerSpec, params: Params, grads: Params, state: State
          ) -> tuple[Params, State]:
     """One torch.optim step from exactly this state (its scheduler advanced to step
     state["t"], the gradients clipped first); the interface of handwritten's ``step``."""
-    check_step(optimizer, params, grads, state)
+    checks.check_optimizer(optimizer)
+    checks.check_step(optimizer, params, grads, state, buffers(optimizer))
+    checks.check_schedule_room(optimizer, state["t"], 1)
     tparams = to_torch(params)
     for p, g in zip(tparams, grads):
         for k in p:

@@ -19,31 +19,42 @@ cycle_momentum is off.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch.optim import lr_scheduler
 
+from handwritten.checks import counterpart
 from handwritten.spec import LRSchedule
+
+Maker = Callable[[torch.optim.Optimizer, float, Mapping[str, Any]],
+                 lr_scheduler.LRScheduler | None]
+
+SCHEDULES: dict[str, Maker] = {
+    "constant": lambda opt, lr, s: None,
+    "step": lambda opt, lr, s: lr_scheduler.StepLR(opt, step_size=s["step_size"],
+                                                   gamma=s["gamma"]),
+    "multistep": lambda opt, lr, s: lr_scheduler.MultiStepLR(
+        opt, milestones=list(s["milestones"]), gamma=s["gamma"]),
+    "exponential": lambda opt, lr, s: lr_scheduler.ExponentialLR(opt, gamma=s["gamma"]),
+    "cosine": lambda opt, lr, s: lr_scheduler.CosineAnnealingLR(opt, T_max=s["t_max"],
+                                                                eta_min=s["eta_min"]),
+    "onecycle": lambda opt, lr, s: lr_scheduler.OneCycleLR(
+        opt, max_lr=lr, total_steps=s["total_steps"], pct_start=s["pct_start"],
+        div_factor=s["div_factor"], final_div_factor=s["final_div_factor"],
+        anneal_strategy="cos", three_phase=False, cycle_momentum=False),
+}
+"""Every handwritten schedule by name, as the torch scheduler on an optimizer (opt, lr,
+settings) -> scheduler; None for a constant learning rate."""
 
 
 def _main(schedule: LRSchedule, opt: torch.optim.Optimizer, lr: float
           ) -> lr_scheduler.LRScheduler | None:
-    s = schedule.settings
-    if schedule.name == "step":
-        return lr_scheduler.StepLR(opt, step_size=s["step_size"], gamma=s["gamma"])
-    if schedule.name == "multistep":
-        return lr_scheduler.MultiStepLR(opt, milestones=list(s["milestones"]), gamma=s["gamma"])
-    if schedule.name == "exponential":
-        return lr_scheduler.ExponentialLR(opt, gamma=s["gamma"])
-    if schedule.name == "cosine":
-        return lr_scheduler.CosineAnnealingLR(opt, T_max=s["t_max"], eta_min=s["eta_min"])
-    if schedule.name == "onecycle":
-        return lr_scheduler.OneCycleLR(
-            opt, max_lr=lr, total_steps=s["total_steps"], pct_start=s["pct_start"],
-            div_factor=s["div_factor"], final_div_factor=s["final_div_factor"],
-            anneal_strategy="cos", three_phase=False, cycle_momentum=False)
-    return None
+    """The schedule's scheduler (NotImplementedError for a name SCHEDULES has not: never a
+    constant learning rate in its place)."""
+    maker = counterpart(SCHEDULES, "schedule", schedule.name, "reference_torch/schedules.py")
+    return maker(opt, lr, schedule.settings)
 
 
 def make(schedule: LRSchedule | None, opt: torch.optim.Optimizer, lr: float

@@ -8,15 +8,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from handwritten.network import init_running
 from handwritten.spec import History, NetworkSpec, OptimizerSpec, Params
 from handwritten.training import Schedule
-from reference_torch import schedules
+from reference_torch import blocks, schedules
 from reference_torch.network import (
     forward,
     from_torch,
     loss_value,
-    running_to_torch,
     tensor,
     to_torch,
 )
@@ -35,7 +33,7 @@ def train(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
     schedule = Schedule.for_training(spec, params, x, y, optimizer, epochs, batch_size,
                                      batch_order, record_every, callback, rng)
     tparams = to_torch(params)
-    truns = running_to_torch(init_running(spec, x.dtype))
+    truns = blocks.init_running(spec, x.dtype)
     opt = make(optimizer, tparams)
     scheduler = schedules.make(optimizer.schedule, opt, optimizer.lr)
     tx, ty = tensor(x), tensor(y)

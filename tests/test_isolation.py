@@ -85,3 +85,101 @@ def test_handwritten_modules_import_each_other_one_way() -> None:
         ready = sorted(m for m in modules if m not in done and deps[m] <= set(done))
         assert ready, f"import cycle among {sorted(set(modules) - set(done))}: {deps}"
         done += ready
+
+
+# what the references take from handwritten ------------------------------------------------
+
+REFERENCE_IMPORTS = {
+    # the spec types and the constants their names mean
+    "handwritten.spec.NetworkSpec", "handwritten.spec.OptimizerSpec",
+    "handwritten.spec.LRSchedule", "handwritten.spec.Params", "handwritten.spec.State",
+    "handwritten.spec.Masks", "handwritten.spec.Running", "handwritten.spec.Trace",
+    "handwritten.spec.History", "handwritten.spec.FLAGS",
+    "handwritten.spec.BATCH_NORM_MOMENTUM", "handwritten.spec.NORM_EPS",
+    # an activation name's default parameter, and selu's constants: what the name means
+    "handwritten.activations.LEAKY_RELU_SLOPE", "handwritten.activations.ELU_ALPHA",
+    "handwritten.activations.CELU_ALPHA", "handwritten.activations.SELU_ALPHA",
+    "handwritten.activations.SELU_SCALE",
+    # the input checks, and the refusal of a name without a counterpart
+    "handwritten.checks.check_problem", "handwritten.checks.check_x",
+    "handwritten.checks.check_params", "handwritten.checks.check_running",
+    "handwritten.checks.check_optimizer", "handwritten.checks.check_step",
+    "handwritten.checks.check_schedule_room", "handwritten.checks.counterpart",
+    # the batch schedule that hands every implementation the same batches
+    "handwritten.training.Schedule",
+}
+"""Every name reference_torch and reference_jax import from handwritten: its vocabulary,
+nothing they are meant to judge (no derivation, no registry of rules, no initialisation)."""
+
+
+def _from_handwritten(path: Path) -> set[str]:
+    """The handwritten names a module uses: ``from handwritten.m import n`` as "handwritten.m.n",
+    and a module imported whole (``from handwritten import checks``) by the attributes used."""
+    tree = ast.parse(path.read_text())
+    names, modules = set(), {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names if a.name.split(".")[0] == "handwritten"}
+        elif isinstance(node, ast.ImportFrom) and node.module and \
+                node.module.split(".")[0] == "handwritten":
+            for a in node.names:
+                if node.module == "handwritten" and (PACKAGE / f"{a.name}.py").exists():
+                    modules[a.asname or a.name] = f"handwritten.{a.name}"
+                else:
+                    names.add(f"{node.module}.{a.name}")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                and node.value.id in modules:
+            names.add(f"{modules[node.value.id]}.{node.attr}")
+    return names
+
+
+def test_the_references_import_from_handwritten_only_its_vocabulary() -> None:
+    """reference_torch and reference_jax compute independently what they judge: a name of
+    handwritten beyond REFERENCE_IMPORTS (the code under test) fails here, by module."""
+    root = PACKAGE.parent
+    used: set[str] = set()
+    for folder in ("reference_torch", "reference_jax"):
+        for path in sorted((root / folder).glob("*.py")):
+            names = _from_handwritten(path)
+            extra = sorted(names - REFERENCE_IMPORTS)
+            assert not extra, (f"{folder}/{path.name} imports {extra} from handwritten, which "
+                               "is code the references judge: compute it in the reference, or "
+                               "move it to the vocabulary (handwritten/spec.py, checks.py) and "
+                               "add it to REFERENCE_IMPORTS")
+            used |= names
+    assert used == REFERENCE_IMPORTS, f"no longer imported: {sorted(REFERENCE_IMPORTS - used)}"
+
+
+def _bpnet_imports(path: Path) -> set[str]:
+    """The bpnet modules one module of bpnet imports, at its top or inside a function."""
+    modules = {p.stem for p in path.parent.glob("*.py")} - {"__init__"}
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[1] for a in node.names
+                      if a.name.startswith("bpnet.") and a.name.split(".")[1] in modules}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module == "bpnet":
+                names |= {a.name for a in node.names if a.name in modules}
+            elif node.module.startswith("bpnet."):
+                names.add(node.module.split(".")[1])
+    return names - {path.stem}
+
+
+def test_bpnet_modules_import_each_other_without_a_cycle() -> None:
+    """No import circle inside bpnet (check -> diagnose -> explain -> check was one), not
+    even through an import deferred into a function: a cycle is named with its modules."""
+    folder = PACKAGE.parent / "bpnet"
+    deps = {p.stem: _bpnet_imports(p) for p in folder.glob("*.py") if p.stem != "__init__"}
+
+    done: set[str] = set()
+    while len(done) < len(deps):
+        ready = {m for m in deps if m not in done and deps[m] <= done}
+        if not ready:                    # every module left is on a cycle or behind one
+            path = [min(set(deps) - done)]
+            while path.count(path[-1]) < 2:
+                path.append(min(deps[path[-1]] - done))
+            cycle = path[path.index(path[-1]):]
+            raise AssertionError(f"import cycle in bpnet: {' -> '.join(cycle)}")
+        done |= ready

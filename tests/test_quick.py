@@ -33,7 +33,9 @@ def test_a_change_selects_its_tests_once_and_a_test_file_itself() -> None:
     assert chosen == ["tests/test_seed.py", "tests/test_network.py", "tests/test_bad_input.py",
                       "tests/test_training.py"]
     assert select_tests(["reference_jax/bucketed.py"]) == ["tests/test_bucketed.py"]
-    assert select_tests(["reference_jax/losses.py"]) == ["tests/test_references.py"]
+    assert select_tests(["reference_jax/losses.py"]) == [
+        "tests/test_references.py", "tests/test_no_fallback.py",
+        "tests/test_isolation.py::test_the_references_import_from_handwritten_only_its_vocabulary"]
 
 
 def test_a_whole_module_replaces_its_single_tests() -> None:

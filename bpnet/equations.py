@@ -1,0 +1,107 @@
+"""The equations of the trace quantities: each as handwritten derives it, with the layer's
+index on every name, and the function of handwritten that evaluates it.
+
+One module for the equation helpers that ``bpnet.check`` (failure messages),
+``bpnet.diagnose``, ``bpnet.explain`` and ``bpnet.check_all`` print, so that none of
+them imports another for its equations (the import circle check -> diagnose ->
+explain -> check is gone; tests/test_isolation.py keeps bpnet's imports acyclic).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from handwritten import LOSSES, NetworkSpec, blocks, network
+from handwritten.activations import activation as registry_entry
+
+_QUANTITY = re.compile(r"\b(d_a|d_z|z|a)(_dot)?\b")
+
+
+def at_layer(equation: str, layer: int) -> str:
+    """A registry equation in z, a, d_a, d_z (and the tangents z_dot, a_dot) with the
+    layer's index on every quantity."""
+    return _QUANTITY.sub(lambda m: f"{m.group(1)}{layer}{m.group(2) or ''}", equation)
+
+
+def block_equations(spec: NetworkSpec, l: int) -> dict[str, str]:
+    """A hidden block's equations (layer l of a spec with blocks), by quantity: "a" (the
+    activation, dropout with its mask, the skip), "d_h" (dropout's backward), the
+    activation's backward ("d_z", or "d_n" before a norm) and a norm's "d_x_hat" and "d_z"
+    (the compact backward); only the quantities the block has."""
+    prev = "x" if l == 0 else f"a{l - 1}"
+    act_in = f"n{l}" if spec.norms[l] is not None else f"z{l}"
+    out: dict[str, str] = {}
+    d_in = f"d_a{l}"
+    if spec.dropout[l] or spec.residual[l]:
+        rhs = f"h{l} * m{l} / (1 - {spec.dropout[l]:g})" if spec.dropout[l] else f"h{l}"
+        out["a"] = f"a{l} = {rhs}" + (f" + {prev}" if spec.residual[l] else "")
+        out["h"] = f"h{l} = {spec.activations[l]}({act_in})"
+        rhs = f"d_a{l} * m{l} / (1 - {spec.dropout[l]:g})" if spec.dropout[l] else f"d_a{l}"
+        out["d_h"] = f"d_h{l} = {rhs}"
+        d_in = f"d_h{l}"
+    else:
+        out["a"] = f"a{l} = {spec.activations[l]}({act_in})"
+    rule = at_layer(registry_entry(spec.activations[l]).derivative, l).replace(f"d_a{l}", d_in)
+    if d_in != f"d_a{l}":                    # the activation's output is h, not a
+        rule = re.sub(rf"\ba{l}\b", f"h{l}", rule)
+    if spec.norms[l] is None:
+        out["d_z"] = f"d_z{l} = {rule}"
+        return out
+    axis = 0 if spec.norms[l] == "batch" else 1
+    out["d_n"] = f"d_n{l} = " + rule.replace(f"z{l}", f"n{l}")
+    out["d_x_hat"] = f"d_x_hat{l} = d_n{l} * gamma{l}"
+    out["d_z"] = (f"d_z{l} = s/N (N d_x_hat{l} - sum(d_x_hat{l}) - x_hat{l} sum(d_x_hat{l} "
+                  f"x_hat{l}))   (sums over axis {axis}, s = 1/sqrt(var{l} + 1e-05))")
+    return out
+
+
+_LABEL = re.compile(r"^layer (\d+) (z|a|d_a|d_z|d_W|d_b)(?: \(loss_and_grads\))?$")
+
+
+def qualname(fn: Callable[..., Any]) -> str:
+    """handwritten.activations.tanh_backward, for a function."""
+    fn = getattr(fn, "func", fn)          # a parametrised activation: functools.partial
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+def implementing(spec: NetworkSpec, label: str) -> tuple[str, str] | None:
+    """(equation, function) of a trace quantity such as "layer 1 d_z" or "loss"; None for
+    a label that is not a trace quantity."""
+    loss = LOSSES[spec.loss]
+    last = spec.n_layers - 1
+    if label.startswith("loss"):
+        return f"L = {loss.equation}", qualname(loss.value)
+    match = _LABEL.match(label)
+    if match is None:
+        return None
+    l, name = int(match.group(1)), match.group(2)
+    activation = registry_entry(spec.activations[l])
+    a_prev = "x" if l == 0 else f"a{l - 1}"
+    decay = f" + {spec.weight_decay} W{l}" if spec.weight_decay else ""
+    block = l < len(spec.norms) and (spec.norms[l] is not None or bool(spec.dropout[l])
+                                     or spec.residual[l])
+    if name == "z":
+        return f"z{l} = {a_prev} @ W{l} + b{l}", qualname(network.forward)
+    if name == "a" and block:                 # after h = f(n): dropout (if any), the skip
+        function = blocks.dropout if spec.dropout[l] else network.hidden_block
+        return block_equations(spec, l)["a"], qualname(function)
+    if name == "a":
+        return f"a{l} = {spec.activations[l]}(z{l})", qualname(activation.forward)
+    if name == "d_a" and l == last:
+        return at_layer(loss.gradient, l), qualname(loss.grad)
+    if name == "d_a":
+        skip = f" + d_a{l + 1}" if l + 1 < len(spec.residual) and spec.residual[l + 1] else ""
+        return f"d_a{l} = d_z{l + 1} @ W{l + 1}.T{skip}", qualname(network.backward)
+    if name == "d_z" and block and spec.norms[l] is not None:
+        return block_equations(spec, l)["d_z"], qualname(blocks.normalize_backward)
+    if name == "d_z" and block:
+        return block_equations(spec, l)["d_z"], qualname(activation.backward)
+    if name == "d_z" and l == last and spec.fused_output:
+        return at_layer(loss.gradient, l) + " (fused)", qualname(loss.grad)
+    if name == "d_z":
+        return f"d_z{l} = {at_layer(activation.derivative, l)}", qualname(activation.backward)
+    if name == "d_W":
+        return f"d_W{l} = {a_prev}.T @ d_z{l}{decay}", qualname(network.backward)
+    return f"d_b{l} = d_z{l}.sum(axis=0)", qualname(network.backward)
