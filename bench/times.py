@@ -33,8 +33,10 @@ ROOT = Path(__file__).resolve().parent.parent
 HANDWRITTEN = sorted(p.name for p in (ROOT / "handwritten").glob("*.py"))
 # the budget every chapter keeps (docs/tests.md), seconds
 BUDGET = {"make test": 600, "make mutations": 900, "make quick": 20, "check --all": 30}
-SUMMARY = re.compile(r"(\d+ passed.*?(?= in \d)|\d+ of \d+ caught|\d+ cases?\b.*|"
-                     r"Documentation built.*)")
+# a command's own summary line, the first kind found in this order (make mutations prints its
+# "N of M caught" before pytest's "N passed")
+SUMMARIES = [re.compile(p) for p in (r"\d+ of \d+ caught", r"\d+ passed.*?(?= in \d)",
+                                     r"\d+ cases?\b.*", r"Documentation built.*")]
 
 
 @dataclass(frozen=True)
@@ -82,10 +84,18 @@ def run(command: Command) -> dict[str, Any]:
         done = subprocess.run(command.args, cwd=ROOT, env=env, capture_output=True, text=True,
                               check=False)
         seconds = time.perf_counter() - start
-    found = SUMMARY.findall(done.stdout + done.stderr)
     return {"command": command.label, "condition": command.condition,
             "seconds": round(seconds, 1), "exit": done.returncode,
-            "summary": found[-1].strip() if found else "", "budget": command.budget}
+            "summary": summary(done.stdout + done.stderr), "budget": command.budget}
+
+
+def summary(output: str) -> str:
+    """The command's own summary line (the last of the first kind in SUMMARIES found)."""
+    for pattern in SUMMARIES:
+        found = pattern.findall(output)
+        if found:
+            return str(found[-1]).strip()
+    return ""
 
 
 def duration(seconds: float) -> str:
@@ -101,7 +111,8 @@ def markdown_table(rec: dict[str, Any]) -> str:
         budget = "" if r["budget"] is None else (
             f"{duration(r['budget'])}: {'met' if r['seconds'] <= r['budget'] else 'MISSED'}")
         result = r["summary"] if r["exit"] == 0 else f"exit {r['exit']} {r['summary']}"
-        lines.append(f"| `{r['command']}` | {r['condition']} | {duration(r['seconds'])} | "
+        condition = re.sub(r"^(\S+\.py) changed$", r"`\1` changed", r["condition"])
+        lines.append(f"| `{r['command']}` | {condition} | {duration(r['seconds'])} | "
                      f"{budget} | {result} |")
     return "\n".join(lines)
 

@@ -145,6 +145,7 @@ def test_a_times_record_renders_with_its_provenance_and_budget() -> None:
     assert table[4] == ("| `make test` | cold | 5 min 21 s | 10 min 00 s: met | "
                         "848 passed, 1 skipped |")
     assert "20.0 s: MISSED" in table[5]                      # over its budget, said
+    assert "| `handwritten/seed.py` changed |" in table[5]    # a path, not Markdown
     assert table[6].endswith("| 4.9 s |  | exit 2  |")       # a failed command, said
 
 
@@ -188,3 +189,11 @@ def test_a_bench_record_renders_noisy_cells_and_its_targets() -> None:
     assert "within 1.10x of torch: not measured; GEMM share >= 85%: not measured" in row
     assert "hvp <= 3x gradient: met; norms <= 1.5x gradient: met" in text
     assert "JAX noisy; hw/torch 0.95" in text
+
+
+def test_a_commands_summary_is_its_own_line() -> None:
+    times = _load("times")
+    mutations = "adam_x   test_y  6.3 s\n103 of 103 caught\n==== 103 passed in 649.2s ====\n"
+    assert times.summary(mutations) == "103 of 103 caught"
+    assert times.summary("== 869 passed, 1 skipped in 167.1s ==") == "869 passed, 1 skipped"
+    assert times.summary("nothing to say") == ""
