@@ -187,6 +187,12 @@ class Schedule:
             raise FloatingPointError(
                 f"training diverged: the params are non-finite after step {self.n_steps} "
                 f"(epoch {self.epochs}); try a smaller learning rate")
+        # batch norm's running statistics can overflow while the loss, computed from the
+        # batch's own statistics, stays finite: the network they make for prediction is gone
+        if running and not all(np.isfinite(v).all() for r in running for v in r.values()):
+            raise FloatingPointError(
+                f"training diverged: batch norm's running statistics are non-finite after "
+                f"step {self.n_steps} (epoch {self.epochs}); try a smaller learning rate")
         assert len(recorded) == len(self.recorded_steps)
         notes = () if self.problem is None else diagnose(*self.problem, recorded[0], recorded[-1],
                                                          maximize=self.maximize)

@@ -650,6 +650,16 @@ def test_a_schedule_beyond_the_float_range_diverges_on_one_line(
     assert line.startswith("bpnet fit: training diverged: ") and " step " in line, line
 
 
+def test_running_statistics_that_overflow_are_a_diverged_run_on_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Batch norm's running variance overflowing while the loss stays finite was a traceback
+    (a ValueError from predict, plotting the fit); now the run has diverged, on one line."""
+    assert main(["fit", "--dataset", "spirals", "--norms", "batch", "--lr", "1e100",
+                 "--epochs", "3", "--quiet", "--out", str(tmp_path / "f.png")]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith("bpnet fit: training diverged: batch norm's running statistics"), line
+
+
 def _strict_json(text: str) -> Any:
     """json.loads that refuses NaN, Infinity and -Infinity (not JSON, though Python writes
     them by default)."""

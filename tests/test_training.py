@@ -106,6 +106,21 @@ def test_divergence_names_the_step() -> None:
             train(spec, params, x, y, OptimizerSpec("sgd", 1e3), epochs=500)
 
 
+def test_running_statistics_beyond_the_float_range_are_divergence() -> None:
+    """Batch norm's running variance can overflow while the loss, computed from the batch's
+    own statistics, stays finite (measured: loss 1.3e200, every running var inf): the run
+    has diverged -- its network for prediction is gone -- and says so, as for the loss."""
+    spec = NetworkSpec((2, 8, 3), ("sigmoid", "softmax"), "softmax_cross_entropy", "mean",
+                       norms=("batch",))
+    rng = np.random.default_rng(0)
+    params = init_params(spec, rng)
+    x, y = rng.normal(size=(30, 2)), rng.integers(0, 3, 30)
+    with pytest.raises(FloatingPointError, match=r"running statistics are non-finite after "
+                                                 r"step 3 \(epoch 3\)"):
+        with np.errstate(all="ignore"):
+            train(spec, params, x, y, OptimizerSpec("sgd", 1e200), epochs=3)
+
+
 @pytest.mark.parametrize(("n", "batch_size", "epochs", "record_every"),
                          [(7, 3, 2, None), (7, 3, 3, 2), (6, 6, 4, 1), (5, 1, 2, 10)])
 def test_schedule_visits_every_sample_once_per_epoch(n: int, batch_size: int, epochs: int,
