@@ -437,15 +437,17 @@ def cmd_hessian(args: argparse.Namespace) -> int:
                       f"{', '.join(f'{v:.6g}' for v in spectrum.lanczos[-1])}{exact}")
 
     at(0, case.params)
-    runs.fit(case, on_epoch=at)
+    history, _ = runs.fit(case, on_epoch=at)
     difference = spectrum.largest_difference()
     plots.hessian_spectrum(spectrum.epochs, spectrum.losses, spectrum.lanczos, spectrum.exact,
                            args.out, case.title("the Hessian over training"))
+    _warn(args, history.diagnostics)        # a run that did not train says so, as fit's does
     if args.json:
         _print_json({"epochs": spectrum.epochs, "losses": spectrum.losses,
                      "lanczos": spectrum.lanczos, "exact": spectrum.exact,
                      "largest_relative_difference": difference,
-                     "agrees": spectrum.agrees, "plot": str(args.out)})
+                     "agrees": spectrum.agrees, "plot": str(args.out),
+                     "warnings": list(history.diagnostics)})
     else:
         if spectrum.exact:
             print(f"Lanczos (eigsh on the hand-derived hvp) vs jax.hessian's eigenvalues: "
@@ -495,10 +497,20 @@ def _references() -> dict[str, Any]:
     return {name: _load(name) for name in implementations.NAMES[1:]}
 
 
-def _refuse_gaps(spec: hw.NetworkSpec | None = None) -> None:
-    """Exit 2 with one line when a name (of the spec, or any) has no reference counterpart."""
-    gaps = check_all.registry_gaps(_references(), None if spec is None
-                                   else {*spec.activations, spec.loss})
+def _refuse_gaps(spec: hw.NetworkSpec | None = None,
+                 optimizer: hw.OptimizerSpec | None = None, init: str = "") -> None:
+    """Exit 2 with one line when a name the run uses (its activations, loss, norms,
+    optimizer, schedule and init scheme; or any registered, without a spec) has no reference
+    counterpart."""
+    names: set[str] | None = None
+    if spec is not None:
+        names = {*(a.partition(":")[0] for a in spec.activations), spec.loss,
+                 *(n for n in spec.norms if n is not None)}
+        if optimizer is not None:
+            names |= {optimizer.name, *([optimizer.schedule.name] if optimizer.schedule else [])}
+        if init:
+            names.add(init)
+    gaps = check_all.registry_gaps(_references(), names)
     if gaps:
         raise UsageError(gaps[0] + (f" (and {len(gaps) - 1} more)" if len(gaps) > 1 else ""))
 
@@ -533,7 +545,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         except (TypeError, ValueError) as error:
             raise UsageError(str(error)) from None
     p = _check_case(args)
-    _refuse_gaps(p.spec)
+    _refuse_gaps(p.spec, opt if args.optimizer else None)
     impls = {"handwritten": hw, **_references()}
     if p.spec.has_blocks:               # --norms/--dropout/--residual, or a test_blocks case
         reports = [check_all.blocks_report(p, impls, replay="")]
@@ -622,7 +634,7 @@ def cmd_check_all(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     case = _training_case(args, implementations=len(implementations.NAMES),
                           record_every_step=True)
-    _refuse_gaps(case.spec)
+    _refuse_gaps(case.spec, case.optimizer, case.init)
     result = runs.compare(case, _load)
     from bpnet import plots
 

@@ -83,8 +83,11 @@ def init_params(spec: NetworkSpec, rng: np.random.Generator, scheme: str = "blog
             w = rng.uniform(-r, r, size=shape)
         elif scheme == "glorot_normal":
             w = rng.normal(0.0, math.sqrt(2.0 / (fan_in + fan_out)), size=shape)
-        else:
+        elif scheme == "he_normal":
             w = rng.normal(0.0, math.sqrt(2.0 / fan_in), size=shape)
+        else:                              # registered without its rule: never another's
+            raise NotImplementedError(f"init scheme {scheme!r} is in INIT_SCHEMES but "
+                                      "init_params has no rule for it")
         params.append({"W": w.astype(dt), "b": np.zeros(fan_out, dtype=dt)})
     for l, norm in enumerate(spec.norms):
         if norm is not None:               # a norm's affine part starts as the identity

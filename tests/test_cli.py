@@ -722,6 +722,9 @@ def test_hessian_of_a_run_that_saturates_or_diverges(
     if status == 0:
         result = _strict_json(out)
         assert result["agrees"] and result["lanczos"][-1] == [0.0, 0.0, 0.0]
+        # the run did not train, and says so as fit does (hessian said nothing before)
+        assert _one_line(err).startswith("bpnet hessian: warning: training did not train: ")
+        assert result["warnings"] and "saturated" in " ".join(result["warnings"])
     else:
         assert words in _one_line(err)
 

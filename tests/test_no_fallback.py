@@ -183,3 +183,32 @@ def test_the_init_counterparts_draw_what_check_all_drew_before() -> None:
         expected = np.asarray(jax.nn.initializers.he_normal()(
             jax.random.key(0), (3, 4), jax.numpy.float64))
     np.testing.assert_array_equal(jax_network.init_weight("he_normal", 3, 4, 0), expected)
+
+
+def test_handwritten_refuses_an_init_scheme_it_has_no_rule_for(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """handwritten itself: a scheme added to INIT_SCHEMES without its rule in init_params was
+    drawn as he_normal; now it is refused by name."""
+    monkeypatch.setattr(network, "INIT_SCHEMES", (*network.INIT_SCHEMES, "lecun_normal"))
+    net = hw.NetworkSpec((2, 3, 1), ("tanh", "identity"), "mse")
+    with pytest.raises(NotImplementedError, match="'lecun_normal' is in INIT_SCHEMES but "
+                                                  "init_params has no rule"):
+        network.init_params(net, np.random.default_rng(0), scheme="lecun_normal")
+
+
+@pytest.mark.parametrize("command", ["compare", "check"])
+def test_the_command_line_refuses_an_optimizer_without_counterpart_on_one_line(
+        command: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """An optimizer (as a schedule, an init scheme, a norm) registered in handwritten alone
+    is a usage error before anything runs -- exit 2, one line -- as an activation or a loss
+    is; it reached the references and ended in a traceback before."""
+    from bpnet.cli import main
+
+    name, _ = _optimizer(monkeypatch)
+    argv = [command, "--optimizer", name, "--quiet"]
+    argv += ["--epochs", "1", "--out", str(tmp_path / "c.png")] if command == "compare" else []
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"bpnet {command}: error: "), err
+    assert f"optimizer {name!r} is registered in handwritten but has no counterpart" in err[0]
