@@ -45,10 +45,15 @@ def machine() -> dict[str, Any]:
             "python": platform.python_version(), "numpy": np.__version__, "blas": blas}
 
 
+def make(kind: str, **fields: Any) -> dict[str, Any]:
+    """The record of a measurement: its kind, today's date, this machine, its fields."""
+    return {"kind": kind, "date": datetime.date.today().isoformat(), "machine": machine(),
+            **fields}
+
+
 def write(path: str | Path, kind: str, **fields: Any) -> dict[str, Any]:
-    """Write the record of a measurement (today's date, this machine) to ``path``."""
-    record = {"kind": kind, "date": datetime.date.today().isoformat(), "machine": machine(),
-              **fields}
+    """Write the record of a measurement (``make``) to ``path``; the record."""
+    record = make(kind, **fields)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1, default=str) + "\n")

@@ -138,9 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(run(command))
         if args.record:      # after each command: the rows so far (make docs reads them)
             record.write(args.record, "times", rows=rows)
-    rec = {"kind": "times", "date": time.strftime("%Y-%m-%d"), "machine": record.machine(),
-           "rows": rows}
-    print(markdown_table(rec))
+    print(markdown_table(record.make("times", rows=rows)))
     return 0 if all(r["exit"] == 0 for r in rows) else 1
 
 

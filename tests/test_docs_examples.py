@@ -91,7 +91,7 @@ def environment() -> dict[str, str]:
     return env
 
 
-def run(args: list[str], cwd: Path, block: Block) -> subprocess.CompletedProcess[str]:
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     # the README's commands name the project's environment as a newcomer has it, .venv/bin/
     (cwd / ".venv").symlink_to(sys.prefix, target_is_directory=True)
     return subprocess.run(args, cwd=cwd, env=environment(), capture_output=True, text=True,
@@ -148,7 +148,7 @@ def test_the_parser_reads_fences_indents_and_expectations(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("block", SHELL, ids=[b.name for b in SHELL])
 def test_shell_example(block: Block, tmp_path: Path) -> None:
-    verdict(block, run(["bash", "-c", as_bash_script(block)], tmp_path, block))
+    verdict(block, run(["bash", "-c", as_bash_script(block)], tmp_path))
 
 
 @pytest.mark.parametrize("path", PYTHON_FILES, ids=[str(p.relative_to(ROOT)) for p in PYTHON_FILES])
@@ -159,5 +159,5 @@ def test_python_examples(path: Path, tmp_path: Path) -> None:
     program = "\n".join(
         f"exec(compile({b.text!r}, {b.name!r}, 'exec'), namespace)" for b in blocks)
     script = f"namespace = {{'__name__': '__main__'}}\n{program}\n"
-    done = run([sys.executable, "-c", script], tmp_path, blocks[0])
+    done = run([sys.executable, "-c", script], tmp_path)
     verdict(Block(path, blocks[0].line, "python", "".join(b.text for b in blocks)), done)
