@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from handwritten.layers.sequential import Sequential
 from handwritten.losses import LOSSES
 from handwritten.spec import NetworkSpec, OptimizerSpec, Shuffle, finite_real, positive_int
 
@@ -73,7 +74,10 @@ def check_rng(rng: object) -> np.random.Generator:
 
 def check_params(spec: NetworkSpec, params: object, dtype: np.dtype[Any] | None = None,
                  name: str = "params") -> np.dtype[Any]:
-    """One {"W": (fan_in, fan_out), "b": (fan_out,)} dict per layer, one dtype, finite."""
+    """One {"W": (fan_in, fan_out), "b": (fan_out,)} dict per layer, one dtype, finite
+    (a Sequential: one dict per node, its layer's ``param_shapes``)."""
+    if isinstance(spec, Sequential):
+        return _check_node_params(spec, params, dtype, name)
     if not isinstance(params, Sequence) or isinstance(params, (str, bytes)):
         raise TypeError(f"{name} must be a list of {{'W', 'b'}} dicts, got {type(params).__name__}")
     if len(params) != spec.n_layers:
@@ -107,13 +111,18 @@ def check_params(spec: NetworkSpec, params: object, dtype: np.dtype[Any] | None 
 
 
 def check_x(spec: NetworkSpec, x: object) -> np.dtype[Any]:
-    """spec is a NetworkSpec; x of shape (batch, n_in), batch >= 1."""
-    if not isinstance(spec, NetworkSpec):
-        raise TypeError(f"spec must be a NetworkSpec, got {type(spec).__name__}")
+    """spec is a NetworkSpec or a Sequential; x of shape (batch, n_in), batch >= 1."""
+    if not isinstance(spec, (NetworkSpec, Sequential)):
+        raise TypeError(f"spec must be a NetworkSpec or a Sequential, got {type(spec).__name__}")
     dtype = check_float_array("x", x, 2)
     assert isinstance(x, np.ndarray)
     if x.shape[0] == 0:
         raise ValueError("x is an empty batch (shape[0] == 0); need at least one sample")
+    if isinstance(spec, Sequential):
+        if x.shape[1:] != spec.in_shapes[0]:
+            raise ValueError(f"x must have shape (batch, {spec.n_in}) for the first layer "
+                             f"{spec.layers[0]!r}, got {x.shape}")
+        return dtype
     if x.shape[1] != spec.layer_sizes[0]:
         raise ValueError(f"x must have shape (batch, {spec.layer_sizes[0]}) for layer_sizes "
                          f"{spec.layer_sizes}, got {x.shape}")
@@ -122,7 +131,7 @@ def check_x(spec: NetworkSpec, x: object) -> np.dtype[Any]:
 
 def check_y(spec: NetworkSpec, y: object, batch: int, dtype: np.dtype[Any]) -> None:
     """Targets matching the loss: see the ``targets`` field of the loss registry."""
-    n_out = spec.layer_sizes[-1]
+    n_out = spec.n_out
     kind = LOSSES[spec.loss].targets
     y = check_ndarray("y", y)
     if kind == "class" and y.ndim == 1:
@@ -161,7 +170,8 @@ def check_problem(spec: NetworkSpec, params: object, x: object, y: object,
     check_y(spec, y, x.shape[0], x_dtype)
     if not training:
         check_masks(spec, masks, x.shape[0])
-    if x.shape[0] == 1 and "batch" in spec.norms:
+    batch_norm = spec.has_batch_norm if isinstance(spec, Sequential) else "batch" in spec.norms
+    if x.shape[0] == 1 and batch_norm:
         raise ValueError("x is a batch of one, and batch norm in training mode needs at least "
                          "two samples (its batch variance is 0; torch refuses it too)")
     return x_dtype
@@ -171,6 +181,8 @@ def check_masks(spec: NetworkSpec, masks: object, batch: int) -> None:
     """One keep-mask per hidden layer: a (batch, fan_out) array of 0s and 1s (bool or any
     number dtype) where the layer has dropout, None where it has none.  Masks are inputs,
     never drawn here: the three implementations use the same ones."""
+    if isinstance(spec, Sequential):
+        return _check_node_masks(spec, masks, batch)
     hidden = spec.n_layers - 1
     if masks is None:
         if any(spec.dropout):
@@ -231,6 +243,8 @@ def check_running(spec: NetworkSpec, running: object, dtype: np.dtype[Any]) -> N
     ``running`` is required when the spec has batch norm (``History.running``), one dict
     per layer, {"mean", "var"} of shape (fan_out,) where norms[l] = 'batch', {} elsewhere
     (None is accepted as "no running statistics" for a spec without batch norm)."""
+    if isinstance(spec, Sequential):
+        return _check_node_running(spec, running, dtype)
     if running is None:
         if "batch" in spec.norms:
             raise ValueError("running is required: the spec has batch norm (norms="
@@ -256,6 +270,104 @@ def check_running(spec: NetworkSpec, running: object, dtype: np.dtype[Any]) -> N
                                  f"{stats[key].shape}")
         if batch and not (stats["var"] >= 0).all():
             raise ValueError(f"running[{l}]['var'] must be >= 0 (a variance)")
+
+
+def _node(spec: Sequential, i: int) -> str:
+    path, layer = spec.nodes[i]
+    return f"(layer {path}, {layer!r})"
+
+
+def _check_node_params(spec: Sequential, params: object, dtype: np.dtype[Any] | None,
+                       name: str) -> np.dtype[Any]:
+    """One dict per node of a Sequential: its layer's ``param_shapes`` ({} for a layer
+    without params), one dtype, finite."""
+    n = len(spec.nodes)
+    if not isinstance(params, Sequence) or isinstance(params, (str, bytes)):
+        raise TypeError(f"{name} must be a list of {n} dicts (one per node of the "
+                        f"Sequential), got {type(params).__name__}")
+    if len(params) != n:
+        raise ValueError(f"{name} must have {n} entries (one per node: {spec.paths}), "
+                         f"got {len(params)}")
+    for i, ((_, layer), node) in enumerate(zip(spec.nodes, params)):
+        shapes = layer.param_shapes() if hasattr(layer, "param_shapes") else {}
+        if not isinstance(node, dict) or set(node) != set(shapes):
+            got = sorted(node) if isinstance(node, dict) else type(node).__name__
+            raise TypeError(f"{name}[{i}] {_node(spec, i)} must be a dict with keys "
+                            f"{sorted(shapes)}, got {got}")
+        for key, shape in shapes.items():
+            leaf = f"{name}[{i}][{key!r}]"
+            leaf_dtype = check_float_array(leaf, node[key], len(shape))
+            if node[key].shape != shape:
+                raise ValueError(f"{leaf} {_node(spec, i)} must have shape {shape}, got "
+                                 f"{node[key].shape}")
+            if dtype is None:
+                dtype = leaf_dtype
+            elif leaf_dtype != dtype:
+                raise TypeError(f"{leaf} has dtype {leaf_dtype}, but the rest is {dtype}: "
+                                "mixed dtypes are not converted silently")
+    if dtype is None:
+        raise ValueError(f"{name}: the Sequential has no params at all; nothing to learn")
+    return dtype
+
+
+def _check_node_masks(spec: Sequential, masks: object, batch: int) -> None:
+    """One entry per node: a (batch, *shape) keep-mask of 0s and 1s on a Dropout with
+    p > 0, None everywhere else."""
+    n = len(spec.nodes)
+    if masks is None:
+        if spec.has_dropout:
+            raise ValueError("masks are required: the Sequential has dropout; give one entry "
+                             f"per node ({n}), a (batch, features) array of 0s and 1s on "
+                             "each Dropout and None elsewhere")
+        return
+    if not isinstance(masks, Sequence) or isinstance(masks, (str, bytes)) or len(masks) != n:
+        raise TypeError(f"masks must be None or a list of {n} entries (one per node: "
+                        f"{spec.paths})")
+    for i, ((_, layer), mask, shape) in enumerate(zip(spec.nodes, masks, spec.in_shapes)):
+        dropping = type(layer).__name__ == "Dropout" and layer.p
+        if not dropping:
+            if mask is not None:
+                raise ValueError(f"masks[{i}] {_node(spec, i)} must be None: only a Dropout "
+                                 "with p > 0 takes a mask")
+            continue
+        want = (batch, *shape)
+        if not isinstance(mask, np.ndarray):
+            raise TypeError(f"masks[{i}] {_node(spec, i)} must be a numpy array of shape "
+                            f"{want}, got {type(mask).__name__}")
+        check_ndarray(f"masks[{i}]", mask)
+        if mask.shape != want:
+            raise ValueError(f"masks[{i}] {_node(spec, i)} must have shape {want}, got "
+                             f"{mask.shape}")
+        if mask.dtype.kind not in "biuf" or not np.isin(mask, (0, 1)).all():
+            raise ValueError(f"masks[{i}] must hold only 0s and 1s (a keep-mask)")
+
+
+def _check_node_running(spec: Sequential, running: object, dtype: np.dtype[Any]) -> None:
+    """One dict per node: {"mean", "var"} of shape (features,) on a BatchNorm1d, {}
+    elsewhere; None only for a Sequential without batch norm."""
+    n = len(spec.nodes)
+    if running is None:
+        if spec.has_batch_norm:
+            raise ValueError("running is required: the Sequential has batch norm, and "
+                             "evaluation mode normalizes with its running statistics")
+        return
+    if not isinstance(running, Sequence) or isinstance(running, (str, bytes)) \
+            or len(running) != n:
+        raise TypeError(f"running must be a list of {n} dicts (one per node: {spec.paths})")
+    for i, ((_, layer), stats, shape) in enumerate(zip(spec.nodes, running, spec.in_shapes)):
+        batch = type(layer).__name__ == "BatchNorm1d"
+        keys = {"mean", "var"} if batch else set()
+        if not isinstance(stats, dict) or set(stats) != keys:
+            wanted = "'mean' and 'var'" if batch else "no keys ({})"
+            raise TypeError(f"running[{i}] {_node(spec, i)} must be a dict with {wanted}")
+        for key in sorted(keys):
+            leaf = f"running[{i}][{key!r}]"
+            if check_float_array(leaf, stats[key], 1) != dtype:
+                raise TypeError(f"{leaf} has dtype {stats[key].dtype}, but params are {dtype}")
+            if stats[key].shape != shape:
+                raise ValueError(f"{leaf} must have shape {shape}, got {stats[key].shape}")
+        if batch and not (stats["var"] >= 0).all():
+            raise ValueError(f"running[{i}]['var'] must be >= 0 (a variance)")
 
 
 # training arguments ----------------------------------------------------------

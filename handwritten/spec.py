@@ -232,6 +232,16 @@ class NetworkSpec:
         return len(self.layer_sizes) - 1
 
     @property
+    def n_in(self) -> int:
+        """The input width, layer_sizes[0]."""
+        return self.layer_sizes[0]
+
+    @property
+    def n_out(self) -> int:
+        """The output width, layer_sizes[-1]."""
+        return self.layer_sizes[-1]
+
+    @property
     def fused_output(self) -> bool:
         """True when the loss is fused with the output activation: the output layer's
         gradient starts at d_z, and that layer has no d_a."""
@@ -281,6 +291,13 @@ class Trace(NamedTuple):
             layers.append(layer)
         scalar: Scalar = np.asarray(loss)[()]  # type: ignore[assignment]  # a 0-d index
         return cls(scalar, layers)
+
+    @classmethod
+    def from_layers(cls, loss: Any, layers: Sequence[Mapping[str, Any]]) -> Trace:
+        """A Sequential's trace: one mapping of quantities per node (``Sequential.paths``
+        order), each value anything ``np.asarray`` takes."""
+        scalar: Scalar = np.asarray(loss)[()]  # type: ignore[assignment]  # a 0-d index
+        return cls(scalar, [{k: np.asarray(v) for k, v in node.items()} for node in layers])
 
 
 # the optimizer ---------------------------------------------------------------

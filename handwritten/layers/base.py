@@ -1,0 +1,120 @@
+"""The layer contract: what every layer of a ``Sequential`` provides, in one place.
+
+A layer is a frozen dataclass named and parametrised as torch.nn names it (``Dense``
+keeps the blog's (fan_in, fan_out) weight).  Its fields are the spec; its methods are its
+derivation, the one place it is written down:
+
+    out_shape(in_shape)            the shape of one sample out, from one sample in; a
+                                   ValueError naming the layer and the expected shape
+    init(in_shape, rng, scheme, dtype) -> p
+                                   params as a dict (empty for a layer without any),
+                                   every draw from the caller's Generator
+    forward(p, h, ctx) -> (out, cache)
+                                   ``h`` is the layer's input (batch, *in_shape); the cache
+                                   holds what the backward reads and the trace reports
+    backward(p, cache, d_out, ctx, need_d_in) -> (d_in, grads, quantities)
+                                   the hand derivation: d_in = dL/dh (None when the layer is
+                                   first and nothing needs it), grads = dL/dp (p's keys and
+                                   shapes), quantities = the backward's inner d_<name>
+    tangent(p, cache, h_dot, p_dot, ctx) -> out_dot
+                                   forward mode: the directional derivative of the output
+                                   along (h_dot, p_dot)
+    per_example(p, cache, d_out, ctx) -> grads with a leading batch axis
+                                   sample i's own gradient of its term of the loss, or
+                                   NotImplementedError naming why (batch norm in training
+                                   mode: a sample's output depends on the whole batch)
+    init_state(in_shape, dtype) / update_state(state, cache)
+                                   state carried across steps (batch norm's running
+                                   statistics); {} for a layer without
+    OUT, FORWARD, BACKWARD, EQUATIONS
+                                   the output's name (z, a, n, out), the trace quantities in
+                                   pass order, and each one's equation (``bpnet explain``)
+
+``ctx`` (``Context``) is what a pass hands every layer beyond params and input: training
+or evaluation mode, this layer's dropout mask, its state (running statistics), and the
+loss's weight decay.  A container layer (``Residual``) has ``body``, a tuple of layers;
+the fold (``handwritten.layers.fold``) runs the body and then the container's own
+``join`` / ``join_backward``: the only code that reads a network's structure.
+
+Designed for the chapters after the MLP: ``in_shape`` is any per-sample shape, so a
+convolution takes (channels, height, width) and a recurrent layer (time, features); a
+layer whose input is integers (an embedding's indices) returns ``d_in`` None; state that
+a layer carries across time steps is inside its own forward (a loop over T with a cache
+per step), and state across training steps is ``init_state`` / ``update_state``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+Array = NDArray[np.floating[Any]]
+Shape = tuple[int, ...]
+Cache = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What one pass hands one layer besides its params and input."""
+
+    training: bool = True
+    """Training mode (batch norm normalizes with the batch's statistics) or evaluation."""
+    mask: Any = None
+    """This layer's dropout keep-mask (batch, *shape) of 0s and 1s; None: no dropout."""
+    state: dict[str, Array] | None = None
+    """This layer's state (batch norm's running statistics), read in evaluation mode."""
+    weight_decay: float = 0.0
+    """The loss's L2 penalty lambda: a layer with a weight ``W`` adds lambda * W to d_W."""
+
+
+class Layer(Protocol):
+    """The contract (module docstring); every layer kind implements it."""
+
+    OUT: ClassVar[str]
+    FORWARD: ClassVar[tuple[str, ...]]
+    BACKWARD: ClassVar[tuple[str, ...]]
+    EQUATIONS: ClassVar[dict[str, str]]
+
+    def out_shape(self, in_shape: Shape) -> Shape: ...
+    def init(self, in_shape: Shape, rng: np.random.Generator, scheme: str,
+             dtype: np.dtype[Any]) -> dict[str, Array]: ...
+    def forward(self, p: dict[str, Array], h: Array, ctx: Context) -> tuple[Array, Cache]: ...
+    def backward(self, p: dict[str, Array], cache: Cache, d_out: Array, ctx: Context,
+                 need_d_in: bool = True
+                 ) -> tuple[Array | None, dict[str, Array], dict[str, Array]]: ...
+    def tangent(self, p: dict[str, Array], cache: Cache, h_dot: Array,
+                p_dot: dict[str, Array], ctx: Context) -> Array: ...
+    def per_example(self, p: dict[str, Array], cache: Cache, d_out: Array, ctx: Context
+                    ) -> dict[str, Array]: ...
+    def init_state(self, in_shape: Shape, dtype: np.dtype[Any]) -> dict[str, Array]: ...
+    def update_state(self, state: dict[str, Array], cache: Cache) -> dict[str, Array]: ...
+
+
+class Stateless:
+    """Defaults for a layer without params or state (mixed into the layer classes)."""
+
+    def init(self, in_shape: Shape, rng: np.random.Generator, scheme: str,
+             dtype: np.dtype[Any]) -> dict[str, Array]:
+        return {}
+
+    def init_state(self, in_shape: Shape, dtype: np.dtype[Any]) -> dict[str, Array]:
+        return {}
+
+    def update_state(self, state: dict[str, Array], cache: Cache) -> dict[str, Array]:
+        return state
+
+    def per_example(self, p: dict[str, Array], cache: Cache, d_out: Array, ctx: Context
+                    ) -> dict[str, Array]:
+        return {}
+
+
+def features(layer: object, in_shape: Shape) -> int:
+    """The one feature axis of a layer that takes (batch, features): ValueError naming the
+    layer when its input has another shape (an image into a Dense without a Flatten)."""
+    if len(in_shape) != 1:
+        raise ValueError(f"{layer!r} takes inputs of shape (batch, features), got a sample "
+                         f"shape {in_shape}")
+    return in_shape[0]

@@ -1,0 +1,266 @@
+"""The network as one fold over its layers: forward, backward and tangent, each one loop.
+
+This is the only code that reads a network's structure.  Each layer does its own
+derivation (``handwritten.layers``); the fold hands it its params, its input and its
+``Context``, keeps its cache, and passes the output up (forward, tangent) or the gradient
+down (backward):
+
+    h_0 = x;      h_{i+1}, cache_i = layer_i.forward(p_i, h_i)
+    d_out = dL/d(output) from the loss
+    for i from the top down:  d_out, grads_i, quantities_i = layer_i.backward(p_i, cache_i, d_out)
+
+A ``Residual`` is folded the same way inside, then joined with its input (out = body(h) +
+h; its backward adds the skip's d_out to its body's d_in).  A fused loss hands back the
+gradient at the last Activation's input, so the fold's backward starts below it.
+
+Every list here (params, grads, masks, state, caches, the trace) has one entry per node in
+``Sequential.paths`` order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from handwritten import checks
+from handwritten.layers.activation import Activation
+from handwritten.layers.base import Array, Cache, Context
+from handwritten.layers.dense import INIT_SCHEMES
+from handwritten.layers.sequential import Sequential
+from handwritten.losses import LOSSES
+from handwritten.spec import Params, Scalar, Trace
+
+
+@dataclass(frozen=True)
+class Pass:
+    """What one pass hands the layers: mode, masks and state per node, weight decay."""
+
+    training: bool = True
+    masks: Sequence[Any] | None = None
+    state: Sequence[Any] | None = None
+    weight_decay: float = 0.0
+
+    def at(self, i: int) -> Context:
+        return Context(self.training, None if self.masks is None else self.masks[i],
+                       None if self.state is None else self.state[i], self.weight_decay)
+
+
+def _starts(seq: Sequential, layers: Sequence[Any], start: int) -> list[int]:
+    """The node index of each of ``layers``, the first at ``start``."""
+    out = []
+    for layer in layers:
+        out.append(start)
+        start += seq.size(layer)
+    return out
+
+
+# forward ---------------------------------------------------------------------
+
+
+def forward(seq: Sequential, params: Params, x: Array, run: Pass = Pass()
+            ) -> tuple[Array, list[Cache]]:
+    """The output and every node's cache (each holds its output under ``layer.OUT``).
+    A building block: it checks nothing (the entry points below check first)."""
+    caches: list[Cache] = [{} for _ in seq.nodes]
+    out = _forward(seq, seq.layers, params, x, run, caches, 0)
+    return out, caches
+
+
+def _forward(seq: Sequential, layers: Sequence[Any], params: Params, h: Array, run: Pass,
+             caches: list[Cache], start: int) -> Array:
+    for layer, i in zip(layers, _starts(seq, layers, start)):
+        if hasattr(layer, "body"):                       # a container: its body, then join
+            out = layer.join(_forward(seq, layer.body, params, h, run, caches, i + 1), h)
+            caches[i] = {layer.OUT: out}
+        else:
+            out, cache = layer.forward(params[i], h, run.at(i))
+            caches[i] = cache | {layer.OUT: out}
+        h = out
+    return h
+
+
+def loss_inputs(seq: Sequential, caches: list[Cache]) -> tuple[Array, Array]:
+    """The loss's (z, a): the last Activation's input and output, or the output twice."""
+    last = seq.layers[-1]
+    i = len(seq.nodes) - seq.size(last)
+    if isinstance(last, Activation):
+        return caches[i]["z"], caches[i]["a"]
+    return caches[i][last.OUT], caches[i][last.OUT]
+
+
+def loss_value(seq: Sequential, params: Params, caches: list[Cache], y: Array) -> Scalar:
+    """L = loss(z, a, y) + weight_decay / 2 * sum ||W||^2 over every layer with a W."""
+    z, a = loss_inputs(seq, caches)
+    loss = LOSSES[seq.loss].value(z, a, y, seq.reduction)
+    if seq.weight_decay:
+        loss = loss + seq.weight_decay / 2 * sum(np.sum(p["W"] * p["W"]) for p in params
+                                                 if "W" in p)
+    return loss
+
+
+# backward --------------------------------------------------------------------
+
+
+def backward(seq: Sequential, params: Params, caches: list[Cache], y: Array,
+             run: Pass = Pass(), keep: bool = True
+             ) -> tuple[Params, list[dict[str, Array]]]:
+    """Every node's gradients, and (``keep``) the d_<out> and inner d_ quantities on the
+    way down.  A building block: it checks nothing."""
+    grads: Params = [{} for _ in seq.nodes]
+    deltas: list[dict[str, Array]] = [{} for _ in seq.nodes]
+    z, a = loss_inputs(seq, caches)
+    d_start = LOSSES[seq.loss].grad(z, a, y, seq.reduction)
+    layers = seq.layers[:-1] if seq.fused_output else seq.layers   # fused: d_z directly
+    _backward(seq, layers, params, caches, d_start, run, 0, False, grads,
+              deltas if keep else None)
+    return grads, (deltas if keep else [])
+
+
+def _backward(seq: Sequential, layers: Sequence[Any], params: Params, caches: list[Cache],
+              d_out: Array, run: Pass, start: int, need_d_in: bool, grads: Params,
+              deltas: list[dict[str, Array]] | None) -> Array | None:
+    starts = _starts(seq, layers, start)
+    for k in reversed(range(len(layers))):
+        layer, i = layers[k], starts[k]
+        need = need_d_in or k > 0                        # the first layer's d_x: unused
+        if deltas is not None:
+            deltas[i][f"d_{layer.OUT}"] = d_out
+        if hasattr(layer, "body"):
+            d_body_in = _backward(seq, layer.body, params, caches, d_out, run, i + 1, need,
+                                  grads, deltas)
+            d_in = layer.join_backward(d_out, d_body_in) if need else None
+        else:
+            d_in, grads[i], inner = layer.backward(params[i], caches[i], d_out, run.at(i), need)
+            if deltas is not None:
+                deltas[i] |= inner
+        d_out = d_in                                     # type: ignore[assignment]
+    return d_out
+
+
+# the trace -------------------------------------------------------------------
+
+
+def node_trace(seq: Sequential, caches: list[Cache], deltas: list[dict[str, Array]],
+               grads: Params) -> list[dict[str, Array]]:
+    """Each node's quantities in pass order: its FORWARD names from the cache, then its
+    d_ quantities and its params' gradients as d_<key>."""
+    out = []
+    for (_, layer), cache, delta, grad in zip(seq.nodes, caches, deltas, grads):
+        node = {q: cache[q] for q in layer.FORWARD if q in cache}
+        found = delta | {f"d_{k}": g for k, g in grad.items()}
+        node |= {q: found[q] for q in layer.BACKWARD if q in found}
+        out.append(node)
+    return out
+
+
+# checked entry points --------------------------------------------------------
+
+
+def loss_and_grads(seq: Sequential, params: Params, x: Array, y: Array,
+                   masks: Sequence[Any] | None = None) -> tuple[Scalar, Params]:
+    """The loss and its gradient with respect to every node's params (one dict per node,
+    {} where a node has none)."""
+    checks.check_problem(seq, params, x, y, masks)
+    run = Pass(masks=masks, weight_decay=seq.weight_decay)
+    _, caches = forward(seq, params, x, run)
+    grads, _ = backward(seq, params, caches, y, run, keep=False)
+    return loss_value(seq, params, caches, y), grads
+
+
+def trace(seq: Sequential, params: Params, x: Array, y: Array,
+          masks: Sequence[Any] | None = None) -> Trace:
+    """Every quantity of one forward and backward pass, one dict per node (``seq.paths``):
+    a Dense's z, d_z, d_W, d_b; an Activation's a, d_a; a norm's mu, var, x_hat, n, d_n,
+    d_x_hat, d_gamma, d_beta; a Dropout's or a Residual's out, d_out."""
+    checks.check_problem(seq, params, x, y, masks)
+    run = Pass(masks=masks, weight_decay=seq.weight_decay)
+    _, caches = forward(seq, params, x, run)
+    grads, deltas = backward(seq, params, caches, y, run)
+    return Trace.from_layers(loss_value(seq, params, caches, y),
+                             node_trace(seq, caches, deltas, grads))
+
+
+def predict(seq: Sequential, params: Params, x: Array, running: Sequence[Any] | None = None
+            ) -> Array:
+    """The output in evaluation mode: no dropout, batch norm with ``running`` (one dict per
+    node: {"mean", "var"} on a BatchNorm1d, {} elsewhere)."""
+    dtype = checks.check_x(seq, x)
+    checks.check_params(seq, params, dtype)
+    checks.check_running(seq, running, dtype)
+    return forward(seq, params, x, Pass(training=False, state=running))[0]
+
+
+def jvp(seq: Sequential, params: Params, x: Array, v: Params,
+        masks: Sequence[Any] | None = None) -> tuple[Array, Array]:
+    """The output (training mode, as ``loss_and_grads`` sees it) and its derivative along
+    the params-shaped direction v: one fold of every layer's ``tangent``."""
+    dtype = checks.check_x(seq, x)
+    checks.check_params(seq, params, dtype)
+    checks.check_params(seq, v, dtype, name="v")
+    assert isinstance(x, np.ndarray)
+    checks.check_masks(seq, masks, x.shape[0])
+    run = Pass(masks=masks)
+    caches: list[Cache] = [{} for _ in seq.nodes]
+    out, out_dot = _tangent(seq, seq.layers, params, v, x, None, run, caches, 0)
+    return out, (np.zeros_like(out) if out_dot is None else out_dot)
+
+
+def _tangent(seq: Sequential, layers: Sequence[Any], params: Params, v: Params, h: Array,
+             h_dot: Array | None, run: Pass, caches: list[Cache], start: int
+             ) -> tuple[Array, Array | None]:
+    for layer, i in zip(layers, _starts(seq, layers, start)):
+        if hasattr(layer, "body"):
+            body, body_dot = _tangent(seq, layer.body, params, v, h, h_dot, run, caches, i + 1)
+            out = layer.join(body, h)
+            out_dot = body_dot if h_dot is None else (
+                h_dot if body_dot is None else layer.join(body_dot, h_dot))
+        else:
+            out, caches[i] = layer.forward(params[i], h, run.at(i))
+            out_dot = (None if h_dot is None and not params[i]     # x is data: no tangent
+                       else layer.tangent(params[i], caches[i], h_dot, v[i], run.at(i)))
+        h, h_dot = out, out_dot
+    return h, h_dot
+
+
+def per_example_grads(seq: Sequential, params: Params, x: Array, y: Array,
+                      masks: Sequence[Any] | None = None) -> Params:
+    """Each sample's gradient of its own term of the loss (weight decay left out), one
+    dict per node with a leading batch axis; their sum over the batch is the data term's
+    gradient.  NotImplementedError names a layer without one (batch norm in training)."""
+    checks.check_problem(seq, params, x, y, masks)
+    run = Pass(masks=masks)
+    _, caches = forward(seq, params, x, run)
+    _, deltas = backward(seq, params, caches, y, run)
+    return [layer.per_example(p, c, d[f"d_{layer.OUT}"], run.at(i))
+            if p else {}
+            for i, ((_, layer), p, c, d) in enumerate(zip(seq.nodes, params, caches, deltas))]
+
+
+def init_params(seq: Sequential, rng: np.random.Generator, scheme: str = "blog",
+                dtype: type[np.floating[Any]] | np.dtype[Any] = np.float64) -> Params:
+    """Every node's params, drawn node by node from ``rng`` (``NetworkSpec``'s draws for
+    its compiled Sequential, in the same order)."""
+    checks.check_rng(rng)
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"scheme is unknown: {scheme!r}; expected one of {INIT_SCHEMES}")
+    dt = np.dtype(dtype)
+    if dt not in checks.FLOAT_DTYPES:
+        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    return [layer.init(shape, rng, scheme, dt) for (_, layer), shape in
+            zip(seq.nodes, seq.in_shapes)]
+
+
+def init_state(seq: Sequential, dtype: type[np.floating[Any]] | np.dtype[Any] = np.float64
+               ) -> list[dict[str, Array]]:
+    """Every node's state before the first step (batch norm's running statistics)."""
+    return [layer.init_state(shape, np.dtype(dtype)) for (_, layer), shape in
+            zip(seq.nodes, seq.in_shapes)]
+
+
+def update_state(seq: Sequential, state: Sequence[Any], caches: list[Cache]
+                 ) -> list[dict[str, Array]]:
+    """The state after one training-mode forward (each layer's ``update_state``)."""
+    return [layer.update_state(s, c) for (_, layer), s, c in zip(seq.nodes, state, caches)]
