@@ -122,7 +122,7 @@ SATURATED_SCALE = 6.0
 """make_params' scale for the saturated case: |z| up to ~10, well into every tail."""
 
 
-def _problem_check(problem: Problem, impls: Mapping[str, ModuleType],
+def _problem_check(problem: Problem[NetworkSpec], impls: Mapping[str, ModuleType],
                    finite_differences: bool = False) -> Callable[[], CheckReport]:
     return partial(cross_check, problem.spec, problem.params, problem.x, problem.y, impls,
                    finite_differences=finite_differences)
@@ -410,7 +410,7 @@ DERIVATIVE_CASES = (
 )
 
 
-def derivatives_report(problem: Problem, impls: Mapping[str, ModuleType]) -> CheckReport:
+def derivatives_report(problem: Problem[NetworkSpec], impls: Mapping[str, ModuleType]) -> CheckReport:
     """handwritten.derivatives' jvp (along a drawn direction), per-example gradients and
     their norms against each reference's (torch.func, JAX)."""
     import importlib
@@ -500,7 +500,7 @@ def _r_where(spec: NetworkSpec, quantity: str, l: int) -> tuple[str, str]:
     return R_EQUATIONS[quantity], qualname(function)
 
 
-def second_order_report(problem: Problem, impls: Mapping[str, ModuleType]) -> CheckReport:
+def second_order_report(problem: Problem[NetworkSpec], impls: Mapping[str, ModuleType]) -> CheckReport:
     """handwritten.derivatives' R-operator trace (every R-quantity, in the order the passes
     form them), hvp and gnvp along a drawn direction, against torch's double backward and
     JAX's forward over reverse."""
@@ -584,7 +584,7 @@ BLOCK_EQUATIONS = {
 mask, its p, its skip) by bpnet.explain.block_equations where that has it."""
 
 
-def blocks_report(problem: Problem, impls: Mapping[str, ModuleType],
+def blocks_report(problem: Problem[NetworkSpec], impls: Mapping[str, ModuleType],
                   replay: str = "bpnet check --all --only blocks") -> CheckReport:
     """Every trace quantity of a spec with hidden blocks against torch and JAX (each also
     within SPREAD_FACTOR of the two references' own difference: bpnet.tolerances).
@@ -624,7 +624,7 @@ def blocks_report(problem: Problem, impls: Mapping[str, ModuleType],
                        replay=replay)
 
 
-def _forward_report(problem: Problem, impls: Mapping[str, ModuleType],
+def _forward_report(problem: Problem[NetworkSpec], impls: Mapping[str, ModuleType],
                     theirs: Mapping[str, Any]) -> CheckReport | None:
     """The forward quantities of a block case (handwritten.network.forward) against the
     references' traces; None when the forward raises too."""
@@ -1161,7 +1161,7 @@ REPLAY_LINE = "'Problem(NetworkSpec(...), batch=..., seed=...)'"
 
 
 def parse_problem(text: str, fits: Callable[[NetworkSpec, int], None] | None = None
-                  ) -> Problem:
+                  ) -> Problem[Any]:
     """The ``Problem(...)`` line a failing property prints, back as the Problem.
 
     Only the calls Problem, NetworkSpec and OptimizerSpec with literal arguments are

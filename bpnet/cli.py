@@ -459,7 +459,7 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     return 0 if spectrum.agrees else 1
 
 
-def _check_case(args: argparse.Namespace) -> Problem:
+def _check_case(args: argparse.Namespace) -> Problem[Any]:
     """The case of check and explain --values: the suite's own generator (bpnet.problems,
     non-zero biases), or the suite's failure line given to --replay; refused (exit 2)
     before anything is drawn when it would not fit in memory."""

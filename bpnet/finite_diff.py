@@ -46,17 +46,34 @@ def central_diff_leaf(f: Callable[[], tuple[float, Any]], leaf: np.ndarray
     return grad, valid
 
 
-def network_grads(spec: Any, params: list[dict[str, np.ndarray]], x: np.ndarray, y: np.ndarray
+def network_grads(spec: Any, params: list[dict[str, np.ndarray]], x: np.ndarray, y: np.ndarray,
+                  masks: Any = None
                   ) -> tuple[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]]]:
     """Central differences of the full loss (handwritten's forward) for every parameter.
 
     Returns grads-shaped finite-difference estimates and boolean masks of the
     coordinates that are meaningful (no kink crossed).  ``params`` is not modified.
+    A ``Sequential`` spec: every param of every node, dropout with the given ``masks``.
     """
     from handwritten.activations import activation
+    from handwritten.layers import Activation, Sequential, fold
     from handwritten.network import forward, loss_value
 
     work = [{k: v.copy() for k, v in layer.items()} for layer in params]
+    if isinstance(spec, Sequential):
+        run = fold.Pass(masks=masks, weight_decay=spec.weight_decay)
+        kinks = [i for i, (_, layer) in enumerate(spec.nodes)
+                 if isinstance(layer, Activation) and activation(layer.name).kinked]
+
+        def f_nodes() -> tuple[float, tuple[bytes, ...]]:
+            _, caches = fold.forward(spec, work, x, run)
+            value = float(fold.loss_value(spec, work, caches, y))
+            return value, tuple((caches[i]["z"] > 0).tobytes() for i in kinks)
+
+        found = [{k: central_diff_leaf(f_nodes, leaf) for k, leaf in layer.items()}
+                 for layer in work]
+        return ([{k: g for k, (g, _) in layer.items()} for layer in found],
+                [{k: m for k, (_, m) in layer.items()} for layer in found])
     kinked = [l for l, name in enumerate(spec.activations) if activation(name).kinked]
 
     def f() -> tuple[float, tuple[bytes, ...]]:

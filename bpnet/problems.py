@@ -14,7 +14,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -28,6 +28,15 @@ from handwritten import (
     Params,
 )
 from handwritten.activations import PARAMETERS
+from handwritten.layers import (
+    Activation,
+    BatchNorm1d,
+    Dense,
+    Dropout,
+    LayerNorm,
+    Residual,
+    Sequential,
+)
 from handwritten.schedules import SCHEDULE_SETTINGS
 from handwritten.spec import FLAGS, OPTIMIZER_DEFAULTS
 from handwritten.training import draw_masks
@@ -112,11 +121,11 @@ def draw_spec(choose: Chooser, max_depth: int = 4, max_width: int = 16,
     return NetworkSpec(sizes, tuple(names), loss, reduction, weight_decay)
 
 
-def make_targets(spec: NetworkSpec, rng: np.random.Generator, batch: int,
+def make_targets(spec: NetworkSpec | Sequential, rng: np.random.Generator, batch: int,
                  dtype: Any, labels: bool = False) -> np.ndarray:
     """Targets the spec's loss accepts: reals, probabilities, or classes (labels, one-hot
     rows, or soft rows of class probabilities)."""
-    n_out = spec.layer_sizes[-1]
+    n_out = spec.n_out
     kind = LOSSES[spec.loss].targets
     if kind == "class":
         idx = rng.integers(0, n_out, size=batch)
@@ -132,9 +141,12 @@ def make_targets(spec: NetworkSpec, rng: np.random.Generator, batch: int,
     return rng.uniform(-1, 1, size=(batch, n_out)).astype(dtype)
 
 
-def make_params(spec: NetworkSpec, rng: np.random.Generator, dtype: Any,
+def make_params(spec: NetworkSpec | Sequential, rng: np.random.Generator, dtype: Any,
                 scale: float = 1.0) -> Params:
-    """Bounded params: W ~ U(-s, s) sqrt(3 / fan_in) (unit-variance layers), b ~ U(-s, s) / 2."""
+    """Bounded params: W ~ U(-s, s) sqrt(3 / fan_in) (unit-variance layers), b ~ U(-s, s) / 2;
+    a norm's gamma ~ 1 + U(-s, s) / 2, beta ~ U(-s, s) / 2 (a Sequential: node by node)."""
+    if isinstance(spec, Sequential):
+        return [_node_params(layer, rng, dtype, scale) for _, layer in spec.nodes]
     params = []
     for fan_in, fan_out in zip(spec.layer_sizes[:-1], spec.layer_sizes[1:]):
         w = rng.uniform(-scale, scale, (fan_in, fan_out)) * np.sqrt(3.0 / fan_in)
@@ -148,10 +160,29 @@ def make_params(spec: NetworkSpec, rng: np.random.Generator, dtype: Any,
     return params
 
 
-def make_masks(spec: NetworkSpec, rng: np.random.Generator, batch: int, dtype: Any
+def _node_params(layer: Any, rng: np.random.Generator, dtype: Any, scale: float
+                 ) -> dict[str, np.ndarray]:
+    if isinstance(layer, Dense):
+        w = rng.uniform(-scale, scale, (layer.in_features, layer.out_features))
+        b = rng.uniform(-scale, scale, layer.out_features) / 2
+        return {"W": (w * np.sqrt(3.0 / layer.in_features)).astype(dtype), "b": b.astype(dtype)}
+    if isinstance(layer, (BatchNorm1d, LayerNorm)):
+        width = layer.param_shapes()["gamma"][0]
+        return {"gamma": (1 + rng.uniform(-scale, scale, width) / 2).astype(dtype),
+                "beta": (rng.uniform(-scale, scale, width) / 2).astype(dtype)}
+    return {}
+
+
+def make_masks(spec: NetworkSpec | Sequential, rng: np.random.Generator, batch: int, dtype: Any
                ) -> list[np.ndarray | None] | None:
     """Dropout's keep-masks (1 with probability 1 - p), one per hidden layer, None where
-    p = 0; None for a spec without dropout."""
+    p = 0; None for a spec without dropout (a Sequential: one entry per node)."""
+    if isinstance(spec, Sequential):
+        if not spec.has_dropout:
+            return None
+        return [(rng.random((batch, *shape)) >= layer.p).astype(dtype)
+                if isinstance(layer, Dropout) and layer.p else None
+                for (_, layer), shape in zip(spec.nodes, spec.in_shapes)]
     if not any(spec.dropout):
         return None
     return draw_masks(spec, batch, rng, np.dtype(dtype))     # as train draws a step's
@@ -194,14 +225,66 @@ def draw_block_spec(choose: Chooser, max_depth: int = 4, max_width: int = 8,
                        residual=residual)
 
 
+def _draw_node(choose: Chooser, width: int, max_width: int, nested: bool,
+               activations: Sequence[str]) -> tuple[Any, int]:
+    """One layer taking ``width`` features, and the width it gives: a Dense, an activation,
+    a norm (over at least MIN_NORM_COUNT entries, as draw_block_spec), dropout, or (not
+    inside another) a Residual around one to three layers that keep the width."""
+    kinds = ["dense", "activation", "norm", "dropout"] + ([] if nested else ["residual"])
+    kind = choose.choice(kinds)
+    if kind == "dense":
+        out = width if nested else choose.integer(1, max_width)
+        return Dense(width, out), out
+    if kind == "activation":
+        return Activation(with_parameter(choose, choose.choice(list(activations)))), width
+    if kind == "norm":
+        layer = LayerNorm(width) if width >= MIN_NORM_COUNT and choose.choice((False, True)) \
+            else BatchNorm1d(width)
+        return layer, width
+    if kind == "dropout":
+        return Dropout(choose.real(0.05, 0.7)), width
+    body = [_draw_node(choose, width, max_width, True, activations)[0]
+            for _ in range(choose.integer(1, 3))]
+    return Residual(body), width
+
+
+def draw_sequential(choose: Chooser, max_layers: int = 5, max_width: int = 6,
+                    activations: Sequence[str] | None = None,
+                    exclude_losses: Sequence[str] = ()) -> Sequential:
+    """A valid Sequential with its layers in a random order: the input width, then up to
+    ``max_layers`` layers of any kind (a norm first, two activations in a row, dropout
+    anywhere, a Residual around several layers), then a Dense to the output width and,
+    most of the time, an output activation with a loss that accepts it."""
+    hidden = [a for a in activations or HIDDEN_ACTIVATIONS if a != "softmax"]
+    width = choose.integer(1, max_width)
+    first = width
+    layers = []
+    for _ in range(choose.integer(0, max_layers)):
+        layer, width = _draw_node(choose, width, max_width, False, hidden)
+        layers.append(layer)
+    n_out = choose.integer(1, max_width)
+    layers.append(Dense(width, n_out))
+    out_choices = [a for a in activations or ALL_ACTIVATIONS if not (a == "softmax" and n_out < 2)]
+    out = with_parameter(choose, choose.choice(out_choices)) if choose.choice((False, True, True)) \
+        else None
+    if out is not None:
+        layers.append(Activation(out))
+    loss = choose.choice([n for n in losses_for(out or "identity") if n not in exclude_losses])
+    return Sequential(tuple(layers), loss, choose.choice(REDUCTIONS), choose.choice(WEIGHT_DECAYS),
+                      in_features=first)
+
+
+SpecT = TypeVar("SpecT", NetworkSpec, Sequential)
+
+
 @dataclass
-class Problem:
+class Problem(Generic[SpecT]):
     """One case: spec, params, x and y, all made from ``seed``.
 
     Its repr is a line a user can paste to rebuild it exactly.
     """
 
-    spec: NetworkSpec
+    spec: SpecT
     batch: int
     seed: int
     dtype: str = "float64"
@@ -215,8 +298,9 @@ class Problem:
     """Dropout's keep-masks, drawn after y (None without dropout)."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.spec, NetworkSpec):
-            raise TypeError(f"spec must be a NetworkSpec, got {type(self.spec).__name__}")
+        if not isinstance(self.spec, (NetworkSpec, Sequential)):
+            raise TypeError(f"spec must be a NetworkSpec or a Sequential, got "
+                            f"{type(self.spec).__name__}")
         for name, low in (("batch", 1), ("seed", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -229,7 +313,7 @@ class Problem:
             raise ValueError(f"labels needs a loss with class targets, not {self.spec.loss}")
         rng = np.random.default_rng(self.seed)
         self.params = make_params(self.spec, rng, self.dtype, self.scale)
-        self.x = rng.uniform(-1.5, 1.5, (self.batch, self.spec.layer_sizes[0])).astype(self.dtype)
+        self.x = rng.uniform(-1.5, 1.5, (self.batch, self.spec.n_in)).astype(self.dtype)
         self.y = make_targets(self.spec, rng, self.batch, self.dtype, self.labels)
         self.masks = make_masks(self.spec, rng, self.batch, self.dtype)
 
@@ -237,9 +321,11 @@ class Problem:
         scale = f", scale={self.scale!r}" if self.scale != 1.0 else ""
         return (f"Problem({self.spec!r}, batch={self.batch}, seed={self.seed}, "
                 f"dtype={self.dtype!r}, labels={self.labels}{scale})  "
-                "# from bpnet.problems import Problem; from handwritten import NetworkSpec")
+                "# from bpnet.problems import Problem; from handwritten import NetworkSpec"
+                + ("; from handwritten.layers import *" if isinstance(self.spec, Sequential)
+                   else ""))
 
-    def astype(self, dtype: str) -> Problem:
+    def astype(self, dtype: str) -> Problem[SpecT]:
         """The same draw in another dtype (float32 values are the float64 ones rounded)."""
         return Problem(self.spec, self.batch, self.seed, dtype, self.labels, self.scale)
 
@@ -252,7 +338,8 @@ def replay_command(case: str) -> str:
 
 
 def draw_problem(choose: Chooser, max_depth: int = 4, max_width: int = 16, max_batch: int = 32,
-                 dtype: str = "float64", exclude_losses: Sequence[str] = ()) -> Problem:
+                 dtype: str = "float64", exclude_losses: Sequence[str] = ()
+                 ) -> Problem[NetworkSpec]:
     """spec, then batch size, then a seed for params, x and y."""
     spec = draw_spec(choose, max_depth, max_width, exclude_losses=exclude_losses)
     batch = choose.integer(1, max_batch)
@@ -261,7 +348,7 @@ def draw_problem(choose: Chooser, max_depth: int = 4, max_width: int = 16, max_b
     return Problem(spec, batch, seed, dtype, labels)
 
 
-def random_problems(n: int, seed: int, **limits: Any) -> list[Problem]:
+def random_problems(n: int, seed: int, **limits: Any) -> list[Problem[NetworkSpec]]:
     """n problems drawn as the suite draws them, from one seeded Generator."""
     choose = GeneratorChooser(np.random.default_rng(seed))
     return [draw_problem(choose, **limits) for _ in range(n)]

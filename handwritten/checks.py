@@ -72,7 +72,7 @@ def check_rng(rng: object) -> np.random.Generator:
     return rng
 
 
-def check_params(spec: NetworkSpec, params: object, dtype: np.dtype[Any] | None = None,
+def check_params(spec: NetworkSpec | Sequential, params: object, dtype: np.dtype[Any] | None = None,
                  name: str = "params") -> np.dtype[Any]:
     """One {"W": (fan_in, fan_out), "b": (fan_out,)} dict per layer, one dtype, finite
     (a Sequential: one dict per node, its layer's ``param_shapes``)."""
@@ -110,7 +110,7 @@ def check_params(spec: NetworkSpec, params: object, dtype: np.dtype[Any] | None 
     return dtype
 
 
-def check_x(spec: NetworkSpec, x: object) -> np.dtype[Any]:
+def check_x(spec: NetworkSpec | Sequential, x: object) -> np.dtype[Any]:
     """spec is a NetworkSpec or a Sequential; x of shape (batch, n_in), batch >= 1."""
     if not isinstance(spec, (NetworkSpec, Sequential)):
         raise TypeError(f"spec must be a NetworkSpec or a Sequential, got {type(spec).__name__}")
@@ -129,7 +129,7 @@ def check_x(spec: NetworkSpec, x: object) -> np.dtype[Any]:
     return dtype
 
 
-def check_y(spec: NetworkSpec, y: object, batch: int, dtype: np.dtype[Any]) -> None:
+def check_y(spec: NetworkSpec | Sequential, y: object, batch: int, dtype: np.dtype[Any]) -> None:
     """Targets matching the loss: see the ``targets`` field of the loss registry."""
     n_out = spec.n_out
     kind = LOSSES[spec.loss].targets
@@ -159,7 +159,7 @@ def check_y(spec: NetworkSpec, y: object, batch: int, dtype: np.dtype[Any]) -> N
                              f"{spec.loss!r}; pass integer labels of shape ({batch},) otherwise")
 
 
-def check_problem(spec: NetworkSpec, params: object, x: object, y: object,
+def check_problem(spec: NetworkSpec | Sequential, params: object, x: object, y: object,
                   masks: object = None, training: bool = False) -> np.dtype[Any]:
     """params, x and y together: shapes chain, one float dtype, all finite; and dropout's
     masks where the spec has dropout (``check_masks``; not for ``training``, which draws
@@ -177,7 +177,7 @@ def check_problem(spec: NetworkSpec, params: object, x: object, y: object,
     return x_dtype
 
 
-def check_masks(spec: NetworkSpec, masks: object, batch: int) -> None:
+def check_masks(spec: NetworkSpec | Sequential, masks: object, batch: int) -> None:
     """One keep-mask per hidden layer: a (batch, fan_out) array of 0s and 1s (bool or any
     number dtype) where the layer has dropout, None where it has none.  Masks are inputs,
     never drawn here: the three implementations use the same ones."""
@@ -238,7 +238,7 @@ def check_trainable(spec: NetworkSpec, n_samples: int, batch_size: int, rng: obj
                              "choose another batch_size")
 
 
-def check_running(spec: NetworkSpec, running: object, dtype: np.dtype[Any]) -> None:
+def check_running(spec: NetworkSpec | Sequential, running: object, dtype: np.dtype[Any]) -> None:
     """Evaluation mode (``predict``) normalizes batch norm with its running statistics:
     ``running`` is required when the spec has batch norm (``History.running``), one dict
     per layer, {"mean", "var"} of shape (fan_out,) where norms[l] = 'batch', {} elsewhere

@@ -37,27 +37,26 @@ d_a_prev = d_z @ W.T + d_a (the skip path carries d_a straight down).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from handwritten import blocks, checks
 from handwritten.activations import activation
+from handwritten.layers import Sequential, fold
+from handwritten.layers.dense import INIT_SCHEMES as INIT_SCHEMES
+from handwritten.layers.dense import draw_weight
 from handwritten.losses import LOSSES
 from handwritten.spec import Array, Masks, NetworkSpec, Params, Running, Scalar, Trace
-
-INIT_SCHEMES = ("blog", "glorot_uniform", "glorot_normal", "he_normal")
-
 
 # initialisation --------------------------------------------------------------
 
 
-def init_params(spec: NetworkSpec, rng: np.random.Generator, scheme: str = "blog",
+def init_params(spec: NetworkSpec | Sequential, rng: np.random.Generator, scheme: str = "blog",
                 dtype: type[np.floating[Any]] | np.dtype[Any] = np.float64) -> Params:
     """Fresh parameters, every draw from ``rng``; biases start at zero.
 
-    Schemes (fan_in, fan_out of each layer):
+    Schemes (fan_in, fan_out of each layer; ``handwritten.layers.dense.draw_weight``):
 
     - ``"blog"``: W ~ N(0, 1), the blog post's choice;
     - ``"glorot_uniform"``: W ~ U(-r, r), r = sqrt(6 / (fan_in + fan_out));
@@ -65,8 +64,12 @@ def init_params(spec: NetworkSpec, rng: np.random.Generator, scheme: str = "blog
     - ``"he_normal"``: W ~ N(0, s^2), s = sqrt(2 / fan_in).
 
     Draws are made layer by layer in float64 and then cast to ``dtype``, so
-    float32 and float64 params from the same seed agree to float32 rounding.
+    float32 and float64 params from the same seed agree to float32 rounding.  A
+    ``Sequential`` gets one dict per node (``handwritten.layers.fold.init_params``): the
+    same draws, in the same order, as the NetworkSpec it was compiled from.
     """
+    if isinstance(spec, Sequential):
+        return fold.init_params(spec, rng, scheme, dtype)
     checks.check_rng(rng)
     if scheme not in INIT_SCHEMES:
         raise ValueError(f"scheme is unknown: {scheme!r}; expected one of {INIT_SCHEMES}")
@@ -75,19 +78,7 @@ def init_params(spec: NetworkSpec, rng: np.random.Generator, scheme: str = "blog
         raise TypeError(f"dtype must be float32 or float64, got {dt}")
     params: Params = []
     for fan_in, fan_out in zip(spec.layer_sizes[:-1], spec.layer_sizes[1:]):
-        shape = (fan_in, fan_out)
-        if scheme == "blog":
-            w = rng.normal(0.0, 1.0, size=shape)
-        elif scheme == "glorot_uniform":
-            r = math.sqrt(6.0 / (fan_in + fan_out))
-            w = rng.uniform(-r, r, size=shape)
-        elif scheme == "glorot_normal":
-            w = rng.normal(0.0, math.sqrt(2.0 / (fan_in + fan_out)), size=shape)
-        elif scheme == "he_normal":
-            w = rng.normal(0.0, math.sqrt(2.0 / fan_in), size=shape)
-        else:                              # registered without its rule: never another's
-            raise NotImplementedError(f"init scheme {scheme!r} is in INIT_SCHEMES but "
-                                      "init_params has no rule for it")
+        w = draw_weight(scheme, fan_in, fan_out, rng)
         params.append({"W": w.astype(dt), "b": np.zeros(fan_out, dtype=dt)})
     for l, norm in enumerate(spec.norms):
         if norm is not None:               # a norm's affine part starts as the identity
@@ -96,10 +87,13 @@ def init_params(spec: NetworkSpec, rng: np.random.Generator, scheme: str = "blog
     return params
 
 
-def init_running(spec: NetworkSpec, dtype: type[np.floating[Any]] | np.dtype[Any] = np.float64
-                 ) -> Running:
+def init_running(spec: NetworkSpec | Sequential,
+                 dtype: type[np.floating[Any]] | np.dtype[Any] = np.float64) -> Running:
     """Batch norm's running statistics before the first step, as torch.nn.BatchNorm1d starts
-    them: mean 0, variance 1 on every layer with batch norm ({} on every other layer)."""
+    them: mean 0, variance 1 on every layer with batch norm ({} on every other layer; a
+    Sequential: on every other node)."""
+    if isinstance(spec, Sequential):
+        return fold.init_state(spec, dtype)
     return [{"mean": np.zeros(n, dtype=dtype), "var": np.ones(n, dtype=dtype)}
             if spec.norm(l) == "batch" else {} for l, n in enumerate(spec.layer_sizes[1:])]
 
@@ -288,19 +282,21 @@ def backward(spec: NetworkSpec, params: Params, x: Array, y: Array,
 # checked entry points: the shared interface ----------------------------------
 
 
-def predict(spec: NetworkSpec, params: Params, x: Array, running: Running | None = None
-            ) -> Array:
+def predict(spec: NetworkSpec | Sequential, params: Params, x: Array,
+            running: Running | None = None) -> Array:
     """The network's output a_{L-1} for inputs x of shape (batch, n_in), in evaluation mode:
     no dropout, and batch norm normalizes with ``running`` (required when the spec has
     batch norm: ``History.running`` of the run that trained ``params``), so each sample's
     output is its own, whatever else is in the batch."""
+    if isinstance(spec, Sequential):
+        return fold.predict(spec, params, x, running)
     dtype = checks.check_x(spec, x)
     checks.check_params(spec, params, dtype)
     checks.check_running(spec, running, dtype)
     return forward(spec, params, x, running=running if "batch" in spec.norms else None)[0]
 
 
-def loss_and_grads(spec: NetworkSpec, params: Params, x: Array, y: Array,
+def loss_and_grads(spec: NetworkSpec | Sequential, params: Params, x: Array, y: Array,
                    masks: Masks | None = None) -> tuple[Scalar, Params]:
     """The loss and its gradient with respect to every parameter.
 
@@ -318,20 +314,28 @@ def loss_and_grads(spec: NetworkSpec, params: Params, x: Array, y: Array,
     -------
     loss : scalar of the params' dtype
     grads : dL/dparams, exactly the structure, shapes and dtype of ``params``
+
+    A ``Sequential`` spec: params, masks and grads have one entry per node
+    (``handwritten.layers.fold.loss_and_grads``).
     """
+    if isinstance(spec, Sequential):
+        return fold.loss_and_grads(spec, params, x, y, masks)
     checks.check_problem(spec, params, x, y, masks)
     _, cache = forward(spec, params, x, masks)
     grads, _ = backward(spec, params, x, y, cache, masks=masks)
     return loss_value(spec, params, cache, y), grads
 
 
-def trace(spec: NetworkSpec, params: Params, x: Array, y: Array, masks: Masks | None = None
-          ) -> Trace:
+def trace(spec: NetworkSpec | Sequential, params: Params, x: Array, y: Array,
+          masks: Masks | None = None) -> Trace:
     """Every quantity of one forward and backward pass: z, a, d_a, d_z, d_W, d_b per layer
     (and a hidden block's mu, var, x_hat, n, h, d_h, d_n, d_x_hat, d_gamma, d_beta).
 
-    This is what lets a check name the *first* derivation step that is wrong.
+    This is what lets a check name the *first* derivation step that is wrong.  A
+    ``Sequential`` spec: one dict per node (``handwritten.layers.fold.trace``).
     """
+    if isinstance(spec, Sequential):
+        return fold.trace(spec, params, x, y, masks)
     checks.check_problem(spec, params, x, y, masks)
     _, cache = forward(spec, params, x, masks)
     grads, deltas = backward(spec, params, x, y, cache, masks=masks)

@@ -37,6 +37,7 @@ PROPERTY_TESTS = [
     "tests/test_activations.py", "tests/test_losses.py", "tests/test_optimizers.py",
     "tests/test_schedules.py", "tests/test_derivatives.py", "tests/test_second_order.py",
     "tests/test_blocks_by_hand.py", "tests/test_blocks.py", "tests/test_blocks_training.py",
+    "tests/test_layers.py", "tests/test_layer_references.py",
     "tests/test_network.py", "tests/test_training.py", "tests/test_seed.py",
     "tests/test_cross_framework.py", "tests/test_references.py",
     # last: ~30 s under the ci profile, and needed only by a mistake the others miss (one
@@ -87,13 +88,21 @@ class Mutation:
 
 
 def _function_span(source: str, name: str) -> tuple[int, int] | None:
-    """Character offsets of a top-level function's source, or None when it is not defined."""
+    """Character offsets of a top-level function's source, or of a method's ("Dense.backward":
+    a layer's derivation), or None when it is not defined."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return None
     lines = source.splitlines(keepends=True)
-    for node in tree.body:
+    body: list[ast.stmt] = tree.body
+    owner, _, name = name.rpartition(".")
+    if owner:
+        classes = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == owner]
+        if not classes:
+            return None
+        body = classes[0].body
+    for node in body:
         if isinstance(node, ast.FunctionDef) and node.name == name:
             start = sum(len(line) for line in lines[:node.lineno - 1])
             end = sum(len(line) for line in lines[:node.end_lineno])
@@ -371,6 +380,55 @@ MUTATIONS = [
              "(optax's boundary), not one step earlier", "schedules.py:onecycle_lr",
              'peak_at = settings["pct_start"] * settings["total_steps"] - 1',
              'peak_at = settings["pct_start"] * settings["total_steps"]'),
+    # issue 24: the layer contract -- each layer's own derivation, and the fold over them
+    Mutation("residual_gradient_added_twice", "a Residual's backward adds the skip's d_out "
+             "twice", "layers/residual.py:Residual.join_backward",
+             "return d_body_in + d_out", "return d_body_in + 2 * d_out"),
+    Mutation("residual_without_the_skip_in_backward", "a Residual's backward forgets the "
+             "skip: d_h = d_body_in", "layers/residual.py:Residual.join_backward",
+             "return d_body_in + d_out", "return d_body_in + 0 * d_out"),
+    Mutation("batch_norm_evaluation_with_the_batch", "BatchNorm1d in evaluation mode "
+             "normalizes with the batch's statistics (state ignored)",
+             "layers/norm.py:BatchNorm1d.forward", "if not ctx.training:",
+             "if not ctx.training and False:"),
+    Mutation("running_count_from_the_features", "BatchNorm1d's state update takes N from the "
+             "features, not the batch", "layers/norm.py:BatchNorm1d.update_state",
+             'cache["x_hat"].shape[0]', 'cache["x_hat"].shape[1]'),
+    Mutation("dense_tangent_without_the_params_tangent", "a Dense's tangent forgets h @ W_dot "
+             "(the layer's own params' tangent)", "layers/dense.py:Dense.tangent",
+             'z_dot = cache["h"] @ p_dot["W"] + p_dot["b"]',
+             'z_dot = 0 * cache["h"] @ p_dot["W"] + p_dot["b"]'),
+    Mutation("dense_tangent_without_the_input_tangent", "a Dense's tangent forgets h_dot @ W",
+             "layers/dense.py:Dense.tangent", 'z_dot += h_dot @ p["W"]',
+             'z_dot += 0 * h_dot @ p["W"]'),
+    Mutation("norm_tangent_without_the_variance_path", "a norm's tangent forgets how the "
+             "variance moves", "layers/norm.py:_Norm.tangent",
+             "x_hat_dot = inv_std * c_dot - x_hat * var_dot * inv_std**2 / 2",
+             "x_hat_dot = inv_std * c_dot"),
+    Mutation("norm_tangent_without_gamma_dot", "a norm's tangent forgets gamma_dot x_hat",
+             "layers/norm.py:_Norm.tangent", 'n_dot = p_dot["gamma"] * x_hat + p_dot["beta"]',
+             'n_dot = 0 * p_dot["gamma"] * x_hat + p_dot["beta"]'),
+    Mutation("dropout_tangent_without_the_mask", "dropout's tangent passes h_dot unmasked",
+             "layers/dropout.py:Dropout.tangent",
+             'return blocks.dropout(h_dot, cache["mask"], self.p)', "return h_dot"),
+    Mutation("fused_loss_through_the_activation_again", "the fold runs the fused loss's "
+             "gradient d_z through the output activation's backward once more",
+             "layers/fold.py:backward",
+             "layers = seq.layers[:-1] if seq.fused_output else seq.layers",
+             "layers = seq.layers"),
+    Mutation("fold_grads_without_the_weight_decay", "the penalty is in the loss, but the fold "
+             "hands the layers no weight decay", "layers/fold.py:loss_and_grads",
+             "run = Pass(masks=masks, weight_decay=seq.weight_decay)",
+             "run = Pass(masks=masks)"),
+    Mutation("residual_tangent_without_the_skip", "a Residual's tangent drops the skip's h_dot",
+             "layers/fold.py:_tangent", "h_dot if body_dot is None else layer.join(body_dot, "
+             "h_dot))", "h_dot if body_dot is None else body_dot)"),
+    Mutation("layer_norm_per_example_gamma_without_x_hat", "LayerNorm's per-example d_gamma "
+             "forgets x_hat", "layers/norm.py:LayerNorm.per_example",
+             '{"gamma": d_n * cache["x_hat"]', '{"gamma": d_n.copy()'),
+    Mutation("dense_per_example_divided_by_batch", "a Dense's per-example d_b divided by the "
+             "batch again", "layers/dense.py:Dense.per_example", '"b": d_z.copy()}',
+             '"b": d_z / d_z.shape[0]}'),
 ]
 
 

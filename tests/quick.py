@@ -62,10 +62,13 @@ TESTS: dict[str, list[str]] = {
         "test_second_order::test_hvp_is_symmetric_linear_and_a_derivative_of_the_gradient",
         "test_second_order::test_gnvp_is_hvp_where_the_fit_is_exact",
         "test_second_order::test_gnvp_is_positive_semidefinite"],
+    "handwritten/layers/": ["test_layers", "test_layer_references"],
     "handwritten/seed.py": ["test_seed"],
     "handwritten/spec.py": ["test_network", "test_bad_input", "test_training"],
     "handwritten/checks.py": [
-        "test_bad_input", "test_fuzz::test_every_array_argument_is_taken_or_refused_by_name"],
+        "test_bad_input",
+        "test_layers::test_bad_inputs_to_a_sequential_are_refused_by_name_before_anything_runs",
+        "test_fuzz::test_every_array_argument_is_taken_or_refused_by_name"],
     "handwritten/__init__.py": ["test_isolation"],
     "reference_torch/": [
         "test_references", "test_no_fallback",
@@ -77,7 +80,7 @@ TESTS: dict[str, list[str]] = {
     "bpnet/": ["test_cli", "test_check_all", "test_fuzz",
                "test_isolation::test_bpnet_modules_import_each_other_without_a_cycle"],
     "bench/": ["test_bench"],
-    "tests/strategies.py": ["test_cross_framework"],
+    "tests/strategies.py": ["test_cross_framework", "test_layers", "test_layer_references"],
     "tests/mutations.py": ["test_mutations"],
     "tests/quick.py": ["test_quick"],
 }
@@ -123,7 +126,7 @@ def select_tests(files: list[str]) -> list[str]:
 FRAMEWORK_FREE = frozenset({
     "test_activations", "test_losses", "test_network", "test_blocks_by_hand", "test_seed",
     "test_optimizers", "test_training", "test_bad_input", "test_extremes", "test_isolation",
-    "test_quick", "test_docs"})
+    "test_quick", "test_docs", "test_layers"})
 """Test modules that import neither torch nor JAX (tests/test_isolation.py's promise for
 handwritten; these start in a second)."""
 

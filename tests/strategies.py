@@ -21,13 +21,14 @@ from bpnet.problems import (
     draw_block_spec,
     draw_optimizer,
     draw_problem,
+    draw_sequential,
     draw_spec,
 )
 from handwritten import NetworkSpec
 from handwritten.losses import LOSSES
 
 __all__ = ["HypothesisChooser", "Problem", "block_problems", "optimizer_specs", "problems",
-           "specs"]
+           "sequential_problems", "specs"]
 
 T = TypeVar("T")
 
@@ -75,6 +76,20 @@ def block_problems(draw: st.DrawFn, max_depth: int = 4, max_width: int = 8, max_
     batch = chooser.integer(MIN_NORM_COUNT if "batch" in spec.norms else 2, max_batch)
     labels = LOSSES[spec.loss].targets == "class" and chooser.choice((False, True))
     return Problem(spec, batch, chooser.integer(0, 2**32 - 1), labels=labels)
+
+
+@st.composite
+def sequential_problems(draw: st.DrawFn, max_layers: int = 5, max_width: int = 6,
+                        max_batch: int = 8, activations: list[str] | None = None,
+                        exclude_losses: tuple[str, ...] = ()) -> Problem:
+    """A random Sequential, its layers in any valid order (bpnet.problems.draw_sequential),
+    a batch (of at least MIN_NORM_COUNT with batch norm), then params, x, y and dropout's
+    masks (one per node) from one drawn seed."""
+    chooser = HypothesisChooser(draw)
+    seq = draw_sequential(chooser, max_layers, max_width, activations, exclude_losses)
+    batch = chooser.integer(MIN_NORM_COUNT if seq.has_batch_norm else 1, max_batch)
+    labels = LOSSES[seq.loss].targets == "class" and chooser.choice((False, True))
+    return Problem(seq, batch, chooser.integer(0, 2**32 - 1), labels=labels)
 
 
 @st.composite

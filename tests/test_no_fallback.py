@@ -192,7 +192,7 @@ def test_handwritten_refuses_an_init_scheme_it_has_no_rule_for(
     monkeypatch.setattr(network, "INIT_SCHEMES", (*network.INIT_SCHEMES, "lecun_normal"))
     net = hw.NetworkSpec((2, 3, 1), ("tanh", "identity"), "mse")
     with pytest.raises(NotImplementedError, match="'lecun_normal' is in INIT_SCHEMES but "
-                                                  "init_params has no rule"):
+                                                  "draw_weight has no rule"):
         network.init_params(net, np.random.default_rng(0), scheme="lecun_normal")
 
 

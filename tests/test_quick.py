@@ -8,8 +8,8 @@ from tests.quick import ROOT, TESTS, pytest_command, select_tests
 
 
 def test_every_handwritten_file_has_its_tests() -> None:
-    for path in sorted((ROOT / "handwritten").glob("*.py")):
-        name = f"handwritten/{path.name}"
+    for path in sorted((ROOT / "handwritten").rglob("*.py")):
+        name = path.relative_to(ROOT).as_posix()
         assert select_tests([name]), f"{name} has no tests in tests/quick.py's TESTS"
 
 

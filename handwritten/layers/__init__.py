@@ -22,6 +22,21 @@ from handwritten.layers.sequential import (
     network_running,
 )
 
-__all__ = ["LAYERS", "INIT_SCHEMES", "Activation", "BatchNorm1d", "Context", "Dense", "Dropout",
-           "Layer", "LayerNorm", "Residual", "Sequential", "compile_network", "network_grads",
-           "network_masks", "network_params", "network_running"]
+__all__ = [
+    "INIT_SCHEMES",
+    "LAYERS",
+    "Activation",
+    "BatchNorm1d",
+    "Context",
+    "Dense",
+    "Dropout",
+    "Layer",
+    "LayerNorm",
+    "Residual",
+    "Sequential",
+    "compile_network",
+    "network_grads",
+    "network_masks",
+    "network_params",
+    "network_running",
+]

@@ -45,10 +45,10 @@ def draw_weight(scheme: str, fan_in: int, fan_out: int, rng: np.random.Generator
         return rng.normal(0.0, math.sqrt(2.0 / (fan_in + fan_out)), size=shape)
     if scheme == "he_normal":
         return rng.normal(0.0, math.sqrt(2.0 / fan_in), size=shape)
-    if scheme in INIT_SCHEMES:             # registered without its rule: never another's
-        raise NotImplementedError(f"init scheme {scheme!r} is in INIT_SCHEMES but "
-                                  "draw_weight has no rule for it")
-    raise ValueError(f"scheme is unknown: {scheme!r}; expected one of {INIT_SCHEMES}")
+    # the callers check the name against INIT_SCHEMES: one registered without its rule
+    # lands here, and never draws another scheme's weights
+    raise NotImplementedError(f"init scheme {scheme!r} is in INIT_SCHEMES but draw_weight "
+                              "has no rule for it")
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ class Sequential:
         activation).
     """
 
-    layers: tuple[Any, ...]
+    layers: Sequence[Any]
     loss: str = "half_mse"
     reduction: str = "mean"
     weight_decay: float = 0.0
@@ -91,7 +91,7 @@ class Sequential:
             raise ValueError("layers is empty: a Sequential needs at least one layer")
         nodes = _walk(self.layers)
         for path, layer in nodes:
-            if type(layer).__name__ not in LAYERS or LAYERS[type(layer).__name__] is not type(layer):
+            if LAYERS.get(type(layer).__name__) is not type(layer):
                 raise TypeError(f"{_where(path)} must be a layer (one of {sorted(LAYERS)}), "
                                 f"got {type(layer).__name__}")
         for name in ("loss", "reduction"):
@@ -175,7 +175,7 @@ class Sequential:
     @property
     def nodes(self) -> tuple[tuple[str, Any], ...]:
         """(path, layer) of every node in pass order (a Residual before its body)."""
-        return self._nodes     # type: ignore[attr-defined, no-any-return]  # __post_init__
+        return self._nodes     # type: ignore[attr-defined]  # __post_init__
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -184,7 +184,7 @@ class Sequential:
     @property
     def in_shapes(self) -> tuple[Shape, ...]:
         """Every node's input shape (one sample), in pass order."""
-        return self._shapes    # type: ignore[attr-defined, no-any-return]  # __post_init__
+        return self._shapes    # type: ignore[attr-defined]  # __post_init__
 
     @property
     def n_in(self) -> int:
@@ -192,7 +192,7 @@ class Sequential:
 
     @property
     def n_out(self) -> int:
-        return self._out_shape[0]   # type: ignore[attr-defined, no-any-return]
+        return self._out_shape[0]   # type: ignore[attr-defined]
 
     @property
     def fused_output(self) -> bool:

@@ -1,0 +1,316 @@
+"""The layer contract in handwritten alone: NetworkSpec compiled to a Sequential gives the same
+numbers bit for bit, random Sequentials against finite differences (gradients and forward
+mode), per-example gradients, the spec's checks and the refusals.  The cross-framework
+properties of random Sequentials are in tests/test_layer_references.py."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+
+import handwritten as hw
+from bpnet.finite_diff import network_grads
+from bpnet.problems import Problem
+from bpnet.tolerances import FD_ATOL_SCALE, FD_RTOL, fd_step
+from handwritten.activations import activation
+from handwritten.layers import (
+    Activation,
+    BatchNorm1d,
+    Dense,
+    Dropout,
+    LayerNorm,
+    Residual,
+    Sequential,
+    compile_network,
+    fold,
+    network_masks,
+    network_params,
+    network_running,
+)
+from handwritten.layers import (
+    network_grads as to_network_grads,
+)
+from handwritten.layers.sequential import _layer_of_node
+from tests.helpers import assert_leaf_close, assert_unchanged, snapshot
+from tests.strategies import block_problems, problems, sequential_problems
+
+# the compiled network's quantities, by the name the NetworkSpec trace gives each ------------
+
+SAME_NAME = ("z", "d_z", "d_W", "d_b", "mu", "var", "x_hat", "n", "d_n", "d_x_hat", "d_gamma",
+             "d_beta")
+
+
+def _network_names(spec: hw.NetworkSpec, seq: Sequential) -> list[dict[str, tuple[int, str]]]:
+    """Per NetworkSpec layer, each trace quantity's (node, name) in the compiled Sequential:
+    a Dense's and a norm's under their own names; the activation's output is ``a`` (or ``h``
+    where dropout or a skip follows it) and the layer's last node's output is ``a``."""
+    owners = _layer_of_node(spec)
+    names: list[dict[str, tuple[int, str]]] = [{} for _ in range(spec.n_layers)]
+    for i, ((_, layer), l) in enumerate(zip(seq.nodes, owners)):
+        if isinstance(layer, (Dense, BatchNorm1d, LayerNorm)):
+            names[l] |= {q: (i, q) for q in SAME_NAME if q in layer.FORWARD + layer.BACKWARD}
+        elif isinstance(layer, Activation):
+            names[l] |= {"h": (i, "a"), "d_h": (i, "d_a"), "a": (i, "a"), "d_a": (i, "d_a")}
+    for l in range(spec.n_layers):
+        nodes = [i for i, owner in enumerate(owners) if owner == l]
+        last = next((i for i in nodes if isinstance(seq.nodes[i][1], Residual)), nodes[-1])
+        if not isinstance(seq.nodes[last][1], Activation):        # dropout or a skip: h, then a
+            names[l] |= {"a": (last, "out"), "d_a": (last, "d_out")}
+    return names
+
+
+def _assert_same(ours: Any, theirs: Any, what: str) -> None:
+    assert np.asarray(ours).dtype == np.asarray(theirs).dtype, what
+    assert np.array_equal(ours, theirs), f"{what}: not bit for bit"
+
+
+@given(problems(max_depth=4, max_width=6, max_batch=8))
+def test_a_compiled_network_spec_gives_the_same_numbers_bit_for_bit(p: Problem) -> None:
+    _assert_compiled_agrees(p)
+
+
+@given(block_problems())
+def test_a_compiled_block_spec_gives_the_same_numbers_bit_for_bit(p: Problem) -> None:
+    _assert_compiled_agrees(p)
+
+
+def _assert_compiled_agrees(p: Problem) -> None:
+    """loss, every gradient and every trace quantity of ``compile_network(spec)`` (params,
+    masks carried across) equal the NetworkSpec's exactly; and its fresh params draw the
+    same numbers from the same seed."""
+    spec = p.spec
+    seq = compile_network(spec)
+    params, masks = network_params(spec, p.params), network_masks(spec, p.masks)
+    loss, grads = hw.loss_and_grads(spec, p.params, p.x, p.y, p.masks)
+    seq_loss, seq_grads = hw.loss_and_grads(seq, params, p.x, p.y, masks)
+    _assert_same(seq_loss, loss, f"{spec} loss")
+    for l, (ours, theirs) in enumerate(zip(to_network_grads(spec, seq_grads), grads)):
+        assert ours.keys() == theirs.keys()
+        for key in theirs:
+            _assert_same(ours[key], theirs[key], f"{spec} layer {l} d_{key}")
+    t, seq_t = hw.trace(spec, p.params, p.x, p.y, p.masks), hw.trace(seq, params, p.x, p.y, masks)
+    _assert_same(seq_t.loss, t.loss, f"{spec} trace loss")
+    for l, (layer, names) in enumerate(zip(t.layers, _network_names(spec, seq))):
+        for q, value in layer.items():
+            i, name = names[q]
+            _assert_same(seq_t.layers[i][name], value, f"{spec} layer {l} {q} (node "
+                                                       f"{seq.paths[i]} {name})")
+    for scheme in hw.INIT_SCHEMES:
+        fresh = hw.init_params(spec, np.random.default_rng(p.seed), scheme)
+        seq_fresh = hw.init_params(seq, np.random.default_rng(p.seed), scheme)
+        for ours, theirs in zip(seq_fresh, network_params(spec, fresh)):
+            for key in theirs:
+                _assert_same(ours[key], theirs[key], f"{spec} init {scheme} {key}")
+
+
+@given(block_problems())
+def test_a_compiled_spec_predicts_and_keeps_running_statistics_bit_for_bit(p: Problem) -> None:
+    """Evaluation mode (batch norm with running statistics) and the state a training step
+    carries: the layers' ``init_state`` / ``update_state`` are the network's own."""
+    spec, seq = p.spec, compile_network(p.spec)
+    params = network_params(spec, p.params)
+    running = hw.init_running(spec)
+    state = hw.init_running(seq)
+    assert [s.keys() for s in network_running(spec, running) or []] == [s.keys() for s in state]
+    _, caches = fold.forward(seq, params, p.x, fold.Pass(masks=network_masks(spec, p.masks)))
+    state = fold.update_state(seq, state, caches)
+    _, cache = hw.forward(spec, p.params, p.x, p.masks)
+    from handwritten.training import update_running
+    update_running(running, cache, p.batch)
+    for ours, theirs in zip(state, network_running(spec, running) or []):
+        for key in theirs:
+            _assert_same(ours[key], theirs[key], f"{spec} running {key}")
+    _assert_same(hw.predict(seq, params, p.x, state), hw.predict(spec, p.params, p.x, running),
+                 f"{spec} predict")
+
+
+# random Sequentials: framework-free oracles --------------------------------------------------
+
+
+def _well_conditioned(p: Problem) -> None:
+    """bce's third derivative ~ 2/a**3: keep a where central differences are accurate."""
+    if p.spec.loss == "bce":
+        _, caches = fold.forward(p.spec, p.params, p.x, fold.Pass(masks=p.masks))
+        a = fold.loss_inputs(p.spec, caches)[1]
+        assume(min(a.min(), (1 - a).min()) >= 0.05)
+
+
+@given(sequential_problems())
+def test_random_sequential_grads_match_finite_differences(p: Problem) -> None:
+    """Every parameter of a Sequential in any valid order (norms first, two activations in a
+    row, dropout anywhere, a Residual around several layers) against central differences."""
+    _well_conditioned(p)
+    loss, grads = hw.loss_and_grads(p.spec, p.params, p.x, p.y, p.masks)
+    fd, masks = network_grads(p.spec, p.params, p.x, p.y, p.masks)
+    n_valid = sum(int(m.sum()) for layer in masks for m in layer.values())
+    n_all = sum(m.size for layer in masks for m in layer.values())
+    assume(n_valid >= n_all // 2)     # a coordinate crossing a relu kink is not comparable
+    atol = FD_ATOL_SCALE * max(1.0, abs(float(loss)))
+    for path, g, f, m in zip(p.spec.paths, grads, fd, masks):
+        assert g.keys() == f.keys()
+        for key in f:
+            assert_leaf_close(g[key], f[key], f"{p.spec} layer {path} d_{key}", rtol=FD_RTOL,
+                              atol=atol, mask=m[key])
+
+
+def _kink_signature(seq: Sequential, params: hw.Params, x: np.ndarray, masks: Any) -> bytes:
+    _, caches = fold.forward(seq, params, x, fold.Pass(masks=masks))
+    return b"".join((caches[i]["z"] > 0).tobytes() for i, (_, layer) in enumerate(seq.nodes)
+                    if isinstance(layer, Activation) and activation(layer.name).kinked)
+
+
+@given(sequential_problems())
+def test_random_sequential_jvp_matches_a_central_difference(p: Problem) -> None:
+    """jvp's output tangent along v = the params themselves (a direction of every layer's
+    params' own scale) against (f(theta + h v) - f(theta - h v)) / 2h."""
+    seq, v = p.spec, p.params
+    out, out_dot = fold.jvp(seq, p.params, p.x, v, p.masks)
+    h = fd_step(1.0)
+    up = [{k: w + h * v[i][k] for k, w in node.items()} for i, node in enumerate(p.params)]
+    down = [{k: w - h * v[i][k] for k, w in node.items()} for i, node in enumerate(p.params)]
+    base = _kink_signature(seq, p.params, p.x, p.masks)
+    assume(_kink_signature(seq, up, p.x, p.masks) == base ==
+           _kink_signature(seq, down, p.x, p.masks))
+    f_up = fold.forward(seq, up, p.x, fold.Pass(masks=p.masks))[0]
+    f_down = fold.forward(seq, down, p.x, fold.Pass(masks=p.masks))[0]
+    _assert_same(out, fold.forward(seq, p.params, p.x, fold.Pass(masks=p.masks))[0],
+                 f"{seq} jvp's output")
+    # the central difference's own error: h**2 |f'''| / 6 plus rounding eps |f| / h, each
+    # on the scale of the output (FD_RTOL and FD_ATOL_SCALE are the loss-level versions)
+    scale = max(1.0, float(np.abs(out).max()))
+    assert_leaf_close(out_dot, (f_up - f_down) / (2 * h), f"{seq} output tangent",
+                      rtol=FD_RTOL, atol=FD_ATOL_SCALE * scale)
+
+
+@given(sequential_problems())
+def test_per_example_grads_sum_to_the_data_term_or_are_refused(p: Problem) -> None:
+    """Each sample's own gradient; summed over the batch, the gradient without weight decay.
+    A Sequential with batch norm (training mode) is refused, naming the layer and why."""
+    seq = p.spec
+    if seq.has_batch_norm:
+        with pytest.raises(NotImplementedError, match=r"BatchNorm1d.*whole batch"):
+            fold.per_example_grads(seq, p.params, p.x, p.y, p.masks)
+        return
+    per = fold.per_example_grads(seq, p.params, p.x, p.y, p.masks)
+    _, grads = hw.loss_and_grads(replace(seq, weight_decay=0.0), p.params, p.x, p.y, p.masks)
+    for path, mine, g in zip(seq.paths, per, grads):
+        assert mine.keys() == g.keys()
+        for key in g:
+            assert mine[key].shape == (p.batch, *g[key].shape)
+            # a sum of batch terms: each term exact to eps, the sum's rounding ~ batch eps
+            assert_leaf_close(mine[key].sum(axis=0), g[key], f"{seq} {path} {key}",
+                              rtol=1e-12, atol_scale=1e-12 * p.batch)
+
+
+@given(sequential_problems(max_batch=6))
+def test_sequential_entry_points_leave_their_inputs_untouched(p: Problem) -> None:
+    before = snapshot(p.params, p.x, p.y, p.masks)
+    hw.loss_and_grads(p.spec, p.params, p.x, p.y, p.masks)
+    hw.trace(p.spec, p.params, p.x, p.y, p.masks)
+    fold.jvp(p.spec, p.params, p.x, p.params, p.masks)
+    assert_unchanged(before, p.params, p.x, p.y, p.masks)
+
+
+def test_the_trace_names_each_layers_quantities_in_pass_order() -> None:
+    seq = Sequential([Dense(3, 4), BatchNorm1d(4), Activation("tanh"), Dropout(0.5),
+                      Residual([Dense(4, 4), Activation("relu")]), Dense(4, 2),
+                      Activation("sigmoid")], "bce_with_logits")
+    p = Problem(seq, 5, 0)
+    t = hw.trace(seq, p.params, p.x, p.y, p.masks)
+    assert seq.paths == ("0", "1", "2", "3", "4", "4.0", "4.1", "5", "6")
+    assert [list(node) for node in t.layers] == [
+        ["z", "d_z", "d_W", "d_b"],
+        ["mu", "var", "x_hat", "n", "d_n", "d_x_hat", "d_gamma", "d_beta"],
+        ["a", "d_a"], ["out", "d_out"], ["out", "d_out"], ["z", "d_z", "d_W", "d_b"],
+        ["a", "d_a"], ["z", "d_z", "d_W", "d_b"],
+        ["a"]]                                   # fused: the backward starts at its input
+    residual, body_last = t.layers[4], t.layers[6]
+    assert residual["d_out"] is body_last["d_a"] or np.array_equal(residual["d_out"],
+                                                                   body_last["d_a"])
+
+
+# the spec: checks at construction, repr, refusals ----------------------------------------
+
+
+def test_a_sequential_is_frozen_hashable_and_its_repr_replays() -> None:
+    seq = Sequential([LayerNorm(4), Dense(4, 4), Activation("leaky_relu:0.2"),
+                      Activation("tanh"), Residual([Dense(4, 4), Dropout(0.25)]),
+                      Dense(4, 3), Activation("softmax")], "softmax_cross_entropy", "sum", 0.1)
+    again = eval(repr(seq), {k: v for k, v in vars(__import__("handwritten.layers",
+                                                               fromlist=["*"])).items()})
+    assert again == seq and hash(again) == hash(seq)
+    assert repr(again) == repr(seq)
+    with pytest.raises(AttributeError):
+        seq.loss = "mse"                                      # type: ignore[misc]
+    assert {seq: 1}[again] == 1
+
+
+@pytest.mark.parametrize(("build", "error", "message"), [
+    (lambda: Sequential([Dense(3, 4), Dense(5, 2)]), ValueError,
+     r"layers\[1\]: Dense\(in_features=5, out_features=2\) needs inputs of shape \(batch, 5\), "
+     r"got \(batch, 4\)"),
+    (lambda: Sequential([Dense(3, 4), Residual([Dense(4, 4), Dense(3, 3)])]), ValueError,
+     r"layers\[1\]\.body\[1\]: Dense\(in_features=3"),
+    (lambda: Sequential([Dense(3, 4), Residual([Dense(4, 2)])]), ValueError,
+     r"layers\[1\] Residual.*a skip needs the shape kept"),
+    (lambda: Sequential([Dense(3, 4), BatchNorm1d(3)]), ValueError,
+     r"layers\[1\]: BatchNorm1d\(num_features=3\) needs inputs of shape \(batch, 3\)"),
+    (lambda: Sequential([Dense(3, 4), Activation("softmax"), Dense(4, 2)]), ValueError,
+     r"layers\[1\] is Activation\(name='softmax'\).*only as the last layer"),
+    (lambda: Sequential([Dense(3, 2), Activation("tanh")], "bce_with_logits"), ValueError,
+     r"loss 'bce_with_logits' needs the last layer to be an Activation, one of \['sigmoid'\]"),
+    (lambda: Sequential([Dense(3, 2)], "softmax_cross_entropy"), ValueError,
+     r"needs the last layer to be an Activation"),
+    (lambda: Sequential([Activation("tanh")]), ValueError, r"in_features is required"),
+    (lambda: Sequential([]), ValueError, r"layers is empty"),
+    (lambda: Sequential([Dense(3, 4), "relu"]), TypeError,
+     r"layers\[1\] must be a layer \(one of \['Activation', 'BatchNorm1d'"),
+    (lambda: Sequential([Dense(3, 4)], "hinge"), ValueError, r"loss is unknown: 'hinge'"),
+    (lambda: Sequential([Dense(3, 4)], reduction="max"), ValueError, r"reduction must be one"),
+    (lambda: Sequential([Dense(3, 4)], weight_decay=-1.0), ValueError, r"weight_decay"),
+    (lambda: Dense(0, 3), ValueError, r"in_features must be"),
+    (lambda: Dense(2.0, 3), TypeError, r"in_features must be an int"),
+    (lambda: Activation("swishy"), ValueError, r"Activation name is unknown: 'swishy'"),
+    (lambda: Activation("tanh:2"), ValueError, r"Activation name is not valid"),
+    (lambda: Dropout(1.0), ValueError, r"Dropout p"),
+    (lambda: Residual([]), ValueError, r"Residual's body is empty"),
+    (lambda: LayerNorm(-1), ValueError, r"normalized_shape must be"),
+])
+def test_an_invalid_sequential_is_refused_naming_the_layer_and_the_shape(
+        build: Any, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        build()
+
+
+def test_bad_inputs_to_a_sequential_are_refused_by_name_before_anything_runs() -> None:
+    seq = Sequential([Dense(3, 4), Dropout(0.5), Dense(4, 1)])
+    p = Problem(seq, 4, 0)
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, 3\) for the first layer"):
+        hw.loss_and_grads(seq, p.params, p.x[:, :2], p.y, p.masks)
+    with pytest.raises(ValueError, match=r"params must have 3 entries \(one per node"):
+        hw.loss_and_grads(seq, p.params[:2], p.x, p.y, p.masks)
+    bad = [dict(node) for node in p.params]
+    bad[1] = {"W": p.params[0]["W"]}
+    with pytest.raises(TypeError, match=r"params\[1\] \(layer 1, Dropout\(p=0.5\)\) must be a "
+                                        r"dict with keys \[\]"):
+        hw.loss_and_grads(seq, bad, p.x, p.y, p.masks)
+    with pytest.raises(ValueError, match="masks are required: the Sequential has dropout"):
+        hw.loss_and_grads(seq, p.params, p.x, p.y)
+    wrong = [None, np.ones((4, 3)), None]
+    with pytest.raises(ValueError, match=r"masks\[1\] \(layer 1, Dropout\(p=0.5\)\) must have "
+                                         r"shape \(4, 4\)"):
+        hw.loss_and_grads(seq, p.params, p.x, p.y, wrong)
+    with pytest.raises(ValueError, match="x is a batch of one, and batch norm"):
+        norm = Sequential([Dense(3, 4), BatchNorm1d(4), Dense(4, 1)])
+        q = Problem(norm, 1, 0)
+        hw.loss_and_grads(norm, q.params, q.x, q.y)
+    with pytest.raises(ValueError, match="running is required: the Sequential has batch norm"):
+        hw.predict(norm, q.params, q.x)
+    with pytest.raises(ValueError, match="scheme is unknown: 'lecun'"):
+        hw.init_params(seq, np.random.default_rng(0), "lecun")
+    with pytest.raises(TypeError, match=r"spec must be a NetworkSpec or a Sequential, got list"):
+        hw.predict([Dense(3, 1)], p.params, p.x)               # type: ignore[arg-type]
