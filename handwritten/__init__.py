@@ -6,13 +6,15 @@ NetworkSpec, Params, Trace, OptimizerSpec, History), ``checks`` (the input
 checks every implementation shares), ``network`` (forward, backward, the shared
 interface), ``schedules`` (the learning rate of every step), ``optimizers`` (each update
 rule as it states Delta theta),
-``training`` (the only loop), ``derivatives`` (beyond the gradient: forward mode, second
-order by the R-operator, Gauss-Newton, per-example gradients), and ``seed`` (the blog post's
+``training`` (the only loop), ``layers`` (the layer contract: one file per layer kind,
+a ``Sequential`` of them, and the fold that runs it), ``derivatives`` (beyond the gradient:
+forward mode, second order by the R-operator, Gauss-Newton, per-example gradients), and ``seed`` (the blog post's
 original program).
 The derivation behind every line is in docs/derivation.md.
 """
 
 from handwritten.activations import ACTIVATIONS
+from handwritten.layers import LAYERS, Sequential
 from handwritten.losses import LOSSES, REDUCTIONS
 from handwritten.network import (
     INIT_SCHEMES,
@@ -41,6 +43,7 @@ from handwritten.training import Schedule, TrainingWarning, make_batch_order, tr
 __all__ = [
     "ACTIVATIONS",
     "INIT_SCHEMES",
+    "LAYERS",
     "LOSSES",
     "OPTIMIZERS",
     "OPTIMIZER_DEFAULTS",
@@ -52,6 +55,7 @@ __all__ = [
     "Params",
     "Running",
     "Schedule",
+    "Sequential",
     "Shuffle",
     "Trace",
     "TrainingWarning",

@@ -217,24 +217,33 @@ def check_masks(spec: NetworkSpec | Sequential, masks: object, batch: int) -> No
             raise ValueError(f"masks[{l}] must hold only 0s and 1s (a keep-mask)")
 
 
-def check_trainable(spec: NetworkSpec, n_samples: int, batch_size: int, rng: object) -> None:
+def check_trainable(spec: NetworkSpec | Sequential, n_samples: int, batch_size: int,
+                    rng: object) -> None:
     """train with hidden blocks: dropout needs ``rng`` (a numpy.random.Generator) to draw its
     keep-masks each step; batch norm needs every batch to hold at least 2 samples (a batch
     of one has no variance, and the running variance divides by N - 1; torch refuses it
     too)."""
-    if rng is None and any(spec.dropout):
-        raise ValueError(f"rng is required: the spec has dropout {spec.dropout}, and train "
+    if isinstance(spec, Sequential):
+        dropout, batch_norm = spec.has_dropout, spec.has_batch_norm
+        has = "the Sequential has dropout"
+        norms = "the Sequential has BatchNorm1d"
+    else:
+        dropout, batch_norm = any(spec.dropout), "batch" in spec.norms
+        has = f"the spec has dropout {spec.dropout}"
+        norms = "norms has 'batch'"
+    if rng is None and dropout:
+        raise ValueError(f"rng is required: {has}, and train "
                          "draws its keep-masks from rng each step; give "
                          "rng=np.random.default_rng(seed)")
     if rng is not None:
         check_rng(rng)
-    if "batch" in spec.norms:
+    if batch_norm:
         last = n_samples % batch_size
         if batch_size < 2 or last == 1:
             which = "every batch" if batch_size < 2 else (
                 f"the last batch of each epoch ({n_samples} samples in batches of {batch_size})")
             raise ValueError(f"batch_size {batch_size} leaves one sample in {which}: batch "
-                             "norm (norms has 'batch') needs at least 2 samples per batch; "
+                             f"norm ({norms}) needs at least 2 samples per batch; "
                              "choose another batch_size")
 
 
@@ -452,35 +461,52 @@ def check_like(name: str, tree: object, like: Sequence[dict[str, Any]], dtype: n
                                  f"got {leaf.shape}")
 
 
+PARAM_KEYS = (frozenset({"W", "b"}), frozenset({"W", "b", "gamma", "beta"}),
+              frozenset({"gamma", "beta"}), frozenset())
+"""The key sets a params dict may have: a NetworkSpec layer ({"W", "b"}, with a norm's
+"gamma", "beta"), or a Sequential node (a Dense's, a norm's, or none)."""
+
+
 def check_params_tree(params: object) -> np.dtype[Any]:
     """params of some network (no spec at hand): {"W": (fan_in, fan_out), "b": (fan_out,)}
-    dicts (with "gamma", "beta" (fan_out,) on a layer with a norm) whose shapes chain from
-    layer to layer, all of one float dtype."""
+    dicts (with "gamma", "beta" (fan_out,) on a layer with a norm; a Sequential's nodes also
+    {"gamma", "beta"} alone or {}) whose W's shapes chain from one to the next, all of one
+    float dtype."""
     if not isinstance(params, Sequence) or isinstance(params, (str, bytes)) or not params:
         raise TypeError(f"params must be a non-empty list of {{'W', 'b'}} dicts, "
                         f"got {type(params).__name__}")
     dtype = None
+    fan_out = None                    # of the last W seen
     for i, layer in enumerate(params):
-        if not isinstance(layer, dict) or set(layer) not in ({"W", "b"},
-                                                             {"W", "b", "gamma", "beta"}):
+        if not isinstance(layer, dict) or frozenset(layer) not in PARAM_KEYS:
             raise TypeError(f"params[{i}] must be a dict with keys 'W' and 'b' (and 'gamma', "
-                            "'beta' on a layer with a norm)")
-        w_dtype = check_float_array(f"params[{i}]['W']", layer["W"], 2)
-        dtype = dtype or w_dtype
-        fan_in, fan_out = layer["W"].shape
-        for key in sorted(set(layer) - {"W"}):
-            leaf_dtype = check_float_array(f"params[{i}][{key!r}]", layer[key], 1)
-            if leaf_dtype != dtype or w_dtype != dtype:
-                raise TypeError(f"params[{i}] has dtype {w_dtype}/{leaf_dtype}, but params[0] "
+                            "'beta' on a layer with a norm; a Sequential's node: 'gamma' and "
+                            "'beta' alone, or none)")
+        for key in sorted(layer):
+            leaf_dtype = check_float_array(f"params[{i}][{key!r}]", layer[key],
+                                           2 if key == "W" else 1)
+            if dtype is not None and leaf_dtype != dtype:
+                raise TypeError(f"params[{i}][{key!r}] has dtype {leaf_dtype}, but the first "
                                 f"is {dtype}: mixed dtypes are not converted silently")
-            if layer[key].shape != (fan_out,):
+            dtype = dtype or leaf_dtype
+        if "W" in layer:
+            fan_in, width = layer["W"].shape
+            if fan_out is not None and fan_out != fan_in:
+                raise ValueError(f"params[{i}] has W {layer['W'].shape} and b "
+                                 f"{layer['b'].shape}: the shapes do not chain as (fan_in, "
+                                 "fan_out), (fan_out,)")
+            fan_out = width
+        else:
+            width = layer["gamma"].shape[0] if layer else 0
+        for key in sorted(set(layer) - {"W"}):
+            if layer[key].shape != (width,):
                 raise ValueError(f"params[{i}] has W {layer['W'].shape} and {key} "
                                  f"{layer[key].shape}: the shapes do not chain as (fan_in, "
-                                 "fan_out), (fan_out,)")
-        if i and params[i - 1]["W"].shape[1] != fan_in:
-            raise ValueError(f"params[{i}] has W {layer['W'].shape} and b {layer['b'].shape}: "
-                             "the shapes do not chain as (fan_in, fan_out), (fan_out,)")
-    assert dtype is not None
+                                 "fan_out), (fan_out,)" if "W" in layer else
+                                 f"params[{i}] has gamma {layer['gamma'].shape} and beta "
+                                 f"{layer['beta'].shape}: they must have one shape")
+    if dtype is None:
+        raise TypeError("params has no arrays at all: nothing to optimize")
     return dtype
 
 

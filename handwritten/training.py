@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 
 from handwritten import blocks, checks
 from handwritten.activations import activation
+from handwritten.layers import Dropout, Sequential, fold
 from handwritten.network import backward, forward, init_running, loss_value
 from handwritten.optimizers import apply_updates, init_state, rule_update
 from handwritten.spec import (
@@ -59,11 +60,16 @@ def make_batch_order(n_samples: int, epochs: int, rng: np.random.Generator) -> N
     return np.stack([rng.permutation(n_samples) for _ in range(epochs)])
 
 
-def draw_masks(spec: NetworkSpec, batch: int, rng: np.random.Generator,
+def draw_masks(spec: NetworkSpec | Sequential, batch: int, rng: np.random.Generator,
                dtype: np.dtype[Any]) -> list[Array | None]:
     """Dropout's keep-masks for one step of ``batch`` rows: per hidden layer, in order, a
     (batch, fan_out) array m with m = 1 where ``rng.random() >= p`` (probability 1 - p) and
-    0 elsewhere; None where the layer has no dropout (nothing is drawn for it)."""
+    0 elsewhere; None where the layer has no dropout (nothing is drawn for it).  A
+    Sequential: per node, on each Dropout with p > 0, a (batch, *shape) mask."""
+    if isinstance(spec, Sequential):
+        return [(rng.random((batch, *shape)) >= layer.p).astype(dtype)
+                if isinstance(layer, Dropout) and layer.p else None
+                for (_, layer), shape in zip(spec.nodes, spec.in_shapes)]
     return [(rng.random((batch, n)) >= p).astype(dtype) if p else None
             for p, n in zip(spec.dropout, spec.layer_sizes[1:])]
 
@@ -107,8 +113,8 @@ class Schedule:
     batch_size: int
     batch_order: NDArray[np.intp] | Shuffle | None = None
     record_every: int | None = None
-    problem: tuple[NetworkSpec, Array, Array] | None = field(default=None, repr=False,
-                                                             compare=False)
+    problem: tuple[NetworkSpec | Sequential, Array, Array] | None = field(
+        default=None, repr=False, compare=False)
     """(spec, x, y), for the diagnostics of a finished run (``diagnose``)."""
     maximize: bool = False
     """The optimizer ascends the loss (its ``maximize`` flag): a rising loss is no alarm."""
@@ -116,7 +122,7 @@ class Schedule:
     """Where each step's dropout masks come from (``draw_masks``), when the spec has dropout."""
 
     @classmethod
-    def for_training(cls, spec: NetworkSpec, params: Params, x: Array, y: Array,
+    def for_training(cls, spec: NetworkSpec | Sequential, params: Params, x: Array, y: Array,
                      optimizer: OptimizerSpec, epochs: object, batch_size: object,
                      batch_order: object, record_every: object, callback: object,
                      rng: object = None) -> Schedule:
@@ -128,7 +134,7 @@ class Schedule:
         checks.check_trainable(spec, n, size, rng)
         return cls(n, epochs_, size, order, every, (spec, x, y),
                    bool(optimizer.hyperparams.get("maximize")),
-                   rng if any(spec.dropout) else None)   # type: ignore[arg-type]
+                   rng if has_dropout(spec) else None)   # type: ignore[arg-type]
 
     @property
     def steps_per_epoch(self) -> int:
@@ -214,8 +220,8 @@ SATURATED = 1e-8
 """A unit is saturated when its activation's derivative is below this on every sample."""
 
 
-def diagnose(spec: NetworkSpec, x: Array, y: Array, initial: Params, final: Params, *,
-             maximize: bool = False) -> tuple[str, ...]:
+def diagnose(spec: NetworkSpec | Sequential, x: Array, y: Array, initial: Params,
+             final: Params, *, maximize: bool = False) -> tuple[str, ...]:
     """What a finished run tells about itself, evaluated on all the data with
     handwritten's forward and backward (whichever implementation trained):
 
@@ -225,8 +231,11 @@ def diagnose(spec: NetworkSpec, x: Array, y: Array, initial: Params, final: Para
       SATURATED on every sample (a dead relu layer, a sigmoid layer pinned at 0 or 1).
 
     A spec with hidden blocks is evaluated without dropout and with batch norm over all
-    the data (training mode: the diagnosis needs no running statistics).
+    the data (training mode: the diagnosis needs no running statistics).  A Sequential:
+    the first two (saturation is read per hidden layer of a NetworkSpec only, for now).
     """
+    if isinstance(spec, Sequential):
+        return _diagnose_nodes(spec, x, y, initial, final, maximize)
     notes = []
     _, start = forward(spec, initial, x)
     _, cache = forward(spec, final, x)
@@ -249,7 +258,31 @@ def diagnose(spec: NetworkSpec, x: Array, y: Array, initial: Params, final: Para
     return tuple(notes)
 
 
-def train(spec: NetworkSpec, params: Params, x: Array, y: Array, optimizer: OptimizerSpec,
+def _diagnose_nodes(spec: Sequential, x: Array, y: Array, initial: Params, final: Params,
+                    maximize: bool) -> tuple[str, ...]:
+    notes = []
+    run = fold.Pass(weight_decay=spec.weight_decay)
+    _, start = fold.forward(spec, initial, x, run)
+    _, caches = fold.forward(spec, final, x, run)
+    before = fold.loss_value(spec, initial, start, y)
+    after = fold.loss_value(spec, final, caches, y)
+    if (after < before) if maximize else (after > before):
+        moved = "fell" if maximize else "rose"
+        notes.append(f"the loss on all the data {moved} from {before:.6g} to {after:.6g}"
+                     + (" (the optimizer maximizes it)" if maximize else ""))
+    grads, _ = fold.backward(spec, final, caches, y, run, keep=False)
+    if not any(np.any(g) for layer in grads for g in layer.values()):
+        notes.append("every gradient is exactly zero at the final params")
+    return tuple(notes)
+
+
+def has_dropout(spec: NetworkSpec | Sequential) -> bool:
+    """True when some layer drops units (its masks are drawn each step)."""
+    return spec.has_dropout if isinstance(spec, Sequential) else any(spec.dropout)
+
+
+def train(spec: NetworkSpec | Sequential, params: Params, x: Array, y: Array,
+          optimizer: OptimizerSpec,
           *, epochs: int, batch_size: int | None = None,
           batch_order: NDArray[np.integer[Any]] | Shuffle | None = None,
           record_every: int | None = None,
@@ -290,7 +323,9 @@ def train(spec: NetworkSpec, params: Params, x: Array, y: Array, optimizer: Opti
     Notes
     -----
     Batch norm's running statistics start as torch's (mean 0, variance 1) and come back
-    in ``History.running``, for ``predict``.
+    in ``History.running``, for ``predict``.  A ``Sequential`` trains by the fold of its
+    layers (``handwritten.layers.fold``): params, masks and running statistics one entry
+    per node.
     """
     schedule = Schedule.for_training(spec, params, x, y, optimizer, epochs, batch_size,
                                      batch_order, record_every, callback, rng)
@@ -303,12 +338,22 @@ def train(spec: NetworkSpec, params: Params, x: Array, y: Array, optimizer: Opti
     params = copy_params(params)
     for batch in schedule:
         xb, yb = x[batch.rows], y[batch.rows]
-        _, cache = forward(spec, params, xb, batch.masks)
-        update_running(running, cache, xb.shape[0])
-        loss = loss_value(spec, params, cache, yb)
-        schedule.check_loss(loss, batch)
-        grads, _ = backward(spec, params, xb, yb, cache, keep_deltas=False, masks=batch.masks)
-        del cache                                   # free the activations before the update
+        if isinstance(spec, Sequential):            # the fold of the layers
+            run = fold.Pass(masks=batch.masks, weight_decay=spec.weight_decay)
+            _, caches = fold.forward(spec, params, xb, run)
+            running = fold.update_state(spec, running, caches)
+            loss = fold.loss_value(spec, params, caches, yb)
+            schedule.check_loss(loss, batch)
+            grads, _ = fold.backward(spec, params, caches, yb, run, keep=False)
+            del caches
+        else:
+            _, cache = forward(spec, params, xb, batch.masks)
+            update_running(running, cache, xb.shape[0])
+            loss = loss_value(spec, params, cache, yb)
+            schedule.check_loss(loss, batch)
+            grads, _ = backward(spec, params, xb, yb, cache, keep_deltas=False,
+                                masks=batch.masks)
+            del cache                               # free the activations before the update
         updates, state = rule_update(optimizer, grads, state, params)
         apply_updates(params, updates, in_place=True)
         losses.append(loss)

@@ -5,6 +5,7 @@ properties of random Sequentials are in tests/test_layer_references.py."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 from typing import Any
 
@@ -34,9 +35,9 @@ from handwritten.layers import (
 from handwritten.layers import (
     network_grads as to_network_grads,
 )
-from handwritten.layers.sequential import _layer_of_node
+from handwritten.layers.sequential import layer_of_node
 from tests.helpers import assert_leaf_close, assert_unchanged, snapshot
-from tests.strategies import block_problems, problems, sequential_problems
+from tests.strategies import block_problems, optimizer_specs, problems, sequential_problems
 
 # the compiled network's quantities, by the name the NetworkSpec trace gives each ------------
 
@@ -48,7 +49,7 @@ def _network_names(spec: hw.NetworkSpec, seq: Sequential) -> list[dict[str, tupl
     """Per NetworkSpec layer, each trace quantity's (node, name) in the compiled Sequential:
     a Dense's and a norm's under their own names; the activation's output is ``a`` (or ``h``
     where dropout or a skip follows it) and the layer's last node's output is ``a``."""
-    owners = _layer_of_node(spec)
+    owners = layer_of_node(spec)
     names: list[dict[str, tuple[int, str]]] = [{} for _ in range(spec.n_layers)]
     for i, ((_, layer), l) in enumerate(zip(seq.nodes, owners)):
         if isinstance(layer, (Dense, BatchNorm1d, LayerNorm)):
@@ -314,3 +315,37 @@ def test_bad_inputs_to_a_sequential_are_refused_by_name_before_anything_runs() -
         hw.init_params(seq, np.random.default_rng(0), "lecun")
     with pytest.raises(TypeError, match=r"spec must be a NetworkSpec or a Sequential, got list"):
         hw.predict([Dense(3, 1)], p.params, p.x)               # type: ignore[arg-type]
+
+
+@given(block_problems(max_depth=3, max_width=5, max_batch=10), optimizer_specs())
+def test_a_compiled_spec_trains_bit_for_bit(p: Problem, optimizer: hw.OptimizerSpec) -> None:
+    """train on ``compile_network(spec)``: every step's loss, the recorded params, the
+    optimizer state and the running statistics are the NetworkSpec's exactly (dropout's
+    masks are drawn from the same Generator in the same order)."""
+    spec, seq = p.spec, compile_network(p.spec)
+    size = p.batch if "batch" not in spec.norms or p.batch % 2 == 0 else p.batch - 1
+    size = max(size, 2)
+    assume(p.batch % size != 1)
+    kwargs: dict[str, Any] = {"epochs": 2, "batch_size": size, "record_every": 1}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hw.TrainingWarning)
+        try:
+            ours = hw.train(spec, p.params, p.x, p.y, optimizer,
+                            rng=np.random.default_rng(p.seed), **kwargs)
+        except FloatingPointError:
+            with pytest.raises(FloatingPointError):
+                hw.train(seq, network_params(spec, p.params), p.x, p.y, optimizer,
+                         rng=np.random.default_rng(p.seed), **kwargs)
+            return
+        theirs = hw.train(seq, network_params(spec, p.params), p.x, p.y, optimizer,
+                          rng=np.random.default_rng(p.seed), **kwargs)
+    _assert_same(theirs.losses, ours.losses, f"{spec} losses")
+    assert theirs.recorded_steps == ours.recorded_steps
+    for step, (mine, expected) in enumerate(zip(theirs.params, ours.params)):
+        for l, (a, b) in enumerate(zip(to_network_grads(spec, mine), expected)):
+            for key in b:
+                _assert_same(a[key], b[key], f"{spec} params after step {step}, layer {l} {key}")
+    for a, b in zip(theirs.running, network_running(spec, ours.running) or []):
+        for key in b:
+            _assert_same(a[key], b[key], f"{spec} running {key}")
+    assert theirs.diagnostics == tuple(n for n in ours.diagnostics if "saturated" not in n)

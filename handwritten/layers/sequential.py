@@ -239,7 +239,7 @@ def compile_network(spec: NetworkSpec) -> Sequential:
     return Sequential(layers, spec.loss, spec.reduction, spec.weight_decay)
 
 
-def _layer_of_node(spec: NetworkSpec) -> list[int]:
+def layer_of_node(spec: NetworkSpec) -> list[int]:
     """For every node of ``compile_network(spec)``, the NetworkSpec layer it came from."""
     return [l for l in range(spec.n_layers)
             for _ in _walk(_hidden_block(spec, l))]
@@ -250,7 +250,7 @@ def network_params(spec: NetworkSpec, params: Params) -> Params:
     on the Dense node, gamma, beta on the norm's, {} elsewhere (the same arrays)."""
     seq = compile_network(spec)
     out: Params = []
-    for (_, layer), l in zip(seq.nodes, _layer_of_node(spec)):
+    for (_, layer), l in zip(seq.nodes, layer_of_node(spec)):
         keys = layer.param_shapes() if hasattr(layer, "param_shapes") else {}
         out.append({k: params[l][k] for k in keys})
     return out
@@ -259,7 +259,7 @@ def network_params(spec: NetworkSpec, params: Params) -> Params:
 def network_grads(spec: NetworkSpec, grads: Params) -> Params:
     """The compiled Sequential's params-shaped list back to NetworkSpec's layout."""
     out: Params = [{} for _ in range(spec.n_layers)]
-    for g, l in zip(grads, _layer_of_node(spec)):
+    for g, l in zip(grads, layer_of_node(spec)):
         out[l] |= g
     return out
 
@@ -270,7 +270,7 @@ def network_masks(spec: NetworkSpec, masks: Masks | None) -> list[Any] | None:
         return None
     seq = compile_network(spec)
     return [masks[l] if isinstance(layer, Dropout) else None
-            for (_, layer), l in zip(seq.nodes, _layer_of_node(spec))]
+            for (_, layer), l in zip(seq.nodes, layer_of_node(spec))]
 
 
 def network_running(spec: NetworkSpec, running: Running | None) -> list[Any] | None:
@@ -279,4 +279,4 @@ def network_running(spec: NetworkSpec, running: Running | None) -> list[Any] | N
         return None
     seq = compile_network(spec)
     return [running[l] if isinstance(layer, BatchNorm1d) else {}
-            for (_, layer), l in zip(seq.nodes, _layer_of_node(spec))]
+            for (_, layer), l in zip(seq.nodes, layer_of_node(spec))]
