@@ -410,7 +410,8 @@ DERIVATIVE_CASES = (
 )
 
 
-def derivatives_report(problem: Problem[NetworkSpec], impls: Mapping[str, ModuleType]) -> CheckReport:
+def derivatives_report(problem: Problem[NetworkSpec], impls: Mapping[str, ModuleType]
+                       ) -> CheckReport:
     """handwritten.derivatives' jvp (along a drawn direction), per-example gradients and
     their norms against each reference's (torch.func, JAX)."""
     import importlib
@@ -500,7 +501,8 @@ def _r_where(spec: NetworkSpec, quantity: str, l: int) -> tuple[str, str]:
     return R_EQUATIONS[quantity], qualname(function)
 
 
-def second_order_report(problem: Problem[NetworkSpec], impls: Mapping[str, ModuleType]) -> CheckReport:
+def second_order_report(problem: Problem[NetworkSpec], impls: Mapping[str, ModuleType]
+                        ) -> CheckReport:
     """handwritten.derivatives' R-operator trace (every R-quantity, in the order the passes
     form them), hvp and gnvp along a drawn direction, against torch's double backward and
     JAX's forward over reverse."""

@@ -8,8 +8,8 @@ interface), ``schedules`` (the learning rate of every step), ``optimizers`` (eac
 rule as it states Delta theta),
 ``training`` (the only loop), ``layers`` (the layer contract: one file per layer kind,
 a ``Sequential`` of them, and the fold that runs it), ``derivatives`` (beyond the gradient:
-forward mode, second order by the R-operator, Gauss-Newton, per-example gradients), and ``seed`` (the blog post's
-original program).
+forward mode, second order by the R-operator, Gauss-Newton, per-example gradients), and
+``seed`` (the blog post's original program).
 The derivation behind every line is in docs/derivation.md.
 """
 
