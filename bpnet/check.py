@@ -29,7 +29,7 @@ from bpnet.diagnose import error_shape
 from bpnet.equations import implementing
 from bpnet.problems import replay_command
 from bpnet.tolerances import ATOL64_SCALE, FD_ATOL_SCALE, FD_RTOL, RTOL64
-from handwritten import NetworkSpec, Params
+from handwritten import NetworkSpec, Params, Sequential
 from handwritten.activations import TAIL
 
 FINITE_DIFFERENCES = "finite differences"
@@ -48,7 +48,7 @@ class CheckReport:
     not check (finite differences check only d_W and d_b) has no cell there.
     """
 
-    spec: NetworkSpec
+    spec: NetworkSpec | Sequential
     batch: int
     primary: str
     columns: tuple[str, ...]
@@ -147,7 +147,8 @@ class CheckReport:
             ours, theirs = self.values[report.label, column]
             name = report.label.split(" ")[-1]
             layer = report.layer if report.layer is not None else -1
-            activation = self.spec.activations[layer] if 0 <= layer < self.spec.n_layers else ""
+            activation = (self.spec.activations[layer] if isinstance(self.spec, NetworkSpec)
+                          and 0 <= layer < self.spec.n_layers else "")
             lines.append("error: " + error_shape(
                 ours, theirs, rtol=report.rtol, atol=report.atol, spec=self.spec,
                 batch=self.batch, z=self.z.get(report.label),

@@ -25,7 +25,7 @@ import time
 import warnings
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from types import ModuleType
@@ -48,6 +48,15 @@ from bpnet.tolerances import ATOL64_SCALE, RTOL64
 from handwritten import schedules, seed
 from handwritten.activations import activation
 from handwritten.checks import no_counterpart
+from handwritten.layers import (
+    Activation,
+    BatchNorm1d,
+    Dense,
+    Dropout,
+    LayerNorm,
+    Residual,
+    Sequential,
+)
 from handwritten.optimizers import clip_gradients
 from handwritten.spec import FLAGS, OPTIMIZER_DEFAULTS, NetworkSpec, State
 
@@ -58,6 +67,7 @@ REGISTRIES: Mapping[str, tuple[str, str, str, str]] = {
     "optimizer": ("optimizers", "OPTIMIZERS", "optimizers", "MAKERS"),
     "schedule": ("schedules", "SCHEDULES", "schedules", "SCHEDULES"),
     "init scheme": ("network", "INIT_SCHEMES", "network", "INITIALIZERS"),
+    "layer": ("layers", "LAYERS", "layers", "LAYERS"),
     "norm": ("spec", "NORMS", "blocks", "AXES"),
 }
 """Every registry of handwritten and its counterpart in each reference."""
@@ -800,6 +810,108 @@ def block_cases(impls: Mapping[str, ModuleType]
         evaluation_report, impls)
 
 
+LAYER_CASES = (
+    Sequential([LayerNorm(4), Dense(4, 5), Activation("tanh"), Activation("gelu"), Dropout(0.3),
+                Dense(5, 3), Activation("softmax")], "softmax_cross_entropy"),
+    Sequential([Dense(3, 4), BatchNorm1d(4), Residual([Dense(4, 4), Activation("relu"),
+                                                       LayerNorm(4)]),
+                Activation("sigmoid"), Dense(4, 2), Activation("sigmoid")], "bce_with_logits",
+               weight_decay=0.1),
+    Sequential([Dense(3, 4), Activation("elu"), Residual([Dropout(0.5), Dense(4, 4),
+                                                          Activation("tanh")]),
+                Dense(4, 2)], "mse", "sum"),
+)
+"""Networks in orders the MLP spec cannot say: a norm first, two activations in a row,
+dropout inside a skip, a Residual around a Dense, an activation and a norm."""
+
+
+def layers_report(problem: Problem[Sequential], impls: Mapping[str, ModuleType]
+                  ) -> CheckReport:
+    """Every quantity of every node of a Sequential against torch and JAX, named by the
+    node's path, with the layer's equation and the method that forms it."""
+    from bpnet.compare import compare_trace
+    from bpnet.equations import node_equation
+
+    primary, *references = impls
+    seq, args = problem.spec, (problem.params, problem.x, problem.y, problem.masks)
+    theirs = {name: impls[name].trace(seq, *args) for name in references}
+    ours = impls[primary].trace(seq, *args)
+    # loss_and_grads is a path of its own: its gradients in place of the trace's, judged as
+    # the trace's are (a batch sum on its terms' scale), rows marked "(loss_and_grads)"
+    loss, grads = impls[primary].loss_and_grads(seq, *args)
+    mixed = hw.Trace(loss, [{**layer, **{f"d_{k}": g for k, g in node.items()}}
+                            for layer, node in zip(ours.layers, grads)])
+    cells: dict[tuple[str, str], LeafReport] = {}
+    values: dict[tuple[str, str], tuple[Any, Any]] = {}
+    rows: list[str] = []
+    where: dict[str, tuple[str, str]] = {}
+    for name in references:
+        spread = next((theirs[o] for o in references if o != name), None)
+        found = compare_trace(ours, theirs[name], rtol=RTOL64, atol_scale=ATOL64_SCALE,
+                              spread=spread)
+        found += [replace(r, quantity=f"{r.quantity} (loss_and_grads)") for r in compare_trace(
+            mixed, theirs[name], rtol=RTOL64, atol_scale=ATOL64_SCALE, spread=spread)
+            if r.layer is None or r.quantity in ("d_W", "d_b", "d_gamma", "d_beta")]
+        for r in found:
+            quantity = r.quantity.split(" ")[0]
+            if r.layer is not None:
+                r = replace(r, path=seq.paths[r.layer])
+                source = mixed if r.quantity.endswith("(loss_and_grads)") else ours
+                if not r.problem:
+                    values[r.label, name] = (source.layers[r.layer][quantity],
+                                             theirs[name].layers[r.layer][quantity])
+            if r.label not in rows:
+                rows.append(r.label)
+            cells[r.label, name] = r
+            found = node_equation(seq, r.label)
+            if found is not None:
+                where[r.label] = found
+    return CheckReport(seq, problem.batch, primary, tuple(references), tuple(rows), cells,
+                       values, where, constants={"1/batch": 1 / problem.batch},
+                       replay="bpnet check --all --only layers")
+
+
+def layers_evaluation_report(impls: Mapping[str, ModuleType]) -> CheckReport:
+    """predict in evaluation mode on every LAYER_CASES Sequential (no dropout; BatchNorm1d
+    normalized with drawn running statistics: mean ~ N(0, 1), var ~ U(0.5, 2)), against
+    each reference's predict."""
+    primary, *references = impls
+    rows: list[str] = []
+    cells: dict[tuple[str, str], LeafReport] = {}
+    values: dict[tuple[str, str], tuple[Any, Any]] = {}
+    where: dict[str, tuple[str, str]] = {}
+    for i, seq in enumerate(LAYER_CASES):
+        p = Problem(seq, BATCH, 12)
+        rng = np.random.default_rng(12 + i)
+        running = [{"mean": rng.normal(size=shape), "var": rng.uniform(0.5, 2.0, shape)}
+                   if isinstance(layer, BatchNorm1d) else {}
+                   for (_, layer), shape in zip(seq.nodes, seq.in_shapes)]
+        ours = hw.predict(seq, p.params, p.x, running)
+        row = f"predict, layers case {i}"
+        rows.append(row)
+        where[row] = ("evaluation mode: BatchNorm1d's x_hat = (h - running_mean) / "
+                      "sqrt(running_var + eps); Dropout passes h",
+                      "handwritten.layers.norm.BatchNorm1d.forward")
+        for name in references:
+            theirs = impls[name].predict(seq, p.params, p.x, running)
+            cells[row, name] = dataclasses.replace(compare_leaf(
+                ours, theirs, row, None, rtol=RTOL64, atol_scale=ATOL64_SCALE), quantity=row)
+            values[row, name] = (ours, theirs)
+    return CheckReport(LAYER_CASES[0], BATCH, primary, tuple(references), tuple(rows), cells,
+                       values, where, replay="bpnet check --all --only layers")
+
+
+def layer_cases(impls: Mapping[str, ModuleType]
+                ) -> Iterator[tuple[str, str, str, Callable[[], CheckReport]]]:
+    """Sequentials in non-MLP orders: every quantity of every layer against torch and JAX."""
+    for seq in LAYER_CASES:
+        p = Problem(seq, BATCH, 9, labels=seq.loss == "softmax_cross_entropy")
+        kinds = ", ".join(dict.fromkeys(type(layer).__name__ for _, layer in seq.nodes))
+        yield "layers", kinds, repr(p), partial(layers_report, p, impls)
+    yield "layers", "evaluation mode (predict)", "the layers cases with running statistics " \
+        "drawn", partial(layers_evaluation_report, impls)
+
+
 def training_cases(impls: Mapping[str, ModuleType]
                    ) -> Iterator[tuple[str, str, str, Callable[[], CheckReport]]]:
     """Training runs, last: a mistake in any part of a step shows there too, but the cases
@@ -1085,7 +1197,7 @@ def cases(impls: Mapping[str, ModuleType], n_random: int = 12
     most local one."""
     return [*problem_cases(impls, n_random), *extreme_cases(impls), *optimizer_cases(impls),
             *schedule_cases(impls), *derivative_cases(impls), *second_order_cases(impls),
-            *block_cases(impls), *init_cases(impls), *blog_cases(impls),
+            *block_cases(impls), *layer_cases(impls), *init_cases(impls), *blog_cases(impls),
             *training_cases(impls)]
 
 
@@ -1156,7 +1268,7 @@ def check_all(impls: Mapping[str, ModuleType], *, n_random: int = 12,
 # replaying the suite's failure line --------------------------------------------------------
 
 _CALLABLES = {"Problem": Problem, "NetworkSpec": NetworkSpec, "OptimizerSpec": hw.OptimizerSpec,
-              "LRSchedule": hw.LRSchedule}
+              "LRSchedule": hw.LRSchedule, "Sequential": Sequential, **hw.LAYERS}
 
 
 REPLAY_LINE = "'Problem(NetworkSpec(...), batch=..., seed=...)'"
@@ -1190,11 +1302,15 @@ def parse_problem(text: str, fits: Callable[[NetworkSpec, int], None] | None = N
             if node.func.id == "Problem" and fits is not None:
                 _check_size(args, kwargs, fits)
             return _CALLABLES[node.func.id](*args, **kwargs)
+        if isinstance(node, (ast.List, ast.Tuple)):   # a Sequential's layers, a Residual's
+            items = [build(item) for item in node.elts]
+            return items if isinstance(node, ast.List) else tuple(items)
         try:
             return ast.literal_eval(node)
         except ValueError:
-            raise ValueError(f"--replay accepts only Problem(...), NetworkSpec(...) and "
-                             f"literal values; found {ast.unparse(node)!r}") from None
+            raise ValueError(f"--replay accepts only Problem(...), NetworkSpec(...), "
+                             f"Sequential(...) with its layers, and literal values; found "
+                             f"{ast.unparse(node)!r}") from None
 
     try:
         problem = build(tree.body)

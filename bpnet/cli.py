@@ -477,7 +477,8 @@ def _check_case(args: argparse.Namespace) -> Problem[Any]:
             _check_fits(spec, batch)
     except (TypeError, ValueError) as error:
         raise UsageError(str(error)) from None
-    if batch == 1 and "batch" in spec.norms:
+    batch_norm = spec.has_batch_norm if isinstance(spec, hw.Sequential) else "batch" in spec.norms
+    if batch == 1 and batch_norm:
         raise UsageError("a batch of 1 under batch norm (norms has 'batch'): batch norm in "
                          "training mode needs at least 2 samples (its batch variance is 0; "
                          "torch refuses it too); give a batch of 2 or more")
@@ -486,11 +487,12 @@ def _check_case(args: argparse.Namespace) -> Problem[Any]:
     return Problem(spec, batch, args.seed, labels=args.labels)
 
 
-def _check_fits(spec: hw.NetworkSpec, batch: int) -> None:
+def _check_fits(spec: hw.NetworkSpec | hw.Sequential, batch: int) -> None:
     """ValueError when check (or explain --values) on a batch through ``spec`` would not
     fit in memory."""
+    through = spec.layer_sizes if isinstance(spec, hw.NetworkSpec) else f"{spec.n_in} inputs"
     preflight.check_fits(preflight.check_bytes(spec, batch),
-                         f"a batch of {batch} through {spec.layer_sizes}")
+                         f"a batch of {batch} through {through}")
 
 
 def _references() -> dict[str, Any]:
@@ -545,9 +547,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         except (TypeError, ValueError) as error:
             raise UsageError(str(error)) from None
     p = _check_case(args)
-    _refuse_gaps(p.spec, opt if args.optimizer else None)
+    sequential = isinstance(p.spec, hw.Sequential)
+    _refuse_gaps(None if sequential else p.spec, opt if args.optimizer else None)
     impls = {"handwritten": hw, **_references()}
-    if p.spec.has_blocks:               # --norms/--dropout/--residual, or a test_blocks case
+    if sequential:                      # a test_layers case: every node, by its path
+        reports = [check_all.layers_report(p, impls)]
+    elif p.spec.has_blocks:             # --norms/--dropout/--residual, or a test_blocks case
         reports = [check_all.blocks_report(p, impls, replay="")]
     else:
         reports = [cross_check(p.spec, p.params, p.x, p.y, impls, finite_differences=True,

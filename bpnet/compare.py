@@ -46,10 +46,13 @@ class LeafReport:
     used: float = 0.0          # the largest error as a share of what the tolerance allows
                                # there (<= 1 passes): meaningful where max_rel is not (an
                                # entry of the reference is 0, or below the absolute floor)
+    path: str | None = None    # a Sequential's node path ("4.1"), named in place of layer
 
     @property
     def label(self) -> str:
-        return self.quantity if self.layer is None else f"layer {self.layer} {self.quantity}"
+        if self.layer is None:
+            return self.quantity
+        return f"layer {self.path if self.path is not None else self.layer} {self.quantity}"
 
     def __str__(self) -> str:
         if self.problem:

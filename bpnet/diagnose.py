@@ -18,16 +18,16 @@ import numpy as np
 
 from bpnet.equations import implementing as implementing
 from bpnet.equations import qualname as qualname
-from handwritten import NetworkSpec
+from handwritten import NetworkSpec, Sequential
 
 
-def _ratios(spec: NetworkSpec | None, batch: int | None) -> dict[str, float]:
+def _ratios(spec: NetworkSpec | Sequential | None, batch: int | None) -> dict[str, float]:
     """Constants a wrong derivation multiplies by, by name."""
     named = {"-1": -1.0, "2": 2.0, "1/2": 0.5, "-2": -2.0, "-1/2": -0.5, "0": 0.0}
     if batch and batch > 1:
         named |= {"1/batch": 1.0 / batch, "batch": float(batch)}
     if spec is not None:
-        n_out = spec.layer_sizes[-1]
+        n_out = spec.n_out
         if n_out > 1:
             named |= {"1/n_outputs": 1.0 / n_out, "n_outputs": float(n_out)}
         if batch and batch > 1 and n_out > 1:
@@ -44,7 +44,7 @@ def _constant(values: np.ndarray) -> float | None:
     return r if np.allclose(values, r, rtol=1e-6, atol=1e-12) else None
 
 
-def _named(value: float, spec: NetworkSpec | None, batch: int | None,
+def _named(value: float, spec: NetworkSpec | Sequential | None, batch: int | None,
            constants: Mapping[str, float] | None = None) -> str:
     candidates = _ratios(spec, batch) | dict(constants or {})
     # as close as _constant asks the ratio to be constant: eps and rounding move it by less
@@ -53,7 +53,7 @@ def _named(value: float, spec: NetworkSpec | None, batch: int | None,
 
 
 def error_shape(ours: Any, theirs: Any, *, rtol: float, atol: float,
-                spec: NetworkSpec | None = None, batch: int | None = None,
+                spec: NetworkSpec | Sequential | None = None, batch: int | None = None,
                 z: Any = None, saturation: float | None = None,
                 related: dict[str, Any] | None = None,
                 constants: Mapping[str, float] | None = None) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from handwritten import LOSSES, NetworkSpec, blocks, network
 from handwritten.activations import activation as registry_entry
+from handwritten.layers import Activation, Residual, Sequential
 
 _QUANTITY = re.compile(r"\b(d_a|d_z|z|a)(_dot)?\b")
 
@@ -66,9 +67,12 @@ def qualname(fn: Callable[..., Any]) -> str:
     return f"{fn.__module__}.{fn.__qualname__}"
 
 
-def implementing(spec: NetworkSpec, label: str) -> tuple[str, str] | None:
+def implementing(spec: NetworkSpec | Sequential, label: str) -> tuple[str, str] | None:
     """(equation, function) of a trace quantity such as "layer 1 d_z" or "loss"; None for
-    a label that is not a trace quantity."""
+    a label that is not a trace quantity.  A Sequential's labels name the node's path
+    ("layer 4.1 d_x_hat": ``node_equation``)."""
+    if isinstance(spec, Sequential):
+        return node_equation(spec, label)
     loss = LOSSES[spec.loss]
     last = spec.n_layers - 1
     if label.startswith("loss"):
@@ -105,3 +109,55 @@ def implementing(spec: NetworkSpec, label: str) -> tuple[str, str] | None:
     if name == "d_W":
         return f"d_W{l} = {a_prev}.T @ d_z{l}{decay}", qualname(network.backward)
     return f"d_b{l} = d_z{l}.sum(axis=0)", qualname(network.backward)
+
+
+# a Sequential's quantities: each layer's own equation and method ---------------------------
+
+_NODE_LABEL = re.compile(r"^layer ([\d.]+) (\S+)(?: \(loss_and_grads\))?$")
+
+
+def method(layer: Any, name: str) -> str:
+    """handwritten.layers.dense.Dense.backward, for a layer and one of its methods."""
+    cls = type(layer)
+    return f"{cls.__module__}.{cls.__qualname__}.{name}"
+
+
+def _producer(seq: Sequential, i: int) -> str:
+    """The function that forms node i's d_<out>: the backward of the node after it at the
+    same level (a Residual's join_backward), or, for the last node of a body, whatever forms
+    the Residual's; at the top, the loss's gradient."""
+    path = seq.paths[i]
+    parent, _, index = path.rpartition(".")
+    siblings = [j for j, p in enumerate(seq.paths) if p.rpartition(".")[0] == parent]
+    later = [j for j in siblings if int(seq.paths[j].rpartition(".")[2]) == int(index) + 1]
+    if later:
+        j = later[0]
+        if not parent and j == siblings[-1] and seq.fused_output:
+            return qualname(LOSSES[seq.loss].grad)
+        layer = seq.nodes[j][1]
+        return method(layer, "join_backward" if isinstance(layer, Residual) else "backward")
+    if parent:
+        return _producer(seq, seq.paths.index(parent))
+    return qualname(LOSSES[seq.loss].grad)
+
+
+def node_equation(seq: Sequential, label: str) -> tuple[str, str] | None:
+    """(equation, function) of a Sequential's trace quantity: the layer's own equation
+    (``EQUATIONS``) and the method that forms it -- its forward, its backward, or for the
+    gradient at its output (d_z of a Dense, d_a of an Activation, ...) the backward of the
+    layer above it (``_producer``)."""
+    if label.startswith("loss"):
+        return f"L = {LOSSES[seq.loss].equation}", qualname(LOSSES[seq.loss].value)
+    match = _NODE_LABEL.match(label)
+    if match is None or match.group(1) not in seq.paths:
+        return None
+    i = seq.paths.index(match.group(1))
+    layer, name = seq.nodes[i][1], match.group(2)
+    equation = layer.EQUATIONS.get(name, name)
+    if isinstance(layer, Activation) and name == "a":
+        equation = f"a = {layer.name}(z)"
+    if name == f"d_{layer.OUT}":
+        return equation, _producer(seq, i)
+    if name in layer.FORWARD:
+        return equation, method(layer, "join" if isinstance(layer, Residual) else "forward")
+    return equation, method(layer, "backward")

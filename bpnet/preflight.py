@@ -4,10 +4,11 @@ whether the run fits in memory.  Each raises ValueError with a message for the u
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
-from handwritten import NetworkSpec
+from handwritten import NetworkSpec, Sequential
 
 PYTHON_FLOAT_BYTES = 48
 """A loss recorded per step: a NumPy scalar (32 bytes) and its list slot (8), rounded up."""
@@ -63,9 +64,15 @@ def training_bytes(spec: NetworkSpec, n_samples: int, batch: int, itemsize: int,
     return arrays * itemsize + implementations * steps * PYTHON_FLOAT_BYTES
 
 
-def check_bytes(spec: NetworkSpec, batch: int) -> int:
+def check_bytes(spec: NetworkSpec | Sequential, batch: int) -> int:
     """About what ``bpnet check`` (or ``explain --values``) holds, in bytes (float64): three
-    implementations' traces and gradients, and the finite differences' copy of the params."""
+    implementations' traces and gradients, and the finite differences' copy of the params
+    (a Sequential: every node's input width, its params' sizes)."""
+    if isinstance(spec, Sequential):
+        widths = sum(math.prod(shape) for shape in spec.in_shapes) + spec.n_out
+        sizes = sum(math.prod(shape) for _, layer in spec.nodes
+                    for shape in getattr(layer, "param_shapes", dict)().values())
+        return int(8 * (3 * 6 * batch * widths + 12 * sizes))
     return 8 * (3 * 6 * batch * sum(spec.layer_sizes) + 12 * n_params(spec))
 
 

@@ -118,7 +118,9 @@ def batch_sum_terms(layer: Mapping[str, Any]) -> dict[str, np.ndarray]:
     on the scale of its terms, not of its own value, in every valid evaluation order.  So
     a batch sum is judged on the scale of its terms (``bpnet.compare``'s d_b rule, the
     float32 policy's scale): a wrong one is wrong on that scale too."""
-    terms = {"d_b": np.abs(np.asarray(layer["d_z"], dtype=np.float64))}
+    terms = {}
+    if "d_z" in layer:                 # a Sequential's norm node has d_n, not d_z
+        terms["d_b"] = np.abs(np.asarray(layer["d_z"], dtype=np.float64))
     if "d_n" in layer:
         d_n = np.asarray(layer["d_n"], dtype=np.float64)
         terms["d_beta"] = np.abs(d_n)

@@ -461,8 +461,9 @@ def check_like(name: str, tree: object, like: Sequence[dict[str, Any]], dtype: n
                                  f"got {leaf.shape}")
 
 
-PARAM_KEYS = (frozenset({"W", "b"}), frozenset({"W", "b", "gamma", "beta"}),
-              frozenset({"gamma", "beta"}), frozenset())
+PARAM_KEYS: tuple[frozenset[str], ...] = (
+    frozenset({"W", "b"}), frozenset({"W", "b", "gamma", "beta"}), frozenset({"gamma", "beta"}),
+    frozenset())
 """The key sets a params dict may have: a NetworkSpec layer ({"W", "b"}, with a norm's
 "gamma", "beta"), or a Sequential node (a Dense's, a norm's, or none)."""
 

@@ -250,12 +250,14 @@ class NetworkSpec:
 
 # the trace -------------------------------------------------------------------
 
-FORWARD_QUANTITIES = ("z", "mu", "var", "x_hat", "n", "h", "a")
-BACKWARD_QUANTITIES = ("d_a", "d_h", "d_n", "d_x_hat", "d_z", "d_W", "d_b", "d_gamma", "d_beta")
+FORWARD_QUANTITIES = ("z", "mu", "var", "x_hat", "n", "h", "a", "out")
+BACKWARD_QUANTITIES = ("d_out", "d_a", "d_h", "d_n", "d_x_hat", "d_z", "d_W", "d_b", "d_gamma",
+                       "d_beta")
 """Every quantity a layer's trace may hold, in the order the passes form them; a plain
 dense layer has z, a and d_a, d_z, d_W, d_b, a hidden block the others where it has the
 part that forms them (a norm: mu, var, x_hat, n, d_n, d_x_hat, d_gamma, d_beta; dropout or
-a residual skip: h, the activation's output, and d_h)."""
+a residual skip: h, the activation's output, and d_h).  A Sequential's Dropout and Residual
+nodes name their output ``out`` (and its gradient ``d_out``)."""
 
 
 class Trace(NamedTuple):

@@ -383,14 +383,17 @@ MUTATIONS = [
     # issue 24: the layer contract -- each layer's own derivation, and the fold over them
     Mutation("residual_gradient_added_twice", "a Residual's backward adds the skip's d_out "
              "twice", "layers/residual.py:Residual.join_backward",
-             "return d_body_in + d_out", "return d_body_in + 2 * d_out"),
+             "return d_body_in + d_out", "return d_body_in + 2 * d_out",
+             shown=("d_n (handwritten vs", "handwritten.layers.residual.Residual.join_backward")),
     Mutation("residual_without_the_skip_in_backward", "a Residual's backward forgets the "
              "skip: d_h = d_body_in", "layers/residual.py:Residual.join_backward",
-             "return d_body_in + d_out", "return d_body_in + 0 * d_out"),
+             "return d_body_in + d_out", "return d_body_in + 0 * d_out",
+             shown=("d_n (handwritten vs", "handwritten.layers.residual.Residual.join_backward")),
     Mutation("batch_norm_evaluation_with_the_batch", "BatchNorm1d in evaluation mode "
              "normalizes with the batch's statistics (state ignored)",
              "layers/norm.py:BatchNorm1d.forward", "if not ctx.training:",
-             "if not ctx.training and False:"),
+             "if not ctx.training and False:",
+             shown=("evaluation mode", "handwritten.layers.norm.BatchNorm1d.forward")),
     Mutation("running_count_from_the_features", "BatchNorm1d's state update takes N from the "
              "features, not the batch", "layers/norm.py:BatchNorm1d.update_state",
              'cache["x_hat"].shape[0]', 'cache["x_hat"].shape[1]'),
@@ -415,11 +418,14 @@ MUTATIONS = [
              "gradient d_z through the output activation's backward once more",
              "layers/fold.py:backward",
              "layers = seq.layers[:-1] if seq.fused_output else seq.layers",
-             "layers = seq.layers"),
+             "layers = seq.layers",
+             shown=("d_a (handwritten vs", "handwritten.losses.softmax_cross_entropy_grad")),
     Mutation("fold_grads_without_the_weight_decay", "the penalty is in the loss, but the fold "
              "hands the layers no weight decay", "layers/fold.py:loss_and_grads",
              "run = Pass(masks=masks, weight_decay=seq.weight_decay)",
-             "run = Pass(masks=masks)"),
+             "run = Pass(masks=masks)",
+             shown=("d_W (loss_and_grads) (handwritten vs",
+                    "handwritten.layers.dense.Dense.backward")),
     Mutation("residual_tangent_without_the_skip", "a Residual's tangent drops the skip's h_dot",
              "layers/fold.py:_tangent", "h_dot if body_dot is None else layer.join(body_dot, "
              "h_dot))", "h_dot if body_dot is None else body_dot)"),
