@@ -853,19 +853,19 @@ def layers_report(problem: Problem[Sequential], impls: Mapping[str, ModuleType]
             mixed, theirs[name], rtol=RTOL64, atol_scale=ATOL64_SCALE, spread=spread)
             if r.layer is None or r.quantity in ("d_W", "d_b", "d_gamma", "d_beta")]
         for r in found:
-            quantity = r.quantity.split(" ")[0]
-            if r.layer is not None:
-                r = replace(r, path=seq.paths[r.layer])
+            quantity, l = r.quantity.split(" ")[0], r.layer
+            if l is not None:
+                r = replace(r, path=seq.paths[l])
                 source = mixed if r.quantity.endswith("(loss_and_grads)") else ours
                 if not r.problem:
-                    values[r.label, name] = (source.layers[r.layer][quantity],
-                                             theirs[name].layers[r.layer][quantity])
+                    values[r.label, name] = (source.layers[l][quantity],
+                                             theirs[name].layers[l][quantity])
             if r.label not in rows:
                 rows.append(r.label)
             cells[r.label, name] = r
-            found = node_equation(seq, r.label)
-            if found is not None:
-                where[r.label] = found
+            equation = node_equation(seq, r.label)
+            if equation is not None:
+                where[r.label] = equation
     return CheckReport(seq, problem.batch, primary, tuple(references), tuple(rows), cells,
                        values, where, constants={"1/batch": 1 / problem.batch},
                        replay="bpnet check --all --only layers")
@@ -883,9 +883,10 @@ def layers_evaluation_report(impls: Mapping[str, ModuleType]) -> CheckReport:
     for i, seq in enumerate(LAYER_CASES):
         p = Problem(seq, BATCH, 12)
         rng = np.random.default_rng(12 + i)
-        running = [{"mean": rng.normal(size=shape), "var": rng.uniform(0.5, 2.0, shape)}
-                   if isinstance(layer, BatchNorm1d) else {}
-                   for (_, layer), shape in zip(seq.nodes, seq.in_shapes)]
+        running: hw.Running = [
+            {"mean": rng.normal(size=shape), "var": rng.uniform(0.5, 2.0, shape)}
+            if isinstance(layer, BatchNorm1d) else {}
+            for (_, layer), shape in zip(seq.nodes, seq.in_shapes)]
         ours = hw.predict(seq, p.params, p.x, running)
         row = f"predict, layers case {i}"
         rows.append(row)
@@ -901,6 +902,92 @@ def layers_evaluation_report(impls: Mapping[str, ModuleType]) -> CheckReport:
                        values, where, replay="bpnet check --all --only layers")
 
 
+def layers_derivatives_report(impls: Mapping[str, ModuleType]) -> CheckReport:
+    """Forward mode and per-example gradients of every LAYER_CASES Sequential: jvp along a
+    drawn params-shaped direction, and (where no BatchNorm1d couples the batch) each
+    node's per-example gradients, against torch.func and JAX."""
+    import importlib
+
+    from handwritten import derivatives
+
+    primary, *references = impls
+    rows: list[str] = []
+    cells: dict[tuple[str, str], LeafReport] = {}
+    values: dict[tuple[str, str], tuple[Any, Any]] = {}
+    where: dict[str, tuple[str, str]] = {}
+
+    def add(row: str, ours: Any, theirs: Any, name: str, found: tuple[str, str]) -> None:
+        if row not in rows:
+            rows.append(row)
+        cells[row, name] = dataclasses.replace(compare_leaf(
+            ours, theirs, row, None, rtol=RTOL64, atol_scale=ATOL64_SCALE), quantity=row)
+        values[row, name] = (ours, theirs)
+        where[row] = found
+
+    for i, seq in enumerate(LAYER_CASES):
+        p = Problem(seq, BATCH, 13, labels=seq.loss == "softmax_cross_entropy")
+        v = make_params(seq, np.random.default_rng(13 + i), np.float64)
+        _, ours_dot = derivatives.jvp(seq, p.params, p.x, v, p.masks)
+        per = None if seq.has_batch_norm else derivatives.per_example_grads(
+            seq, p.params, p.x, p.y, p.masks)
+        for name in references:
+            module = importlib.import_module(f"{name}.derivatives")
+            _, their_dot = module.jvp(seq, p.params, p.x, v, p.masks)
+            add(f"jvp output tangent, layers case {i}", ours_dot, their_dot, name,
+                ("out_dot: each layer's tangent, folded from the input up",
+                 "handwritten.layers.fold.jvp"))
+            if per is None:
+                continue
+            theirs = module.per_example_grads(seq, p.params, p.x, p.y, p.masks)
+            for (path, layer), mine, other in zip(seq.nodes, per, theirs):
+                for key in mine:
+                    add(f"per-example d_{key}, layers case {i}, layer {path}", mine[key],
+                        other[key], name, (f"{type(layer).__name__}'s sample-i gradient",
+                                           f"{type(layer).__module__}."
+                                           f"{type(layer).__qualname__}.per_example"))
+    return CheckReport(LAYER_CASES[0], BATCH, primary, tuple(references), tuple(rows), cells,
+                       values, where, replay="bpnet check --all --only layers")
+
+
+def layers_state_report(impls: Mapping[str, ModuleType]) -> CheckReport:
+    """Each BatchNorm1d node's state after three training-mode batches through a
+    LAYER_CASES Sequential (``fold.update_state``: each layer's ``update_state``) against
+    the running buffers torch's F.batch_norm updates from the same node inputs."""
+    import torch
+    import torch.nn.functional as F
+
+    from handwritten.layers import fold
+    from handwritten.spec import BATCH_NORM_MOMENTUM, NORM_EPS
+
+    primary = next(iter(impls))
+    seq = next(s for s in LAYER_CASES if s.has_batch_norm)
+    state = hw.init_running(seq)
+    buffers = {i: (torch.zeros(*shape, dtype=torch.float64),
+                   torch.ones(*shape, dtype=torch.float64))
+               for i, ((_, layer), shape) in enumerate(zip(seq.nodes, seq.in_shapes))
+               if isinstance(layer, BatchNorm1d)}
+    for k in range(3):
+        p = Problem(seq, BATCH, 20 + k)
+        _, caches = fold.forward(seq, p.params, p.x, fold.Pass(masks=p.masks))
+        state = fold.update_state(seq, state, caches)
+        h = [p.x] + [c[layer.OUT] for (_, layer), c in zip(seq.nodes, caches)]
+        for i, (mean, var) in buffers.items():         # node i's input: node i - 1's output
+            F.batch_norm(torch.from_numpy(h[i]), mean, var, training=True,
+                         momentum=BATCH_NORM_MOMENTUM, eps=NORM_EPS)
+    rows, cells, values, where = [], {}, {}, {}
+    for i, (mean, var) in buffers.items():
+        for key, theirs in (("mean", mean.numpy()), ("var", var.numpy())):
+            row = f"running_{key}, layer {seq.paths[i]}"
+            rows.append(row)
+            cells[row, "reference_torch"] = compare_leaf(state[i][key], theirs, row, None,
+                                                         rtol=RTOL64, atol_scale=ATOL64_SCALE)
+            values[row, "reference_torch"] = (state[i][key], theirs)
+            where[row] = ("running = (1 - 0.1) running + 0.1 (mu, var N / (N - 1))",
+                          "handwritten.layers.norm.BatchNorm1d.update_state")
+    return CheckReport(seq, BATCH, primary, ("reference_torch",), tuple(rows), cells, values,
+                       where, replay="bpnet check --all --only layers")
+
+
 def layer_cases(impls: Mapping[str, ModuleType]
                 ) -> Iterator[tuple[str, str, str, Callable[[], CheckReport]]]:
     """Sequentials in non-MLP orders: every quantity of every layer against torch and JAX."""
@@ -910,6 +997,11 @@ def layer_cases(impls: Mapping[str, ModuleType]
         yield "layers", kinds, repr(p), partial(layers_report, p, impls)
     yield "layers", "evaluation mode (predict)", "the layers cases with running statistics " \
         "drawn", partial(layers_evaluation_report, impls)
+    if "reference_torch" in impls:
+        yield "layers", "running statistics (state)", "three batches, F.batch_norm's buffers", \
+            partial(layers_state_report, impls)
+    yield "layers", "forward mode and per-example gradients", "the layers cases, a drawn " \
+        "direction", partial(layers_derivatives_report, impls)
 
 
 def training_cases(impls: Mapping[str, ModuleType]

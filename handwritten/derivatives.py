@@ -67,9 +67,10 @@ from numpy.typing import NDArray
 
 from handwritten import checks
 from handwritten.activations import activation
+from handwritten.layers import Sequential, fold
 from handwritten.losses import LOSSES, LossSecond
 from handwritten.network import backward, forward
-from handwritten.spec import NetworkSpec, Params
+from handwritten.spec import Masks, NetworkSpec, Params
 
 Array = NDArray[np.floating[Any]]
 ActivationSecond = Callable[[Array, Array, Array, Array], Array]
@@ -96,14 +97,22 @@ def tangent_forward(spec: NetworkSpec, params: Params, x: Array, v: Params
     return cache
 
 
-def jvp(spec: NetworkSpec, params: Params, x: Array, v: Params) -> tuple[Array, Array]:
+def jvp(spec: NetworkSpec | Sequential, params: Params, x: Array, v: Params,
+        masks: Masks | None = None) -> tuple[Array, Array]:
     """The network's output and its derivative along the params-shaped direction v.
+
+    A ``Sequential`` (with its dropout's ``masks``, one entry per node): the fold of every
+    layer's tangent, ``handwritten.layers.fold.jvp``.
 
     Returns
     -------
     a_out, a_out_dot : (batch, n_out)
         The output (as ``predict``) and d(output)/d(params) applied to v.
     """
+    if isinstance(spec, Sequential):
+        return fold.jvp(spec, params, x, v, masks)
+    if masks is not None:
+        raise ValueError("masks are a Sequential's: a NetworkSpec's jvp takes none")
     dtype = checks.check_x(spec, x)
     check_plain(spec)
     checks.check_params(spec, params, dtype)
@@ -255,13 +264,23 @@ def _layer_inputs_and_deltas(spec: NetworkSpec, params: Params, x: Array, y: Arr
     return [(a_prev, d["d_z"]) for a_prev, d in zip(inputs, deltas)]
 
 
-def per_example_grads(spec: NetworkSpec, params: Params, x: Array, y: Array) -> Params:
+def per_example_grads(spec: NetworkSpec | Sequential, params: Params, x: Array, y: Array,
+                      masks: Masks | None = None) -> Params:
     """Each sample's gradient of its own term of the loss, under the spec's reduction.
+
+    A ``Sequential`` (with its dropout's ``masks``): each layer's ``per_example``
+    (``handwritten.layers.fold.per_example_grads``; NotImplementedError names a layer
+    without one, as batch norm in training mode).
 
     Returns params-shaped arrays with a leading batch axis, W (batch, fan_in, fan_out)
     and b (batch, fan_out); their sum over the batch is the gradient of the data term
     (``loss_and_grads`` without the weight decay's lambda W).
     """
+    if isinstance(spec, Sequential):
+        return fold.per_example_grads(spec, params, x, y, masks)
+    if masks is not None:
+        raise ValueError("masks are a Sequential's: a NetworkSpec's per_example_grads "
+                         "takes none")
     return [{"W": a_prev[:, :, None] * d_z[:, None, :],        # outer products, per row
              "b": d_z.copy()}
             for a_prev, d_z in _layer_inputs_and_deltas(spec, params, x, y)]

@@ -110,6 +110,9 @@ def _function_span(source: str, name: str) -> tuple[int, int] | None:
     return None
 
 
+JVP_SHOWN = ("jvp output tangent", "handwritten.layers.fold.jvp")
+"""What check --all names first for a mistake in a layer's tangent: the folded output."""
+
 MUTATIONS = [
     Mutation("dW_missing_transpose", "d_W = d_z.T @ a_prev: the transpose on the wrong factor",
              "network.py:backward", "d_W = a_prev.T @ d_z  ", "d_W = d_z.T @ a_prev  "),
@@ -396,24 +399,26 @@ MUTATIONS = [
              shown=("evaluation mode", "handwritten.layers.norm.BatchNorm1d.forward")),
     Mutation("running_count_from_the_features", "BatchNorm1d's state update takes N from the "
              "features, not the batch", "layers/norm.py:BatchNorm1d.update_state",
-             'cache["x_hat"].shape[0]', 'cache["x_hat"].shape[1]'),
+             'cache["x_hat"].shape[0]', 'cache["x_hat"].shape[1]',
+             shown=("running_var, layer 1", "handwritten.layers.norm.BatchNorm1d.update_state")),
     Mutation("dense_tangent_without_the_params_tangent", "a Dense's tangent forgets h @ W_dot "
              "(the layer's own params' tangent)", "layers/dense.py:Dense.tangent",
              'z_dot = cache["h"] @ p_dot["W"] + p_dot["b"]',
-             'z_dot = 0 * cache["h"] @ p_dot["W"] + p_dot["b"]'),
+             'z_dot = 0 * cache["h"] @ p_dot["W"] + p_dot["b"]', shown=JVP_SHOWN),
     Mutation("dense_tangent_without_the_input_tangent", "a Dense's tangent forgets h_dot @ W",
              "layers/dense.py:Dense.tangent", 'z_dot += h_dot @ p["W"]',
-             'z_dot += 0 * h_dot @ p["W"]'),
+             'z_dot += 0 * h_dot @ p["W"]', shown=JVP_SHOWN),
     Mutation("norm_tangent_without_the_variance_path", "a norm's tangent forgets how the "
              "variance moves", "layers/norm.py:_Norm.tangent",
              "x_hat_dot = inv_std * c_dot - x_hat * var_dot * inv_std**2 / 2",
-             "x_hat_dot = inv_std * c_dot"),
+             "x_hat_dot = inv_std * c_dot", shown=JVP_SHOWN),
     Mutation("norm_tangent_without_gamma_dot", "a norm's tangent forgets gamma_dot x_hat",
              "layers/norm.py:_Norm.tangent", 'n_dot = p_dot["gamma"] * x_hat + p_dot["beta"]',
-             'n_dot = 0 * p_dot["gamma"] * x_hat + p_dot["beta"]'),
+             'n_dot = 0 * p_dot["gamma"] * x_hat + p_dot["beta"]', shown=JVP_SHOWN),
     Mutation("dropout_tangent_without_the_mask", "dropout's tangent passes h_dot unmasked",
              "layers/dropout.py:Dropout.tangent",
-             'return blocks.dropout(h_dot, cache["mask"], self.p)', "return h_dot"),
+             'return blocks.dropout(h_dot, cache["mask"], self.p)', "return h_dot",
+             shown=JVP_SHOWN),
     Mutation("fused_loss_through_the_activation_again", "the fold runs the fused loss's "
              "gradient d_z through the output activation's backward once more",
              "layers/fold.py:backward",
@@ -428,13 +433,15 @@ MUTATIONS = [
                     "handwritten.layers.dense.Dense.backward")),
     Mutation("residual_tangent_without_the_skip", "a Residual's tangent drops the skip's h_dot",
              "layers/fold.py:_tangent", "h_dot if body_dot is None else layer.join(body_dot, "
-             "h_dot))", "h_dot if body_dot is None else body_dot)"),
+             "h_dot))", "h_dot if body_dot is None else body_dot)", shown=JVP_SHOWN),
     Mutation("layer_norm_per_example_gamma_without_x_hat", "LayerNorm's per-example d_gamma "
              "forgets x_hat", "layers/norm.py:LayerNorm.per_example",
-             '{"gamma": d_n * cache["x_hat"]', '{"gamma": d_n.copy()'),
+             '{"gamma": d_n * cache["x_hat"]', '{"gamma": d_n.copy()',
+             shown=("per-example d_gamma", "handwritten.layers.norm.LayerNorm.per_example")),
     Mutation("dense_per_example_divided_by_batch", "a Dense's per-example d_b divided by the "
              "batch again", "layers/dense.py:Dense.per_example", '"b": d_z.copy()}',
-             '"b": d_z / d_z.shape[0]}'),
+             '"b": d_z / d_z.shape[0]}',
+             shown=("per-example d_b", "handwritten.layers.dense.Dense.per_example")),
 ]
 
 
