@@ -111,8 +111,7 @@ def jvp(spec: NetworkSpec | Sequential, params: Params, x: Array, v: Params,
     """
     if isinstance(spec, Sequential):
         return fold.jvp(spec, params, x, v, masks)
-    if masks is not None:
-        raise ValueError("masks are a Sequential's: a NetworkSpec's jvp takes none")
+    _no_masks(masks, "jvp")
     dtype = checks.check_x(spec, x)
     check_plain(spec)
     checks.check_params(spec, params, dtype)
@@ -217,6 +216,11 @@ def r_backward(spec: NetworkSpec, params: Params, x: Array, y: Array, v: Params,
     return layers
 
 
+def _no_masks(masks: Masks | None, name: str) -> None:
+    if masks is not None:
+        raise ValueError(f"masks are a Sequential's: a NetworkSpec's {name} takes none")
+
+
 def _second_order(spec: NetworkSpec, params: Params, x: Array, y: Array, v: Params,
                   gauss_newton: bool) -> tuple[list[dict[str, Array]], list[dict[str, Array]]]:
     checks.check_x(spec, x)
@@ -227,16 +231,27 @@ def _second_order(spec: NetworkSpec, params: Params, x: Array, y: Array, v: Para
     return cache, r_backward(spec, params, x, y, v, cache, gauss_newton)
 
 
-def hvp(spec: NetworkSpec, params: Params, x: Array, y: Array, v: Params) -> Params:
+def hvp(spec: NetworkSpec | Sequential, params: Params, x: Array, y: Array, v: Params,
+        masks: Masks | None = None) -> Params:
     """The Hessian of the loss (weight decay included) times the params-shaped v, by the
-    R-operator: exactly the structure, shapes and dtype of ``params``."""
+    R-operator: exactly the structure, shapes and dtype of ``params``.  A ``Sequential``
+    (with its dropout's ``masks``): each layer's ``r_backward``, folded back
+    (``handwritten.layers.fold.hvp``)."""
+    if isinstance(spec, Sequential):
+        return fold.hvp(spec, params, x, y, v, masks)
+    _no_masks(masks, "hvp")
     _, layers = _second_order(spec, params, x, y, v, gauss_newton=False)
     return [{"W": r["R{d_W}"], "b": r["R{d_b}"]} for r in layers]
 
 
-def gnvp(spec: NetworkSpec, params: Params, x: Array, y: Array, v: Params) -> Params:
+def gnvp(spec: NetworkSpec | Sequential, params: Params, x: Array, y: Array, v: Params,
+         masks: Masks | None = None) -> Params:
     """The generalized Gauss-Newton matrix times v: J^T H_loss J v + lambda W_dot, J the
-    Jacobian of the loss's input (z_out for a fused loss, else a_out) in the params."""
+    Jacobian of the loss's input (z_out for a fused loss, else a_out) in the params.  A
+    ``Sequential``: ``handwritten.layers.fold.gnvp``."""
+    if isinstance(spec, Sequential):
+        return fold.gnvp(spec, params, x, y, v, masks)
+    _no_masks(masks, "gnvp")
     _, layers = _second_order(spec, params, x, y, v, gauss_newton=True)
     return [{"W": r["R{d_W}"], "b": r["R{d_b}"]} for r in layers]
 
@@ -278,9 +293,7 @@ def per_example_grads(spec: NetworkSpec | Sequential, params: Params, x: Array, 
     """
     if isinstance(spec, Sequential):
         return fold.per_example_grads(spec, params, x, y, masks)
-    if masks is not None:
-        raise ValueError("masks are a Sequential's: a NetworkSpec's per_example_grads "
-                         "takes none")
+    _no_masks(masks, "per_example_grads")
     return [{"W": a_prev[:, :, None] * d_z[:, None, :],        # outer products, per row
              "b": d_z.copy()}
             for a_prev, d_z in _layer_inputs_and_deltas(spec, params, x, y)]

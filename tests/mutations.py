@@ -409,9 +409,9 @@ MUTATIONS = [
              "layers/dense.py:Dense.tangent", 'z_dot += h_dot @ p["W"]',
              'z_dot += 0 * h_dot @ p["W"]', shown=JVP_SHOWN),
     Mutation("norm_tangent_without_the_variance_path", "a norm's tangent forgets how the "
-             "variance moves", "layers/norm.py:_Norm.tangent",
-             "x_hat_dot = inv_std * c_dot - x_hat * var_dot * inv_std**2 / 2",
-             "x_hat_dot = inv_std * c_dot", shown=JVP_SHOWN),
+             "variance moves", "layers/norm.py:_Norm._input_tangent",
+             "return var_dot, inv_std * c_dot - x_hat * var_dot * inv_std**2 / 2",
+             "return var_dot, inv_std * c_dot", shown=JVP_SHOWN),
     Mutation("norm_tangent_without_gamma_dot", "a norm's tangent forgets gamma_dot x_hat",
              "layers/norm.py:_Norm.tangent", 'n_dot = p_dot["gamma"] * x_hat + p_dot["beta"]',
              'n_dot = 0 * p_dot["gamma"] * x_hat + p_dot["beta"]', shown=JVP_SHOWN),
@@ -434,6 +434,24 @@ MUTATIONS = [
     Mutation("residual_tangent_without_the_skip", "a Residual's tangent drops the skip's h_dot",
              "layers/fold.py:_tangent", "h_dot if body_dot is None else layer.join(body_dot, "
              "h_dot))", "h_dot if body_dot is None else body_dot)", shown=JVP_SHOWN),
+    Mutation("dense_r_op_without_the_weight_tangent", "a Dense's R-operator forgets d_z @ "
+             "W_dot.T in R{d_h} (the layer's params' tangent)", "layers/dense.py:Dense.r_backward",
+             'r_d_h += d_z @ p_dot["W"].T', 'r_d_h += 0 * d_z @ p_dot["W"].T'),
+    Mutation("dense_r_op_without_the_input_tangent", "a Dense's R{d_W} forgets h_dot.T @ d_z",
+             "layers/dense.py:Dense.r_backward", "r_d_W += h_dot.T @ d_z",
+             "r_d_W += 0 * h_dot.T @ d_z"),
+    Mutation("activation_r_op_without_f_second", "an Activation's R-operator forgets d_a f''(z) "
+             "z_dot", "layers/activation.py:Activation.r_backward",
+             'r_d_z = r_d_z + entry.second(cache["z"], cache["a"], d_a, z_dot)',
+             'r_d_z = r_d_z + 0 * entry.second(cache["z"], cache["a"], d_a, z_dot)'),
+    Mutation("norm_r_op_without_gamma_dot", "a norm's R-operator forgets d_n gamma_dot in "
+             "R{d_x_hat}", "layers/norm.py:_Norm.r_backward",
+             'r_d_x_hat = r_d_x_hat + d_n * p_dot["gamma"]',
+             'r_d_x_hat = r_d_x_hat + 0 * d_n * p_dot["gamma"]'),
+    Mutation("norm_r_op_without_the_moving_scale", "a norm's R-operator forgets how s = "
+             "1/sqrt(var + eps) moves", "layers/norm.py:_Norm.r_backward",
+             "r_d_h -= inv_std**2 * var_dot / 2 * d_h",
+             "r_d_h -= 0 * inv_std**2 * var_dot / 2 * d_h"),
     Mutation("layer_norm_per_example_gamma_without_x_hat", "LayerNorm's per-example d_gamma "
              "forgets x_hat", "layers/norm.py:LayerNorm.per_example",
              '{"gamma": d_n * cache["x_hat"]', '{"gamma": d_n.copy()',

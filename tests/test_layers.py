@@ -12,11 +12,21 @@ from typing import Any
 import numpy as np
 import pytest
 from hypothesis import assume, given
+from hypothesis import strategies as st
 
 import handwritten as hw
 from bpnet.finite_diff import network_grads
-from bpnet.problems import Problem
-from bpnet.tolerances import FD_ATOL_SCALE, FD_RTOL, fd_step
+from bpnet.problems import Problem, make_params
+from bpnet.tolerances import (
+    ATOL64_SCALE,
+    EPS64,
+    FD_ATOL_SCALE,
+    FD_RTOL,
+    FD_STEP_SCALE,
+    RTOL64,
+    fd_step,
+)
+from handwritten import derivatives
 from handwritten.activations import activation
 from handwritten.layers import (
     Activation,
@@ -132,12 +142,21 @@ def test_a_compiled_spec_predicts_and_keeps_running_statistics_bit_for_bit(p: Pr
 # random Sequentials: framework-free oracles --------------------------------------------------
 
 
+NORM_VAR_MIN = 1e-2
+"""A norm's x_hat = (h - mu) / sqrt(var + eps) curves on the scale sqrt(var) of its input:
+a central difference of step h ~ 6e-6 errs by ~(h / sqrt(var))**2 relative, beyond FD_RTOL
+once var falls to ~1e-3 (a width-1 input spread over a batch of four can make one).  The
+finite-difference oracles need var >= NORM_VAR_MIN: (6e-6 / 0.1)**2 ~ 4e-9."""
+
+
 def _well_conditioned(p: Problem) -> None:
-    """bce's third derivative ~ 2/a**3: keep a where central differences are accurate."""
+    """Where central differences are accurate: bce's third derivative ~ 2/a**3 keeps a away
+    from 0 and 1; a norm's input keeps a variance of at least NORM_VAR_MIN."""
+    _, caches = fold.forward(p.spec, p.params, p.x, fold.Pass(masks=p.masks))
     if p.spec.loss == "bce":
-        _, caches = fold.forward(p.spec, p.params, p.x, fold.Pass(masks=p.masks))
         a = fold.loss_inputs(p.spec, caches)[1]
         assume(min(a.min(), (1 - a).min()) >= 0.05)
+    assume(all(c["var"].min() >= NORM_VAR_MIN for c in caches if "var" in c))
 
 
 @given(sequential_problems())
@@ -169,6 +188,7 @@ def test_random_sequential_jvp_matches_a_central_difference(p: Problem) -> None:
     """jvp's output tangent along v = the params themselves (a direction of every layer's
     params' own scale) against (f(theta + h v) - f(theta - h v)) / 2h."""
     seq, v = p.spec, p.params
+    _well_conditioned(p)
     out, out_dot = fold.jvp(seq, p.params, p.x, v, p.masks)
     h = fd_step(1.0)
     up = [{k: w + h * v[i][k] for k, w in node.items()} for i, node in enumerate(p.params)]
@@ -349,3 +369,78 @@ def test_a_compiled_spec_trains_bit_for_bit(p: Problem, optimizer: hw.OptimizerS
         for key in b:
             _assert_same(a[key], b[key], f"{spec} running {key}")
     assert theirs.diagnostics == tuple(n for n in ours.diagnostics if "saturated" not in n)
+
+
+# second order: the R-operator through every layer -----------------------------------------
+
+
+def _dot(u: hw.Params, v: hw.Params) -> float:
+    return float(sum(np.vdot(a[k], b[k]) for a, b in zip(u, v) for k in a))
+
+
+def _norm(u: hw.Params) -> float:
+    return float(np.sqrt(_dot(u, u)))
+
+
+def _step(params: hw.Params, c: float, v: hw.Params) -> hw.Params:
+    return [{k: w + c * v[i][k] for k, w in node.items()} for i, node in enumerate(params)]
+
+
+@given(sequential_problems(), st.integers(0, 2**32 - 1))
+def test_random_sequential_hvp_is_symmetric_and_a_derivative_of_the_gradient(
+        p: Problem, seed: int) -> None:
+    """u^T H v = v^T H u through every layer kind in any order; and H v is the central
+    difference of the hand-derived gradient along v (no kink within reach of the step)."""
+    seq = p.spec
+    u = make_params(seq, np.random.default_rng(seed), np.float64)
+    v = make_params(seq, np.random.default_rng(seed + 1), np.float64)
+    hu = derivatives.hvp(seq, p.params, p.x, p.y, u, p.masks)
+    hv = derivatives.hvp(seq, p.params, p.x, p.y, v, p.masks)
+    # each inner product sums ~n_params products of size <= |u||Hv|: rounding ~n eps |u||Hv|
+    n = sum(w.size for node in u for w in node.values())
+    scale = max(_norm(u) * _norm(hv), _norm(v) * _norm(hu))
+    assert abs(_dot(u, hv) - _dot(v, hu)) <= 16 * n * EPS64 * scale, p
+    # central differences of the gradient along v / |v|, step h = FD_STEP_SCALE max(1,
+    # |params|): error ~h**2 |g'''| + eps |g| / h, the loss's bounds with g in place of L
+    h = FD_STEP_SCALE * max(1.0, max(float(np.abs(w).max()) for node in p.params
+                                     for w in node.values()))
+    step = h / _norm(v)
+    up, down = _step(p.params, step, v), _step(p.params, -step, v)
+    base = _kink_signature(seq, p.params, p.x, p.masks)
+    assume(_kink_signature(seq, up, p.x, p.masks) == base ==
+           _kink_signature(seq, down, p.x, p.masks))
+    _well_conditioned(p)
+    g_up = hw.loss_and_grads(seq, up, p.x, p.y, p.masks)[1]
+    g_down = hw.loss_and_grads(seq, down, p.x, p.y, p.masks)[1]
+    g_scale = max(1.0, max(float(np.abs(w).max()) for node in g_up for w in node.values()))
+    for path, mine, a, b in zip(seq.paths, hv, g_up, g_down):
+        for key in mine:
+            assert_leaf_close(mine[key], (a[key] - b[key]) / (2 * step),
+                              f"{seq} layer {path} (Hv)_{key}", rtol=FD_RTOL,
+                              atol=FD_ATOL_SCALE * g_scale * _norm(v))
+
+
+@given(sequential_problems(), st.integers(0, 2**32 - 1))
+def test_random_sequential_gnvp_is_positive_semidefinite(p: Problem, seed: int) -> None:
+    """Every loss is convex in its input: v^T G v >= 0 through every layer kind, up to the
+    rounding of the inner product (n eps |v| |G v|)."""
+    v = make_params(p.spec, np.random.default_rng(seed), np.float64)
+    gv = derivatives.gnvp(p.spec, p.params, p.x, p.y, v, p.masks)
+    n = sum(w.size for node in v for w in node.values())
+    assert _dot(v, gv) >= -16 * n * EPS64 * _norm(v) * _norm(gv), p
+
+
+@given(problems(max_depth=3, max_width=5, max_batch=6), st.integers(0, 2**32 - 1))
+def test_a_compiled_spec_has_the_networks_hvp_and_gnvp(p: Problem, seed: int) -> None:
+    """The layers' R-operator against the network's own (handwritten.derivatives on the
+    NetworkSpec): two derivations of one Hessian, the same products to rounding."""
+    spec, seq = p.spec, compile_network(p.spec)
+    v = make_params(spec, np.random.default_rng(seed), np.float64)
+    for fn in (derivatives.hvp, derivatives.gnvp):
+        ours = to_network_grads(spec, fn(seq, network_params(spec, p.params), p.x, p.y,
+                                         network_params(spec, v)))
+        theirs = fn(spec, p.params, p.x, p.y, v)
+        for l, (a, b) in enumerate(zip(ours, theirs)):
+            for key in b:
+                assert_leaf_close(a[key], b[key], f"{spec} {fn.__name__} layer {l} {key}",
+                                  rtol=RTOL64, atol_scale=ATOL64_SCALE)

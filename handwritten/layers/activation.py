@@ -5,6 +5,9 @@
                                     written with its output where that is cheaper
     a_dot = f'(z) * z_dot           forward mode: the same Jacobian (symmetric: softmax's too)
 
+    R{d_z} = f'(z) * R{d_a} + d_a * f''(z) * z_dot      the R-operator (hvp); the second
+                                                     term is the registry's ``second``
+
 Every registered activation name is a layer: ``Activation("tanh")``,
 ``Activation("leaky_relu:0.2")``.  softmax couples a row's units, so it is allowed only
 as the last layer (``Sequential`` checks).
@@ -61,6 +64,18 @@ class Activation(Stateless):
                  need_d_in: bool = True
                  ) -> tuple[Array | None, dict[str, Array], dict[str, Array]]:
         return activation(self.name).backward(cache["z"], cache["a"], d_a), {}, {}
+
+    def r_backward(self, p: dict[str, Array], cache: Cache, z_dot: Array | None,
+                   p_dot: dict[str, Array], d_a: Array | None, r_d_a: Array, ctx: Context,
+                   need_d_in: bool = True) -> tuple[Array | None, dict[str, Array]]:
+        entry = activation(self.name)
+        r_d_z = entry.backward(cache["z"], cache["a"], r_d_a)          # f'(z) * R{d_a}
+        if d_a is not None and z_dot is not None:
+            if entry.second is None:
+                raise ValueError(f"{self!r} has no hand-derived second derivative: hvp and "
+                                 "gnvp cannot take it")
+            r_d_z = r_d_z + entry.second(cache["z"], cache["a"], d_a, z_dot)
+        return r_d_z, {}
 
     def tangent(self, p: dict[str, Array], cache: Cache, z_dot: Array | None,
                 p_dot: dict[str, Array], ctx: Context) -> Array:

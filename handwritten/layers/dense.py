@@ -11,6 +11,15 @@ Forward mode along (h_dot, W_dot, b_dot), the product rule on z:
 
 Per sample i (its own term of the loss; d_z's row i is that term's gradient):
 d_W_i = outer(h_i, d_z_i), d_b_i = d_z_i.
+
+The R-operator (Pearlmutter: the backward differentiated along the same direction, for the
+Hessian-vector product), the product rule on each line of the backward:
+
+    R{d_W} = h.T @ R{d_z} + h_dot.T @ d_z + lambda W_dot
+    R{d_b} = R{d_z}.sum(axis=0)
+    R{d_h} = R{d_z} @ W.T + d_z @ W_dot.T
+
+(Gauss-Newton drops the terms with d_z: the loss's gradient is taken as 0.)
 """
 
 from __future__ import annotations
@@ -110,6 +119,21 @@ class Dense:
         if h_dot is not None:
             z_dot += h_dot @ p["W"]                       # + h_dot @ W
         return z_dot
+
+    def r_backward(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
+                   p_dot: dict[str, Array], d_z: Array | None, r_d_z: Array, ctx: Context,
+                   need_d_in: bool = True) -> tuple[Array | None, dict[str, Array]]:
+        r_d_W = cache["h"].T @ r_d_z                      # h.T @ R{d_z}
+        if d_z is not None and h_dot is not None:
+            r_d_W += h_dot.T @ d_z                        # + R{h}.T @ d_z
+        if ctx.weight_decay:
+            r_d_W += ctx.weight_decay * p_dot["W"]        # + lambda W_dot
+        r_d_h = None
+        if need_d_in:
+            r_d_h = r_d_z @ p["W"].T                      # R{d_z} @ W.T
+            if d_z is not None:
+                r_d_h += d_z @ p_dot["W"].T               # + d_z @ R{W}.T
+        return r_d_h, {"W": r_d_W, "b": r_d_z.sum(axis=0)}
 
     def per_example(self, p: dict[str, Array], cache: Cache, d_z: Array, ctx: Context
                     ) -> dict[str, Array]:

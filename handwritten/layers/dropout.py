@@ -50,6 +50,13 @@ class Dropout(Stateless):
             return d_out, {}, {}
         return blocks.dropout_backward(d_out, cache["mask"], self.p), {}, {}
 
+    def r_backward(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
+                   p_dot: dict[str, Array], d_out: Array | None, r_d_out: Array,
+                   ctx: Context, need_d_in: bool = True
+                   ) -> tuple[Array | None, dict[str, Array]]:
+        """Linear in d_out, with fixed mask: R{d_h} = R{d_out} * m / (1 - p)."""
+        return self.backward(p, cache, r_d_out, ctx, need_d_in)[0], {}
+
     def tangent(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
                 p_dot: dict[str, Array], ctx: Context) -> Array:
         assert h_dot is not None

@@ -209,20 +209,93 @@ def jvp(seq: Sequential, params: Params, x: Array, v: Params,
 
 
 def _tangent(seq: Sequential, layers: Sequence[Any], params: Params, v: Params, h: Array,
-             h_dot: Array | None, run: Pass, caches: list[Cache], start: int
-             ) -> tuple[Array, Array | None]:
+             h_dot: Array | None, run: Pass, caches: list[Cache], start: int,
+             h_dots: list[Array | None] | None = None) -> tuple[Array, Array | None]:
+    """The forward fold with every layer's tangent beside it (``h_dots``: each node's input
+    tangent is kept there, for the R-operator's backward)."""
     for layer, i in zip(layers, _starts(seq, layers, start)):
+        if h_dots is not None:
+            h_dots[i] = h_dot
         if hasattr(layer, "body"):
-            body, body_dot = _tangent(seq, layer.body, params, v, h, h_dot, run, caches, i + 1)
+            body, body_dot = _tangent(seq, layer.body, params, v, h, h_dot, run, caches, i + 1,
+                                      h_dots)
             out = layer.join(body, h)
             out_dot = body_dot if h_dot is None else (
                 h_dot if body_dot is None else layer.join(body_dot, h_dot))
         else:
             out, caches[i] = layer.forward(params[i], h, run.at(i))
+            caches[i][layer.OUT] = out
             out_dot = (None if h_dot is None and not params[i]     # x is data: no tangent
                        else layer.tangent(params[i], caches[i], h_dot, v[i], run.at(i)))
         h, h_dot = out, out_dot
     return h, h_dot
+
+
+# second order: the R-operator, one fold back ------------------------------------------------
+
+
+def second_order(seq: Sequential, params: Params, x: Array, y: Array, v: Params,
+                 masks: Sequence[Any] | None = None, gauss_newton: bool = False) -> Params:
+    """H v (or, ``gauss_newton``, the Gauss-Newton G v = J^T H_loss J v + lambda W_dot) by
+    Pearlmutter's R-operator: the tangent fold forward, then one fold back of every layer's
+    ``r_backward`` beside its ``backward`` (the first-order d_out each R-term needs; none
+    for Gauss-Newton, which drops every term carrying the loss's gradient)."""
+    checks.check_problem(seq, params, x, y, masks)
+    assert isinstance(x, np.ndarray)
+    checks.check_params(seq, v, checks.check_x(seq, x), name="v")
+    loss = LOSSES[seq.loss]
+    if loss.second is None:
+        raise ValueError(f"loss {seq.loss!r} has no hand-derived second derivative: hvp and "
+                         "gnvp cannot take it")
+    run = Pass(masks=masks, weight_decay=seq.weight_decay)
+    caches: list[Cache] = [{} for _ in seq.nodes]
+    h_dots: list[Array | None] = [None for _ in seq.nodes]
+    out, out_dot = _tangent(seq, seq.layers, params, v, x, None, run, caches, 0, h_dots)
+    out_dot = np.zeros_like(out) if out_dot is None else out_dot
+    last = len(seq.nodes) - seq.size(seq.layers[-1])
+    z, a = loss_inputs(seq, caches)
+    z_dot = h_dots[last] if isinstance(seq.layers[-1], Activation) else out_dot
+    z_dot = np.zeros_like(z) if z_dot is None else z_dot
+    r_d = loss.second(z, a, y, seq.reduction, z_dot, out_dot)
+    d = None if gauss_newton else loss.grad(z, a, y, seq.reduction)
+    layers = seq.layers[:-1] if seq.fused_output else seq.layers      # fused: R{d_z} directly
+    r_grads: Params = [{} for _ in seq.nodes]
+    _r_backward(seq, layers, params, v, caches, h_dots, d, r_d, run, 0, False, r_grads)
+    return r_grads
+
+
+def _r_backward(seq: Sequential, layers: Sequence[Any], params: Params, v: Params,
+                caches: list[Cache], h_dots: list[Array | None], d_out: Array | None,
+                r_d_out: Array, run: Pass, start: int, need_d_in: bool, r_grads: Params
+                ) -> tuple[Array | None, Array | None]:
+    starts = _starts(seq, layers, start)
+    for k in reversed(range(len(layers))):
+        layer, i = layers[k], starts[k]
+        need = need_d_in or k > 0
+        if hasattr(layer, "body"):
+            d_body, r_body = _r_backward(seq, layer.body, params, v, caches, h_dots, d_out,
+                                         r_d_out, run, i + 1, need, r_grads)
+            d_in = None if d_out is None or not need else layer.join_backward(d_out, d_body)
+            r_in = layer.join_backward(r_d_out, r_body) if need else None
+        else:
+            r_in, r_grads[i] = layer.r_backward(params[i], caches[i], h_dots[i], v[i], d_out,
+                                                r_d_out, run.at(i), need)
+            d_in = None if d_out is None else layer.backward(params[i], caches[i], d_out,
+                                                             run.at(i), need)[0]
+        d_out, r_d_out = d_in, r_in                      # type: ignore[assignment]
+    return d_out, r_d_out
+
+
+def hvp(seq: Sequential, params: Params, x: Array, y: Array, v: Params,
+        masks: Sequence[Any] | None = None) -> Params:
+    """The Hessian of the loss (weight decay included) times the params-shaped v."""
+    return second_order(seq, params, x, y, v, masks)
+
+
+def gnvp(seq: Sequential, params: Params, x: Array, y: Array, v: Params,
+         masks: Sequence[Any] | None = None) -> Params:
+    """The generalized Gauss-Newton matrix times v."""
+    return second_order(seq, params, x, y, v, masks, gauss_newton=True)
 
 
 def per_example_grads(seq: Sequential, params: Params, x: Array, y: Array,

@@ -18,6 +18,14 @@ Forward mode, the same graph differentiated forwards, with c = h - mu:
     x_hat_dot = s c_dot - x_hat * var_dot * s**2 / 2
     n_dot     = gamma x_hat_dot + gamma_dot x_hat + beta_dot
 
+The R-operator (hvp), the product rule on the backward, with R{d_x_hat} = R{d_n} gamma +
+d_n gamma_dot and the first-order d_h above:
+
+    R{d_h} = s/N (N R{d_x_hat} - sum(R{d_x_hat}) - x_hat sum(R{d_x_hat} x_hat))
+             - s**2 var_dot / 2 * d_h
+             - s/N (x_hat_dot sum(d_x_hat x_hat) + x_hat sum(d_x_hat x_hat_dot))
+    R{d_gamma} = sum(R{d_n} x_hat + d_n x_hat_dot, axis=0)     R{d_beta} = sum(R{d_n}, axis=0)
+
 Batch norm in training mode couples the samples of a batch, so it has no per-example
 gradient (Opacus refuses it for the same reason); it carries running statistics as state
 (``init_state`` / ``update_state``, torch.nn.BatchNorm1d's momentum 0.1 and unbiased
@@ -90,12 +98,47 @@ class _Norm:
         if "mu" not in cache:                     # evaluation mode: a fixed affine map
             inv_std = 1 / np.sqrt(ctx.state["var"] + NORM_EPS)   # type: ignore[index]
             return n_dot + p["gamma"] * h_dot * inv_std
+        _, x_hat_dot = self._input_tangent(cache, h_dot)
+        return n_dot + p["gamma"] * x_hat_dot
+
+    def _input_tangent(self, cache: Cache, h_dot: Array | None) -> tuple[Any, Any]:
+        """(var_dot, x_hat_dot) of the training-mode statistics along h_dot (the tangent's)."""
+        if h_dot is None:
+            return 0.0, 0.0
         axis = blocks.AXES[self.NORM]
+        x_hat = cache["x_hat"]
         inv_std = 1 / np.sqrt(np.expand_dims(cache["var"], axis) + NORM_EPS)
         c_dot = h_dot - h_dot.mean(axis=axis, keepdims=True)
         var_dot = 2 * np.mean(x_hat * c_dot, axis=axis, keepdims=True) / inv_std
-        x_hat_dot = inv_std * c_dot - x_hat * var_dot * inv_std**2 / 2
-        return n_dot + p["gamma"] * x_hat_dot
+        return var_dot, inv_std * c_dot - x_hat * var_dot * inv_std**2 / 2
+
+    def r_backward(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
+                   p_dot: dict[str, Array], d_n: Array | None, r_d_n: Array, ctx: Context,
+                   need_d_in: bool = True) -> tuple[Array | None, dict[str, Array]]:
+        """Training mode (the batch's statistics), as ``backward``; module docstring."""
+        axis = blocks.AXES[self.NORM]
+        x_hat, gamma = cache["x_hat"], p["gamma"]
+        count = x_hat.shape[axis]
+        inv_std = 1 / np.sqrt(np.expand_dims(cache["var"], axis) + NORM_EPS)
+        var_dot, x_hat_dot = self._input_tangent(cache, h_dot)
+        r_d_x_hat = r_d_n * gamma
+        r_gamma = np.sum(r_d_n * x_hat, axis=0)
+        if d_n is not None:
+            r_d_x_hat = r_d_x_hat + d_n * p_dot["gamma"]
+            r_gamma = r_gamma + np.sum(d_n * x_hat_dot, axis=0)
+        # the first-order operator applied to R{d_x_hat}
+        r_d_h = count * r_d_x_hat
+        r_d_h -= r_d_x_hat.sum(axis=axis, keepdims=True)
+        r_d_h -= x_hat * np.sum(r_d_x_hat * x_hat, axis=axis, keepdims=True)
+        r_d_h *= inv_std / count
+        if d_n is not None:                       # how s, x_hat and d_x_hat move along v
+            d_x_hat = d_n * gamma
+            d_h = blocks.normalize_backward(self.NORM, x_hat, cache["var"], gamma, d_n)["d_z"]
+            r_d_h -= inv_std**2 * var_dot / 2 * d_h
+            r_d_h -= inv_std / count * (
+                x_hat_dot * np.sum(d_x_hat * x_hat, axis=axis, keepdims=True)
+                + x_hat * np.sum(d_x_hat * x_hat_dot, axis=axis, keepdims=True))
+        return r_d_h, {"gamma": r_gamma, "beta": r_d_n.sum(axis=0)}
 
     def init_state(self, in_shape: Shape, dtype: np.dtype[Any]) -> dict[str, Array]:
         return {}
