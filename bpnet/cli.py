@@ -283,6 +283,13 @@ def _spec(args: argparse.Namespace, preset: datasets.Preset | None = None) -> hw
         raise UsageError(f"inconsistent network: {error}") from None
 
 
+def _add_sequential(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--network", metavar="'Sequential([...])'",
+                        help="a network of layers in any order, as its repr prints it: "
+                        "Sequential([Dense(3, 4), LayerNorm(4), Activation('tanh'), "
+                        "Dense(4, 1)], loss='mse') (handwritten.layers; docs/layers.md)")
+
+
 def _norm_names(text: str) -> tuple[str | None, ...]:
     names = _names(text)
     if not set(names) <= {"none", "batch", "layer"}:
@@ -464,10 +471,14 @@ def _check_case(args: argparse.Namespace) -> Problem[Any]:
     non-zero biases), or the suite's failure line given to --replay; refused (exit 2)
     before anything is drawn when it would not fit in memory."""
     replay = getattr(args, "replay", None)
+    spec: hw.NetworkSpec | hw.Sequential
     try:
         if replay is not None:
             problem = check_all.parse_problem(replay, fits=_check_fits)
             spec, batch = problem.spec, problem.batch
+        elif getattr(args, "network", None) is not None:
+            spec, batch = _network(args), args.batch
+            _check_fits(spec, batch)
         else:
             spec, batch = _spec(args), args.batch
             if args.labels and hw.LOSSES[spec.loss].targets != "class":
@@ -485,6 +496,21 @@ def _check_case(args: argparse.Namespace) -> Problem[Any]:
     if replay is not None:
         return problem.astype("float64")
     return Problem(spec, batch, args.seed, labels=args.labels)
+
+
+def _network(args: argparse.Namespace) -> hw.Sequential:
+    """--network's Sequential; a UsageError when --layers or a block option is given too."""
+    given = [f"--{n}" for n in ("layers", "activations", "loss", "reduction", "norms",
+                                "dropout", "residual") if getattr(args, n, None)]
+    if getattr(args, "weight_decay", 0.0):
+        given.append("--weight-decay")
+    if given:
+        raise UsageError(f"--network describes the whole network: give it without "
+                         f"{', '.join(given)}")
+    try:
+        return check_all.parse_network(args.network)
+    except (TypeError, ValueError) as error:
+        raise UsageError(str(error)) from None
 
 
 def _check_fits(spec: hw.NetworkSpec | hw.Sequential, batch: int) -> None:
@@ -690,6 +716,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from bpnet import explain
 
     batch = "N" if args.values is None else str(args.values)
+    if args.network is not None:
+        if args.derivatives or args.values is not None:
+            raise UsageError("--values and --derivatives do not take --network yet: the "
+                             "equations print without them")
+        network = _network(args)
+        lines = explain.layers_derivation(network, batch)
+        if args.json:
+            _print_json({"derivation": lines})
+        else:
+            print("\n".join(lines))
+        return 0
     spec = _spec(args)
     if spec.has_blocks and (args.derivatives or args.values is not None):
         raise UsageError("--values and --derivatives do not take hidden blocks yet (--norms, "
@@ -773,6 +810,7 @@ def build_parser() -> Parser:
     _add_optimizer_options(check)
     check.add_argument("--replay", metavar="'Problem(...)'",
                        help="the case of a failing suite property: its printed Problem(...) line")
+    _add_sequential(check)
     check.add_argument("--all", action="store_true",
                        help="every registered activation, loss, reduction, optimizer and "
                        "option, schedule, init scheme, the extremes, forward mode, second "
@@ -781,7 +819,7 @@ def build_parser() -> Parser:
     check.add_argument("--only", metavar="TEXT",
                        help="with --all: only one group (activation, loss, weight, network, "
                        "extremes, optimizer, clipping, schedule, derivatives, second, blocks, "
-                       "init, blog) or one entry (tanh, adam, ...)")
+                       "layers, init, blog) or one entry (tanh, adam, ...)")
     _add_common(check, "print only the verdict line")
     check.set_defaults(run=cmd_check, layers=None)
 
@@ -829,6 +867,7 @@ def build_parser() -> Parser:
     explain.add_argument("--derivatives", action="store_true",
                          help="also forward mode, second order (R-operator, Gauss-Newton) and "
                          "per-example gradients, with shapes (handwritten/derivatives.py)")
+    _add_sequential(explain)
     _add_common(explain, "the equations only, without --values' numbers")
     explain.set_defaults(run=cmd_explain)
     # the first line names every command registered above, so none is left out of it
@@ -886,6 +925,8 @@ def said(reports: Counter[str]) -> str:
 def _network_defaults(args: argparse.Namespace) -> None:
     """What check and explain leave out comes from the blog's network; the reduction from
     ``default_reduction``, as in fit."""
+    if getattr(args, "network", None) is not None:   # --network says it all (_network)
+        return
     for key, value in BLOG_DEFAULTS.items():
         if getattr(args, key) is None:
             setattr(args, key, value)

@@ -12,7 +12,7 @@ from bpnet.check import cross_check
 from bpnet.diagnose import implementing
 from bpnet.equations import at_layer as at_layer
 from bpnet.equations import block_equations as block_equations
-from handwritten import LOSSES, NetworkSpec, Params, Trace
+from handwritten import LOSSES, NetworkSpec, Params, Sequential, Trace
 from handwritten.activations import activation
 
 
@@ -216,3 +216,56 @@ def values(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
     return {"inputs": {k: np.asarray(v).tolist() for k, v in inputs.items()},
             "values": entries, "autograd": reference[0] if reference else None,
             "by_hand": by_hand(spec, params, x, trace)}
+
+
+# a Sequential: each layer's own equations, in pass order -------------------------------------
+
+
+def _shape(batch: str, shape: tuple[int, ...]) -> str:
+    return f"({', '.join([batch, *map(str, shape)])})"
+
+
+def layers_derivation(seq: Sequential, batch: str = "N") -> list[str]:
+    """Lines of every node's forward equations (input up) and backward equations (output
+    down), each with the node's path, its layer and the shapes: the layers' own
+    ``EQUATIONS`` and ``D_IN``, as ``handwritten.layers`` derives them."""
+    loss = LOSSES[seq.loss]
+    lines = [f"network {seq!r}", "", "forward".ljust(52) + "shape"]
+    for (path, layer), shape in zip(seq.nodes, seq.in_shapes):
+        out = layer.out_shape(shape) if not hasattr(layer, "body") else shape
+        params = "".join(f", {k} {v}" for k, v in getattr(layer, "param_shapes", dict)().items())
+        lines.append(f"  [{path}] {layer!r}")
+        for q in layer.FORWARD:
+            equation = f"a = {layer.name}(z)" if q == "a" and hasattr(layer, "name") else \
+                layer.EQUATIONS[q]
+            lines.append(_row(f"      {equation}", f"{_shape(batch, shape)} -> "
+                                                   f"{_shape(batch, out)}{params}"
+                              if q == layer.OUT else ""))
+    n = divisor_of(seq, batch)
+    decay = f" + {seq.weight_decay}/2 * sum ||W||^2" if seq.weight_decay else ""
+    lines += ["", f"loss   L = {loss.equation}{decay}",
+              "       with (z, a) the last layer's input and output, n = " + n, "",
+              "backward (d_q means dL/dq)".ljust(52) + "shape"]
+    lines.append(_row(f"  {loss.gradient}" + ("   (fused)" if seq.fused_output else ""),
+                      _shape(batch, (seq.n_out,))))
+    skip = len(seq.nodes) - 1 if seq.fused_output else None
+    for i in reversed(range(len(seq.nodes))):
+        if i == skip:
+            continue
+        (path, layer), shape = seq.nodes[i], seq.in_shapes[i]
+        lines.append(f"  [{path}] {layer!r}")
+        for q in layer.BACKWARD:
+            if q != f"d_{layer.OUT}":
+                lines.append(f"      {layer.EQUATIONS[q]}".replace(
+                    " (+ weight_decay * W)", f" + {seq.weight_decay} W" if seq.weight_decay
+                    else ""))
+        if i > 0:
+            lines.append(_row(f"      {layer.D_IN}", _shape(batch, shape)))
+    return lines
+
+
+def divisor_of(seq: Sequential, batch: str) -> str:
+    """The reduction's n, in words, for a Sequential."""
+    if seq.reduction == "sum":
+        return "1"
+    return batch if LOSSES[seq.loss].per_row else f"{batch}*{seq.n_out}"

@@ -33,6 +33,11 @@ class Activation(Stateless):
     BACKWARD: ClassVar[tuple[str, ...]] = ("d_a",)
     EQUATIONS: ClassVar[dict[str, str]] = {"a": "a = f(z)", "d_a": "d_a = d_h_next"}
 
+    @property
+    def D_IN(self) -> str:
+        """d_z from d_a: the registry's derivative (``bpnet explain`` prints it)."""
+        return f"d_z = {activation(self.name).derivative}"
+
     def __post_init__(self) -> None:
         if not isinstance(self.name, str):
             raise TypeError(f"Activation's name must be a str, got {type(self.name).__name__}")

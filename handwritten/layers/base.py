@@ -26,9 +26,10 @@ derivation, the one place it is written down:
     init_state(in_shape, dtype) / update_state(state, cache)
                                    state carried across steps (batch norm's running
                                    statistics); {} for a layer without
-    OUT, FORWARD, BACKWARD, EQUATIONS
+    OUT, FORWARD, BACKWARD, EQUATIONS, D_IN
                                    the output's name (z, a, n, out), the trace quantities in
-                                   pass order, and each one's equation (``bpnet explain``)
+                                   pass order, each one's equation, and the equation of the
+                                   gradient it hands down (``bpnet explain`` prints them)
 
 ``ctx`` (``Context``) is what a pass hands every layer beyond params and input: training
 or evaluation mode, this layer's dropout mask, its state (running statistics), and the
@@ -77,6 +78,7 @@ class Layer(Protocol):
     FORWARD: ClassVar[tuple[str, ...]]
     BACKWARD: ClassVar[tuple[str, ...]]
     EQUATIONS: ClassVar[dict[str, str]]
+    D_IN: str
 
     def out_shape(self, in_shape: Shape) -> Shape: ...
     def init(self, in_shape: Shape, rng: np.random.Generator, scheme: str,

@@ -76,6 +76,7 @@ class Dense:
         "d_W": "d_W = h.T @ d_z (+ weight_decay * W)",
         "d_b": "d_b = d_z.sum(axis=0)",
     }
+    D_IN: ClassVar[str] = "d_h = d_z @ W.T"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "in_features", positive_int("in_features", self.in_features))

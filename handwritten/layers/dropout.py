@@ -29,7 +29,8 @@ class Dropout(Stateless):
     FORWARD: ClassVar[tuple[str, ...]] = ("out",)
     BACKWARD: ClassVar[tuple[str, ...]] = ("d_out",)
     EQUATIONS: ClassVar[dict[str, str]] = {"out": "out = h * m / (1 - p)",
-                                           "d_out": "d_h = d_out * m / (1 - p)"}
+                                           "d_out": "d_out = d_h_next"}
+    D_IN: ClassVar[str] = "d_h = d_out * m / (1 - p)"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "p", finite_real("Dropout p", self.p, low=0.0, high=1.0))

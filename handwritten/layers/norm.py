@@ -58,6 +58,8 @@ class _Norm:
         "d_n": "d_n = d_h_next", "d_x_hat": "d_x_hat = d_n * gamma",
         "d_gamma": "d_gamma = sum(d_n * x_hat, axis=0)", "d_beta": "d_beta = sum(d_n, axis=0)",
     }
+    D_IN: ClassVar[str] = ("d_h = s/N (N d_x_hat - sum(d_x_hat) - x_hat sum(d_x_hat x_hat)),  "
+                           "s = 1/sqrt(var + eps)")
 
     def _width(self) -> int:
         raise NotImplementedError

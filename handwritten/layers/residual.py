@@ -28,7 +28,8 @@ class Residual(Stateless):
     FORWARD: ClassVar[tuple[str, ...]] = ("out",)
     BACKWARD: ClassVar[tuple[str, ...]] = ("d_out",)
     EQUATIONS: ClassVar[dict[str, str]] = {"out": "out = body(h) + h",
-                                           "d_out": "d_h = d_body_in + d_out"}
+                                           "d_out": "d_out = d_h_next"}
+    D_IN: ClassVar[str] = "d_h = d_body_in + d_out"
 
     def __init__(self, body: Sequence[object]) -> None:
         if isinstance(body, (str, bytes)) or not isinstance(body, Sequence):
