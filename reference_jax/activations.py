@@ -43,11 +43,18 @@ def celu(z: jax.Array, alpha: float = CELU_ALPHA) -> jax.Array:
     return jnp.where(z > 0, z, alpha * expm1(jnp.where(z > 0, 0.0, z) / alpha))
 
 
+def leaky_relu(z: jax.Array, slope: float = LEAKY_RELU_SLOPE) -> jax.Array:
+    """torch's leaky_relu, slope * z for z <= 0, as a where on z > 0: jax.nn.leaky_relu's
+    derivative at exactly 0 is 1 (z >= 0), torch's the slope, and exact zeros reach it (a
+    dropped unit, relu's flat side, in a Sequential's layers)."""
+    return jnp.where(z > 0, z, slope * z)
+
+
 ACTIVATIONS: dict[str, Callable[..., jax.Array]] = {
     "sigmoid": jax.nn.sigmoid,
     "tanh": jnp.tanh,
     "relu": jax.nn.relu,
-    "leaky_relu": lambda z, p=LEAKY_RELU_SLOPE: jax.nn.leaky_relu(z, negative_slope=p),
+    "leaky_relu": lambda z, p=LEAKY_RELU_SLOPE: leaky_relu(z, p),
     "elu": lambda z, p=ELU_ALPHA: elu(z, p),
     "celu": lambda z, p=CELU_ALPHA: celu(z, p),
     "selu": lambda z: SELU_SCALE * elu(z, SELU_ALPHA),           # jax.nn.selu's formula

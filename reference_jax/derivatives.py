@@ -23,16 +23,23 @@ import jax.numpy as jnp
 import numpy as np
 
 from handwritten import checks
-from handwritten.spec import NetworkSpec, Params
+from handwritten.layers import Sequential
+from handwritten.spec import Masks, NetworkSpec, Params
+from reference_jax import layers as sequential
 from reference_jax.losses import loss as loss_fn
 from reference_jax.network import JaxParams, _loss, _trace, forward, from_jax, loss_value, to_jax
 from reference_jax.precision import float64
 
 
 @float64
-def jvp(spec: NetworkSpec, params: Params, x: np.ndarray, v: Params
-        ) -> tuple[np.ndarray, np.ndarray]:
-    """handwritten.derivatives.jvp's contract, by jax.jvp."""
+def jvp(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray, v: Params,
+        masks: Masks | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """handwritten.derivatives.jvp's contract, by jax.jvp.  A ``Sequential`` (its dropout's
+    ``masks``, one entry per node): reference_jax.layers.jvp."""
+    if isinstance(spec, Sequential):
+        return sequential.jvp(spec, params, x, v, masks)
+    if masks is not None:
+        raise ValueError("masks are a Sequential's: a NetworkSpec's jvp takes none")
     dtype = checks.check_x(spec, x)
     checks.check_params(spec, params, dtype)
     checks.check_params(spec, v, dtype, name="v")
@@ -117,10 +124,17 @@ def _trace_tangents(spec: NetworkSpec, params: JaxParams, v: JaxParams, x: jax.A
 
 
 @float64
-def per_example_grads(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray
-                      ) -> Params:
+def per_example_grads(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray,
+                      y: np.ndarray, masks: Masks | None = None) -> Params:
     """handwritten.derivatives.per_example_grads' contract, by jax.vmap over jax.grad of
-    each sample's loss (a batch of one, the data term only), times 1/batch under "mean"."""
+    each sample's loss (a batch of one, the data term only), times 1/batch under "mean".
+    A ``Sequential`` (its dropout's ``masks``, one entry per node):
+    reference_jax.layers.per_example_grads."""
+    if isinstance(spec, Sequential):
+        return sequential.per_example_grads(spec, params, x, y, masks)
+    if masks is not None:
+        raise ValueError("masks are a Sequential's: a NetworkSpec's per_example_grads "
+                         "takes none")
     checks.check_problem(spec, params, x, y)
     share = 1.0 / x.shape[0] if spec.reduction == "mean" else 1.0
     grads = _per_example(dataclasses.replace(spec, weight_decay=0.0), to_jax(params),

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from handwritten import checks
+from handwritten.layers import Sequential
 from handwritten.spec import Masks, NetworkSpec, Params, Running, Trace
 from reference_jax import blocks
 from reference_jax.activations import activation
@@ -163,10 +164,15 @@ def _trace(params: JaxParams, x: jax.Array, y: jax.Array, spec: NetworkSpec,
 
 
 @float64
-def predict(spec: NetworkSpec, params: Params, x: np.ndarray, running: Running | None = None
-            ) -> np.ndarray:
+def predict(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray,
+            running: Running | None = None) -> np.ndarray:
     """The network's output for inputs x (batch, n_in), in evaluation mode: no dropout,
-    batch norm normalized with ``running``."""
+    batch norm normalized with ``running``.  A ``Sequential``:
+    reference_jax.layers.predict."""
+    if isinstance(spec, Sequential):
+        # deferred: layers imports this module
+        from reference_jax import layers
+        return layers.predict(spec, params, x, running)
     dtype = checks.check_x(spec, x)
     checks.check_params(spec, params, dtype)
     checks.check_running(spec, running, dtype)
@@ -185,9 +191,14 @@ def _masks(masks: Masks | None) -> list[jax.Array | None] | None:
 
 
 @float64
-def loss_and_grads(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
+def loss_and_grads(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray, y: np.ndarray,
                    masks: Masks | None = None) -> tuple[Any, Params]:
-    """The loss and jax.value_and_grad's gradient for every parameter."""
+    """The loss and jax.value_and_grad's gradient for every parameter.  A ``Sequential``:
+    reference_jax.layers.loss_and_grads (one dict per node)."""
+    if isinstance(spec, Sequential):
+        # deferred: layers imports this module
+        from reference_jax import layers
+        return layers.loss_and_grads(spec, params, x, y, masks)
     checks.check_problem(spec, params, x, y, masks)
     loss, grads = _loss_and_grads(to_jax(params), jnp.asarray(x), jnp.asarray(y), spec,
                                   _masks(masks))
@@ -195,10 +206,15 @@ def loss_and_grads(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarr
 
 
 @float64
-def trace(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
+def trace(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray, y: np.ndarray,
           masks: Masks | None = None) -> Trace:
     """Every z, a and autograd's d_a, d_z, d_W, d_b of every layer (and a block's mu, var,
-    x_hat, n, h with d_x_hat, d_n, d_h, d_gamma, d_beta)."""
+    x_hat, n, h with d_x_hat, d_n, d_h, d_gamma, d_beta).  A ``Sequential``:
+    reference_jax.layers.trace (one dict per node)."""
+    if isinstance(spec, Sequential):
+        # deferred: layers imports this module
+        from reference_jax import layers
+        return layers.trace(spec, params, x, y, masks)
     checks.check_problem(spec, params, x, y, masks)
     loss, cache, d_params, d_z, d_a, d_q = _trace(to_jax(params), jnp.asarray(x),
                                                   jnp.asarray(y), spec, _masks(masks))

@@ -27,7 +27,8 @@ from torch.func import grad, vjp, vmap
 from torch.func import jvp as torch_jvp
 
 from handwritten import checks
-from handwritten.spec import NetworkSpec, Params
+from handwritten.layers import Sequential
+from handwritten.spec import Masks, NetworkSpec, Params
 from reference_torch.losses import SECOND_ORDER_LOSSES
 from reference_torch.losses import loss as loss_fn
 from reference_torch.network import TorchParams, forward, from_torch, loss_value, tensor, to_torch
@@ -42,9 +43,16 @@ def _quiet_forward_ad() -> Iterator[None]:
         yield
 
 
-def jvp(spec: NetworkSpec, params: Params, x: np.ndarray, v: Params
-        ) -> tuple[np.ndarray, np.ndarray]:
-    """handwritten.derivatives.jvp's contract, by torch.func.jvp."""
+def jvp(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray, v: Params,
+        masks: Masks | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """handwritten.derivatives.jvp's contract, by torch.func.jvp.  A ``Sequential`` (its
+    dropout's ``masks``, one entry per node): reference_torch.layers.jvp."""
+    if isinstance(spec, Sequential):
+        # deferred: layers imports this module
+        from reference_torch import layers
+        return layers.jvp(spec, params, x, v, masks)
+    if masks is not None:
+        raise ValueError("masks are a Sequential's: a NetworkSpec's jvp takes none")
     dtype = checks.check_x(spec, x)
     checks.check_params(spec, params, dtype)
     checks.check_params(spec, v, dtype, name="v")
@@ -146,10 +154,19 @@ def r_trace(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray, v: 
     return layers
 
 
-def per_example_grads(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray
-                      ) -> Params:
+def per_example_grads(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray,
+                      y: np.ndarray, masks: Masks | None = None) -> Params:
     """handwritten.derivatives.per_example_grads' contract, by vmap over torch.func.grad of
-    each sample's loss (a batch of one, the data term only), times 1/batch under "mean"."""
+    each sample's loss (a batch of one, the data term only), times 1/batch under "mean".
+    A ``Sequential`` (its dropout's ``masks``, one entry per node):
+    reference_torch.layers.per_example_grads."""
+    if isinstance(spec, Sequential):
+        # deferred: layers imports this module
+        from reference_torch import layers
+        return layers.per_example_grads(spec, params, x, y, masks)
+    if masks is not None:
+        raise ValueError("masks are a Sequential's: a NetworkSpec's per_example_grads "
+                         "takes none")
     checks.check_problem(spec, params, x, y)
     data = dataclasses.replace(spec, weight_decay=0.0)
 

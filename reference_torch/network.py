@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from handwritten import checks
+from handwritten.layers import Sequential
 from handwritten.spec import Masks, NetworkSpec, Params, Running, Trace
 from reference_torch import blocks
 from reference_torch.activations import activation
@@ -124,10 +125,15 @@ def running_to_torch(running: Running) -> list[dict[str, torch.Tensor]]:
     return [{k: torch.tensor(v) for k, v in stats.items()} for stats in running]
 
 
-def predict(spec: NetworkSpec, params: Params, x: np.ndarray, running: Running | None = None
-            ) -> np.ndarray:
+def predict(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray,
+            running: Running | None = None) -> np.ndarray:
     """The network's output for inputs x (batch, n_in), in evaluation mode: no dropout,
-    batch norm by F.batch_norm(training=False) with ``running``."""
+    batch norm by F.batch_norm(training=False) with ``running``.  A ``Sequential``:
+    reference_torch.layers.predict."""
+    if isinstance(spec, Sequential):
+        # deferred: layers imports this module
+        from reference_torch import layers
+        return layers.predict(spec, params, x, running)
     dtype = checks.check_x(spec, x)
     checks.check_params(spec, params, dtype)
     checks.check_running(spec, running, dtype)
@@ -138,9 +144,14 @@ def predict(spec: NetworkSpec, params: Params, x: np.ndarray, running: Running |
     return out.numpy()
 
 
-def loss_and_grads(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
+def loss_and_grads(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray, y: np.ndarray,
                    masks: Masks | None = None) -> tuple[Any, Params]:
-    """The loss and autograd's gradient for every parameter."""
+    """The loss and autograd's gradient for every parameter.  A ``Sequential``:
+    reference_torch.layers.loss_and_grads (one dict per node)."""
+    if isinstance(spec, Sequential):
+        # deferred: layers imports this module
+        from reference_torch import layers
+        return layers.loss_and_grads(spec, params, x, y, masks)
     checks.check_problem(spec, params, x, y, masks)
     tparams = to_torch(params)
     _, cache = forward(spec, tparams, tensor(x), masks=masks)
@@ -153,10 +164,15 @@ GRAPH = ("z", "x_hat", "n", "h", "a")
 """The trace's quantities that are nodes of the graph (their .grad is autograd's d_q)."""
 
 
-def trace(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
+def trace(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray, y: np.ndarray,
           masks: Masks | None = None) -> Trace:
     """Every z, a and, by retain_grad(), autograd's d_a, d_z, d_W, d_b of every layer (and
-    a block's mu, var, x_hat, n, h with d_x_hat, d_n, d_h, d_gamma, d_beta)."""
+    a block's mu, var, x_hat, n, h with d_x_hat, d_n, d_h, d_gamma, d_beta).  A
+    ``Sequential``: reference_torch.layers.trace (one dict per node)."""
+    if isinstance(spec, Sequential):
+        # deferred: layers imports this module
+        from reference_torch import layers
+        return layers.trace(spec, params, x, y, masks)
     checks.check_problem(spec, params, x, y, masks)
     tparams = to_torch(params)
     _, cache = forward(spec, tparams, tensor(x), masks=masks)

@@ -107,6 +107,10 @@ REFERENCE_IMPORTS = {
     "handwritten.checks.check_schedule_room", "handwritten.checks.counterpart",
     # the batch schedule that hands every implementation the same batches
     "handwritten.training.Schedule",
+    # the layer contract's spec types, as registry keys and fields (no method of a layer,
+    # and nothing of handwritten.layers.fold, is called by a reference), and its masks check
+    "handwritten.layers.Sequential", "handwritten.layers.Activation",
+    "handwritten.layers.BatchNorm1d", "handwritten.checks.check_masks",
 }
 """Every name reference_torch and reference_jax import from handwritten: its vocabulary,
 nothing they are meant to judge (no derivation, no registry of rules, no initialisation)."""

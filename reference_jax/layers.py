@@ -1,0 +1,314 @@
+"""A ``Sequential``'s layers through JAX: each kind's forward in jax.numpy / jax.lax, every
+derivative from JAX autograd.
+
+The network is folded layer by layer, one node after the other in ``Sequential.paths``
+order (a Residual before its body); each layer kind is one entry of ``LAYERS``, keyed by
+handwritten's class name, so a kind without its counterpart here is refused by name:
+
+    Dense        z   = h @ W + b
+    Activation   a   = f(h)                       reference_jax.activations
+    BatchNorm1d  mean and biased variance over the batch (training), the running
+                 statistics (evaluation); x_hat, n = gamma * x_hat + beta
+    LayerNorm    the same over each sample's features          reference_jax.blocks
+    Dropout      out = h * m / (1 - p)            the given keep-mask; evaluation: out = h
+    Residual     out = body(h) + h
+
+Params, masks, running statistics and the trace have one entry per node.  The trace's
+d_<name> of every graph quantity (z, a, x_hat, n, out) is autograd's too: the loss is
+written as a function of a zero perturbation added to each of them, and its gradient with
+respect to that perturbation is exactly dL/d<name> (as reference_jax.network's trace).
+Each entry point is one jitted program per Sequential (a static argument) and shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from handwritten import checks
+from handwritten.layers import Activation, BatchNorm1d, Sequential
+from handwritten.spec import Params, Trace
+from reference_jax import blocks
+from reference_jax.activations import activation
+from reference_jax.losses import loss as loss_fn
+from reference_jax.network import JaxParams, _masks, from_jax, to_jax
+from reference_jax.precision import float64
+
+Arrays = dict[str, jax.Array]
+JaxMasks = list[jax.Array | None] | None
+
+
+@dataclass
+class Pass:
+    """One pass through the layers: params, mode, masks and running statistics per node,
+    the trace's zero perturbations per node (``dq``), and every node's forward quantities
+    as the fold meets them."""
+
+    params: JaxParams
+    training: bool = True
+    masks: Sequence[Any] | None = None
+    running: Sequence[Arrays] | None = None
+    dq: Sequence[Arrays] | None = None
+    nodes: list[Arrays] = field(default_factory=list)
+
+    def fold(self, layers: Sequence[Any], h: jax.Array) -> jax.Array:
+        """h through ``layers`` in order; each node's quantities in ``nodes``."""
+        for layer in layers:
+            kind = counterpart(layer)
+            i = len(self.nodes)
+            self.nodes.append({})                       # a Residual's body comes after it
+            self.nodes[i] = kind(layer, i, h, self)
+            h = list(self.nodes[i].values())[-1]        # the output is the last quantity
+        return h
+
+    def zero(self, i: int, name: str) -> jax.Array | None:
+        """Node i's zero perturbation of the graph quantity ``name`` (None: not a trace)."""
+        return None if self.dq is None else self.dq[i][name]
+
+    def node(self, i: int, name: str, value: jax.Array) -> jax.Array:
+        """A graph quantity as the rest of the pass sees it: plus its zero perturbation."""
+        e = self.zero(i, name)
+        return value if e is None else value + e
+
+    def mask(self, i: int) -> Any:
+        return None if self.masks is None else self.masks[i]
+
+
+# the layer kinds: (layer, node, h, pass) -> the node's quantities, its output last --------
+
+
+def dense(layer: Any, i: int, h: jax.Array, run: Pass) -> Arrays:
+    p = run.params[i]
+    return {"z": run.node(i, "z", h @ p["W"] + p["b"])}
+
+
+def activation_layer(layer: Any, i: int, h: jax.Array, run: Pass) -> Arrays:
+    return {"a": run.node(i, "a", activation(layer.name)(h))}
+
+
+def _norm(norm: str, i: int, h: jax.Array, run: Pass) -> Arrays:
+    """x_hat perturbed before n is formed from it, then n."""
+    p = run.params[i]
+    q = blocks.normalize(norm, h, p["gamma"], p["beta"], run.zero(i, "x_hat"))
+    return q | {"n": run.node(i, "n", q["n"])}
+
+
+def batch_norm(layer: Any, i: int, h: jax.Array, run: Pass) -> Arrays:
+    """Training: the batch's statistics (none updated here); evaluation: the running ones
+    (x_hat and n only)."""
+    if run.training:
+        return _norm("batch", i, h, run)
+    assert run.running is not None, "evaluation mode needs the running statistics"
+    p, stats = run.params[i], run.running[i]
+    return blocks.normalize_running(h, stats["mean"], stats["var"], p["gamma"], p["beta"])
+
+
+def layer_norm(layer: Any, i: int, h: jax.Array, run: Pass) -> Arrays:
+    return _norm("layer", i, h, run)
+
+
+def dropout(layer: Any, i: int, h: jax.Array, run: Pass) -> Arrays:
+    mask = run.mask(i)
+    out = h if not run.training or mask is None else \
+        blocks.dropout(h, mask.astype(h.dtype), layer.p)
+    return {"out": run.node(i, "out", out)}
+
+
+def residual(layer: Any, i: int, h: jax.Array, run: Pass) -> Arrays:
+    return {"out": run.node(i, "out", run.fold(layer.body, h) + h)}
+
+
+LAYERS: dict[str, Callable[[Any, int, jax.Array, Pass], Arrays]] = {
+    "Dense": dense,
+    "Activation": activation_layer,
+    "BatchNorm1d": batch_norm,
+    "LayerNorm": layer_norm,
+    "Dropout": dropout,
+    "Residual": residual,
+}
+"""Every layer kind by handwritten's class name, as its forward in JAX."""
+
+GRAPH = ("z", "a", "x_hat", "n", "out")
+"""The quantities that are nodes of the graph: the trace reports autograd's d_<name> of
+each (mu and var are forward values only)."""
+
+
+def counterpart(layer: Any) -> Callable[[Any, int, Any, Pass], Any]:
+    """The layer's kind in ``LAYERS``; NotImplementedError naming a kind handwritten has
+    and this table has not."""
+    return checks.counterpart(LAYERS, "layer", type(layer).__name__,
+                              "reference_jax/layers.py (LAYERS)")
+
+
+def check_kinds(seq: Sequential) -> None:
+    """Every node's kind has its counterpart here (``counterpart``), checked before anything
+    runs -- a jitted program is traced once per Sequential, and not looked up again."""
+    for _, layer in seq.nodes:
+        counterpart(layer)
+
+
+# the network ------------------------------------------------------------------------------
+
+
+def forward(seq: Sequential, run: Pass, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The loss's (z, a): the last layer's input and output when it is an Activation, its
+    output twice otherwise.  ``run.nodes`` holds every node's quantities afterwards."""
+    h = run.fold(seq.layers[:-1], x)
+    out = run.fold(seq.layers[-1:], h)
+    assert len(run.nodes) == len(seq.nodes), "the fold met every node once"
+    return (h, out) if isinstance(seq.layers[-1], Activation) else (out, out)
+
+
+def loss_value(seq: Sequential, params: JaxParams, z: jax.Array, a: jax.Array, y: jax.Array,
+               weight_decay: bool = True) -> jax.Array:
+    """The loss plus weight_decay / 2 * sum ||W||^2 over every node's W (``weight_decay``
+    False: the data term alone)."""
+    loss = loss_fn(seq.loss)(z, a, y, seq.reduction)
+    if weight_decay and seq.weight_decay:
+        loss = loss + seq.weight_decay / 2 * sum(jnp.sum(p["W"] ** 2) for p in params
+                                                 if "W" in p)
+    return loss
+
+
+def _loss(params: JaxParams, x: jax.Array, y: jax.Array, masks: JaxMasks, seq: Sequential
+          ) -> jax.Array:
+    z, a = forward(seq, Pass(params, masks=masks), x)
+    return loss_value(seq, params, z, a, y)
+
+
+@partial(jax.jit, static_argnums=4)
+def _loss_and_grads(params: JaxParams, x: jax.Array, y: jax.Array, masks: JaxMasks,
+                    seq: Sequential) -> tuple[jax.Array, JaxParams]:
+    return jax.value_and_grad(_loss)(params, x, y, masks, seq)
+
+
+@float64
+def loss_and_grads(seq: Sequential, params: Params, x: np.ndarray, y: np.ndarray,
+                   masks: Sequence[Any] | None = None) -> tuple[Any, Params]:
+    """The loss and jax.value_and_grad's gradient for every node's params ({} where it has
+    none)."""
+    checks.check_problem(seq, params, x, y, masks)
+    check_kinds(seq)
+    loss, grads = _loss_and_grads(to_jax(params), jnp.asarray(x), jnp.asarray(y),
+                                  _masks(masks), seq)
+    return np.asarray(loss)[()], from_jax(grads)
+
+
+def _perturbed_loss(params: JaxParams, dq: list[Arrays], x: jax.Array, y: jax.Array,
+                    masks: JaxMasks, seq: Sequential) -> tuple[jax.Array, list[Arrays]]:
+    run = Pass(params, masks=masks, dq=dq)
+    z, a = forward(seq, run, x)
+    return loss_value(seq, params, z, a, y), run.nodes
+
+
+@partial(jax.jit, static_argnums=4)
+def _trace(params: JaxParams, x: jax.Array, y: jax.Array, masks: JaxMasks, seq: Sequential
+           ) -> tuple[jax.Array, list[Arrays], JaxParams, list[Arrays]]:
+    shapes = Pass(params, masks=masks)
+    forward(seq, shapes, x)                 # traced for the quantities' shapes only
+    dq = [{k: jnp.zeros_like(v) for k, v in node.items() if k in GRAPH}
+          for node in shapes.nodes]
+    grad_fn = jax.value_and_grad(_perturbed_loss, argnums=(0, 1), has_aux=True)
+    (loss, nodes), (d_params, d_q) = grad_fn(params, dq, x, y, masks, seq)
+    return loss, nodes, d_params, d_q
+
+
+@float64
+def trace(seq: Sequential, params: Params, x: np.ndarray, y: np.ndarray,
+          masks: Sequence[Any] | None = None) -> Trace:
+    """Every node's forward quantities and autograd's d_ of each graph quantity (against
+    its zero perturbation) and of each param: one dict per node (the output Activation of
+    a fused loss has no d_a: the loss reads its input)."""
+    checks.check_problem(seq, params, x, y, masks)
+    check_kinds(seq)
+    loss, nodes, d_params, d_q = _trace(to_jax(params), jnp.asarray(x), jnp.asarray(y),
+                                        _masks(masks), seq)
+    last = len(seq.nodes) - 1
+    out = []
+    for i, (quantities, d_graph, d_p) in enumerate(zip(nodes, d_q, d_params)):
+        node = dict(quantities)
+        if not (seq.fused_output and i == last):
+            node |= {f"d_{k}": g for k, g in d_graph.items()}
+        node |= {f"d_{k}": g for k, g in d_p.items()}
+        out.append(node)
+    return Trace.from_layers(loss, out)
+
+
+@partial(jax.jit, static_argnums=3)
+def _predict(params: JaxParams, x: jax.Array, running: list[Arrays] | None, seq: Sequential
+             ) -> jax.Array:
+    return forward(seq, Pass(params, training=False, running=running), x)[1]
+
+
+@float64
+def predict(seq: Sequential, params: Params, x: np.ndarray,
+            running: Sequence[dict[str, np.ndarray]] | None = None) -> np.ndarray:
+    """The output in evaluation mode: no dropout, batch norm normalized with ``running``
+    (one dict per node: {"mean", "var"} on a BatchNorm1d, {} elsewhere)."""
+    dtype = checks.check_x(seq, x)
+    checks.check_params(seq, params, dtype)
+    checks.check_running(seq, running, dtype)
+    check_kinds(seq)
+    jrun = None if running is None else to_jax(list(running))
+    return np.array(_predict(to_jax(params), jnp.asarray(x), jrun, seq))
+
+
+@partial(jax.jit, static_argnums=4)
+def _jvp(params: JaxParams, v: JaxParams, x: jax.Array, masks: JaxMasks, seq: Sequential
+         ) -> tuple[jax.Array, jax.Array]:
+    return jax.jvp(lambda p: forward(seq, Pass(p, masks=masks), x)[1], (params,), (v,))
+
+
+@float64
+def jvp(seq: Sequential, params: Params, x: np.ndarray, v: Params,
+        masks: Sequence[Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The output (training mode, as loss_and_grads sees it) and its derivative along the
+    params-shaped v, by jax.jvp."""
+    dtype = checks.check_x(seq, x)
+    checks.check_params(seq, params, dtype)
+    checks.check_params(seq, v, dtype, name="v")
+    checks.check_masks(seq, masks, x.shape[0])
+    check_kinds(seq)
+    out, tangent = _jvp(to_jax(params), to_jax(v), jnp.asarray(x), _masks(masks), seq)
+    return np.array(out), np.array(tangent)
+
+
+def refuse_batch_norm(seq: Sequential) -> None:
+    """NotImplementedError naming the first BatchNorm1d: in training mode a sample's output
+    depends on the whole batch (its mean and variance), so it has no gradient of its own."""
+    for path, layer in seq.nodes:
+        if isinstance(layer, BatchNorm1d):
+            raise NotImplementedError(
+                f"layer {path}, {layer!r}, in training mode has no per-example gradient: a "
+                "sample's output depends on the whole batch through its mean and variance")
+
+
+@partial(jax.jit, static_argnums=4)
+def _per_example(params: JaxParams, x: jax.Array, y: jax.Array, masks: JaxMasks,
+                 seq: Sequential) -> JaxParams:
+    def one(p: JaxParams, xi: jax.Array, yi: jax.Array, mi: JaxMasks) -> jax.Array:
+        rows = None if mi is None else [None if m is None else m[None] for m in mi]
+        z, a = forward(seq, Pass(p, masks=rows), xi[None])
+        return loss_value(seq, p, z, a, yi[None], weight_decay=False)
+
+    return jax.vmap(jax.grad(one), in_axes=(None, 0, 0, 0))(params, x, y, masks)
+
+
+@float64
+def per_example_grads(seq: Sequential, params: Params, x: np.ndarray, y: np.ndarray,
+                      masks: Sequence[Any] | None = None) -> Params:
+    """Each sample's gradient of its own term of the loss (the data term: no weight decay),
+    one dict per node with a leading batch axis: jax.vmap over jax.grad of a batch of one
+    (its row of every mask), times 1/batch under "mean"."""
+    checks.check_problem(seq, params, x, y, masks)
+    check_kinds(seq)
+    refuse_batch_norm(seq)
+    share = 1.0 / x.shape[0] if seq.reduction == "mean" else 1.0
+    grads = _per_example(to_jax(params), jnp.asarray(x), jnp.asarray(y), _masks(masks), seq)
+    return [{k: g * share for k, g in node.items()} for node in from_jax(grads)]

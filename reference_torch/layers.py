@@ -1,0 +1,283 @@
+"""A ``Sequential``'s layers through torch: each kind's forward in torch / torch.nn.functional,
+every derivative from autograd.
+
+The network is folded layer by layer, one node after the other in ``Sequential.paths``
+order (a Residual before its body); each layer kind is one entry of ``LAYERS``, keyed by
+handwritten's class name, so a kind without its counterpart here is refused by name:
+
+    Dense        z   = h @ W + b
+    Activation   a   = f(h)                       reference_torch.activations
+    BatchNorm1d  x_hat, n by F.batch_norm         training: the batch's statistics;
+                                                  evaluation: the running ones
+    LayerNorm    x_hat, n by F.layer_norm         reference_torch.blocks.normalize
+    Dropout      out = h * m / (1 - p)            the given keep-mask; evaluation: out = h
+    Residual     out = body(h) + h
+
+Params, masks, running statistics and the trace have one entry per node.  The trace keeps
+the gradient of every graph quantity (z, a, x_hat, n, out: ``retain_grad``), so after
+``loss.backward()`` its .grad is autograd's d_<name>, and each param's .grad its d_W, d_b,
+d_gamma, d_beta; mu and var are forward values (``reference_torch.blocks``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch.func import grad, vmap
+from torch.func import jvp as torch_jvp
+
+from handwritten import checks
+from handwritten.layers import Activation, BatchNorm1d, Sequential
+from handwritten.spec import Params, Trace
+from reference_torch import blocks
+from reference_torch.activations import activation
+from reference_torch.derivatives import _quiet_forward_ad
+from reference_torch.losses import loss as loss_fn
+from reference_torch.network import (
+    TorchParams,
+    _grad,
+    _scalar,
+    from_torch,
+    running_to_torch,
+    tensor,
+    to_torch,
+)
+
+Tensors = dict[str, torch.Tensor]
+
+
+@dataclass
+class Pass:
+    """One pass through the layers: params, mode, masks and running statistics per node,
+    and every node's forward quantities as the fold meets them."""
+
+    params: TorchParams
+    training: bool = True
+    masks: Sequence[Any] | None = None
+    running: Sequence[Tensors] | None = None
+    retain: bool = False
+    """The trace: every graph quantity keeps its .grad."""
+    nodes: list[Tensors] = field(default_factory=list)
+
+    def fold(self, layers: Sequence[Any], h: torch.Tensor) -> torch.Tensor:
+        """h through ``layers`` in order; each node's quantities in ``nodes``."""
+        for layer in layers:
+            kind = counterpart(layer)
+            i = len(self.nodes)
+            self.nodes.append({})                       # a Residual's body comes after it
+            quantities = kind(layer, i, h, self)
+            if self.retain:
+                quantities = {k: _retained(t, h) if k in GRAPH else t
+                              for k, t in quantities.items()}
+            self.nodes[i] = quantities
+            h = list(quantities.values())[-1]           # the output is the last quantity
+        return h
+
+    def mask(self, i: int) -> Any:
+        return None if self.masks is None else self.masks[i]
+
+
+def _retained(t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """A graph quantity that keeps its .grad, as a node of its own: a layer that hands its
+    input on unchanged (identity, dropout without a mask) gets a copy, so that its .grad is
+    its own output's gradient and not its input's (which, inside a Residual, also holds
+    the skip's)."""
+    if t is h:
+        t = t.clone()
+    t.retain_grad()
+    return t
+
+
+# the layer kinds: (layer, node, h, pass) -> the node's quantities, its output last --------
+
+
+def dense(layer: Any, i: int, h: torch.Tensor, run: Pass) -> Tensors:
+    p = run.params[i]
+    return {"z": h @ p["W"] + p["b"]}
+
+
+def activation_layer(layer: Any, i: int, h: torch.Tensor, run: Pass) -> Tensors:
+    return {"a": activation(layer.name)(h)}
+
+
+def batch_norm(layer: Any, i: int, h: torch.Tensor, run: Pass) -> Tensors:
+    """Training: F.batch_norm with the batch's statistics (none updated here); evaluation:
+    with the running ones (x_hat and n only)."""
+    p = run.params[i]
+    if run.training:
+        return blocks.normalize("batch", h, p["gamma"], p["beta"])
+    assert run.running is not None, "evaluation mode needs the running statistics"
+    return blocks.normalize("batch", h, p["gamma"], p["beta"], run.running[i], training=False)
+
+
+def layer_norm(layer: Any, i: int, h: torch.Tensor, run: Pass) -> Tensors:
+    p = run.params[i]
+    return blocks.normalize("layer", h, p["gamma"], p["beta"])
+
+
+def dropout(layer: Any, i: int, h: torch.Tensor, run: Pass) -> Tensors:
+    mask = run.mask(i)
+    if not run.training or mask is None:
+        return {"out": h}
+    return {"out": blocks.dropout(h, torch.as_tensor(mask, dtype=h.dtype), layer.p)}
+
+
+def residual(layer: Any, i: int, h: torch.Tensor, run: Pass) -> Tensors:
+    return {"out": run.fold(layer.body, h) + h}
+
+
+LAYERS: dict[str, Callable[[Any, int, torch.Tensor, Pass], Tensors]] = {
+    "Dense": dense,
+    "Activation": activation_layer,
+    "BatchNorm1d": batch_norm,
+    "LayerNorm": layer_norm,
+    "Dropout": dropout,
+    "Residual": residual,
+}
+"""Every layer kind by handwritten's class name, as its forward in torch."""
+
+GRAPH = ("z", "a", "x_hat", "n", "out")
+"""The quantities that are nodes of the graph: the trace reports autograd's d_<name> of
+each (mu and var are forward values only)."""
+
+
+def counterpart(layer: Any) -> Callable[[Any, int, Any, Pass], Any]:
+    """The layer's kind in ``LAYERS``; NotImplementedError naming a kind handwritten has
+    and this table has not."""
+    return checks.counterpart(LAYERS, "layer", type(layer).__name__,
+                              "reference_torch/layers.py (LAYERS)")
+
+
+def check_kinds(seq: Sequential) -> None:
+    """Every node's kind has its counterpart here (``counterpart``), checked before anything
+    runs."""
+    for _, layer in seq.nodes:
+        counterpart(layer)
+
+
+# the network ------------------------------------------------------------------------------
+
+
+def forward(seq: Sequential, run: Pass, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss's (z, a): the last layer's input and output when it is an Activation, its
+    output twice otherwise.  ``run.nodes`` holds every node's quantities afterwards."""
+    h = run.fold(seq.layers[:-1], x)
+    out = run.fold(seq.layers[-1:], h)
+    assert len(run.nodes) == len(seq.nodes), "the fold met every node once"
+    return (h, out) if isinstance(seq.layers[-1], Activation) else (out, out)
+
+
+def loss_value(seq: Sequential, tparams: TorchParams, z: torch.Tensor, a: torch.Tensor,
+               y: torch.Tensor, weight_decay: bool = True) -> torch.Tensor:
+    """The loss plus weight_decay / 2 * sum ||W||^2 over every node's W (``weight_decay``
+    False: the data term alone)."""
+    loss = loss_fn(seq.loss)(z, a, y, seq.reduction)
+    if weight_decay and seq.weight_decay:
+        loss = loss + seq.weight_decay / 2 * sum(p["W"].pow(2).sum() for p in tparams
+                                                 if "W" in p)
+    return loss
+
+
+def loss_and_grads(seq: Sequential, params: Params, x: np.ndarray, y: np.ndarray,
+                   masks: Sequence[Any] | None = None) -> tuple[Any, Params]:
+    """The loss and autograd's gradient for every node's params ({} where it has none)."""
+    checks.check_problem(seq, params, x, y, masks)
+    check_kinds(seq)
+    tparams = to_torch(params)
+    z, a = forward(seq, Pass(tparams, masks=masks), tensor(x))
+    loss = loss_value(seq, tparams, z, a, tensor(y))
+    loss.backward()
+    return _scalar(loss), [{k: _grad(v) for k, v in p.items()} for p in tparams]
+
+
+def trace(seq: Sequential, params: Params, x: np.ndarray, y: np.ndarray,
+          masks: Sequence[Any] | None = None) -> Trace:
+    """Every node's forward quantities and, by retain_grad(), autograd's d_ of each graph
+    quantity and of each param: one dict per node (the output Activation of a fused loss
+    has no d_a: the loss reads its input)."""
+    checks.check_problem(seq, params, x, y, masks)
+    check_kinds(seq)
+    tparams = to_torch(params)
+    tx = tensor(x).requires_grad_(True)      # every node in the graph, the first one too
+    run = Pass(tparams, masks=masks, retain=True)
+    z, a = forward(seq, run, tx)
+    loss = loss_value(seq, tparams, z, a, tensor(y))
+    loss.backward()
+    last = len(seq.nodes) - 1
+    nodes = []
+    for i, (quantities, p) in enumerate(zip(run.nodes, tparams)):
+        node = {k: t.detach().numpy() for k, t in quantities.items()}
+        node |= {f"d_{k}": _grad(t) for k, t in quantities.items()
+                 if k in GRAPH and not (seq.fused_output and i == last)}
+        node |= {f"d_{k}": _grad(t) for k, t in p.items()}
+        nodes.append(node)
+    return Trace.from_layers(_scalar(loss), nodes)
+
+
+def predict(seq: Sequential, params: Params, x: np.ndarray,
+            running: Sequence[dict[str, np.ndarray]] | None = None) -> np.ndarray:
+    """The output in evaluation mode: no dropout, batch norm by F.batch_norm(training=False)
+    with ``running`` (one dict per node: {"mean", "var"} on a BatchNorm1d, {} elsewhere)."""
+    dtype = checks.check_x(seq, x)
+    checks.check_params(seq, params, dtype)
+    checks.check_running(seq, running, dtype)
+    check_kinds(seq)
+    truns = None if running is None else running_to_torch(list(running))
+    with torch.no_grad():
+        _, out = forward(seq, Pass(to_torch(params, requires_grad=False), training=False,
+                                   running=truns), tensor(x))
+    return out.numpy()
+
+
+def jvp(seq: Sequential, params: Params, x: np.ndarray, v: Params,
+        masks: Sequence[Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The output (training mode, as loss_and_grads sees it) and its derivative along the
+    params-shaped v, by torch.func.jvp."""
+    dtype = checks.check_x(seq, x)
+    checks.check_params(seq, params, dtype)
+    checks.check_params(seq, v, dtype, name="v")
+    checks.check_masks(seq, masks, x.shape[0])
+    check_kinds(seq)
+    tx = tensor(x)
+    with _quiet_forward_ad():
+        result = torch_jvp(lambda p: forward(seq, Pass(p, masks=masks), tx)[1],
+                           (to_torch(params, requires_grad=False),),
+                           (to_torch(v, requires_grad=False),))
+    out, tangent = result[0], result[1]               # (primal output, tangent output)
+    return out.detach().numpy(), tangent.detach().numpy()
+
+
+def refuse_batch_norm(seq: Sequential) -> None:
+    """NotImplementedError naming the first BatchNorm1d: in training mode a sample's output
+    depends on the whole batch (its mean and variance), so it has no gradient of its own."""
+    for path, layer in seq.nodes:
+        if isinstance(layer, BatchNorm1d):
+            raise NotImplementedError(
+                f"layer {path}, {layer!r}, in training mode has no per-example gradient: a "
+                "sample's output depends on the whole batch through its mean and variance")
+
+
+def per_example_grads(seq: Sequential, params: Params, x: np.ndarray, y: np.ndarray,
+                      masks: Sequence[Any] | None = None) -> Params:
+    """Each sample's gradient of its own term of the loss (the data term: no weight decay),
+    one dict per node with a leading batch axis: vmap over torch.func.grad of a batch of
+    one (its row of every mask), times 1/batch under "mean"."""
+    checks.check_problem(seq, params, x, y, masks)
+    check_kinds(seq)
+    refuse_batch_norm(seq)
+    rows = {i: torch.as_tensor(m) for i, m in enumerate(masks or []) if m is not None}
+
+    def one(p: TorchParams, xi: torch.Tensor, yi: torch.Tensor, mi: dict[int, torch.Tensor]
+            ) -> torch.Tensor:
+        sample_masks = [mi[i][None] if i in mi else None for i in range(len(seq.nodes))]
+        z, a = forward(seq, Pass(p, masks=sample_masks), xi[None])
+        return loss_value(seq, p, z, a, yi[None], weight_decay=False)
+
+    share = 1.0 / x.shape[0] if seq.reduction == "mean" else 1.0
+    grads = vmap(grad(one), in_dims=(None, 0, 0, 0))(to_torch(params, requires_grad=False),
+                                                     tensor(x), tensor(y), rows)
+    return [{k: g * share for k, g in node.items()} for node in from_torch(grads)]
