@@ -88,7 +88,7 @@ def _registry(implementation: str, kind: str) -> Collection[str]:
 def _where(implementation: str, kind: str) -> str:
     """Where a reference keeps a kind: its file, and the registry when not named alike."""
     _, _, module, name = REGISTRIES[kind]
-    registry = f" ({name})" if kind in ("optimizer", "init scheme") else ""
+    registry = f" ({name})" if kind in ("optimizer", "init scheme", "layer") else ""
     return f"{implementation}/{module}.py{registry}"
 
 

@@ -95,19 +95,25 @@ def check_params(spec: NetworkSpec | Sequential, params: object, dtype: np.dtype
         leaves = [("W", 2, (fan_in, fan_out)), ("b", 1, (fan_out,))]
         if normed:
             leaves += [("gamma", 1, (fan_out,)), ("beta", 1, (fan_out,))]
-        for key, ndim, shape in leaves:
-            leaf = f"{name}[{i}][{key!r}]"
-            leaf_dtype = check_float_array(leaf, layer[key], ndim)
-            if layer[key].shape != shape:
-                raise ValueError(f"{leaf} must have shape {shape} for layer_sizes "
-                                 f"{spec.layer_sizes}, got {layer[key].shape}")
-            if dtype is None:
-                dtype = leaf_dtype
-            elif leaf_dtype != dtype:
-                raise TypeError(f"{leaf} has dtype {leaf_dtype}, but the rest is {dtype}: "
-                                "mixed dtypes are not converted silently")
+        for key, _, shape in leaves:
+            dtype = _check_leaf(f"{name}[{i}][{key!r}]", layer[key], shape, dtype,
+                                f"for layer_sizes {spec.layer_sizes}")
     assert dtype is not None
     return dtype
+
+
+def _check_leaf(leaf: str, value: object, shape: tuple[int, ...], dtype: np.dtype[Any] | None,
+                whose: str) -> np.dtype[Any]:
+    """One params array: a finite float array of ``shape`` and of ``dtype`` (the first
+    leaf's, when None); returns the dtype."""
+    leaf_dtype = check_float_array(leaf, value, len(shape))
+    assert isinstance(value, np.ndarray)
+    if value.shape != shape:
+        raise ValueError(f"{leaf} must have shape {shape} {whose}, got {value.shape}")
+    if dtype is not None and leaf_dtype != dtype:
+        raise TypeError(f"{leaf} has dtype {leaf_dtype}, but the rest is {dtype}: "
+                        "mixed dtypes are not converted silently")
+    return leaf_dtype
 
 
 def check_x(spec: NetworkSpec | Sequential, x: object) -> np.dtype[Any]:
@@ -304,16 +310,8 @@ def _check_node_params(spec: Sequential, params: object, dtype: np.dtype[Any] | 
             raise TypeError(f"{name}[{i}] {_node(spec, i)} must be a dict with keys "
                             f"{sorted(shapes)}, got {got}")
         for key, shape in shapes.items():
-            leaf = f"{name}[{i}][{key!r}]"
-            leaf_dtype = check_float_array(leaf, node[key], len(shape))
-            if node[key].shape != shape:
-                raise ValueError(f"{leaf} {_node(spec, i)} must have shape {shape}, got "
-                                 f"{node[key].shape}")
-            if dtype is None:
-                dtype = leaf_dtype
-            elif leaf_dtype != dtype:
-                raise TypeError(f"{leaf} has dtype {leaf_dtype}, but the rest is {dtype}: "
-                                "mixed dtypes are not converted silently")
+            dtype = _check_leaf(f"{name}[{i}][{key!r}]", node[key], shape, dtype,
+                                f"for {_node(spec, i)[1:-1]}")
     if dtype is None:
         raise ValueError(f"{name}: the Sequential has no params at all; nothing to learn")
     return dtype

@@ -68,14 +68,14 @@ def init_params(spec: NetworkSpec | Sequential, rng: np.random.Generator, scheme
     ``Sequential`` gets one dict per node (``handwritten.layers.fold.init_params``): the
     same draws, in the same order, as the NetworkSpec it was compiled from.
     """
-    if isinstance(spec, Sequential):
-        return fold.init_params(spec, rng, scheme, dtype)
     checks.check_rng(rng)
     if scheme not in INIT_SCHEMES:
         raise ValueError(f"scheme is unknown: {scheme!r}; expected one of {INIT_SCHEMES}")
     dt = np.dtype(dtype)
     if dt not in checks.FLOAT_DTYPES:
         raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    if isinstance(spec, Sequential):
+        return fold.init_params(spec, rng, scheme, dt)
     params: Params = []
     for fan_in, fan_out in zip(spec.layer_sizes[:-1], spec.layer_sizes[1:]):
         w = draw_weight(scheme, fan_in, fan_out, rng)

@@ -19,8 +19,9 @@ import pytest
 
 import handwritten as hw
 from bpnet import check_all
-from bpnet.problems import make_params, make_targets
+from bpnet.problems import Problem, make_params, make_targets
 from handwritten import checks, network, schedules, spec
+from handwritten.layers import LAYERS, Activation, Dense, Sequential
 
 torch = pytest.importorskip("torch")
 jax = pytest.importorskip("jax")
@@ -142,8 +143,33 @@ def _norm(monkeypatch: pytest.MonkeyPatch) -> tuple[str, dict[str, Any]]:
     return "group", calls
 
 
+class Flatten:
+    """A layer kind handwritten might add next: (batch, features) stays as it is."""
+
+    def out_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return in_shape
+
+    def __repr__(self) -> str:
+        return "Flatten()"
+
+
+def _layer(monkeypatch: pytest.MonkeyPatch) -> tuple[str, dict[str, Any]]:
+    monkeypatch.setitem(LAYERS, "Flatten", Flatten)
+    seq = Sequential([Dense(3, 2), Flatten(), Activation("tanh")], "mse")
+    p = Problem(seq, batch=4, seed=0)
+    calls: dict[str, list[Any]] = {}
+    for ref in REFERENCES.values():
+        derivatives = __import__(f"{ref.__name__}.derivatives", fromlist=["jvp"])
+        calls[ref.__name__] = [
+            lambda ref=ref: ref.loss_and_grads(seq, p.params, p.x, p.y),
+            lambda ref=ref: ref.trace(seq, p.params, p.x, p.y),
+            lambda ref=ref: ref.predict(seq, p.params, p.x),
+            lambda d=derivatives: d.jvp(seq, p.params, p.x, p.params)]
+    return "Flatten", calls
+
+
 ADD = {"activation": _activation, "loss": _loss, "optimizer": _optimizer,
-       "schedule": _schedule, "init scheme": _init_scheme, "norm": _norm}
+       "schedule": _schedule, "init scheme": _init_scheme, "norm": _norm, "layer": _layer}
 
 
 def test_every_registry_of_handwritten_is_tried() -> None:

@@ -28,7 +28,6 @@ import numpy as np
 from handwritten import checks
 from handwritten.layers.activation import Activation
 from handwritten.layers.base import Array, Cache, Context
-from handwritten.layers.dense import INIT_SCHEMES
 from handwritten.layers.sequential import Sequential
 from handwritten.losses import LOSSES
 from handwritten.spec import Params, Scalar, Trace
@@ -315,14 +314,9 @@ def per_example_grads(seq: Sequential, params: Params, x: Array, y: Array,
 def init_params(seq: Sequential, rng: np.random.Generator, scheme: str = "blog",
                 dtype: type[np.floating[Any]] | np.dtype[Any] = np.float64) -> Params:
     """Every node's params, drawn node by node from ``rng`` (``NetworkSpec``'s draws for
-    its compiled Sequential, in the same order)."""
-    checks.check_rng(rng)
-    if scheme not in INIT_SCHEMES:
-        raise ValueError(f"scheme is unknown: {scheme!r}; expected one of {INIT_SCHEMES}")
-    dt = np.dtype(dtype)
-    if dt not in checks.FLOAT_DTYPES:
-        raise TypeError(f"dtype must be float32 or float64, got {dt}")
-    return [layer.init(shape, rng, scheme, dt) for (_, layer), shape in
+    its compiled Sequential, in the same order).  A building block: ``handwritten.
+    init_params`` checks rng, scheme and dtype first."""
+    return [layer.init(shape, rng, scheme, np.dtype(dtype)) for (_, layer), shape in
             zip(seq.nodes, seq.in_shapes)]
 
 
