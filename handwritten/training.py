@@ -341,7 +341,8 @@ def train(spec: NetworkSpec | Sequential, params: Params, x: Array, y: Array,
         if isinstance(spec, Sequential):            # the fold of the layers
             run = fold.Pass(masks=batch.masks, weight_decay=spec.weight_decay)
             _, caches = fold.forward(spec, params, xb, run)
-            running = fold.update_state(spec, running, caches)
+            if spec.has_batch_norm:
+                running = fold.update_state(spec, running, caches)
             loss = fold.loss_value(spec, params, caches, yb)
             schedule.check_loss(loss, batch)
             grads, _ = fold.backward(spec, params, caches, yb, run, keep=False)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -43,17 +44,20 @@ class Pass:
     weight_decay: float = 0.0
 
     def at(self, i: int) -> Context:
+        """Node i's Context (one for every node when there are no masks and no state)."""
+        if self.masks is None and self.state is None:
+            return self._shared
         return Context(self.training, None if self.masks is None else self.masks[i],
                        None if self.state is None else self.state[i], self.weight_decay)
 
+    @cached_property
+    def _shared(self) -> Context:
+        return Context(self.training, None, None, self.weight_decay)
 
-def _starts(seq: Sequential, layers: Sequence[Any], start: int) -> list[int]:
+
+def _starts(seq: Sequential, layers: Sequence[Any], start: int) -> tuple[int, ...]:
     """The node index of each of ``layers``, the first at ``start``."""
-    out = []
-    for layer in layers:
-        out.append(start)
-        start += seq.size(layer)
-    return out
+    return seq.level(start)
 
 
 # forward ---------------------------------------------------------------------
@@ -76,7 +80,8 @@ def _forward(seq: Sequential, layers: Sequence[Any], params: Params, h: Array, r
             caches[i] = {layer.OUT: out}
         else:
             out, cache = layer.forward(params[i], h, run.at(i))
-            caches[i] = cache | {layer.OUT: out}
+            cache[layer.OUT] = out                       # the layer's own fresh dict
+            caches[i] = cache
         h = out
     return h
 
@@ -84,7 +89,7 @@ def _forward(seq: Sequential, layers: Sequence[Any], params: Params, h: Array, r
 def loss_inputs(seq: Sequential, caches: list[Cache]) -> tuple[Array, Array]:
     """The loss's (z, a): the last Activation's input and output, or the output twice."""
     last = seq.layers[-1]
-    i = len(seq.nodes) - seq.size(last)
+    i = seq.level(0)[-1]
     if isinstance(last, Activation):
         return caches[i]["z"], caches[i]["a"]
     return caches[i][last.OUT], caches[i][last.OUT]
@@ -251,7 +256,7 @@ def second_order(seq: Sequential, params: Params, x: Array, y: Array, v: Params,
     h_dots: list[Array | None] = [None for _ in seq.nodes]
     out, out_dot = _tangent(seq, seq.layers, params, v, x, None, run, caches, 0, h_dots)
     out_dot = np.zeros_like(out) if out_dot is None else out_dot
-    last = len(seq.nodes) - seq.size(seq.layers[-1])
+    last = seq.level(0)[-1]
     z, a = loss_inputs(seq, caches)
     z_dot = h_dots[last] if isinstance(seq.layers[-1], Activation) else out_dot
     z_dot = np.zeros_like(z) if z_dot is None else z_dot

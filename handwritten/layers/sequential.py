@@ -110,6 +110,18 @@ class Sequential:
         self._check_output()
         object.__setattr__(self, "_nodes", tuple(nodes))
         object.__setattr__(self, "_shapes", shapes)
+        # what every pass reads, worked out once: each level's node indices (the top level
+        # starts at 0, a Residual's body at the Residual's index + 1), and the kinds
+        paths = [path for path, _ in nodes]
+        levels: dict[int, tuple[int, ...]] = {}
+        for start, prefix in [(0, ""), *((i + 1, f"{p}.") for i, (p, layer) in
+                                         enumerate(nodes) if isinstance(layer, Residual))]:
+            levels[start] = tuple(i for i, p in enumerate(paths)
+                                  if p.startswith(prefix) and "." not in p[len(prefix):])
+        object.__setattr__(self, "_levels", levels)
+        kinds = {type(layer) for _, layer in nodes}
+        object.__setattr__(self, "_flags", (BatchNorm1d in kinds, any(
+            isinstance(layer, Dropout) and layer.p for _, layer in nodes)))
 
     def _input_shape(self, nodes: list[tuple[str, Any]]) -> Shape:
         if self.in_features is not None:
@@ -202,16 +214,18 @@ class Sequential:
 
     @property
     def has_batch_norm(self) -> bool:
-        return any(isinstance(layer, BatchNorm1d) for _, layer in self.nodes)
+        """True when some node is a BatchNorm1d (state carried across steps)."""
+        return bool(self._flags[0])      # type: ignore[attr-defined]  # __post_init__
 
     @property
     def has_dropout(self) -> bool:
-        return any(isinstance(layer, Dropout) and layer.p for _, layer in self.nodes)
+        """True when some node is a Dropout with p > 0 (it takes a mask)."""
+        return bool(self._flags[1])      # type: ignore[attr-defined]  # __post_init__
 
-    def size(self, layer: Any) -> int:
-        """How many nodes a layer spans: 1, or a Residual with everything in its body."""
-        return 1 + (sum(self.size(inner) for inner in layer.body)
-                    if isinstance(layer, Residual) else 0)
+    def level(self, start: int) -> tuple[int, ...]:
+        """The node indices of one level's layers: the top level's (``start`` 0), or a
+        Residual's body's (``start``: the Residual's index + 1)."""
+        return self._levels[start]       # type: ignore[attr-defined]
 
 
 # the MLP spec, compiled ----------------------------------------------------------
