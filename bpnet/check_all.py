@@ -23,7 +23,7 @@ import inspect
 import os
 import time
 import warnings
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
@@ -714,30 +714,37 @@ def evaluation_report(impls: Mapping[str, ModuleType]) -> CheckReport:
     """predict in evaluation mode (no dropout, batch norm normalized with given running
     statistics: mean ~ N(0, 1), var ~ U(0.5, 2)) on every BLOCK_CASES spec with batch norm,
     against each reference's predict."""
-    primary, *references = impls
-    rows: list[str] = []
-    cells: dict[tuple[str, str], LeafReport] = {}
-    values: dict[tuple[str, str], tuple[Any, Any]] = {}
-    where: dict[str, tuple[str, str]] = {}
+    cases = []
     for i, spec in enumerate(s for s in BLOCK_CASES if "batch" in s.norms):
-        p = Problem(spec, BATCH, 12)
         rng = np.random.default_rng(12 + i)
         running: hw.Running = [{"mean": rng.normal(size=n), "var": rng.uniform(0.5, 2.0, n)}
-                   if spec.norm(l) == "batch" else {}
-                   for l, n in enumerate(spec.layer_sizes[1:])]
+                               if spec.norm(l) == "batch" else {}
+                               for l, n in enumerate(spec.layer_sizes[1:])]
+        cases.append((f"predict {spec.layer_sizes}", spec, running))
+    return _predict_report(impls, cases, (
+        "batch norm in evaluation mode: x_hat = (z - running_mean) / sqrt(running_var + eps); "
+        "no dropout", "handwritten.network.hidden_block -> handwritten.blocks.normalize_running"),
+        "bpnet check --all --only blocks")
+
+
+def _predict_report(impls: Mapping[str, ModuleType],
+                    cases: Sequence[tuple[str, NetworkSpec | Sequential, hw.Running]],
+                    where: tuple[str, str], replay: str) -> CheckReport:
+    """handwritten's predict against each reference's, one row a (name, spec, running)."""
+    primary, *references = impls
+    cells: dict[tuple[str, str], LeafReport] = {}
+    values: dict[tuple[str, str], tuple[Any, Any]] = {}
+    for row, spec, running in cases:
+        p = Problem(spec, BATCH, 12)
         ours = hw.predict(spec, p.params, p.x, running)
-        row = f"predict {spec.layer_sizes}"
-        rows.append(row)
-        where[row] = ("batch norm in evaluation mode: x_hat = (z - running_mean) / "
-                      "sqrt(running_var + eps); no dropout",
-                      "handwritten.network.hidden_block -> handwritten.blocks.normalize_running")
         for name in references:
             theirs = impls[name].predict(spec, p.params, p.x, running)
             cells[row, name] = dataclasses.replace(compare_leaf(
                 ours, theirs, row, None, rtol=RTOL64, atol_scale=ATOL64_SCALE), quantity=row)
             values[row, name] = (ours, theirs)
-    return CheckReport(BLOCK_CASES[0], BATCH, primary, tuple(references), tuple(rows), cells,
-                       values, where, replay="bpnet check --all --only blocks")
+    rows = tuple(row for row, _, _ in cases)
+    return CheckReport(cases[0][1], BATCH, primary, tuple(references), rows, cells, values,
+                       dict.fromkeys(rows, where), replay=replay)
 
 
 def block_training_report(impls: Mapping[str, ModuleType]) -> CheckReport:
@@ -875,31 +882,17 @@ def layers_evaluation_report(impls: Mapping[str, ModuleType]) -> CheckReport:
     """predict in evaluation mode on every LAYER_CASES Sequential (no dropout; BatchNorm1d
     normalized with drawn running statistics: mean ~ N(0, 1), var ~ U(0.5, 2)), against
     each reference's predict."""
-    primary, *references = impls
-    rows: list[str] = []
-    cells: dict[tuple[str, str], LeafReport] = {}
-    values: dict[tuple[str, str], tuple[Any, Any]] = {}
-    where: dict[str, tuple[str, str]] = {}
+    cases: list[tuple[str, NetworkSpec | Sequential, hw.Running]] = []
     for i, seq in enumerate(LAYER_CASES):
-        p = Problem(seq, BATCH, 12)
         rng = np.random.default_rng(12 + i)
-        running: hw.Running = [
+        cases.append((f"predict, layers case {i}", seq, [
             {"mean": rng.normal(size=shape), "var": rng.uniform(0.5, 2.0, shape)}
             if isinstance(layer, BatchNorm1d) else {}
-            for (_, layer), shape in zip(seq.nodes, seq.in_shapes)]
-        ours = hw.predict(seq, p.params, p.x, running)
-        row = f"predict, layers case {i}"
-        rows.append(row)
-        where[row] = ("evaluation mode: BatchNorm1d's x_hat = (h - running_mean) / "
-                      "sqrt(running_var + eps); Dropout passes h",
-                      "handwritten.layers.norm.BatchNorm1d.forward")
-        for name in references:
-            theirs = impls[name].predict(seq, p.params, p.x, running)
-            cells[row, name] = dataclasses.replace(compare_leaf(
-                ours, theirs, row, None, rtol=RTOL64, atol_scale=ATOL64_SCALE), quantity=row)
-            values[row, name] = (ours, theirs)
-    return CheckReport(LAYER_CASES[0], BATCH, primary, tuple(references), tuple(rows), cells,
-                       values, where, replay="bpnet check --all --only layers")
+            for (_, layer), shape in zip(seq.nodes, seq.in_shapes)]))
+    return _predict_report(impls, cases, (
+        "evaluation mode: BatchNorm1d's x_hat = (h - running_mean) / sqrt(running_var + eps); "
+        "Dropout passes h", "handwritten.layers.norm.BatchNorm1d.forward"),
+        "bpnet check --all --only layers")
 
 
 def layers_derivatives_report(impls: Mapping[str, ModuleType]) -> CheckReport:
