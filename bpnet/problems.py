@@ -274,7 +274,7 @@ def draw_sequential(choose: Chooser, max_layers: int = 5, max_width: int = 6,
                       in_features=first)
 
 
-SpecT = TypeVar("SpecT", NetworkSpec, Sequential)
+SpecT = TypeVar("SpecT", bound=NetworkSpec | Sequential)
 
 
 @dataclass
