@@ -67,7 +67,14 @@ from numpy.typing import NDArray
 
 from handwritten import checks
 from handwritten.activations import activation
-from handwritten.layers import Sequential, fold
+from handwritten.layers import (
+    Sequential,
+    compile_network,
+    fold,
+    network_grads,
+    network_masks,
+    network_params,
+)
 from handwritten.losses import LOSSES, LossSecond
 from handwritten.network import backward, forward
 from handwritten.spec import Masks, NetworkSpec, Params
@@ -111,11 +118,15 @@ def jvp(spec: NetworkSpec | Sequential, params: Params, x: Array, v: Params,
     """
     if isinstance(spec, Sequential):
         return fold.jvp(spec, params, x, v, masks)
-    _no_masks(masks, "jvp")
     dtype = checks.check_x(spec, x)
-    check_plain(spec)
     checks.check_params(spec, params, dtype)
     checks.check_params(spec, v, dtype, name="v")
+    if spec.has_blocks:                 # a hidden block: its layers' tangents, folded
+        assert isinstance(x, np.ndarray)
+        checks.check_masks(spec, masks, x.shape[0])
+        return fold.jvp(compile_network(spec), network_params(spec, params), x,
+                        network_params(spec, v), network_masks(spec, masks))
+    _no_masks(masks, "jvp")
     out = tangent_forward(spec, params, x, v)[-1]
     return out["a"], out["a_dot"]
 
@@ -145,16 +156,16 @@ def loss_second(spec: NetworkSpec) -> LossSecond:
 
 
 def check_plain(spec: NetworkSpec) -> None:
-    """jvp, hvp, gnvp, r_trace and the per-example gradients are derived for dense layers;
-    a hidden block's norm, dropout or skip is refused by name (batch norm couples the
-    samples: it has no per-example gradient at all)."""
+    """r_trace and the per-example gradient norms name the quantities of dense layers; a
+    hidden block's norm, dropout or skip is refused by name there (jvp, hvp, gnvp and the
+    per-example gradients take blocks, through the layers of ``handwritten.layers``)."""
     for l in range(spec.n_layers - 1):
         for name, value, off in (("norms", spec.norms[l], None), ("dropout", spec.dropout[l], 0.0),
                                  ("residual", spec.residual[l], False)):
             if value != off:
-                raise ValueError(f"spec.{name}[{l}] = {value!r}: a hidden block's parts have "
-                                 "no hand-derived forward mode, R-operator or per-example "
-                                 "gradient yet")
+                raise ValueError(f"spec.{name}[{l}] = {value!r}: r_trace and the per-example "
+                                 "gradient norms name dense layers' quantities only; hvp, "
+                                 "gnvp, jvp and per_example_grads take hidden blocks")
 
 
 def check_second_order(spec: NetworkSpec) -> None:
@@ -216,6 +227,16 @@ def r_backward(spec: NetworkSpec, params: Params, x: Array, y: Array, v: Params,
     return layers
 
 
+def _through_layers(product: Callable[..., Params], spec: NetworkSpec, params: Params, x: Array,
+                    y: Array, v: Params, masks: Masks | None) -> Params:
+    """hvp or gnvp of a spec with hidden blocks: its compiled Sequential's (each layer's
+    r_backward, ``handwritten.layers``), params and result in the spec's own layout."""
+    checks.check_problem(spec, params, x, y, masks)
+    checks.check_params(spec, v, params[0]["W"].dtype, name="v")
+    return network_grads(spec, product(compile_network(spec), network_params(spec, params), x,
+                                       y, network_params(spec, v), network_masks(spec, masks)))
+
+
 def _no_masks(masks: Masks | None, name: str) -> None:
     if masks is not None:
         raise ValueError(f"masks are a Sequential's: a NetworkSpec's {name} takes none")
@@ -239,6 +260,8 @@ def hvp(spec: NetworkSpec | Sequential, params: Params, x: Array, y: Array, v: P
     (``handwritten.layers.fold.hvp``)."""
     if isinstance(spec, Sequential):
         return fold.hvp(spec, params, x, y, v, masks)
+    if spec.has_blocks:
+        return _through_layers(fold.hvp, spec, params, x, y, v, masks)
     _no_masks(masks, "hvp")
     _, layers = _second_order(spec, params, x, y, v, gauss_newton=False)
     return [{"W": r["R{d_W}"], "b": r["R{d_b}"]} for r in layers]
@@ -251,6 +274,8 @@ def gnvp(spec: NetworkSpec | Sequential, params: Params, x: Array, y: Array, v: 
     ``Sequential``: ``handwritten.layers.fold.gnvp``."""
     if isinstance(spec, Sequential):
         return fold.gnvp(spec, params, x, y, v, masks)
+    if spec.has_blocks:
+        return _through_layers(fold.gnvp, spec, params, x, y, v, masks)
     _no_masks(masks, "gnvp")
     _, layers = _second_order(spec, params, x, y, v, gauss_newton=True)
     return [{"W": r["R{d_W}"], "b": r["R{d_b}"]} for r in layers]
@@ -293,6 +318,11 @@ def per_example_grads(spec: NetworkSpec | Sequential, params: Params, x: Array, 
     """
     if isinstance(spec, Sequential):
         return fold.per_example_grads(spec, params, x, y, masks)
+    if spec.has_blocks:                 # each layer's per_example (batch norm refuses)
+        checks.check_problem(spec, params, x, y, masks)
+        return network_grads(spec, fold.per_example_grads(
+            compile_network(spec), network_params(spec, params), x, y,
+            network_masks(spec, masks)))
     _no_masks(masks, "per_example_grads")
     return [{"W": a_prev[:, :, None] * d_z[:, None, :],        # outer products, per row
              "b": d_z.copy()}

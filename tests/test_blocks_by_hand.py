@@ -136,15 +136,19 @@ def test_block_specs_are_validated_by_name() -> None:
 
 
 def test_what_is_not_written_yet_is_refused_by_name() -> None:
-    """The derivatives beyond the gradient (forward mode, R-operator, per-example) do not
-    take blocks yet: each says so."""
+    """r_trace and the per-example gradient norms name dense layers' quantities: a block is
+    refused there, by name (jvp, hvp, gnvp and per-example gradients take blocks: through
+    the layers, tests/test_layers.py and tests/test_layer_second_order.py)."""
     from handwritten import derivatives
 
     params = hw.init_params(SPEC, np.random.default_rng(0))
     x, y = np.zeros((4, 3)), np.zeros((4, 2))
-    with pytest.raises(ValueError, match=r"spec.norms\[0\] = 'batch': a hidden block"):
-        derivatives.hvp(SPEC, params, x, y, params)
-    with pytest.raises(ValueError, match=r"spec.norms\[0\] = 'batch': a hidden block"):
-        derivatives.jvp(SPEC, params, x, params)
-    with pytest.raises(ValueError, match=r"spec.norms\[0\] = 'batch': a hidden block"):
-        derivatives.per_example_grads(SPEC, params, x, y)
+    with pytest.raises(ValueError, match=r"spec.norms\[0\] = 'batch': r_trace and the "
+                                         "per-example gradient norms"):
+        derivatives.r_trace(SPEC, params, x, y, params)
+    with pytest.raises(ValueError, match=r"spec.norms\[0\] = 'batch': r_trace"):
+        derivatives.per_example_grad_norms(SPEC, params, x, y)
+    masks = [None, np.ones((4, 4))]
+    with pytest.raises(NotImplementedError, match=r"BatchNorm1d\(num_features=.*\) in "
+                                                  "training mode has no per-example"):
+        derivatives.per_example_grads(SPEC, params, x, y, masks)

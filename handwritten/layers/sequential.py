@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from handwritten.activations import split_name
@@ -247,16 +248,18 @@ def _hidden_block(spec: NetworkSpec, l: int) -> list[Any]:
     return block
 
 
+@lru_cache(maxsize=256)
 def compile_network(spec: NetworkSpec) -> Sequential:
-    """The Sequential that computes what ``spec`` does, bit for bit."""
+    """The Sequential that computes what ``spec`` does, bit for bit (one per spec: both are
+    frozen, so it is built once)."""
     layers = [layer for l in range(spec.n_layers) for layer in _hidden_block(spec, l)]
     return Sequential(layers, spec.loss, spec.reduction, spec.weight_decay)
 
 
-def layer_of_node(spec: NetworkSpec) -> list[int]:
+@lru_cache(maxsize=256)
+def layer_of_node(spec: NetworkSpec) -> tuple[int, ...]:
     """For every node of ``compile_network(spec)``, the NetworkSpec layer it came from."""
-    return [l for l in range(spec.n_layers)
-            for _ in _walk(_hidden_block(spec, l))]
+    return tuple(l for l in range(spec.n_layers) for _ in _walk(_hidden_block(spec, l)))
 
 
 def network_params(spec: NetworkSpec, params: Params) -> Params:
