@@ -18,6 +18,16 @@ d_<name> of every graph quantity (z, a, x_hat, n, out) is autograd's too: the lo
 written as a function of a zero perturbation added to each of them, and its gradient with
 respect to that perturbation is exactly dL/d<name> (as reference_jax.network's trace).
 Each entry point is one jitted program per Sequential (a static argument) and shape.
+
+Second order, as reference_jax.derivatives does it for a NetworkSpec:
+
+    hvp    jax.jvp of jax.grad of the loss (forward over reverse)
+    gnvp   jax.jvp of the loss's input, the loss's Hessian there (jax.jvp of its jax.grad),
+           jax.vjp back through the layers, plus lambda W_dot
+
+Training (``reference_jax.training.train``) takes each step's loss and every BatchNorm1d's
+batch mean and variance from ``loss_and_statistics``, and moves the running statistics by
+torch's rule written in jnp (``reference_jax.blocks.running_update``).
 """
 
 from __future__ import annotations
@@ -312,3 +322,88 @@ def per_example_grads(seq: Sequential, params: Params, x: np.ndarray, y: np.ndar
     share = 1.0 / x.shape[0] if seq.reduction == "mean" else 1.0
     grads = _per_example(to_jax(params), jnp.asarray(x), jnp.asarray(y), _masks(masks), seq)
     return [{k: g * share for k, g in node.items()} for node in from_jax(grads)]
+
+
+# training: the loss and batch norm's batch statistics ---------------------------------------
+
+
+def init_running(seq: Sequential, dtype: Any) -> list[Arrays]:
+    """Batch norm's running statistics before the first step, as torch.nn.BatchNorm1d starts
+    them: mean 0, variance 1 on every BatchNorm1d node, {} on every other."""
+    return [{"mean": jnp.zeros(shape, dtype), "var": jnp.ones(shape, dtype)}
+            if isinstance(layer, BatchNorm1d) else {}
+            for (_, layer), shape in zip(seq.nodes, seq.in_shapes)]
+
+
+def loss_and_statistics(params: JaxParams, x: jax.Array, y: jax.Array, seq: Sequential,
+                        masks: JaxMasks = None) -> tuple[jax.Array, list[Any]]:
+    """The loss (training mode, the given masks), and every BatchNorm1d node's batch (mu,
+    var) -- None on every other node: the aux output a training step updates the running
+    statistics with."""
+    run = Pass(params, masks=masks)
+    z, a = forward(seq, run, x)
+    stats = [(q["mu"], q["var"]) if isinstance(layer, BatchNorm1d) else None
+             for (_, layer), q in zip(seq.nodes, run.nodes)]
+    return loss_value(seq, params, z, a, y), stats
+
+
+# second order -----------------------------------------------------------------------------
+
+
+def _second_order_inputs(seq: Sequential, params: Params, x: np.ndarray, y: np.ndarray,
+                         v: Params, masks: Sequence[Any] | None
+                         ) -> tuple[JaxParams, JaxParams, jax.Array, jax.Array, JaxMasks]:
+    checks.check_problem(seq, params, x, y, masks)
+    checks.check_params(seq, v, checks.check_x(seq, x), name="v")
+    check_kinds(seq)
+    return to_jax(params), to_jax(v), jnp.asarray(x), jnp.asarray(y), _masks(masks)
+
+
+@partial(jax.jit, static_argnums=5)
+def _hvp(params: JaxParams, v: JaxParams, x: jax.Array, y: jax.Array, masks: JaxMasks,
+         seq: Sequential) -> JaxParams:
+    _, product = jax.jvp(jax.grad(lambda p: _loss(p, x, y, masks, seq)), (params,), (v,))
+    return product
+
+
+@float64
+def hvp(seq: Sequential, params: Params, x: np.ndarray, y: np.ndarray, v: Params,
+        masks: Sequence[Any] | None = None) -> Params:
+    """The Hessian of the loss (weight decay included; training mode, the given masks) times
+    the params-shaped v, by jax.jvp of jax.grad (forward over reverse)."""
+    return from_jax(_hvp(*_second_order_inputs(seq, params, x, y, v, masks), seq))
+
+
+@partial(jax.jit, static_argnums=5)
+def _gnvp(params: JaxParams, v: JaxParams, x: jax.Array, y: jax.Array, masks: JaxMasks,
+          seq: Sequential) -> JaxParams:
+    """J^T H_loss J v, without the weight decay's lambda v."""
+    def loss_input(p: JaxParams) -> jax.Array:
+        z, a = forward(seq, Pass(p, masks=masks), x)
+        return z if seq.fused_output else a
+
+    def loss_of(o: jax.Array) -> jax.Array:           # each loss reads only its own input
+        return loss_fn(seq.loss)(o, o, y, seq.reduction)
+
+    o, j_v = jax.jvp(loss_input, (params,), (v,))
+    _, h_j_v = jax.jvp(jax.grad(loss_of), (o,), (j_v,))
+    _, pullback = jax.vjp(loss_input, params)
+    (product,) = pullback(h_j_v)
+    return product
+
+
+@float64
+def gnvp(seq: Sequential, params: Params, x: np.ndarray, y: np.ndarray, v: Params,
+         masks: Sequence[Any] | None = None) -> Params:
+    """The generalized Gauss-Newton product J^T H_loss J v + lambda W_dot, J the Jacobian of
+    the loss's input (the last Activation's input for a fused loss, else the output) in the
+    params: jax.jvp, the loss's Hessian by jax.jvp of jax.grad, jax.vjp back."""
+    product = from_jax(_gnvp(*_second_order_inputs(seq, params, x, y, v, masks), seq))
+    return with_weight_decay(product, v, seq.weight_decay)
+
+
+def with_weight_decay(product: Params, v: Params, weight_decay: float) -> Params:
+    """J^T H_loss J v plus the penalty's exact lambda W_dot, on every W (a NetworkSpec's
+    layers or a Sequential's nodes)."""
+    return [{k: g + weight_decay * t[k] if k == "W" else g for k, g in node.items()}
+            for node, t in zip(product, v)]

@@ -274,7 +274,7 @@ def step(optimizer: OptimizerSpec, params: Params, grads: Params, state: State
     checks.check_schedule_room(optimizer, state["t"], 1)
     refuse(optimizer, state["t"] + 1)
     init, update = _compiled(structure(optimizer))
-    dtype = params[0]["W"].dtype
+    dtype = next(v for node in params for v in node.values()).dtype   # a node may have none
     numbers_ = (jnp.asarray(optimizer.lr, dtype=dtype), numbers(optimizer, dtype),
                 jnp.asarray(optimizer.clip_value or 0.0, dtype=dtype))
     jparams = to_jax(params)

@@ -12,13 +12,18 @@ torch's own binary_cross_entropy double backward adds 1e-12 to a and 1 - a).
                          (z, a and autograd's d_a, d_z, d_W, d_b against zero perturbations)
     per_example_grads    torch.func.vmap(torch.func.grad(one sample's loss)), times the
                          reduction's share of that sample (1/batch under "mean")
+
+jvp, hvp, gnvp and per_example_grads take a NetworkSpec with hidden blocks (norms in training
+mode, dropout with its masks, one per hidden layer, residual skips: reference_torch.network's
+forward), and a ``Sequential`` (its dropout's masks, one entry per node), which they hand to
+reference_torch.layers: the same framework calls on the fold of its layers.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -43,6 +48,18 @@ def _quiet_forward_ad() -> Iterator[None]:
         yield
 
 
+def _no_masks(masks: Masks | None, name: str) -> None:
+    if masks is not None:
+        raise ValueError(f"masks are a Sequential's: a NetworkSpec's {name} takes none")
+
+
+def _blocks_only(spec: NetworkSpec, masks: Masks | None, name: str) -> None:
+    """A NetworkSpec takes masks where it has hidden blocks (its dropout's, one per hidden
+    layer, checked with the problem), as handwritten's does; a plain one takes none."""
+    if not spec.has_blocks:
+        _no_masks(masks, name)
+
+
 def jvp(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray, v: Params,
         masks: Masks | None = None) -> tuple[np.ndarray, np.ndarray]:
     """handwritten.derivatives.jvp's contract, by torch.func.jvp.  A ``Sequential`` (its
@@ -51,29 +68,31 @@ def jvp(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray, v: Params
         # deferred: layers imports this module
         from reference_torch import layers
         return layers.jvp(spec, params, x, v, masks)
-    if masks is not None:
-        raise ValueError("masks are a Sequential's: a NetworkSpec's jvp takes none")
+    _blocks_only(spec, masks, "jvp")
     dtype = checks.check_x(spec, x)
     checks.check_params(spec, params, dtype)
     checks.check_params(spec, v, dtype, name="v")
+    checks.check_masks(spec, masks, x.shape[0])
     tx = tensor(x)
     with _quiet_forward_ad():
-        result = torch_jvp(lambda p: forward(spec, p, tx)[0],
+        result = torch_jvp(lambda p: forward(spec, p, tx, masks=masks)[0],
                            (to_torch(params, requires_grad=False),),
                            (to_torch(v, requires_grad=False),))
     out, tangent = result[0], result[1]               # (primal output, tangent output)
     return out.detach().numpy(), tangent.detach().numpy()
 
 
-def _checked(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray, v: Params
+def _checked(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray, v: Params,
+             masks: Masks | None = None
              ) -> tuple[TorchParams, TorchParams, torch.Tensor, torch.Tensor]:
-    checks.check_problem(spec, params, x, y)
+    checks.check_problem(spec, params, x, y, masks)
     checks.check_params(spec, v, params[0]["W"].dtype, name="v")
     return (to_torch(params, requires_grad=False), to_torch(v, requires_grad=False),
             tensor(x), tensor(y))
 
 
 def _flat(tree: TorchParams) -> tuple[torch.Tensor, ...]:
+    """W0, b0, W1, b1, ...: a plain spec's leaves (r_trace reads them so)."""
     return tuple(t for layer in tree for t in (layer["W"], layer["b"]))
 
 
@@ -81,26 +100,67 @@ def _tree(flat: tuple[torch.Tensor, ...]) -> TorchParams:
     return [{"W": flat[i], "b": flat[i + 1]} for i in range(0, len(flat), 2)]
 
 
-def hvp(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray, v: Params) -> Params:
-    """handwritten.derivatives.hvp's contract, by torch.autograd.functional.hvp."""
-    tp, tv, tx, ty = _checked(spec, params, x, y, v)
+def keys(tree: TorchParams) -> list[tuple[int, str]]:
+    """(layer or node, param name) of every leaf, in params order: W, b, and a norm's gamma,
+    beta; nothing for a node of a Sequential without params."""
+    return [(i, k) for i, layer in enumerate(tree) for k in layer]
+
+
+def leaves(tree: TorchParams) -> tuple[torch.Tensor, ...]:
+    """Every leaf in ``keys`` order: what torch.autograd.functional takes."""
+    return tuple(tree[i][k] for i, k in keys(tree))
+
+
+def rebuild(names: list[tuple[int, str]], size: int, flat: Sequence[torch.Tensor]
+            ) -> TorchParams:
+    """The params-shaped list of ``size`` entries from leaves in ``names`` order."""
+    tree: TorchParams = [{} for _ in range(size)]
+    for (i, k), t in zip(names, flat):
+        tree[i][k] = t
+    return tree
+
+
+def with_weight_decay(product: Params, v: Params, weight_decay: float) -> Params:
+    """J^T H_loss J v plus the penalty's exact lambda W_dot, on every W."""
+    return [{k: g + weight_decay * t[k] if k == "W" else g for k, g in layer.items()}
+            for layer, t in zip(product, v)]
+
+
+def hvp(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray, y: np.ndarray,
+        v: Params, masks: Masks | None = None) -> Params:
+    """handwritten.derivatives.hvp's contract, by torch.autograd.functional.hvp.  A
+    ``Sequential`` (its dropout's ``masks``, one entry per node): reference_torch.layers.hvp."""
+    if isinstance(spec, Sequential):
+        # deferred: layers imports this module
+        from reference_torch import layers
+        return layers.hvp(spec, params, x, y, v, masks)
+    _blocks_only(spec, masks, "hvp")
+    tp, tv, tx, ty = _checked(spec, params, x, y, v, masks)
+    names, size = keys(tp), len(tp)
 
     def loss(*flat: torch.Tensor) -> torch.Tensor:
-        p = _tree(flat)
-        return loss_value(spec, p, forward(spec, p, tx)[1], ty, SECOND_ORDER_LOSSES)
+        p = rebuild(names, size, flat)
+        return loss_value(spec, p, forward(spec, p, tx, masks=masks)[1], ty,
+                          SECOND_ORDER_LOSSES)
 
-    _, product = torch.autograd.functional.hvp(loss, _flat(tp), _flat(tv))
-    return from_torch(_tree(product))
+    _, product = torch.autograd.functional.hvp(loss, leaves(tp), leaves(tv))
+    return from_torch(rebuild(names, size, product))
 
 
-def gnvp(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray, v: Params) -> Params:
+def gnvp(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray, y: np.ndarray,
+         v: Params, masks: Masks | None = None) -> Params:
     """handwritten.derivatives.gnvp's contract: J^T H_loss J v (J of the loss's input, z_out
     for a fused loss, else a_out) by torch.func.jvp, the loss's hvp and torch.func.vjp, plus
-    lambda W_dot."""
-    tp, tv, tx, ty = _checked(spec, params, x, y, v)
+    lambda W_dot.  A ``Sequential`` (its dropout's ``masks``): reference_torch.layers.gnvp."""
+    if isinstance(spec, Sequential):
+        # deferred: layers imports this module
+        from reference_torch import layers
+        return layers.gnvp(spec, params, x, y, v, masks)
+    _blocks_only(spec, masks, "gnvp")
+    tp, tv, tx, ty = _checked(spec, params, x, y, v, masks)
 
     def loss_input(p: TorchParams) -> torch.Tensor:
-        out = forward(spec, p, tx)[1][-1]
+        out = forward(spec, p, tx, masks=masks)[1][-1]
         return out["z"] if spec.fused_output else out["a"]
 
     def loss_of(o: torch.Tensor) -> torch.Tensor:       # each loss reads only its own input
@@ -112,10 +172,8 @@ def gnvp(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray, v: Par
     # the loss's Hessian in its input by double backward (torch.func.jvp over grad of
     # mse_loss fails in torch 2.13: "ZeroTensors are immutable")
     _, h_j_v = torch.autograd.functional.hvp(loss_of, o.detach(), j_v.detach())
-    pullback = vjp(loss_input, tp)[1]
-    (product,) = pullback(h_j_v)
-    return [{"W": g["W"] + spec.weight_decay * t["W"], "b": g["b"]}
-            for g, t in zip(from_torch(product), from_torch(tv))]
+    (product,) = vjp(loss_input, tp)[1](h_j_v)
+    return with_weight_decay(from_torch(product), v, spec.weight_decay)
 
 
 def r_trace(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray, v: Params
@@ -164,18 +222,31 @@ def per_example_grads(spec: NetworkSpec | Sequential, params: Params, x: np.ndar
         # deferred: layers imports this module
         from reference_torch import layers
         return layers.per_example_grads(spec, params, x, y, masks)
-    if masks is not None:
-        raise ValueError("masks are a Sequential's: a NetworkSpec's per_example_grads "
-                         "takes none")
-    checks.check_problem(spec, params, x, y)
+    _blocks_only(spec, masks, "per_example_grads")
+    checks.check_problem(spec, params, x, y, masks)
+    refuse_batch_norm(spec)
     data = dataclasses.replace(spec, weight_decay=0.0)
+    rows = {l: torch.as_tensor(m) for l, m in enumerate(masks or []) if m is not None}
 
-    def one(p: list[dict[str, torch.Tensor]], xi: torch.Tensor, yi: torch.Tensor
-            ) -> torch.Tensor:
-        _, cache = forward(data, p, xi[None])
+    def one(p: list[dict[str, torch.Tensor]], xi: torch.Tensor, yi: torch.Tensor,
+            mi: dict[int, torch.Tensor]) -> torch.Tensor:
+        sample_masks = [mi[l][None] if l in mi else None for l in range(spec.n_layers - 1)]
+        _, cache = forward(data, p, xi[None], masks=sample_masks if mi else None)
         return loss_value(data, p, cache, yi[None])
 
     share = 1.0 / x.shape[0] if spec.reduction == "mean" else 1.0
-    grads = vmap(grad(one), in_dims=(None, 0, 0))(to_torch(params, requires_grad=False),
-                                                  tensor(x), tensor(y))
+    grads = vmap(grad(one), in_dims=(None, 0, 0, 0))(to_torch(params, requires_grad=False),
+                                                     tensor(x), tensor(y), rows)
     return [{k: g * share for k, g in layer.items()} for layer in from_torch(grads)]
+
+
+def refuse_batch_norm(spec: NetworkSpec) -> None:
+    """NotImplementedError naming the first layer with batch norm: in training mode a
+    sample's output depends on the whole batch (its mean and variance), so it has no
+    gradient of its own."""
+    for l in range(spec.n_layers - 1):
+        if spec.norm(l) == "batch":
+            raise NotImplementedError(
+                f"layer {l}, batch norm (norms[{l}] = 'batch'), in training mode has no "
+                "per-example gradient: a sample's output depends on the whole batch through "
+                "its mean and variance")

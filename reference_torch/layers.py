@@ -17,25 +17,42 @@ Params, masks, running statistics and the trace have one entry per node.  The tr
 the gradient of every graph quantity (z, a, x_hat, n, out: ``retain_grad``), so after
 ``loss.backward()`` its .grad is autograd's d_<name>, and each param's .grad its d_W, d_b,
 d_gamma, d_beta; mu and var are forward values (``reference_torch.blocks``).
+
+Second order, as reference_torch.derivatives does it for a NetworkSpec:
+
+    hvp    torch.autograd.functional.hvp of the loss (double backward)
+    gnvp   torch.func.jvp of the loss's input, the loss's Hessian there
+           (torch.autograd.functional.hvp), torch.func.vjp back, plus lambda W_dot
+
+bce written out in torch ops (``SECOND_ORDER_LOSSES``) wherever a second derivative is taken.
+Training (``reference_torch.training.train``) folds the same layers, each BatchNorm1d's
+running statistics the buffers of a torch.nn.BatchNorm1d that F.batch_norm updates itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from torch.func import grad, vmap
+from torch.func import grad, vjp, vmap
 from torch.func import jvp as torch_jvp
 
 from handwritten import checks
 from handwritten.layers import Activation, BatchNorm1d, Sequential
-from handwritten.spec import Params, Trace
+from handwritten.spec import BATCH_NORM_MOMENTUM, NORM_EPS, Params, Trace
 from reference_torch import blocks
 from reference_torch.activations import activation
-from reference_torch.derivatives import _quiet_forward_ad
+from reference_torch.derivatives import (
+    _quiet_forward_ad,
+    keys,
+    leaves,
+    rebuild,
+    with_weight_decay,
+)
+from reference_torch.losses import LOSSES, SECOND_ORDER_LOSSES, LossFn
 from reference_torch.losses import loss as loss_fn
 from reference_torch.network import (
     TorchParams,
@@ -105,11 +122,13 @@ def activation_layer(layer: Any, i: int, h: torch.Tensor, run: Pass) -> Tensors:
 
 
 def batch_norm(layer: Any, i: int, h: torch.Tensor, run: Pass) -> Tensors:
-    """Training: F.batch_norm with the batch's statistics (none updated here); evaluation:
-    with the running ones (x_hat and n only)."""
+    """Training: F.batch_norm with the batch's statistics (and, given ``run.running`` -- a
+    training run's buffers -- F.batch_norm updates them in place itself); evaluation: with
+    the running ones (x_hat and n only)."""
     p = run.params[i]
     if run.training:
-        return blocks.normalize("batch", h, p["gamma"], p["beta"])
+        return blocks.normalize("batch", h, p["gamma"], p["beta"],
+                                None if run.running is None else run.running[i])
     assert run.running is not None, "evaluation mode needs the running statistics"
     return blocks.normalize("batch", h, p["gamma"], p["beta"], run.running[i], training=False)
 
@@ -172,10 +191,12 @@ def forward(seq: Sequential, run: Pass, x: torch.Tensor) -> tuple[torch.Tensor, 
 
 
 def loss_value(seq: Sequential, tparams: TorchParams, z: torch.Tensor, a: torch.Tensor,
-               y: torch.Tensor, weight_decay: bool = True) -> torch.Tensor:
-    """The loss plus weight_decay / 2 * sum ||W||^2 over every node's W (``weight_decay``
-    False: the data term alone)."""
-    loss = loss_fn(seq.loss)(z, a, y, seq.reduction)
+               y: torch.Tensor, weight_decay: bool = True,
+               losses: Mapping[str, LossFn] = LOSSES) -> torch.Tensor:
+    """The loss (from the table ``losses``: LOSSES, or SECOND_ORDER_LOSSES where a second
+    derivative is taken) plus weight_decay / 2 * sum ||W||^2 over every node's W
+    (``weight_decay`` False: the data term alone)."""
+    loss = loss_fn(seq.loss, losses)(z, a, y, seq.reduction)
     if weight_decay and seq.weight_decay:
         loss = loss + seq.weight_decay / 2 * sum(p["W"].pow(2).sum() for p in tparams
                                                  if "W" in p)
@@ -281,3 +302,77 @@ def per_example_grads(seq: Sequential, params: Params, x: np.ndarray, y: np.ndar
     grads = vmap(grad(one), in_dims=(None, 0, 0, 0))(to_torch(params, requires_grad=False),
                                                      tensor(x), tensor(y), rows)
     return [{k: g * share for k, g in node.items()} for node in from_torch(grads)]
+
+
+# training: batch norm's buffers -----------------------------------------------------------
+
+
+def init_running(seq: Sequential, dtype: np.dtype[Any]) -> list[Tensors]:
+    """Batch norm's running statistics before the first step: on every BatchNorm1d node the
+    buffers torch.nn.BatchNorm1d(num_features) starts with itself (running_mean 0,
+    running_var 1), which F.batch_norm then updates in training mode; {} on every other
+    node."""
+    kind = torch.from_numpy(np.empty(0, dtype)).dtype
+    running: list[Tensors] = []
+    for _, layer in seq.nodes:
+        if isinstance(layer, BatchNorm1d):
+            norm = torch.nn.BatchNorm1d(layer.num_features, eps=NORM_EPS,
+                                        momentum=BATCH_NORM_MOMENTUM, dtype=kind)
+            assert norm.running_mean is not None and norm.running_var is not None
+            running.append({"mean": norm.running_mean, "var": norm.running_var})
+        else:
+            running.append({})
+    return running
+
+
+# second order -----------------------------------------------------------------------------
+
+
+def _second_order_inputs(seq: Sequential, params: Params, x: np.ndarray, y: np.ndarray,
+                         v: Params, masks: Sequence[Any] | None
+                         ) -> tuple[TorchParams, TorchParams, torch.Tensor, torch.Tensor]:
+    checks.check_problem(seq, params, x, y, masks)
+    checks.check_params(seq, v, checks.check_x(seq, x), name="v")
+    check_kinds(seq)
+    return (to_torch(params, requires_grad=False), to_torch(v, requires_grad=False),
+            tensor(x), tensor(y))
+
+
+def hvp(seq: Sequential, params: Params, x: np.ndarray, y: np.ndarray, v: Params,
+        masks: Sequence[Any] | None = None) -> Params:
+    """The Hessian of the loss (weight decay included; training mode, the given masks) times
+    the params-shaped v, by torch.autograd.functional.hvp (double backward)."""
+    tp, tv, tx, ty = _second_order_inputs(seq, params, x, y, v, masks)
+    names, size = keys(tp), len(tp)
+
+    def loss(*flat: torch.Tensor) -> torch.Tensor:
+        p = rebuild(names, size, flat)
+        z, a = forward(seq, Pass(p, masks=masks), tx)
+        return loss_value(seq, p, z, a, ty, losses=SECOND_ORDER_LOSSES)
+
+    _, product = torch.autograd.functional.hvp(loss, leaves(tp), leaves(tv))
+    return from_torch(rebuild(names, size, product))
+
+
+def gnvp(seq: Sequential, params: Params, x: np.ndarray, y: np.ndarray, v: Params,
+         masks: Sequence[Any] | None = None) -> Params:
+    """The generalized Gauss-Newton product J^T H_loss J v + lambda W_dot, J the Jacobian of
+    the loss's input (the last Activation's input for a fused loss, else the output) in the
+    params: torch.func.jvp, the loss's Hessian by double backward, torch.func.vjp back."""
+    tp, tv, tx, ty = _second_order_inputs(seq, params, x, y, v, masks)
+
+    def loss_input(p: TorchParams) -> torch.Tensor:
+        z, a = forward(seq, Pass(p, masks=masks), tx)
+        return z if seq.fused_output else a
+
+    def loss_of(o: torch.Tensor) -> torch.Tensor:       # each loss reads only its own input
+        return loss_fn(seq.loss, SECOND_ORDER_LOSSES)(o, o, ty, seq.reduction)
+
+    with _quiet_forward_ad():
+        pushed = torch_jvp(loss_input, (tp,), (tv,))
+    o, j_v = pushed[0], pushed[1]                      # J v at the loss's input o
+    # the loss's Hessian in its input by double backward (torch.func.jvp over grad of
+    # mse_loss fails in torch 2.13: "ZeroTensors are immutable")
+    _, h_j_v = torch.autograd.functional.hvp(loss_of, o.detach(), j_v.detach())
+    (product,) = vjp(loss_input, tp)[1](h_j_v)
+    return with_weight_decay(from_torch(product), v, seq.weight_decay)

@@ -103,7 +103,8 @@ def unsupported(optimizer: OptimizerSpec, steps: int) -> str | None:
 
 
 def flat(tparams: list[dict[str, torch.Tensor]]) -> list[torch.Tensor]:
-    """Leaves in a fixed order: W0, b0 (gamma0, beta0 on a layer with a norm), W1, b1, ..."""
+    """Leaves in a fixed order: W0, b0 (gamma0, beta0 on a layer with a norm), W1, b1, ...
+    (a Sequential: node by node, nothing for a node without params)."""
     return [p[k] for p in tparams for k in p]
 
 
@@ -143,7 +144,7 @@ def read_state(opt: torch.optim.Optimizer, optimizer: OptimizerSpec, t: int,
     """torch's state as handwritten's: {"t": t, buffer name: params-shaped arrays}, every
     buffer torch keeps."""
     state: State = {"t": t}
-    first = next(iter(tparams[0].values()))
+    first = next(iter(flat(tparams)))         # a Sequential's first node may have no params
     for hw_key, torch_key in _kept(opt, first).items():
         state[hw_key] = from_torch([{k: opt.state[p[k]][torch_key] for k in p}
                                     for p in tparams])

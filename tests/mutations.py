@@ -37,7 +37,8 @@ PROPERTY_TESTS = [
     "tests/test_activations.py", "tests/test_losses.py", "tests/test_optimizers.py",
     "tests/test_schedules.py", "tests/test_derivatives.py", "tests/test_second_order.py",
     "tests/test_blocks_by_hand.py", "tests/test_blocks.py", "tests/test_blocks_training.py",
-    "tests/test_layers.py", "tests/test_layer_references.py",
+    "tests/test_layers.py", "tests/test_layer_references.py", "tests/test_layer_second_order.py",
+    "tests/test_layer_training.py",
     "tests/test_network.py", "tests/test_training.py", "tests/test_seed.py",
     "tests/test_cross_framework.py", "tests/test_references.py",
     # last: ~30 s under the ci profile, and needed only by a mistake the others miss (one

@@ -444,3 +444,13 @@ def test_a_compiled_spec_has_the_networks_hvp_and_gnvp(p: Problem, seed: int) ->
             for key in b:
                 assert_leaf_close(a[key], b[key], f"{spec} {fn.__name__} layer {l} {key}",
                                   rtol=RTOL64, atol_scale=ATOL64_SCALE)
+
+
+def test_a_sequential_ending_in_a_residual_has_its_second_order() -> None:
+    """The tangent fold keeps a Residual's output as the forward does (the loss reads the
+    last node's): a network that ends in a skip has hvp and gnvp."""
+    seq = Sequential([Dense(2, 2), Residual([Activation("tanh")])], "mse")
+    p = Problem(seq, 3, 0)
+    for fn in (derivatives.hvp, derivatives.gnvp):
+        product = fn(seq, p.params, p.x, p.y, p.params)
+        assert [set(node) for node in product] == [{"W", "b"}, set(), set()]

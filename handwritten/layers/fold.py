@@ -224,6 +224,7 @@ def _tangent(seq: Sequential, layers: Sequence[Any], params: Params, v: Params, 
             body, body_dot = _tangent(seq, layer.body, params, v, h, h_dot, run, caches, i + 1,
                                       h_dots)
             out = layer.join(body, h)
+            caches[i] = {layer.OUT: out}
             out_dot = body_dot if h_dot is None else (
                 h_dot if body_dot is None else layer.join(body_dot, h_dot))
         else:
