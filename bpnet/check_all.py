@@ -896,9 +896,10 @@ def layers_evaluation_report(impls: Mapping[str, ModuleType]) -> CheckReport:
 
 
 def layers_derivatives_report(impls: Mapping[str, ModuleType]) -> CheckReport:
-    """Forward mode and per-example gradients of every LAYER_CASES Sequential: jvp along a
-    drawn params-shaped direction, and (where no BatchNorm1d couples the batch) each
-    node's per-example gradients, against torch.func and JAX."""
+    """Forward mode, per-example gradients and second order of every LAYER_CASES
+    Sequential: jvp along a drawn params-shaped direction, (where no BatchNorm1d couples the
+    batch) each node's per-example gradients, and hvp and gnvp along the same direction,
+    against torch.func and JAX."""
     import importlib
 
     from handwritten import derivatives
@@ -909,11 +910,13 @@ def layers_derivatives_report(impls: Mapping[str, ModuleType]) -> CheckReport:
     values: dict[tuple[str, str], tuple[Any, Any]] = {}
     where: dict[str, tuple[str, str]] = {}
 
-    def add(row: str, ours: Any, theirs: Any, name: str, found: tuple[str, str]) -> None:
+    def add(row: str, ours: Any, theirs: Any, name: str, found: tuple[str, str],
+            atol: float = 0.0) -> None:
         if row not in rows:
             rows.append(row)
         cells[row, name] = dataclasses.replace(compare_leaf(
-            ours, theirs, row, None, rtol=RTOL64, atol_scale=ATOL64_SCALE), quantity=row)
+            ours, theirs, row, None, rtol=RTOL64, atol_scale=ATOL64_SCALE, atol=atol),
+            quantity=row)
         values[row, name] = (ours, theirs)
         where[row] = found
 
@@ -929,15 +932,29 @@ def layers_derivatives_report(impls: Mapping[str, ModuleType]) -> CheckReport:
             add(f"jvp output tangent, layers case {i}", ours_dot, their_dot, name,
                 ("out_dot: each layer's tangent, folded from the input up",
                  "handwritten.layers.fold.jvp"))
-            if per is None:
-                continue
-            theirs = module.per_example_grads(seq, p.params, p.x, p.y, p.masks)
-            for (path, layer), mine, other in zip(seq.nodes, per, theirs):
-                for key in mine:
-                    add(f"per-example d_{key}, layers case {i}, layer {path}", mine[key],
-                        other[key], name, (f"{type(layer).__name__}'s sample-i gradient",
-                                           f"{type(layer).__module__}."
-                                           f"{type(layer).__qualname__}.per_example"))
+            if per is not None:
+                theirs = module.per_example_grads(seq, p.params, p.x, p.y, p.masks)
+                for (path, layer), mine, other in zip(seq.nodes, per, theirs):
+                    for key in mine:
+                        add(f"per-example d_{key}, layers case {i}, layer {path}", mine[key],
+                            other[key], name, (f"{type(layer).__name__}'s sample-i gradient",
+                                               f"{type(layer).__module__}."
+                                               f"{type(layer).__qualname__}.per_example"))
+            for product in ("hvp", "gnvp"):
+                mine_all = getattr(derivatives, product)(seq, p.params, p.x, p.y, v, p.masks)
+                theirs_all = getattr(module, product)(seq, p.params, p.x, p.y, v, p.masks)
+                # an entry of H v is a sum over the batch and the layers above; where it is
+                # 0 in exact arithmetic (a bias before a batch norm) it is the rounding of
+                # its terms, so each is allowed RTOL64 of the product's own largest entry
+                scale = max(float(np.abs(w).max(initial=0.0)) for node in theirs_all
+                            for w in node.values())
+                for path, mine, other in zip(seq.paths, mine_all, theirs_all):
+                    for key in mine:
+                        add(f"{product} ({'H' if product == 'hvp' else 'G'} v)_{key}, layers "
+                            f"case {i}, layer {path}", mine[key], other[key], name,
+                            ("R{d_" + key + "}: each layer's r_backward, folded back beside "
+                             "its backward", "handwritten.layers.fold.second_order"),
+                            atol=RTOL64 * scale)
     return CheckReport(LAYER_CASES[0], BATCH, primary, tuple(references), tuple(rows), cells,
                        values, where, replay="bpnet check --all --only layers")
 
@@ -993,8 +1010,8 @@ def layer_cases(impls: Mapping[str, ModuleType]
     if "reference_torch" in impls:
         yield "layers", "running statistics (state)", "three batches, F.batch_norm's buffers", \
             partial(layers_state_report, impls)
-    yield "layers", "forward mode and per-example gradients", "the layers cases, a drawn " \
-        "direction", partial(layers_derivatives_report, impls)
+    yield "layers", "forward mode, per-example gradients, hvp, gnvp", "the layers cases, a " \
+        "drawn direction", partial(layers_derivatives_report, impls)
 
 
 def training_cases(impls: Mapping[str, ModuleType]

@@ -113,6 +113,8 @@ def _function_span(source: str, name: str) -> tuple[int, int] | None:
 
 JVP_SHOWN = ("jvp output tangent", "handwritten.layers.fold.jvp")
 """What check --all names first for a mistake in a layer's tangent: the folded output."""
+HVP_SHOWN = ("hvp (H v)", "handwritten.layers.fold.second_order")
+"""... and for a mistake in a layer's R-operator piece: H v, the fold back."""
 
 MUTATIONS = [
     Mutation("dW_missing_transpose", "d_W = d_z.T @ a_prev: the transpose on the wrong factor",
@@ -437,22 +439,23 @@ MUTATIONS = [
              "h_dot))", "h_dot if body_dot is None else body_dot)", shown=JVP_SHOWN),
     Mutation("dense_r_op_without_the_weight_tangent", "a Dense's R-operator forgets d_z @ "
              "W_dot.T in R{d_h} (the layer's params' tangent)", "layers/dense.py:Dense.r_backward",
-             'r_d_h += d_z @ p_dot["W"].T', 'r_d_h += 0 * d_z @ p_dot["W"].T'),
+             'r_d_h += d_z @ p_dot["W"].T', 'r_d_h += 0 * d_z @ p_dot["W"].T', shown=HVP_SHOWN),
     Mutation("dense_r_op_without_the_input_tangent", "a Dense's R{d_W} forgets h_dot.T @ d_z",
              "layers/dense.py:Dense.r_backward", "r_d_W += h_dot.T @ d_z",
-             "r_d_W += 0 * h_dot.T @ d_z"),
+             "r_d_W += 0 * h_dot.T @ d_z", shown=HVP_SHOWN),
     Mutation("activation_r_op_without_f_second", "an Activation's R-operator forgets d_a f''(z) "
              "z_dot", "layers/activation.py:Activation.r_backward",
              'r_d_z = r_d_z + entry.second(cache["z"], cache["a"], d_a, z_dot)',
-             'r_d_z = r_d_z + 0 * entry.second(cache["z"], cache["a"], d_a, z_dot)'),
+             'r_d_z = r_d_z + 0 * entry.second(cache["z"], cache["a"], d_a, z_dot)',
+             shown=HVP_SHOWN),
     Mutation("norm_r_op_without_gamma_dot", "a norm's R-operator forgets d_n gamma_dot in "
              "R{d_x_hat}", "layers/norm.py:_Norm.r_backward",
              'r_d_x_hat = r_d_x_hat + d_n * p_dot["gamma"]',
-             'r_d_x_hat = r_d_x_hat + 0 * d_n * p_dot["gamma"]'),
+             'r_d_x_hat = r_d_x_hat + 0 * d_n * p_dot["gamma"]', shown=HVP_SHOWN),
     Mutation("norm_r_op_without_the_moving_scale", "a norm's R-operator forgets how s = "
              "1/sqrt(var + eps) moves", "layers/norm.py:_Norm.r_backward",
              "r_d_h -= inv_std**2 * var_dot / 2 * d_h",
-             "r_d_h -= 0 * inv_std**2 * var_dot / 2 * d_h"),
+             "r_d_h -= 0 * inv_std**2 * var_dot / 2 * d_h", shown=HVP_SHOWN),
     Mutation("layer_norm_per_example_gamma_without_x_hat", "LayerNorm's per-example d_gamma "
              "forgets x_hat", "layers/norm.py:LayerNorm.per_example",
              '{"gamma": d_n * cache["x_hat"]', '{"gamma": d_n.copy()',
