@@ -352,8 +352,7 @@ def train(spec: NetworkSpec | Sequential, params: Params, x: Array, y: Array,
             update_running(running, cache, xb.shape[0])
             loss = loss_value(spec, params, cache, yb)
             schedule.check_loss(loss, batch)
-            grads, _ = backward(spec, params, xb, yb, cache, keep_deltas=False,
-                                masks=batch.masks)
+            grads, _ = backward(spec, params, xb, yb, cache, keep_deltas=False, masks=batch.masks)
             del cache                               # free the activations before the update
         updates, state = rule_update(optimizer, grads, state, params)
         apply_updates(params, updates, in_place=True)
