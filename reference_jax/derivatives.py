@@ -30,7 +30,7 @@ from handwritten import checks
 from handwritten.layers import Sequential
 from handwritten.spec import Masks, NetworkSpec, Params
 from reference_jax import layers as sequential
-from reference_jax.losses import loss as loss_fn
+from reference_jax.losses import gauss_newton
 from reference_jax.network import (
     JaxParams,
     _loss,
@@ -126,14 +126,7 @@ def _gnvp(spec: NetworkSpec, params: JaxParams, v: JaxParams, x: jax.Array, y: j
         out = forward(spec, p, x, masks=masks)[1][-1]
         return out["z"] if spec.fused_output else out["a"]
 
-    def loss_of(o: jax.Array) -> jax.Array:           # each loss reads only its own input
-        return loss_fn(spec.loss)(o, o, y, spec.reduction)
-
-    o, j_v = jax.jvp(loss_input, (params,), (v,))
-    _, h_j_v = jax.jvp(jax.grad(loss_of), (o,), (j_v,))
-    _, pullback = jax.vjp(loss_input, params)
-    (product,) = pullback(h_j_v)
-    return product
+    return gauss_newton(loss_input, params, v, spec.loss, y, spec.reduction)
 
 
 @float64

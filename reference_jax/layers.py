@@ -46,6 +46,7 @@ from handwritten.layers import Activation, BatchNorm1d, Sequential
 from handwritten.spec import Params, Trace
 from reference_jax import blocks
 from reference_jax.activations import activation
+from reference_jax.losses import gauss_newton
 from reference_jax.losses import loss as loss_fn
 from reference_jax.network import JaxParams, _masks, from_jax, to_jax
 from reference_jax.precision import float64
@@ -382,14 +383,7 @@ def _gnvp(params: JaxParams, v: JaxParams, x: jax.Array, y: jax.Array, masks: Ja
         z, a = forward(seq, Pass(p, masks=masks), x)
         return z if seq.fused_output else a
 
-    def loss_of(o: jax.Array) -> jax.Array:           # each loss reads only its own input
-        return loss_fn(seq.loss)(o, o, y, seq.reduction)
-
-    o, j_v = jax.jvp(loss_input, (params,), (v,))
-    _, h_j_v = jax.jvp(jax.grad(loss_of), (o,), (j_v,))
-    _, pullback = jax.vjp(loss_input, params)
-    (product,) = pullback(h_j_v)
-    return product
+    return gauss_newton(loss_input, params, v, seq.loss, y, seq.reduction)
 
 
 @float64

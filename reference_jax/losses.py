@@ -8,6 +8,7 @@ elements, or the batch's rows), "sum" adds them, as in handwritten.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -50,3 +51,19 @@ def loss(name: str) -> LossFn:
     """The loss of a name; NotImplementedError for a name handwritten has and this table
     has not."""
     return counterpart(LOSSES, "loss", name, "reference_jax/losses.py")
+
+
+def gauss_newton(loss_input: Callable[[Any], jax.Array], params: Any, v: Any, name: str,
+                 y: jax.Array, reduction: str) -> Any:
+    """J^T H_loss J v, J the Jacobian of ``loss_input`` (params -> the loss's input) in the
+    params: jax.jvp forward, the loss's Hessian in its input by jax.jvp of jax.grad, jax.vjp
+    back.  Each loss reads only its own input (z for a fused loss, a otherwise)."""
+    def loss_of(o: jax.Array) -> jax.Array:
+        return loss(name)(o, o, y, reduction)
+
+    o, j_v = jax.jvp(loss_input, (params,), (v,))
+    _, h_j_v = jax.jvp(jax.grad(loss_of), (o,), (j_v,))
+    _, pullback = jax.vjp(loss_input, params)
+    (product,) = pullback(h_j_v)
+    return product
+

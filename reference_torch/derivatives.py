@@ -25,6 +25,7 @@ import dataclasses
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import torch
@@ -163,8 +164,17 @@ def gnvp(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray, y: np.nd
         out = forward(spec, p, tx, masks=masks)[1][-1]
         return out["z"] if spec.fused_output else out["a"]
 
-    def loss_of(o: torch.Tensor) -> torch.Tensor:       # each loss reads only its own input
-        return loss_fn(spec.loss, SECOND_ORDER_LOSSES)(o, o, ty, spec.reduction)
+    product = gauss_newton(loss_input, tp, tv, spec.loss, ty, spec.reduction)
+    return with_weight_decay(from_torch(product), v, spec.weight_decay)
+
+
+def gauss_newton(loss_input: Any, tp: TorchParams, tv: TorchParams, name: str,
+                 ty: torch.Tensor, reduction: str) -> Any:
+    """J^T H_loss J v, J the Jacobian of ``loss_input`` (params -> the loss's input) in the
+    params: torch.func.jvp forward, the loss's Hessian in its input by double backward,
+    torch.func.vjp back.  Each loss reads only its own input (z fused, a otherwise)."""
+    def loss_of(o: torch.Tensor) -> torch.Tensor:
+        return loss_fn(name, SECOND_ORDER_LOSSES)(o, o, ty, reduction)
 
     with _quiet_forward_ad():
         pushed = torch_jvp(loss_input, (tp,), (tv,))
@@ -173,7 +183,7 @@ def gnvp(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray, y: np.nd
     # mse_loss fails in torch 2.13: "ZeroTensors are immutable")
     _, h_j_v = torch.autograd.functional.hvp(loss_of, o.detach(), j_v.detach())
     (product,) = vjp(loss_input, tp)[1](h_j_v)
-    return with_weight_decay(from_torch(product), v, spec.weight_decay)
+    return product
 
 
 def r_trace(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray, v: Params

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.func import grad, vjp, vmap
+from torch.func import grad, vmap
 from torch.func import jvp as torch_jvp
 
 from handwritten import checks
@@ -47,6 +47,7 @@ from reference_torch import blocks
 from reference_torch.activations import activation
 from reference_torch.derivatives import (
     _quiet_forward_ad,
+    gauss_newton,
     keys,
     leaves,
     rebuild,
@@ -365,14 +366,5 @@ def gnvp(seq: Sequential, params: Params, x: np.ndarray, y: np.ndarray, v: Param
         z, a = forward(seq, Pass(p, masks=masks), tx)
         return z if seq.fused_output else a
 
-    def loss_of(o: torch.Tensor) -> torch.Tensor:       # each loss reads only its own input
-        return loss_fn(seq.loss, SECOND_ORDER_LOSSES)(o, o, ty, seq.reduction)
-
-    with _quiet_forward_ad():
-        pushed = torch_jvp(loss_input, (tp,), (tv,))
-    o, j_v = pushed[0], pushed[1]                      # J v at the loss's input o
-    # the loss's Hessian in its input by double backward (torch.func.jvp over grad of
-    # mse_loss fails in torch 2.13: "ZeroTensors are immutable")
-    _, h_j_v = torch.autograd.functional.hvp(loss_of, o.detach(), j_v.detach())
-    (product,) = vjp(loss_input, tp)[1](h_j_v)
+    product = gauss_newton(loss_input, tp, tv, seq.loss, ty, seq.reduction)
     return with_weight_decay(from_torch(product), v, seq.weight_decay)
