@@ -50,10 +50,18 @@ from handwritten.activations import activation
 from handwritten.checks import no_counterpart
 from handwritten.layers import (
     Activation,
+    AdaptiveAvgPool2d,
+    AvgPool2d,
     BatchNorm1d,
+    BatchNorm2d,
+    Conv1d,
+    Conv2d,
     Dense,
     Dropout,
+    Flatten,
+    GroupNorm,
     LayerNorm,
+    MaxPool2d,
     Residual,
     Sequential,
 )
@@ -832,8 +840,8 @@ LAYER_CASES = (
 dropout inside a skip, a Residual around a Dense, an activation and a norm."""
 
 
-def layers_report(problem: Problem[Sequential], impls: Mapping[str, ModuleType]
-                  ) -> CheckReport:
+def layers_report(problem: Problem[Sequential], impls: Mapping[str, ModuleType],
+                  group: str = "layers") -> CheckReport:
     """Every quantity of every node of a Sequential against torch and JAX, named by the
     node's path, with the layer's equation and the method that forms it."""
     from bpnet.compare import compare_trace
@@ -875,27 +883,35 @@ def layers_report(problem: Problem[Sequential], impls: Mapping[str, ModuleType]
                 where[r.label] = equation
     return CheckReport(seq, problem.batch, primary, tuple(references), tuple(rows), cells,
                        values, where, constants={"1/batch": 1 / problem.batch},
-                       replay="bpnet check --all --only layers")
+                       replay=f"bpnet check --all --only {group}")
 
 
-def layers_evaluation_report(impls: Mapping[str, ModuleType]) -> CheckReport:
-    """predict in evaluation mode on every LAYER_CASES Sequential (no dropout; BatchNorm1d
-    normalized with drawn running statistics: mean ~ N(0, 1), var ~ U(0.5, 2)), against
-    each reference's predict."""
-    cases: list[tuple[str, NetworkSpec | Sequential, hw.Running]] = []
-    for i, seq in enumerate(LAYER_CASES):
-        rng = np.random.default_rng(12 + i)
-        cases.append((f"predict, layers case {i}", seq, [
-            {"mean": rng.normal(size=shape), "var": rng.uniform(0.5, 2.0, shape)}
+def _drawn_running(seq: Sequential, rng: np.random.Generator) -> hw.Running:
+    """Running statistics as training leaves them, one per feature (BatchNorm1d) or channel
+    (BatchNorm2d): mean ~ N(0, 1), var ~ U(0.5, 2); {} on every other node."""
+    return [{"mean": rng.normal(size=shape[:1]), "var": rng.uniform(0.5, 2.0, shape[:1])}
             if isinstance(layer, BatchNorm1d) else {}
-            for (_, layer), shape in zip(seq.nodes, seq.in_shapes)]))
-    return _predict_report(impls, cases, (
-        "evaluation mode: BatchNorm1d's x_hat = (h - running_mean) / sqrt(running_var + eps); "
+            for (_, layer), shape in zip(seq.nodes, seq.in_shapes)]
+
+
+def layers_evaluation_report(impls: Mapping[str, ModuleType],
+                             cases: Sequence[Sequential] = LAYER_CASES, group: str = "layers"
+                             ) -> CheckReport:
+    """predict in evaluation mode on every one of ``cases`` (no dropout; batch norm
+    normalized with drawn running statistics, ``_drawn_running``), against each
+    reference's predict."""
+    found: list[tuple[str, NetworkSpec | Sequential, hw.Running]] = [
+        (f"predict, {group} case {i}", seq, _drawn_running(seq, np.random.default_rng(12 + i)))
+        for i, seq in enumerate(cases)]
+    return _predict_report(impls, found, (
+        "evaluation mode: a batch norm's x_hat = (h - running_mean) / sqrt(running_var + eps); "
         "Dropout passes h", "handwritten.layers.norm.BatchNorm1d.forward"),
-        "bpnet check --all --only layers")
+        f"bpnet check --all --only {group}")
 
 
-def layers_derivatives_report(impls: Mapping[str, ModuleType]) -> CheckReport:
+def layers_derivatives_report(impls: Mapping[str, ModuleType],
+                              cases: Sequence[Sequential] = LAYER_CASES, group: str = "layers"
+                              ) -> CheckReport:
     """Forward mode, per-example gradients and second order of every LAYER_CASES
     Sequential: jvp along a drawn params-shaped direction, (where no BatchNorm1d couples the
     batch) each node's per-example gradients, and hvp and gnvp along the same direction,
@@ -920,7 +936,7 @@ def layers_derivatives_report(impls: Mapping[str, ModuleType]) -> CheckReport:
         values[row, name] = (ours, theirs)
         where[row] = found
 
-    for i, seq in enumerate(LAYER_CASES):
+    for i, seq in enumerate(cases):
         p = Problem(seq, BATCH, 13, labels=seq.loss == "softmax_cross_entropy")
         v = make_params(seq, np.random.default_rng(13 + i), np.float64)
         _, ours_dot = derivatives.jvp(seq, p.params, p.x, v, p.masks)
@@ -929,14 +945,14 @@ def layers_derivatives_report(impls: Mapping[str, ModuleType]) -> CheckReport:
         for name in references:
             module = importlib.import_module(f"{name}.derivatives")
             _, their_dot = module.jvp(seq, p.params, p.x, v, p.masks)
-            add(f"jvp output tangent, layers case {i}", ours_dot, their_dot, name,
+            add(f"jvp output tangent, {group} case {i}", ours_dot, their_dot, name,
                 ("out_dot: each layer's tangent, folded from the input up",
                  "handwritten.layers.fold.jvp"))
             if per is not None:
                 theirs = module.per_example_grads(seq, p.params, p.x, p.y, p.masks)
                 for (path, layer), mine, other in zip(seq.nodes, per, theirs):
                     for key in mine:
-                        add(f"per-example d_{key}, layers case {i}, layer {path}", mine[key],
+                        add(f"per-example d_{key}, {group} case {i}, layer {path}", mine[key],
                             other[key], name, (f"{type(layer).__name__}'s sample-i gradient",
                                                f"{type(layer).__module__}."
                                                f"{type(layer).__qualname__}.per_example"))
@@ -950,18 +966,20 @@ def layers_derivatives_report(impls: Mapping[str, ModuleType]) -> CheckReport:
                             for w in node.values())
                 for path, mine, other in zip(seq.paths, mine_all, theirs_all):
                     for key in mine:
-                        add(f"{product} ({'H' if product == 'hvp' else 'G'} v)_{key}, layers "
+                        add(f"{product} ({'H' if product == 'hvp' else 'G'} v)_{key}, {group} "
                             f"case {i}, layer {path}", mine[key], other[key], name,
                             ("R{d_" + key + "}: each layer's r_backward, folded back beside "
                              "its backward", "handwritten.layers.fold.second_order"),
                             atol=RTOL64 * scale)
-    return CheckReport(LAYER_CASES[0], BATCH, primary, tuple(references), tuple(rows), cells,
-                       values, where, replay="bpnet check --all --only layers")
+    return CheckReport(cases[0], BATCH, primary, tuple(references), tuple(rows), cells,
+                       values, where, replay=f"bpnet check --all --only {group}")
 
 
-def layers_state_report(impls: Mapping[str, ModuleType]) -> CheckReport:
-    """Each BatchNorm1d node's state after three training-mode batches through a
-    LAYER_CASES Sequential (``fold.update_state``: each layer's ``update_state``) against
+def layers_state_report(impls: Mapping[str, ModuleType],
+                        cases: Sequence[Sequential] = LAYER_CASES, group: str = "layers"
+                        ) -> CheckReport:
+    """Each batch norm node's state after three training-mode batches through the first of
+    ``cases`` with one (``fold.update_state``: each layer's ``update_state``) against
     the running buffers torch's F.batch_norm updates from the same node inputs."""
     import torch
     import torch.nn.functional as F
@@ -970,10 +988,10 @@ def layers_state_report(impls: Mapping[str, ModuleType]) -> CheckReport:
     from handwritten.spec import BATCH_NORM_MOMENTUM, NORM_EPS
 
     primary = next(iter(impls))
-    seq = next(s for s in LAYER_CASES if s.has_batch_norm)
+    seq = next(s for s in cases if s.has_batch_norm)
     state = hw.init_running(seq)
-    buffers = {i: (torch.zeros(*shape, dtype=torch.float64),
-                   torch.ones(*shape, dtype=torch.float64))
+    buffers = {i: (torch.zeros(shape[0], dtype=torch.float64),   # per feature or channel
+                   torch.ones(shape[0], dtype=torch.float64))
                for i, ((_, layer), shape) in enumerate(zip(seq.nodes, seq.in_shapes))
                if isinstance(layer, BatchNorm1d)}
     for k in range(3):
@@ -993,25 +1011,57 @@ def layers_state_report(impls: Mapping[str, ModuleType]) -> CheckReport:
                                                          rtol=RTOL64, atol_scale=ATOL64_SCALE)
             values[row, "reference_torch"] = (state[i][key], theirs)
             where[row] = ("running = (1 - 0.1) running + 0.1 (mu, var N / (N - 1))",
-                          "handwritten.layers.norm.BatchNorm1d.update_state")
+                          f"{type(seq.nodes[i][1]).__module__}."
+                          f"{type(seq.nodes[i][1]).__qualname__}.update_state")
     return CheckReport(seq, BATCH, primary, ("reference_torch",), tuple(rows), cells, values,
-                       where, replay="bpnet check --all --only layers")
+                       where, replay=f"bpnet check --all --only {group}")
 
 
-def layer_cases(impls: Mapping[str, ModuleType]
+def layer_cases(impls: Mapping[str, ModuleType], cases: Sequence[Sequential] = LAYER_CASES,
+                group: str = "layers"
                 ) -> Iterator[tuple[str, str, str, Callable[[], CheckReport]]]:
-    """Sequentials in non-MLP orders: every quantity of every layer against torch and JAX."""
-    for seq in LAYER_CASES:
+    """Sequentials in non-MLP orders (``group`` "conv": convolutional ones): every quantity
+    of every layer against torch and JAX, evaluation mode, batch norm's state, forward mode,
+    per-example gradients and second order."""
+    for seq in cases:
         p = Problem(seq, BATCH, 9, labels=seq.loss == "softmax_cross_entropy")
         kinds = ", ".join(dict.fromkeys(type(layer).__name__ for _, layer in seq.nodes))
-        yield "layers", kinds, repr(p), partial(layers_report, p, impls)
-    yield "layers", "evaluation mode (predict)", "the layers cases with running statistics " \
-        "drawn", partial(layers_evaluation_report, impls)
+        yield group, kinds, repr(p), partial(layers_report, p, impls, group)
+    yield group, "evaluation mode (predict)", f"the {group} cases with running statistics " \
+        "drawn", partial(layers_evaluation_report, impls, cases, group)
     if "reference_torch" in impls:
-        yield "layers", "running statistics (state)", "three batches, F.batch_norm's buffers", \
-            partial(layers_state_report, impls)
-    yield "layers", "forward mode, per-example gradients, hvp, gnvp", "the layers cases, a " \
-        "drawn direction", partial(layers_derivatives_report, impls)
+        yield group, "running statistics (state)", "three batches, F.batch_norm's buffers", \
+            partial(layers_state_report, impls, cases, group)
+    yield group, "forward mode, per-example gradients, hvp, gnvp", f"the {group} cases, a " \
+        "drawn direction", partial(layers_derivatives_report, impls, cases, group)
+
+
+CONV_CASES = (
+    Sequential([Conv2d(2, 4, 3, stride=2, padding=1), BatchNorm2d(4), Activation("relu"),
+                MaxPool2d(2, stride=1), Conv2d(4, 4, 3, padding="same", dilation=2, groups=2),
+                AvgPool2d(3, stride=2, padding=1, count_include_pad=False), Flatten(),
+                Dense(8, 3), Activation("softmax")], "softmax_cross_entropy", weight_decay=0.1,
+               in_shape=(2, 7, 6)),
+    Sequential([Conv1d(3, 6, 4, padding="same", groups=3, bias=False), GroupNorm(3, 6),
+                Activation("tanh"),
+                Dropout(0.3), Conv1d(6, 2, 2, stride=2, dilation=2), Activation("relu"),
+                Flatten(), Dense(8, 2), Activation("sigmoid")], "bce_with_logits", "sum",
+               in_shape=(3, 9)),
+    Sequential([Residual([Conv2d(2, 2, 3, padding="same"), Activation("relu")]),
+                Activation("relu"), MaxPool2d(3, stride=1, padding=1), AdaptiveAvgPool2d(),
+                Flatten(), Dense(2, 1)], "half_mse", weight_decay=0.1, in_shape=(2, 5, 5)),
+)
+"""The convolution chapter's networks: a strided padded Conv2d, spatial batch norm, max
+pooling after a relu (ties at its zeros), a grouped dilated 'same' Conv2d, average pooling
+counting only the input's elements; a depthwise Conv1d without bias with an even 'same'
+kernel, GroupNorm, a strided dilated Conv1d; a residual conv block, overlapping padded max pooling,
+global average pooling."""
+
+
+def conv_cases(impls: Mapping[str, ModuleType]
+               ) -> Iterator[tuple[str, str, str, Callable[[], CheckReport]]]:
+    """The convolution chapter: CONV_CASES through every check of the layers group."""
+    return layer_cases(impls, CONV_CASES, "conv")
 
 
 def training_cases(impls: Mapping[str, ModuleType]
@@ -1299,7 +1349,8 @@ def cases(impls: Mapping[str, ModuleType], n_random: int = 12
     most local one."""
     return [*problem_cases(impls, n_random), *extreme_cases(impls), *optimizer_cases(impls),
             *schedule_cases(impls), *derivative_cases(impls), *second_order_cases(impls),
-            *block_cases(impls), *layer_cases(impls), *init_cases(impls), *blog_cases(impls),
+            *block_cases(impls), *layer_cases(impls), *conv_cases(impls), *init_cases(impls),
+            *blog_cases(impls),
             *training_cases(impls)]
 
 

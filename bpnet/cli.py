@@ -814,12 +814,13 @@ def build_parser() -> Parser:
     check.add_argument("--all", action="store_true",
                        help="every registered activation, loss, reduction, optimizer and "
                        "option, schedule, init scheme, the extremes, forward mode, second "
-                       "order, hidden blocks and the blog's seed.py, in one table (under "
-                       "30 s; the first run compiles JAX's programs, later ones reuse them)")
+                       "order, hidden blocks, layers, convolution and the blog's seed.py, in "
+                       "one table (under 30 s; the first run compiles JAX's programs, later "
+                       "ones reuse them)")
     check.add_argument("--only", metavar="TEXT",
                        help="with --all: only one group (activation, loss, weight, network, "
                        "extremes, optimizer, clipping, schedule, derivatives, second, blocks, "
-                       "layers, init, blog) or one entry (tanh, adam, ...)")
+                       "layers, conv, init, blog) or one entry (tanh, adam, ...)")
     _add_common(check, "print only the verdict line")
     check.set_defaults(run=cmd_check, layers=None)
 

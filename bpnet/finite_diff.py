@@ -1,8 +1,9 @@
 """Central finite differences: a framework-free oracle (used by the tests and `bpnet check`).
 
 A coordinate whose +-h perturbation moves a pre-activation of a kinked activation
-(``activation(name).kinked``: relu, leaky_relu, elu, celu, selu) across 0 is skipped: there
-the function is not smooth and a finite difference means nothing.  The caller gets
+(``activation(name).kinked``: relu, leaky_relu, elu, celu, selu) across 0, or changes the
+winner of a max pooling window, is skipped: there the function is not smooth and a finite
+difference means nothing.  The caller gets
 a mask of the coordinates that were kept.
 """
 
@@ -56,7 +57,7 @@ def network_grads(spec: Any, params: list[dict[str, np.ndarray]], x: np.ndarray,
     A ``Sequential`` spec: every param of every node, dropout with the given ``masks``.
     """
     from handwritten.activations import activation
-    from handwritten.layers import Activation, Sequential, fold
+    from handwritten.layers import Activation, MaxPool2d, Sequential, fold
     from handwritten.network import forward, loss_value
 
     work = [{k: v.copy() for k, v in layer.items()} for layer in params]
@@ -64,11 +65,13 @@ def network_grads(spec: Any, params: list[dict[str, np.ndarray]], x: np.ndarray,
         run = fold.Pass(masks=masks, weight_decay=spec.weight_decay)
         kinks = [i for i, (_, layer) in enumerate(spec.nodes)
                  if isinstance(layer, Activation) and activation(layer.name).kinked]
+        pools = [i for i, (_, layer) in enumerate(spec.nodes) if isinstance(layer, MaxPool2d)]
 
         def f_nodes() -> tuple[float, tuple[bytes, ...]]:
             _, caches = fold.forward(spec, work, x, run)
             value = float(fold.loss_value(spec, work, caches, y))
-            return value, tuple((caches[i]["z"] > 0).tobytes() for i in kinks)
+            return value, (*((caches[i]["z"] > 0).tobytes() for i in kinks),
+                           *(caches[i]["arg"].tobytes() for i in pools))
 
         found = [{k: central_diff_leaf(f_nodes, leaf) for k, leaf in layer.items()}
                  for layer in work]

@@ -30,10 +30,18 @@ from handwritten import (
 from handwritten.activations import PARAMETERS
 from handwritten.layers import (
     Activation,
+    AdaptiveAvgPool2d,
+    AvgPool2d,
     BatchNorm1d,
+    BatchNorm2d,
+    Conv1d,
+    Conv2d,
     Dense,
     Dropout,
+    Flatten,
+    GroupNorm,
     LayerNorm,
+    MaxPool2d,
     Residual,
     Sequential,
 )
@@ -166,7 +174,15 @@ def _node_params(layer: Any, rng: np.random.Generator, dtype: Any, scale: float
         w = rng.uniform(-scale, scale, (layer.in_features, layer.out_features))
         b = rng.uniform(-scale, scale, layer.out_features) / 2
         return {"W": (w * np.sqrt(3.0 / layer.in_features)).astype(dtype), "b": b.astype(dtype)}
-    if isinstance(layer, (BatchNorm1d, LayerNorm)):
+    if isinstance(layer, (Conv1d, Conv2d)):  # fan_in: the channels and offsets it sums
+        shapes = layer.param_shapes()
+        fan_in = int(np.prod(shapes["W"][1:]))
+        w = rng.uniform(-scale, scale, shapes["W"]) * np.sqrt(3.0 / fan_in)
+        out = {"W": w.astype(dtype)}
+        if "b" in shapes:
+            out["b"] = (rng.uniform(-scale, scale, shapes["b"]) / 2).astype(dtype)
+        return out
+    if isinstance(layer, (BatchNorm1d, LayerNorm, GroupNorm)):
         width = layer.param_shapes()["gamma"][0]
         return {"gamma": (1 + rng.uniform(-scale, scale, width) / 2).astype(dtype),
                 "beta": (rng.uniform(-scale, scale, width) / 2).astype(dtype)}
@@ -262,6 +278,16 @@ def draw_sequential(choose: Chooser, max_layers: int = 5, max_width: int = 6,
     for _ in range(choose.integer(0, max_layers)):
         layer, width = _draw_node(choose, width, max_width, False, hidden)
         layers.append(layer)
+    layers, loss, reduction, weight_decay = _head(choose, layers, width, max_width,
+                                                  activations, exclude_losses)
+    return Sequential(tuple(layers), loss, reduction, weight_decay, in_features=first)
+
+
+def _head(choose: Chooser, layers: list[Any], width: int, max_width: int,
+          activations: Sequence[str] | None, exclude_losses: Sequence[str]
+          ) -> tuple[list[Any], str, str, float]:
+    """A Dense to a drawn output width, most of the time an output activation, and a loss
+    that accepts it, its reduction and weight decay."""
     n_out = choose.integer(1, max_width)
     layers.append(Dense(width, n_out))
     out_choices = [a for a in activations or ALL_ACTIVATIONS if not (a == "softmax" and n_out < 2)]
@@ -270,8 +296,97 @@ def draw_sequential(choose: Chooser, max_layers: int = 5, max_width: int = 6,
     if out is not None:
         layers.append(Activation(out))
     loss = choose.choice([n for n in losses_for(out or "identity") if n not in exclude_losses])
-    return Sequential(tuple(layers), loss, choose.choice(REDUCTIONS), choose.choice(WEIGHT_DECAYS),
-                      in_features=first)
+    return layers, loss, choose.choice(REDUCTIONS), choose.choice(WEIGHT_DECAYS)
+
+
+def _draw_conv(choose: Chooser, shape: tuple[int, ...], max_channels: int,
+               same: bool = False) -> Any:
+    """A Conv1d or Conv2d taking ``shape`` (C, *spatial) with every argument drawn: kernel
+    1-3, stride 1-2, dilation 1-2, padding an int, a tuple, 'same' or 'valid', groups a
+    divisor of C, bias or not.  ``same``: one that keeps the shape (a Residual's body)."""
+    dims, channels = len(shape) - 1, shape[0]
+    cls = Conv2d if dims == 2 else Conv1d
+    groups = choose.choice([g for g in range(1, channels + 1) if channels % g == 0])
+    out = channels if same else groups * choose.integer(1, max(1, max_channels // groups))
+    kernel = tuple(choose.integer(1, 3) for _ in range(dims))
+    dilation = tuple(choose.integer(1, 2) for _ in range(dims))
+    padding: Any = "same" if same else choose.choice(("same", "valid", "int", "tuple"))
+    stride = (1,) * dims if padding == "same" else tuple(choose.integer(1, 2) for _ in range(dims))
+    if padding == "int":
+        padding = choose.integer(0, 2)
+    elif padding == "tuple":
+        padding = tuple(choose.integer(0, 2) for _ in range(dims))
+    bias = choose.choice((True, False))
+    return cls(channels, out, kernel, stride, padding, dilation, groups, bias)
+
+
+def _draw_image_node(choose: Chooser, shape: tuple[int, ...], max_channels: int,
+                     nested: bool, activations: Sequence[str]) -> Any:
+    """One layer taking ``shape`` (C, *spatial): a convolution, an activation, dropout, a
+    GroupNorm (over at least MIN_NORM_COUNT entries) and, for images, a pool (max or
+    average, ties and borders included), a BatchNorm2d or (not inside another) a Residual
+    around shape-keeping layers; an activation where a drawn window does not fit."""
+    image = len(shape) == 3
+    kinds = ["conv", "conv", "activation", "dropout", "group"] + (
+        ["max", "avg", "norm"] + ([] if nested else ["residual"]) if image else [])
+    kind = choose.choice(kinds)
+    layer: Any
+    if kind == "conv":
+        layer = _draw_conv(choose, shape, max_channels, same=nested)
+    elif kind in ("max", "avg"):
+        kernel = choose.integer(1, 3)
+        stride = choose.integer(1, 3)
+        padding = choose.integer(0, kernel // 2)
+        layer = MaxPool2d(kernel, stride, padding) if kind == "max" else \
+            AvgPool2d(kernel, stride, padding, count_include_pad=choose.choice((True, False)))
+    elif kind == "norm":
+        layer = BatchNorm2d(shape[0])
+    elif kind == "group":                        # over at least MIN_NORM_COUNT entries
+        groups = choose.choice([g for g in range(1, shape[0] + 1) if shape[0] % g == 0
+                                and int(np.prod(shape)) // g >= MIN_NORM_COUNT] or [0])
+        layer = GroupNorm(groups, shape[0]) if groups else None
+    elif kind == "dropout":
+        layer = Dropout(choose.real(0.05, 0.7))
+    elif kind == "residual":
+        layer = Residual([_draw_image_node(choose, shape, max_channels, True, activations)
+                          for _ in range(choose.integer(1, 2))])
+    else:
+        layer = None
+    if layer is not None:
+        try:
+            if layer.out_shape(shape) == shape or not nested:
+                return layer
+        except ValueError:                       # a window larger than the padded input
+            pass
+    return Activation(with_parameter(choose, choose.choice(list(activations))))
+
+
+def draw_conv_sequential(choose: Chooser, max_layers: int = 3, max_channels: int = 4,
+                         max_size: int = 7, max_width: int = 4,
+                         activations: Sequence[str] | None = None,
+                         exclude_losses: Sequence[str] = ()) -> Sequential:
+    """A valid convolutional Sequential: images (C, H, W) a quarter of the time sequences
+    (C, L) for Conv1d; up to ``max_layers`` layers drawn by ``_draw_image_node`` in any
+    order; for images, global average pooling half the time; then Flatten and the head
+    of ``draw_sequential`` (a Dense, an output activation, a loss)."""
+    hidden = [a for a in activations or HIDDEN_ACTIVATIONS if a != "softmax"]
+    dims = 1 if choose.choice((False, False, False, True)) else 2
+    shape: tuple[int, ...] = (choose.integer(1, max_channels),
+                              *(choose.integer(2, max_size) for _ in range(dims)))
+    first = shape
+    layers: list[Any] = []
+    for _ in range(choose.integer(1, max_layers)):
+        layer = _draw_image_node(choose, shape, max_channels, False, hidden)
+        shape = layer.out_shape(shape)
+        layers.append(layer)
+    if dims == 2 and choose.choice((False, True)):
+        layers.append(AdaptiveAvgPool2d((1, 1)))
+        shape = (shape[0], 1, 1)
+    layers.append(Flatten())
+    width = int(np.prod(shape))
+    layers, loss, reduction, weight_decay = _head(choose, layers, width, max_width,
+                                                  activations, exclude_losses)
+    return Sequential(tuple(layers), loss, reduction, weight_decay, in_shape=first)
 
 
 SpecT = TypeVar("SpecT", bound=NetworkSpec | Sequential)
@@ -313,7 +428,9 @@ class Problem(Generic[SpecT]):
             raise ValueError(f"labels needs a loss with class targets, not {self.spec.loss}")
         rng = np.random.default_rng(self.seed)
         self.params = make_params(self.spec, rng, self.dtype, self.scale)
-        self.x = rng.uniform(-1.5, 1.5, (self.batch, self.spec.n_in)).astype(self.dtype)
+        sample = self.spec.in_shapes[0] if isinstance(self.spec, Sequential) else \
+            (self.spec.n_in,)
+        self.x = rng.uniform(-1.5, 1.5, (self.batch, *sample)).astype(self.dtype)
         self.y = make_targets(self.spec, rng, self.batch, self.dtype, self.labels)
         self.masks = make_masks(self.spec, rng, self.batch, self.dtype)
 

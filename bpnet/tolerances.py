@@ -117,15 +117,27 @@ def batch_sum_terms(layer: Mapping[str, Any]) -> dict[str, np.ndarray]:
     over the batch), to a residue of its terms in any small batch -- and then its error is
     on the scale of its terms, not of its own value, in every valid evaluation order.  So
     a batch sum is judged on the scale of its terms (``bpnet.compare``'s d_b rule, the
-    float32 policy's scale): a wrong one is wrong on that scale too."""
+    float32 policy's scale): a wrong one is wrong on that scale too.
+
+    An image's quantity (batch, C, *spatial) -- a convolution's d_z, BatchNorm2d's d_n --
+    sums over the positions as well: its terms are returned as rows (batch * positions,
+    C), so that a sum over axis 0 is each channel's."""
     terms = {}
     if "d_z" in layer:                 # a Sequential's norm node has d_n, not d_z
-        terms["d_b"] = np.abs(np.asarray(layer["d_z"], dtype=np.float64))
+        terms["d_b"] = _as_rows(np.abs(np.asarray(layer["d_z"], dtype=np.float64)))
     if "d_n" in layer:
         d_n = np.asarray(layer["d_n"], dtype=np.float64)
-        terms["d_beta"] = np.abs(d_n)
-        terms["d_gamma"] = np.abs(d_n * np.asarray(layer["x_hat"], dtype=np.float64))
+        terms["d_beta"] = _as_rows(np.abs(d_n))
+        terms["d_gamma"] = _as_rows(np.abs(d_n * np.asarray(layer["x_hat"],
+                                                            dtype=np.float64)))
     return terms
+
+
+def _as_rows(terms: np.ndarray) -> np.ndarray:
+    """(batch, C, *spatial) -> (batch * positions, C): a channel's terms in one column."""
+    if terms.ndim <= 2:
+        return terms
+    return np.moveaxis(terms, 1, -1).reshape(-1, terms.shape[1])
 
 
 def f32_scale(layer: Mapping[str, Any], key: str) -> float:

@@ -120,14 +120,15 @@ def check_x(spec: NetworkSpec | Sequential, x: object) -> np.dtype[Any]:
     """spec is a NetworkSpec or a Sequential; x of shape (batch, n_in), batch >= 1."""
     if not isinstance(spec, (NetworkSpec, Sequential)):
         raise TypeError(f"spec must be a NetworkSpec or a Sequential, got {type(spec).__name__}")
-    dtype = check_float_array("x", x, 2)
+    sample = spec.in_shapes[0] if isinstance(spec, Sequential) else (spec.layer_sizes[0],)
+    dtype = check_float_array("x", x, 1 + len(sample))
     assert isinstance(x, np.ndarray)
     if x.shape[0] == 0:
         raise ValueError("x is an empty batch (shape[0] == 0); need at least one sample")
     if isinstance(spec, Sequential):
-        if x.shape[1:] != spec.in_shapes[0]:
-            raise ValueError(f"x must have shape (batch, {spec.n_in}) for the first layer "
-                             f"{spec.layers[0]!r}, got {x.shape}")
+        if x.shape[1:] != sample:
+            raise ValueError(f"x must have shape (batch, {', '.join(map(str, sample))}) for "
+                             f"the first layer {spec.layers[0]!r}, got {x.shape}")
         return dtype
     if x.shape[1] != spec.layer_sizes[0]:
         raise ValueError(f"x must have shape (batch, {spec.layer_sizes[0]}) for layer_sizes "
@@ -362,7 +363,7 @@ def _check_node_running(spec: Sequential, running: object, dtype: np.dtype[Any])
             or len(running) != n:
         raise TypeError(f"running must be a list of {n} dicts (one per node: {spec.paths})")
     for i, ((_, layer), stats, shape) in enumerate(zip(spec.nodes, running, spec.in_shapes)):
-        batch = type(layer).__name__ == "BatchNorm1d"
+        batch = type(layer).__name__ in ("BatchNorm1d", "BatchNorm2d")
         keys = {"mean", "var"} if batch else set()
         if not isinstance(stats, dict) or set(stats) != keys:
             wanted = "'mean' and 'var'" if batch else "no keys ({})"
@@ -371,8 +372,8 @@ def _check_node_running(spec: Sequential, running: object, dtype: np.dtype[Any])
             leaf = f"running[{i}][{key!r}]"
             if check_float_array(leaf, stats[key], 1) != dtype:
                 raise TypeError(f"{leaf} has dtype {stats[key].dtype}, but params are {dtype}")
-            if stats[key].shape != shape:
-                raise ValueError(f"{leaf} must have shape {shape}, got {stats[key].shape}")
+            if stats[key].shape != shape[:1]:             # one per feature or channel
+                raise ValueError(f"{leaf} must have shape {shape[:1]}, got {stats[key].shape}")
         if batch and not (stats["var"] >= 0).all():
             raise ValueError(f"running[{i}]['var'] must be >= 0 (a variance)")
 
@@ -461,16 +462,18 @@ def check_like(name: str, tree: object, like: Sequence[dict[str, Any]], dtype: n
 
 PARAM_KEYS: tuple[frozenset[str], ...] = (
     frozenset({"W", "b"}), frozenset({"W", "b", "gamma", "beta"}), frozenset({"gamma", "beta"}),
-    frozenset())
+    frozenset({"W"}), frozenset())
 """The key sets a params dict may have: a NetworkSpec layer ({"W", "b"}, with a norm's
-"gamma", "beta"), or a Sequential node (a Dense's, a norm's, or none)."""
+"gamma", "beta"), or a Sequential node (a Dense's, a convolution's -- {"W"} without a
+bias --, a norm's, or none)."""
 
 
 def check_params_tree(params: object) -> np.dtype[Any]:
     """params of some network (no spec at hand): {"W": (fan_in, fan_out), "b": (fan_out,)}
     dicts (with "gamma", "beta" (fan_out,) on a layer with a norm; a Sequential's nodes also
-    {"gamma", "beta"} alone or {}) whose W's shapes chain from one to the next, all of one
-    float dtype."""
+    {"gamma", "beta"} alone or {}, and a convolution's {"W": (O, C / groups, *kernel)} with
+    or without "b": (O,)) whose 2-D W's shapes chain from one to the next (a convolution
+    between them restarts the chain), all of one float dtype."""
     if not isinstance(params, Sequence) or isinstance(params, (str, bytes)) or not params:
         raise TypeError(f"params must be a non-empty list of {{'W', 'b'}} dicts, "
                         f"got {type(params).__name__}")
@@ -480,15 +483,23 @@ def check_params_tree(params: object) -> np.dtype[Any]:
         if not isinstance(layer, dict) or frozenset(layer) not in PARAM_KEYS:
             raise TypeError(f"params[{i}] must be a dict with keys 'W' and 'b' (and 'gamma', "
                             "'beta' on a layer with a norm; a Sequential's node: 'gamma' and "
-                            "'beta' alone, or none)")
+                            "'beta' alone, 'W' alone, or none)")
+        kernel = "W" in layer and isinstance(layer["W"], np.ndarray) and layer["W"].ndim >= 3
+        if set(layer) == {"W"} and not kernel:
+            raise TypeError(f"params[{i}] has 'W' alone, which only a convolution without a "
+                            "bias has (W of shape (O, C / groups, *kernel)); a Dense's needs "
+                            "'b'")
         for key in sorted(layer):
             leaf_dtype = check_float_array(f"params[{i}][{key!r}]", layer[key],
+                                           layer[key].ndim if kernel and key == "W" else
                                            2 if key == "W" else 1)
             if dtype is not None and leaf_dtype != dtype:
                 raise TypeError(f"params[{i}][{key!r}] has dtype {leaf_dtype}, but the first "
                                 f"is {dtype}: mixed dtypes are not converted silently")
             dtype = dtype or leaf_dtype
-        if "W" in layer:
+        if kernel:                                # a convolution: (O, C / groups, *kernel)
+            width, fan_out = layer["W"].shape[0], None
+        elif "W" in layer:
             fan_in, width = layer["W"].shape
             if fan_out is not None and fan_out != fan_in:
                 raise ValueError(f"params[{i}] has W {layer['W'].shape} and b "

@@ -12,6 +12,16 @@ handwritten's class name, so a kind without its counterpart here is refused by n
     LayerNorm    the same over each sample's features          reference_jax.blocks
     Dropout      out = h * m / (1 - p)            the given keep-mask; evaluation: out = h
     Residual     out = body(h) + h
+    Conv1d       z   = lax.conv_general_dilated(h, W, ...) + b      ('NCH', 'OIH', 'NCH')
+    Conv2d       the same in ('NCHW', 'OIHW', 'NCHW'); "same" / "valid" as JAX's 'SAME' /
+                 'VALID' (the odd pad after, as torch), ints as (p, p) pairs
+    MaxPool2d    out = lax.reduce_window(pad(h, -inf), max)
+    AvgPool2d    out = lax.reduce_window(pad(h, 0), add) / count   count: kh kw, or the
+                 window's elements inside the input (count_include_pad=False)
+    AdaptiveAvgPool2d  out = mean of h over (H, W), kept as (C, 1, 1)
+    Flatten      out = h.reshape(batch, -1)
+    BatchNorm2d  BatchNorm1d's equations with each channel over (batch, H, W)
+    GroupNorm    each sample's groups over their channels and positions, then the affine
 
 Params, masks, running statistics and the trace have one entry per node.  The trace's
 d_<name> of every graph quantity (z, a, x_hat, n, out) is autograd's too: the loss is
@@ -26,8 +36,8 @@ Second order, as reference_jax.derivatives does it for a NetworkSpec:
            jax.vjp back through the layers, plus lambda W_dot
 
 Training (``reference_jax.training.train``) takes each step's loss and every BatchNorm1d's
-batch mean and variance from ``loss_and_statistics``, and moves the running statistics by
-torch's rule written in jnp (``reference_jax.blocks.running_update``).
+(BatchNorm2d's) batch mean, variance and count from ``loss_and_statistics``, and moves the
+running statistics by torch's rule written in jnp (``reference_jax.blocks.running_update``).
 """
 
 from __future__ import annotations
@@ -40,10 +50,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from handwritten import checks
 from handwritten.layers import Activation, BatchNorm1d, Sequential
-from handwritten.spec import Params, Trace
+from handwritten.spec import NORM_EPS, Params, Trace
 from reference_jax import blocks
 from reference_jax.activations import activation
 from reference_jax.losses import gauss_newton
@@ -135,6 +146,88 @@ def residual(layer: Any, i: int, h: jax.Array, run: Pass) -> Arrays:
     return {"out": run.node(i, "out", run.fold(layer.body, h) + h)}
 
 
+def conv(layer: Any, i: int, h: jax.Array, run: Pass) -> Arrays:
+    """Conv1d / Conv2d: lax.conv_general_dilated, a cross-correlation as torch's, in
+    torch's layouts (channels first, W as (O, C / G, *kernel))."""
+    p = run.params[i]
+    axes = "HW"[:len(layer.kernel_size)]
+    padding = (layer.padding.upper() if isinstance(layer.padding, str)
+               else [(q, q) for q in layer.padding])
+    z = lax.conv_general_dilated(h, p["W"], window_strides=layer.stride, padding=padding,
+                                 rhs_dilation=layer.dilation,
+                                 dimension_numbers=("NC" + axes, "OI" + axes, "NC" + axes),
+                                 feature_group_count=layer.groups)
+    if layer.bias:
+        z = z + p["b"].reshape(-1, *(1,) * len(axes))
+    return {"z": run.node(i, "z", z)}
+
+
+def _pool(layer: Any, h: jax.Array, init: float, op: Callable[..., jax.Array]
+          ) -> jax.Array:
+    """lax.reduce_window of ``op`` over each (kh, kw) window of each channel, the padding
+    filled with ``init`` (a Python number: the monoid's identity, which lets JAX take
+    lax.max / lax.add for its differentiable reduce_window_max / _sum)."""
+    return lax.reduce_window(h, init, op, (1, 1, *layer.kernel_size),
+                             (1, 1, *layer.stride),
+                             ((0, 0), (0, 0), *((q, q) for q in layer.padding)))
+
+
+def max_pool(layer: Any, i: int, h: jax.Array, run: Pass) -> Arrays:
+    return {"out": run.node(i, "out", _pool(layer, h, -jnp.inf, lax.max))}
+
+
+def avg_pool(layer: Any, i: int, h: jax.Array, run: Pass) -> Arrays:
+    """The window's sum over its count: kh kw, or (count_include_pad=False) the same
+    window's sum over a field of ones the input's size (its elements inside the input)."""
+    total = _pool(layer, h, 0.0, lax.add)
+    if layer.count_include_pad:
+        count: Any = layer.kernel_size[0] * layer.kernel_size[1]
+    else:
+        count = _pool(layer, jnp.ones((1, 1, *h.shape[2:]), h.dtype), 0.0, lax.add)
+    return {"out": run.node(i, "out", total / count)}
+
+
+def adaptive_avg_pool(layer: Any, i: int, h: jax.Array, run: Pass) -> Arrays:
+    return {"out": run.node(i, "out", jnp.mean(h, axis=(2, 3), keepdims=True))}
+
+
+def flatten(layer: Any, i: int, h: jax.Array, run: Pass) -> Arrays:
+    """Each sample to one row, row-major (c, y, x) as torch.flatten(h, 1)."""
+    return {"out": run.node(i, "out", h.reshape(h.shape[0], -1))}
+
+
+def batch_norm_2d(layer: Any, i: int, h: jax.Array, run: Pass) -> Arrays:
+    """Spatial batch norm: BatchNorm1d's equations with each channel's statistics over
+    (batch, H, W); mu and var (biased) are (C,), x_hat and n (batch, C, H, W).  Training:
+    the batch's statistics (none updated here); evaluation: the running ones (x_hat and n
+    only)."""
+    p = run.params[i]
+    gamma, beta = p["gamma"][:, None, None], p["beta"][:, None, None]
+    if not run.training:
+        assert run.running is not None, "evaluation mode needs the running statistics"
+        stats = run.running[i]
+        return blocks.normalize_running(h, stats["mean"][:, None, None],
+                                        stats["var"][:, None, None], gamma, beta)
+    mu = jnp.mean(h, axis=(0, 2, 3), keepdims=True)
+    var = jnp.mean((h - mu) ** 2, axis=(0, 2, 3), keepdims=True)
+    x_hat = run.node(i, "x_hat", (h - mu) / jnp.sqrt(var + NORM_EPS))
+    return {"mu": mu.reshape(-1), "var": var.reshape(-1), "x_hat": x_hat,
+            "n": run.node(i, "n", x_hat * gamma + beta)}
+
+
+def group_norm(layer: Any, i: int, h: jax.Array, run: Pass) -> Arrays:
+    """Each sample's channels in num_groups groups, each group normalized over its channels
+    and positions (mu, var biased, (batch, G)), then n = x_hat * gamma + beta per channel."""
+    p = run.params[i]
+    g = h.reshape(h.shape[0], layer.num_groups, -1)
+    mu = jnp.mean(g, axis=2, keepdims=True)
+    var = jnp.mean((g - mu) ** 2, axis=2, keepdims=True)
+    x_hat = run.node(i, "x_hat", ((g - mu) / jnp.sqrt(var + NORM_EPS)).reshape(h.shape))
+    shape = (-1, *(1,) * (h.ndim - 2))
+    return {"mu": mu[..., 0], "var": var[..., 0], "x_hat": x_hat,
+            "n": run.node(i, "n", x_hat * p["gamma"].reshape(shape) + p["beta"].reshape(shape))}
+
+
 LAYERS: dict[str, Callable[[Any, int, jax.Array, Pass], Arrays]] = {
     "Dense": dense,
     "Activation": activation_layer,
@@ -142,6 +235,14 @@ LAYERS: dict[str, Callable[[Any, int, jax.Array, Pass], Arrays]] = {
     "LayerNorm": layer_norm,
     "Dropout": dropout,
     "Residual": residual,
+    "Conv1d": conv,
+    "Conv2d": conv,
+    "MaxPool2d": max_pool,
+    "AvgPool2d": avg_pool,
+    "AdaptiveAvgPool2d": adaptive_avg_pool,
+    "Flatten": flatten,
+    "BatchNorm2d": batch_norm_2d,
+    "GroupNorm": group_norm,
 }
 """Every layer kind by handwritten's class name, as its forward in JAX."""
 
@@ -261,7 +362,7 @@ def _predict(params: JaxParams, x: jax.Array, running: list[Arrays] | None, seq:
 def predict(seq: Sequential, params: Params, x: np.ndarray,
             running: Sequence[dict[str, np.ndarray]] | None = None) -> np.ndarray:
     """The output in evaluation mode: no dropout, batch norm normalized with ``running``
-    (one dict per node: {"mean", "var"} on a BatchNorm1d, {} elsewhere)."""
+    (one dict per node: {"mean", "var"} on a BatchNorm1d or BatchNorm2d, {} elsewhere)."""
     dtype = checks.check_x(seq, x)
     checks.check_params(seq, params, dtype)
     checks.check_running(seq, running, dtype)
@@ -291,8 +392,9 @@ def jvp(seq: Sequential, params: Params, x: np.ndarray, v: Params,
 
 
 def refuse_batch_norm(seq: Sequential) -> None:
-    """NotImplementedError naming the first BatchNorm1d: in training mode a sample's output
-    depends on the whole batch (its mean and variance), so it has no gradient of its own."""
+    """NotImplementedError naming the first BatchNorm1d or BatchNorm2d: in training mode a
+    sample's output depends on the whole batch (its mean and variance), so it has no
+    gradient of its own."""
     for path, layer in seq.nodes:
         if isinstance(layer, BatchNorm1d):
             raise NotImplementedError(
@@ -329,21 +431,25 @@ def per_example_grads(seq: Sequential, params: Params, x: np.ndarray, y: np.ndar
 
 
 def init_running(seq: Sequential, dtype: Any) -> list[Arrays]:
-    """Batch norm's running statistics before the first step, as torch.nn.BatchNorm1d starts
-    them: mean 0, variance 1 on every BatchNorm1d node, {} on every other."""
-    return [{"mean": jnp.zeros(shape, dtype), "var": jnp.ones(shape, dtype)}
-            if isinstance(layer, BatchNorm1d) else {}
-            for (_, layer), shape in zip(seq.nodes, seq.in_shapes)]
+    """Batch norm's running statistics before the first step, as torch.nn.BatchNorm1d (and
+    BatchNorm2d) start them: mean 0, variance 1, shape (num_features,), on every
+    BatchNorm1d or BatchNorm2d node, {} on every other."""
+    return [{"mean": jnp.zeros(layer.num_features, dtype),
+             "var": jnp.ones(layer.num_features, dtype)}
+            if isinstance(layer, BatchNorm1d) else {}       # a BatchNorm2d is one too
+            for _, layer in seq.nodes]
 
 
 def loss_and_statistics(params: JaxParams, x: jax.Array, y: jax.Array, seq: Sequential,
                         masks: JaxMasks = None) -> tuple[jax.Array, list[Any]]:
-    """The loss (training mode, the given masks), and every BatchNorm1d node's batch (mu,
-    var) -- None on every other node: the aux output a training step updates the running
-    statistics with."""
+    """The loss (training mode, the given masks), and every batch-norm node's batch (mu,
+    var, count) -- count the values each statistic is over (the batch; a BatchNorm2d's
+    batch H W), which the unbiased running variance divides by count - 1 -- None on every
+    other node: the aux output a training step updates the running statistics with."""
     run = Pass(params, masks=masks)
     z, a = forward(seq, run, x)
-    stats = [(q["mu"], q["var"]) if isinstance(layer, BatchNorm1d) else None
+    stats = [(q["mu"], q["var"], q["x_hat"].size // q["mu"].size)
+             if isinstance(layer, BatchNorm1d) else None      # a BatchNorm2d is one too
              for (_, layer), q in zip(seq.nodes, run.nodes)]
     return loss_value(seq, params, z, a, y), stats
 

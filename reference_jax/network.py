@@ -115,10 +115,11 @@ def _loss(params: JaxParams, x: jax.Array, y: jax.Array, spec: NetworkSpec,
 
 def loss_and_statistics(params: JaxParams, x: jax.Array, y: jax.Array, spec: NetworkSpec,
                         masks: Masks | None = None) -> tuple[jax.Array, list[Any]]:
-    """The loss, and every batch-norm layer's batch (mu, var) (None on other layers): the
-    aux output a training step updates the running statistics with."""
+    """The loss, and every batch-norm layer's batch (mu, var, count) (count: the batch, the
+    values each statistic is over; None on other layers): the aux output a training step
+    updates the running statistics with."""
     _, cache = forward(spec, params, x, masks=masks)
-    stats = [(c["mu"], c["var"]) if spec.norm(l) == "batch" else None
+    stats = [(c["mu"], c["var"], x.shape[0]) if spec.norm(l) == "batch" else None
              for l, c in enumerate(cache)]
     return loss_value(spec, params, cache, y), stats
 

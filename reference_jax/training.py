@@ -50,7 +50,7 @@ def _step_fn(spec: NetworkSpec | Sequential, shape: OptimizerSpec) -> Any:
                    ) -> Any:
         (loss, stats), grads = jax.value_and_grad(statistics, has_aux=True)(
             params, xb, yb, spec, masks)
-        running = [r if s is None else blocks.running_update(r, s[0], s[1], xb.shape[0])
+        running = [r if s is None else blocks.running_update(r, *s)    # s: (mu, var, count)
                    for r, s in zip(running, stats)]
         updates, opt_state = transform(shape, lr, hyper, clip).update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, running, loss

@@ -12,6 +12,15 @@ handwritten's class name, so a kind without its counterpart here is refused by n
     LayerNorm    x_hat, n by F.layer_norm         reference_torch.blocks.normalize
     Dropout      out = h * m / (1 - p)            the given keep-mask; evaluation: out = h
     Residual     out = body(h) + h
+    Conv1d       z   = F.conv1d(h, W, b, ...)     padding as given ("same"/"valid" too)
+    Conv2d       z   = F.conv2d(h, W, b, ...)     b None without bias
+    MaxPool2d    out = F.max_pool2d(h, k, s, p)
+    AvgPool2d    out = F.avg_pool2d(h, k, s, p, count_include_pad=...)
+    AdaptiveAvgPool2d  out = F.adaptive_avg_pool2d(h, (1, 1))
+    Flatten      out = torch.flatten(h, 1)
+    BatchNorm2d  x_hat, n by F.batch_norm         on the (batch, C, H, W) input: each
+                                                  channel over (batch, H, W)
+    GroupNorm    x_hat by F.group_norm            each sample's groups; n = gamma x_hat + beta
 
 Params, masks, running statistics and the trace have one entry per node.  The trace keeps
 the gradient of every graph quantity (z, a, x_hat, n, out: ``retain_grad``), so after
@@ -26,17 +35,20 @@ Second order, as reference_torch.derivatives does it for a NetworkSpec:
 
 bce written out in torch ops (``SECOND_ORDER_LOSSES``) wherever a second derivative is taken.
 Training (``reference_torch.training.train``) folds the same layers, each BatchNorm1d's
-running statistics the buffers of a torch.nn.BatchNorm1d that F.batch_norm updates itself.
+(BatchNorm2d's) running statistics the buffers of a torch.nn.BatchNorm1d (BatchNorm2d) that
+F.batch_norm updates itself.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.func import grad, vmap
 from torch.func import jvp as torch_jvp
 
@@ -150,6 +162,73 @@ def residual(layer: Any, i: int, h: torch.Tensor, run: Pass) -> Tensors:
     return {"out": run.fold(layer.body, h) + h}
 
 
+def conv(layer: Any, i: int, h: torch.Tensor, run: Pass) -> Tensors:
+    """Conv1d / Conv2d: torch's cross-correlation, the padding handed over as the layer
+    has it (ints, or "same" / "valid", which F.conv1d / F.conv2d take themselves).  For
+    "same" with an even dilated extent torch warns that it pads a copy of the input: a note
+    on memory, not on the result, so it is silenced here."""
+    p = run.params[i]
+    op = F.conv1d if len(layer.kernel_size) == 1 else F.conv2d
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Using padding='same'", UserWarning)
+        z = op(h, p["W"], p["b"] if layer.bias else None, stride=layer.stride,
+               padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
+    return {"z": z}
+
+
+def max_pool(layer: Any, i: int, h: torch.Tensor, run: Pass) -> Tensors:
+    return {"out": F.max_pool2d(h, layer.kernel_size, layer.stride, layer.padding)}
+
+
+def avg_pool(layer: Any, i: int, h: torch.Tensor, run: Pass) -> Tensors:
+    return {"out": F.avg_pool2d(h, layer.kernel_size, layer.stride, layer.padding,
+                                count_include_pad=layer.count_include_pad)}
+
+
+def adaptive_avg_pool(layer: Any, i: int, h: torch.Tensor, run: Pass) -> Tensors:
+    return {"out": F.adaptive_avg_pool2d(h, layer.output_size)}
+
+
+def flatten(layer: Any, i: int, h: torch.Tensor, run: Pass) -> Tensors:
+    """Each sample to one row (the batch axis kept: a per-example pass is a batch of one
+    too)."""
+    return {"out": torch.flatten(h, 1)}
+
+
+def batch_norm_2d(layer: Any, i: int, h: torch.Tensor, run: Pass) -> Tensors:
+    """Spatial batch norm, as blocks.normalize does BatchNorm1d: F.batch_norm of the
+    (batch, C, H, W) input without its affine (each channel over batch, H, W; given
+    ``run.running`` in training, it updates those buffers in place, with the unbiased
+    variance over batch H W: torch's own rule), then n = x_hat * gamma + beta per channel.
+    mu and var (biased) are forward values from torch.var_mean; evaluation mode normalizes
+    with the running statistics (x_hat and n only)."""
+    p = run.params[i]
+    gamma, beta = p["gamma"][:, None, None], p["beta"][:, None, None]
+    stats = None if run.running is None else run.running[i]
+    mean, var_ = (None, None) if stats is None else (stats["mean"], stats["var"])
+    if not run.training:
+        assert stats is not None, "evaluation mode needs the running statistics"
+        x_hat = F.batch_norm(h, mean, var_, training=False, eps=NORM_EPS)
+        return {"x_hat": x_hat, "n": x_hat * gamma + beta}
+    x_hat = F.batch_norm(h, mean, var_, training=True, momentum=BATCH_NORM_MOMENTUM,
+                         eps=NORM_EPS)
+    var, mu = torch.var_mean(h.detach(), dim=(0, 2, 3), correction=0)
+    return {"mu": mu, "var": var, "x_hat": x_hat, "n": x_hat * gamma + beta}
+
+
+def group_norm(layer: Any, i: int, h: torch.Tensor, run: Pass) -> Tensors:
+    """F.group_norm without its affine (each sample's groups over their channels and
+    positions), then n = x_hat * gamma + beta per channel; mu and var (biased, (batch, G))
+    are forward values from torch.var_mean."""
+    p = run.params[i]
+    shape = (-1, *(1,) * (h.dim() - 2))
+    x_hat = F.group_norm(h, layer.num_groups, eps=NORM_EPS)
+    var, mu = torch.var_mean(h.detach().reshape(h.shape[0], layer.num_groups, -1), dim=2,
+                             correction=0)
+    return {"mu": mu, "var": var, "x_hat": x_hat,
+            "n": x_hat * p["gamma"].reshape(shape) + p["beta"].reshape(shape)}
+
+
 LAYERS: dict[str, Callable[[Any, int, torch.Tensor, Pass], Tensors]] = {
     "Dense": dense,
     "Activation": activation_layer,
@@ -157,6 +236,14 @@ LAYERS: dict[str, Callable[[Any, int, torch.Tensor, Pass], Tensors]] = {
     "LayerNorm": layer_norm,
     "Dropout": dropout,
     "Residual": residual,
+    "Conv1d": conv,
+    "Conv2d": conv,
+    "MaxPool2d": max_pool,
+    "AvgPool2d": avg_pool,
+    "AdaptiveAvgPool2d": adaptive_avg_pool,
+    "Flatten": flatten,
+    "BatchNorm2d": batch_norm_2d,
+    "GroupNorm": group_norm,
 }
 """Every layer kind by handwritten's class name, as its forward in torch."""
 
@@ -243,7 +330,8 @@ def trace(seq: Sequential, params: Params, x: np.ndarray, y: np.ndarray,
 def predict(seq: Sequential, params: Params, x: np.ndarray,
             running: Sequence[dict[str, np.ndarray]] | None = None) -> np.ndarray:
     """The output in evaluation mode: no dropout, batch norm by F.batch_norm(training=False)
-    with ``running`` (one dict per node: {"mean", "var"} on a BatchNorm1d, {} elsewhere)."""
+    with ``running`` (one dict per node: {"mean", "var"} on a BatchNorm1d or BatchNorm2d,
+    {} elsewhere)."""
     dtype = checks.check_x(seq, x)
     checks.check_params(seq, params, dtype)
     checks.check_running(seq, running, dtype)
@@ -274,8 +362,9 @@ def jvp(seq: Sequential, params: Params, x: np.ndarray, v: Params,
 
 
 def refuse_batch_norm(seq: Sequential) -> None:
-    """NotImplementedError naming the first BatchNorm1d: in training mode a sample's output
-    depends on the whole batch (its mean and variance), so it has no gradient of its own."""
+    """NotImplementedError naming the first BatchNorm1d or BatchNorm2d: in training mode a
+    sample's output depends on the whole batch (its mean and variance), so it has no
+    gradient of its own."""
     for path, layer in seq.nodes:
         if isinstance(layer, BatchNorm1d):
             raise NotImplementedError(
@@ -309,16 +398,17 @@ def per_example_grads(seq: Sequential, params: Params, x: np.ndarray, y: np.ndar
 
 
 def init_running(seq: Sequential, dtype: np.dtype[Any]) -> list[Tensors]:
-    """Batch norm's running statistics before the first step: on every BatchNorm1d node the
-    buffers torch.nn.BatchNorm1d(num_features) starts with itself (running_mean 0,
-    running_var 1), which F.batch_norm then updates in training mode; {} on every other
-    node."""
+    """Batch norm's running statistics before the first step: on every BatchNorm1d
+    (BatchNorm2d) node the buffers torch.nn.BatchNorm1d(num_features) (BatchNorm2d) starts
+    with itself (running_mean 0, running_var 1, shape (num_features,)), which F.batch_norm
+    then updates in training mode; {} on every other node."""
     kind = torch.from_numpy(np.empty(0, dtype)).dtype
     running: list[Tensors] = []
     for _, layer in seq.nodes:
-        if isinstance(layer, BatchNorm1d):
-            norm = torch.nn.BatchNorm1d(layer.num_features, eps=NORM_EPS,
-                                        momentum=BATCH_NORM_MOMENTUM, dtype=kind)
+        if isinstance(layer, BatchNorm1d):              # a BatchNorm2d is one too
+            module = getattr(torch.nn, type(layer).__name__)
+            norm = module(layer.num_features, eps=NORM_EPS, momentum=BATCH_NORM_MOMENTUM,
+                          dtype=kind)
             assert norm.running_mean is not None and norm.running_var is not None
             running.append({"mean": norm.running_mean, "var": norm.running_var})
         else:

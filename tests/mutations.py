@@ -38,7 +38,7 @@ PROPERTY_TESTS = [
     "tests/test_schedules.py", "tests/test_derivatives.py", "tests/test_second_order.py",
     "tests/test_blocks_by_hand.py", "tests/test_blocks.py", "tests/test_blocks_training.py",
     "tests/test_layers.py", "tests/test_layer_references.py", "tests/test_layer_second_order.py",
-    "tests/test_layer_training.py",
+    "tests/test_layer_training.py", "tests/test_conv.py", "tests/test_conv_references.py",
     "tests/test_network.py", "tests/test_training.py", "tests/test_seed.py",
     "tests/test_cross_framework.py", "tests/test_references.py",
     # last: ~30 s under the ci profile, and needed only by a mistake the others miss (one
@@ -464,6 +464,94 @@ MUTATIONS = [
              "batch again", "layers/dense.py:Dense.per_example", '"b": d_z.copy()}',
              '"b": d_z / d_z.shape[0]}',
              shown=("per-example d_b", "handwritten.layers.dense.Dense.per_example")),
+    # issue 25: the convolution chapter -- the backwards students get wrong
+    Mutation("conv_kernel_flipped_in_the_forward", "the forward convolves (kernel flipped), "
+             "where torch.nn.Conv2d cross-correlates", "layers/conv.py:_ConvNd.conv",
+             "w[at(offset)])",
+             "w[at(tuple(k - 1 - i for k, i in zip(w.shape[3:], offset)))])",
+             shown=("layer 0 z", "handwritten.layers.conv.Conv2d.forward")),
+    Mutation("conv_d_h_with_the_kernel_flipped", "d_h scatters d_z through the flipped kernel "
+             "(the full-convolution form's flip applied to the scatter form)",
+             "layers/conv.py:_ConvNd.conv_t", "w[at(offset)])",
+             "w[at(tuple(k - 1 - i for k, i in zip(w.shape[3:], offset)))])",
+             shown=("layer 3 d_out", "handwritten.layers.conv.Conv2d.backward")),
+    Mutation("conv_stride_ignored_in_d_h", "d_h sends d_z back to consecutive positions, not "
+             "every s-th (the stride's zeros left out)", "layers/conv.py:_ConvNd.conv_t",
+             "for offset, window in self._windows(d_z.shape[2:]):",
+             "for offset, window in windows(self.kernel_size, (1,) * self.DIMS,  # type: ignore"
+             "\n                                       self.dilation, d_z.shape[2:]):",
+             shown=("layer 3 d_out", "handwritten.layers.conv.Conv1d.backward")),
+    Mutation("conv_padding_not_cropped_from_d_h", "d_h keeps the padding's rows and columns "
+             "and drops the input's last ones", "layers/conv.py:_ConvNd.conv_t",
+             "(Ellipsis, *(slice(lo, lo + size)", "(Ellipsis, *(slice(0, size)",
+             shown=("layer 3 d_out", "handwritten.layers.conv.Conv2d.backward")),
+    Mutation("conv_dilation_missing_from_d_W", "d_W correlates d_z with undilated windows",
+             "layers/conv.py:_ConvNd.corr",
+             "for offset, window in self._windows(d_z.shape[2:]):",
+             "for offset, window in windows(self.kernel_size, self.stride,  # type: ignore"
+             "\n                                       (1,) * self.DIMS, d_z.shape[2:]):",
+             shown=("layer 4 d_W", "handwritten.layers.conv.Conv2d.backward")),
+    Mutation("conv_groups_mixing_channels", "the groups take every G-th channel, not G "
+             "consecutive blocks (channels of other groups mixed in)",
+             "layers/conv.py:_ConvNd._padded",
+             "return hp.reshape(h.shape[0], self.groups, -1, *hp.shape[2:])",
+             "return hp.reshape(h.shape[0], -1, self.groups, *hp.shape[2:]).swapaxes(1, 2)",
+             shown=("layer 4 z", "handwritten.layers.conv.Conv2d.forward")),
+    Mutation("conv_tangent_without_the_input_tangent", "a convolution's tangent forgets "
+             "conv(h_dot, W)", "layers/conv.py:_ConvNd.tangent",
+             'z_dot += self.conv(self._padded(h_dot), p["W"], out)',
+             'z_dot += 0 * self.conv(self._padded(h_dot), p["W"], out)', shown=JVP_SHOWN),
+    Mutation("conv_r_op_without_the_input_tangent", "a convolution's R{d_W} forgets "
+             "corr(h_dot, d_z)", "layers/conv.py:_ConvNd.r_backward",
+             "r_d_W += self.corr(self._padded(h_dot), d_z)",
+             "r_d_W += 0 * self.corr(self._padded(h_dot), d_z)", shown=HVP_SHOWN),
+    Mutation("conv_per_example_bias_divided_by_batch", "a convolution's per-example d_b "
+             "divided by the batch", "layers/conv.py:_ConvNd.per_example",
+             'grads["b"] = d_z.sum(axis=tuple(range(2, d_z.ndim)))',
+             'grads["b"] = d_z.sum(axis=tuple(range(2, d_z.ndim))) / d_z.shape[0]',
+             shown=("per-example d_b", "handwritten.layers.conv.Conv1d.per_example")),
+    Mutation("max_pool_tie_to_the_last_maximum", "max pooling hands a tie to the window's "
+             "last maximum (>=), not its first as torch and JAX do",
+             "layers/pool.py:MaxPool2d.forward", "wins = hp[window] > out",
+             "wins = hp[window] >= out",
+             shown=("layer 2 d_a", "handwritten.layers.pool.MaxPool2d.backward")),
+    Mutation("max_pool_gradient_to_every_window_element", "max pooling's gradient goes to "
+             "every element of the window, not its winner", "layers/pool.py:MaxPool2d._route",
+             'd_hp[window] += np.where(cache["arg"] == k, d_out, 0)',
+             "d_hp[window] += d_out",
+             shown=("layer 2 d_a", "handwritten.layers.pool.MaxPool2d.backward")),
+    Mutation("avg_pool_counts_the_padding", "average pooling divides by kh kw where "
+             "count_include_pad=False asks for the window's elements inside the input",
+             "layers/pool.py:AvgPool2d._count",
+             "if self.count_include_pad or not any(padding):", "if True:",
+             shown=("layer 5 out", "handwritten.layers.pool.AvgPool2d.forward")),
+    Mutation("avg_pool_backward_without_the_divisor", "average pooling's backward hands each "
+             "element d_out, not d_out / count", "layers/pool.py:AvgPool2d.backward",
+             'share = d_out / cache["count"]', "share = d_out",
+             shown=("layer 4 d_z", "handwritten.layers.pool.AvgPool2d.backward")),
+    Mutation("flatten_channels_last", "Flatten orders (y, x, c), not torch's (c, y, x)",
+             "layers/pool.py:Flatten.forward", "out = h.reshape(h.shape[0], -1)",
+             "out = np.moveaxis(h, 1, -1).reshape(h.shape[0], -1)",
+             shown=("layer 6 out", "handwritten.layers.pool.Flatten.forward")),
+    Mutation("batch_norm_2d_over_the_wrong_axes", "spatial batch norm reshapes (batch, C, H, "
+             "W) to rows without moving the channel axis last (statistics over mixed "
+             "elements)", "layers/norm.py:rows",
+             "return np.moveaxis(x, 1, -1).reshape(-1, x.shape[1])",
+             "return x.reshape(-1, x.shape[1])",
+             shown=("layer 1 mu", "handwritten.layers.norm.BatchNorm2d.forward")),
+    Mutation("batch_norm_2d_running_count_from_the_batch", "BatchNorm2d's running variance "
+             "corrected with the batch's count N, not N H W", "layers/norm.py:"
+             "BatchNorm2d.update_state", "return super().update_state(state, "
+             "self._as_rows(cache))", "return super().update_state(state, cache)",
+             shown=("running_var, layer 1", "handwritten.layers.norm.BatchNorm2d.update_state")),
+    Mutation("group_norm_d_x_hat_without_gamma", "GroupNorm's backward forgets the affine's "
+             "gamma in d_x_hat", "layers/norm.py:GroupNorm.backward",
+             'd_x_hat = d_n * self._channel(p["gamma"], d_n.ndim)', "d_x_hat = d_n",
+             shown=("layer 1 d_x_hat", "handwritten.layers.norm.GroupNorm.backward")),
+    Mutation("group_norm_r_op_without_gamma_dot", "GroupNorm's R-operator forgets d_n "
+             "gamma_dot in R{d_x_hat}", "layers/norm.py:GroupNorm.r_backward",
+             "r_d_x_hat = r_d_x_hat + d_n * gamma_dot",
+             "r_d_x_hat = r_d_x_hat + 0 * d_n * gamma_dot", shown=HVP_SHOWN),
 ]
 
 

@@ -63,6 +63,9 @@ TESTS: dict[str, list[str]] = {
         "test_second_order::test_gnvp_is_hvp_where_the_fit_is_exact",
         "test_second_order::test_gnvp_is_positive_semidefinite"],
     "handwritten/layers/": ["test_layers", "test_layer_references"],
+    "handwritten/layers/conv.py": ["test_conv", "test_conv_references"],
+    "handwritten/layers/pool.py": ["test_conv", "test_conv_references"],
+    "handwritten/layers/norm.py": ["test_conv", "test_conv_references"],
     "handwritten/seed.py": ["test_seed"],
     "handwritten/spec.py": ["test_network", "test_bad_input", "test_training"],
     "handwritten/checks.py": [
@@ -80,7 +83,8 @@ TESTS: dict[str, list[str]] = {
     "bpnet/": ["test_cli", "test_check_all", "test_fuzz",
                "test_isolation::test_bpnet_modules_import_each_other_without_a_cycle"],
     "bench/": ["test_bench"],
-    "tests/strategies.py": ["test_cross_framework", "test_layers", "test_layer_references"],
+    "tests/strategies.py": ["test_cross_framework", "test_layers", "test_layer_references",
+                            "test_conv"],
     "tests/mutations.py": ["test_mutations"],
     "tests/quick.py": ["test_quick"],
 }
@@ -126,7 +130,7 @@ def select_tests(files: list[str]) -> list[str]:
 FRAMEWORK_FREE = frozenset({
     "test_activations", "test_losses", "test_network", "test_blocks_by_hand", "test_seed",
     "test_optimizers", "test_training", "test_bad_input", "test_extremes", "test_isolation",
-    "test_quick", "test_docs", "test_layers"})
+    "test_quick", "test_docs", "test_layers", "test_conv"})
 """Test modules that import neither torch nor JAX (tests/test_isolation.py's promise for
 handwritten; these start in a second)."""
 

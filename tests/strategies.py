@@ -19,6 +19,7 @@ from bpnet.problems import (
     MIN_NORM_COUNT,
     Problem,
     draw_block_spec,
+    draw_conv_sequential,
     draw_optimizer,
     draw_problem,
     draw_sequential,
@@ -27,8 +28,8 @@ from bpnet.problems import (
 from handwritten import NetworkSpec
 from handwritten.losses import LOSSES
 
-__all__ = ["HypothesisChooser", "Problem", "block_problems", "optimizer_specs", "problems",
-           "sequential_problems", "specs"]
+__all__ = ["HypothesisChooser", "Problem", "block_problems", "conv_problems", "optimizer_specs",
+           "problems", "sequential_problems", "specs"]
 
 T = TypeVar("T")
 
@@ -97,3 +98,18 @@ def optimizer_specs(draw: st.DrawFn) -> Any:
     """Any registered optimizer with every option drawn (bpnet.problems.draw_optimizer):
     hyperparameters inside their valid ranges, flags, a schedule, clipping."""
     return draw_optimizer(HypothesisChooser(draw))
+
+
+@st.composite
+def conv_problems(draw: st.DrawFn, max_layers: int = 3, max_channels: int = 4,
+                  max_size: int = 7, max_batch: int = 5,
+                  exclude_losses: tuple[str, ...] = ()) -> Any:
+    """A random convolutional Sequential (bpnet.problems.draw_conv_sequential: Conv1d,
+    Conv2d with every argument, pools, BatchNorm2d, Residual, dropout in any valid order),
+    a batch, then params, x, y and masks from one drawn seed."""
+    chooser = HypothesisChooser(draw)
+    seq = draw_conv_sequential(chooser, max_layers, max_channels, max_size,
+                               exclude_losses=exclude_losses)
+    batch = chooser.integer(MIN_NORM_COUNT if seq.has_batch_norm else 1, max_batch)
+    labels = LOSSES[seq.loss].targets == "class" and chooser.choice((False, True))
+    return Problem(seq, batch, chooser.integer(0, 2**32 - 1), labels=labels)

@@ -23,6 +23,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from bpnet.check_all import CONV_CASES
 from bpnet.compare import LeafReport, compare_leaf, compare_trace, first_failure
 from bpnet.problems import Problem, replay_command
 from bpnet.tolerances import ATOL64_SCALE, RTOL64, SPREAD_FACTOR, batch_sum_terms
@@ -188,6 +189,10 @@ def test_every_node_quantity_matches_torch_and_jax(p: Problem) -> None:
     """Each node's forward quantities (z, a, mu, var, x_hat, n, out), the loss, then its d_
     quantities (d_out, d_a, d_n, d_x_hat, d_z, d_W, d_b, d_gamma, d_beta) from the output
     down: the same names per node, shapes, dtypes, values.  No input is modified."""
+    check_every_node_quantity_matches_torch_and_jax(p)
+
+
+def check_every_node_quantity_matches_torch_and_jax(p: Problem) -> None:
     seq = p.spec
     ours = fold.trace(seq, p.params, p.x, p.y, p.masks)
     before = snapshot(p.params, p.x, p.y, p.masks)
@@ -205,6 +210,10 @@ def test_every_node_quantity_matches_torch_and_jax(p: Problem) -> None:
 def test_loss_and_grads_match_torch_and_jax(p: Problem) -> None:
     """The loss, and every node's gradients with its params' keys ({} where it has none);
     d_b, d_beta, d_gamma on the scale of their terms."""
+    check_loss_and_grads_match_torch_and_jax(p)
+
+
+def check_loss_and_grads_match_torch_and_jax(p: Problem) -> None:
     seq = p.spec
     loss, grads = fold.loss_and_grads(seq, p.params, p.x, p.y, p.masks)
     terms = [{k.removeprefix("d_"): v for k, v in batch_sum_terms(node).items()}
@@ -221,8 +230,8 @@ def test_loss_and_grads_match_torch_and_jax(p: Problem) -> None:
 def _running(seq: Sequential, rng: np.random.Generator) -> list[dict[str, np.ndarray]]:
     """Running statistics as a training run leaves them: a mean, a positive variance."""
     return [{"mean": rng.uniform(-1, 1, shape), "var": rng.uniform(0.5, 2, shape)}
-            if isinstance(layer, BatchNorm1d) else {}
-            for (_, layer), shape in zip(seq.nodes, seq.in_shapes)]
+            if isinstance(layer, BatchNorm1d) else {}          # BatchNorm2d: one per channel
+            for (_, layer), shape in zip(seq.nodes, (s[:1] for s in seq.in_shapes))]
 
 
 @FEW
@@ -230,6 +239,10 @@ def _running(seq: Sequential, rng: np.random.Generator) -> list[dict[str, np.nda
 @_cases_first(seed=0)
 def test_predict_in_evaluation_mode_matches_torch_and_jax(p: Problem, seed: int) -> None:
     """Evaluation mode: no dropout, batch norm with drawn running statistics."""
+    check_predict_in_evaluation_mode_matches_torch_and_jax(p, seed)
+
+
+def check_predict_in_evaluation_mode_matches_torch_and_jax(p: Problem, seed: int) -> None:
     seq = p.spec
     running = _running(seq, np.random.default_rng(seed))
     ours = fold.predict(seq, p.params, p.x, running)
@@ -250,6 +263,10 @@ def _direction(params: Sequence[Mapping[str, np.ndarray]], rng: np.random.Genera
 @_cases_first(seed=0)
 def test_jvp_matches_torch_func_and_jax_jvp(p: Problem, seed: int) -> None:
     """The output (training mode, the given masks) and its tangent along a drawn v."""
+    check_jvp_matches_torch_func_and_jax_jvp(p, seed)
+
+
+def check_jvp_matches_torch_func_and_jax_jvp(p: Problem, seed: int) -> None:
     seq = p.spec
     v = _direction(p.params, np.random.default_rng(seed))
     out, out_dot = fold.jvp(seq, p.params, p.x, v, p.masks)
@@ -267,13 +284,17 @@ def test_jvp_matches_torch_func_and_jax_jvp(p: Problem, seed: int) -> None:
 def test_per_example_grads_match_or_all_three_refuse_batch_norm(p: Problem) -> None:
     """Each sample's own gradient, one dict per node with a leading batch axis; with a
     BatchNorm1d (training mode couples the samples) all three refuse, naming it."""
+    check_per_example_grads_match_or_all_three_refuse_batch_norm(p)
+
+
+def check_per_example_grads_match_or_all_three_refuse_batch_norm(p: Problem) -> None:
     seq = p.spec
     args = (seq, p.params, p.x, p.y, p.masks)
     if seq.has_batch_norm:
-        with pytest.raises(NotImplementedError, match=r"BatchNorm1d.*whole batch"):
+        with pytest.raises(NotImplementedError, match=r"BatchNorm[12]d.*whole batch"):
             fold.per_example_grads(*args)
         for calls in REFERENCES.values():
-            with pytest.raises(NotImplementedError, match=r"BatchNorm1d.*whole batch"):
+            with pytest.raises(NotImplementedError, match=r"BatchNorm[12]d.*whole batch"):
                 calls["per_example_grads"](*args)
         return
     ours = fold.per_example_grads(*args)
@@ -321,8 +342,15 @@ def test_both_references_take_the_slope_of_leaky_relu_at_zero() -> None:
 
 # a layer kind without its counterpart ------------------------------------------------------
 
-EVERY_KIND = CASES[0]
-"""A Sequential with every kind of layer (CASES[0])."""
+EVERY_KIND = [CASES[0], *(Problem(seq, 4, 7, labels=seq.loss == "softmax_cross_entropy")
+                          for seq in CONV_CASES)]
+"""Sequentials that hold every kind of layer between them (CASES[0], the convolution
+chapter's cases of check --all)."""
+
+
+def _holding(kind: str) -> Problem:
+    return next(p for p in EVERY_KIND
+                if kind in {type(layer).__name__ for _, layer in p.spec.nodes})
 
 
 def _calls(p: Problem, calls: Mapping[str, Any]) -> list[Any]:
@@ -335,7 +363,7 @@ def _calls(p: Problem, calls: Mapping[str, Any]) -> list[Any]:
 
 
 def test_every_layer_kind_has_its_counterpart_in_each_reference() -> None:
-    assert {type(layer).__name__ for _, layer in EVERY_KIND.spec.nodes} == set(LAYERS)
+    assert {type(layer).__name__ for p in EVERY_KIND for _, layer in p.spec.nodes} == set(LAYERS)
     for module in LAYER_TABLES.values():
         assert set(module.LAYERS) == set(LAYERS), module.__name__
 
@@ -349,30 +377,30 @@ def test_a_layer_kind_missing_from_a_reference_is_refused_by_name(
     Sequential, traced earlier, is reused in its place)."""
     monkeypatch.delitem(LAYER_TABLES[name].LAYERS, kind)
     where = f"{name}/layers.py (LAYERS)"
-    for call in _calls(EVERY_KIND, REFERENCES[name]):
+    for call in _calls(_holding(kind), REFERENCES[name]):
         with pytest.raises(NotImplementedError) as error:
             call()
         assert str(error.value) == checks.no_counterpart("layer", kind, where)
 
 
-class Flatten:
-    """A layer kind handwritten might add next: (batch, features) stays as it is."""
+class Identity:
+    """A layer kind handwritten might add next (torch.nn.Identity): the input unchanged."""
 
     def out_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         return in_shape
 
     def __repr__(self) -> str:
-        return "Flatten()"
+        return "Identity()"
 
 
 def test_a_layer_kind_added_to_handwritten_alone_is_refused_by_both(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(LAYERS, "Flatten", Flatten)
-    seq = Sequential([Dense(3, 2), Flatten(), Activation("tanh")], "mse")
+    monkeypatch.setitem(LAYERS, "Identity", Identity)
+    seq = Sequential([Dense(3, 2), Identity(), Activation("tanh")], "mse")
     p = Problem(seq, batch=4, seed=0)
     for name, calls in REFERENCES.items():
         for call in _calls(p, calls):
             with pytest.raises(NotImplementedError) as error:
                 call()
             assert str(error.value) == checks.no_counterpart(
-                "layer", "Flatten", f"{name}/layers.py (LAYERS)")
+                "layer", "Identity", f"{name}/layers.py (LAYERS)")

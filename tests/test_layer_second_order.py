@@ -169,8 +169,26 @@ def _batch_sum_terms(seq: Sequential, params: Any, x: np.ndarray, y: np.ndarray,
     r_h = _inputs(seq, [node[layer.OUT] for node, layer in zip(r_nodes, layers)],
                   np.zeros_like(x))
 
-    def outer(u: np.ndarray, w: np.ndarray) -> np.ndarray:
-        return np.abs(u[:, :, None] * w[:, None, :])          # (batch, fan_in, fan_out)
+    def outer(u: np.ndarray, w: np.ndarray, layer: Any) -> np.ndarray:
+        """|u_i| |w_i| per sample: (batch, fan_in, fan_out); for a convolution a bound of
+        its correlation's terms, (batch, O, C / groups, *kernel): each output channel's
+        sum of |w| over the positions times the largest |u| of each input channel of its
+        group (every term of d_W[o, c, i, j] is at most that, and there are no more of
+        them than positions)."""
+        if u.ndim == 2:
+            return np.abs(u[:, :, None] * w[:, None, :])
+        groups = layer.groups
+        w_sum = np.abs(w).sum(axis=tuple(range(2, w.ndim)))         # (batch, O)
+        u_max = np.abs(u).max(axis=tuple(range(2, u.ndim)))         # (batch, C)
+        u_max = np.repeat(u_max.reshape(u.shape[0], groups, -1),    # each o's group's
+                          w.shape[1] // groups, axis=1)             # (batch, O, C / G)
+        bound = w_sum[:, :, None] * u_max
+        return np.broadcast_to(bound.reshape(*bound.shape, *(1,) * (w.ndim - 2)),
+                               (*bound.shape, *layer.kernel_size))
+
+    def rows(t: np.ndarray) -> np.ndarray:
+        """An image's per-position terms as rows (batch * positions, C)."""
+        return t if t.ndim <= 2 else np.moveaxis(t, 1, -1).reshape(-1, t.shape[1])
 
     terms: dict[str, list[dict[str, np.ndarray]]] = {"hvp": [], "gnvp": []}
     for i, node_params in enumerate(params):
@@ -178,13 +196,16 @@ def _batch_sum_terms(seq: Sequential, params: Any, x: np.ndarray, y: np.ndarray,
         gnvp: dict[str, np.ndarray] = {}
         if "W" in node_params:
             d, r_d, g = d_q[i]["z"], r_d_q[i]["z"], gn_q[i]["z"]
-            hvp["W"] = outer(r_h[i], d) + outer(h[i], r_d)
-            hvp["b"], gnvp["W"], gnvp["b"] = np.abs(r_d), outer(h[i], g), np.abs(g)
+            hvp["W"] = outer(r_h[i], d, layers[i]) + outer(h[i], r_d, layers[i])
+            gnvp["W"] = outer(h[i], g, layers[i])
+            if "b" in node_params:
+                hvp["b"], gnvp["b"] = rows(np.abs(r_d)), rows(np.abs(g))
         if "gamma" in node_params:
             d, r_d, g = d_q[i]["n"], r_d_q[i]["n"], gn_q[i]["n"]
             x_hat, r_x_hat = nodes[i]["x_hat"], r_nodes[i]["x_hat"]
-            hvp["gamma"] = np.abs(r_d * x_hat) + np.abs(d * r_x_hat)
-            hvp["beta"], gnvp["gamma"], gnvp["beta"] = np.abs(r_d), np.abs(g * x_hat), np.abs(g)
+            hvp["gamma"] = rows(np.abs(r_d * x_hat) + np.abs(d * r_x_hat))
+            hvp["beta"], gnvp["gamma"], gnvp["beta"] = (rows(np.abs(r_d)), rows(np.abs(g * x_hat)),
+                                                        rows(np.abs(g)))
         terms["hvp"].append(hvp)
         terms["gnvp"].append(gnvp)
     return terms
@@ -198,6 +219,10 @@ def test_hvp_and_gnvp_match_torch_and_jax(p: Problem, seed: int) -> None:
     node with the params' keys ({} where a node has none), against torch and JAX: the Hessian
     through a norm's batch statistics, a dropout's fixed mask, a skip's sum.  No input is
     modified."""
+    check_hvp_and_gnvp_match_torch_and_jax(p, seed)
+
+
+def check_hvp_and_gnvp_match_torch_and_jax(p: Problem, seed: int) -> None:
     seq = p.spec
     v = make_params(seq, np.random.default_rng(seed), np.float64)
     before = snapshot(p.params, p.x, p.y, v, p.masks)
@@ -279,6 +304,10 @@ def test_float32_sequential_error_is_within_the_frameworks_own(p: Problem) -> No
     (F32_FACTOR times, above F32_FLOOR), normwise per quantity; a backward quantity may also
     carry the output d_a's error, which every implementation inherits alike
     (bpnet.tolerances.f32_allowed)."""
+    check_float32_sequential_error_is_within_the_frameworks_own(p)
+
+
+def check_float32_sequential_error_is_within_the_frameworks_own(p: Problem) -> None:
     seq = p.spec
     exact = fold.trace(seq, p.params, p.x, p.y, p.masks)
     p32 = p.astype("float32")
@@ -305,10 +334,13 @@ def test_float32_sequential_error_is_within_the_frameworks_own(p: Problem) -> No
 def test_every_case_holds_every_layer_kind() -> None:
     """The hand-picked cases run first by both properties hold each kind of layer (norms in
     training mode, dropout with a mask, a Residual), so every R-operator is met whatever the
-    draws."""
+    draws; the convolution chapter's kinds, in its cases (``CONV_CASES``, run first by
+    tests/test_conv_references.py)."""
+    from bpnet.check_all import CONV_CASES
     from handwritten.layers import LAYERS, Dropout
 
     kinds = {type(layer).__name__ for case in CASES for _, layer in case.spec.nodes}
+    kinds |= {type(layer).__name__ for seq in CONV_CASES for _, layer in seq.nodes}
     assert kinds == set(LAYERS)
     assert any(isinstance(layer, Dropout) and layer.p and case.masks is not None
                for case in CASES for _, layer in case.spec.nodes)

@@ -12,6 +12,7 @@ framework's own optimizer.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
@@ -93,6 +94,11 @@ def test_one_optimizer_step_on_sequential_params_matches_torch_optim_and_optax(
     optimizer state (drawn as after t steps), one step of any optimizer with every option
     drawn agrees with torch.optim and optax (where optax has the options as torch has them):
     each param and each buffer, at RTOL64, node by node."""
+    check_one_optimizer_step_on_sequential_params_matches_torch_optim_and_optax(p, opt, t)
+
+
+def check_one_optimizer_step_on_sequential_params_matches_torch_optim_and_optax(
+        p: Problem, opt: hw.OptimizerSpec, t: int) -> None:
     _, grads = hw.loss_and_grads(p.spec, p.params, p.x, p.y, p.masks)
     state = random_state(opt, p.params, t, np.random.default_rng(p.seed))
     before = snapshot(p.params, grads, state)
@@ -114,13 +120,16 @@ NOT_ADAPTIVE = ("sgd", "momentum", "nesterov")
 
 
 @st.composite
-def training_cases(draw: st.DrawFn) -> tuple[Problem, hw.OptimizerSpec, int, int, bool]:
+def training_cases(draw: st.DrawFn, problems: Any = None
+                   ) -> tuple[Problem, hw.OptimizerSpec, int, int, bool]:
     """A Sequential problem (bce left out, as in tests/test_cross_framework.py: training
     saturates its outputs, where equally valid forms of its gradient differ by 1e-8), an
     optimizer (maximize off: ascent is covered by the NetworkSpec property), epochs, a batch
     size that leaves every batch of a batch norm at least MIN_NORM_COUNT samples (the last
-    one too: the fewest a drawn norm averages over), shuffled or in order."""
-    p = draw(sequential_problems(max_layers=4, max_width=5, max_batch=12,
+    one too: the fewest a drawn norm averages over), shuffled or in order.  ``problems``:
+    another strategy of such problems (tests/test_conv_references.py draws images)."""
+    p = draw(problems if problems is not None else
+             sequential_problems(max_layers=4, max_width=5, max_batch=12,
                                  exclude_losses=("bce",)))
     seq = p.spec
     names = NOT_ADAPTIVE if seq.has_batch_norm else tuple(sorted(OPTIMIZER_DEFAULTS))
@@ -184,6 +193,11 @@ def test_sequential_trajectories_match_torch_and_jax(
     all three within the trajectory envelope (trajectory_rtol(k) + TWIN_FACTOR * the twin
     run's drift, bpnet.tolerances), and the final running statistics of every BatchNorm1d
     node within the envelope's floor plus their own twin drift."""
+    check_sequential_trajectories_match_torch_and_jax(case)
+
+
+def check_sequential_trajectories_match_torch_and_jax(
+        case: tuple[Problem, hw.OptimizerSpec, int, int, bool]) -> None:
     p, opt, epochs, size, shuffle = case
     seq = p.spec
     order = hw.Shuffle(p.seed) if shuffle else None

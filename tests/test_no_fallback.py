@@ -143,19 +143,19 @@ def _norm(monkeypatch: pytest.MonkeyPatch) -> tuple[str, dict[str, Any]]:
     return "group", calls
 
 
-class Flatten:
-    """A layer kind handwritten might add next: (batch, features) stays as it is."""
+class Identity:
+    """A layer kind handwritten might add next (torch.nn.Identity): the input unchanged."""
 
     def out_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         return in_shape
 
     def __repr__(self) -> str:
-        return "Flatten()"
+        return "Identity()"
 
 
 def _layer(monkeypatch: pytest.MonkeyPatch) -> tuple[str, dict[str, Any]]:
-    monkeypatch.setitem(LAYERS, "Flatten", Flatten)
-    seq = Sequential([Dense(3, 2), Flatten(), Activation("tanh")], "mse")
+    monkeypatch.setitem(LAYERS, "Identity", Identity)
+    seq = Sequential([Dense(3, 2), Identity(), Activation("tanh")], "mse")
     p = Problem(seq, batch=4, seed=0)
     calls: dict[str, list[Any]] = {}
     for ref in REFERENCES.values():
@@ -165,7 +165,7 @@ def _layer(monkeypatch: pytest.MonkeyPatch) -> tuple[str, dict[str, Any]]:
             lambda ref=ref: ref.trace(seq, p.params, p.x, p.y),
             lambda ref=ref: ref.predict(seq, p.params, p.x),
             lambda d=derivatives: d.jvp(seq, p.params, p.x, p.params)]
-    return "Flatten", calls
+    return "Identity", calls
 
 
 ADD = {"activation": _activation, "loss": _loss, "optimizer": _optimizer,

@@ -36,15 +36,17 @@ from handwritten.spec import positive_int
 INIT_SCHEMES = ("blog", "glorot_uniform", "glorot_normal", "he_normal")
 
 
-def draw_weight(scheme: str, fan_in: int, fan_out: int, rng: np.random.Generator) -> Array:
-    """A float64 (fan_in, fan_out) weight drawn from ``rng`` by one of ``INIT_SCHEMES``:
+def draw_weight(scheme: str, fan_in: int, fan_out: int, rng: np.random.Generator,
+                shape: Shape | None = None) -> Array:
+    """A float64 (fan_in, fan_out) weight drawn from ``rng`` by one of ``INIT_SCHEMES``
+    (of ``shape`` when given: a convolution's kernel, its fans as torch counts them):
 
     - ``"blog"``: W ~ N(0, 1), the blog post's choice;
     - ``"glorot_uniform"``: W ~ U(-r, r), r = sqrt(6 / (fan_in + fan_out));
     - ``"glorot_normal"``: W ~ N(0, s^2), s = sqrt(2 / (fan_in + fan_out));
     - ``"he_normal"``: W ~ N(0, s^2), s = sqrt(2 / fan_in).
     """
-    shape = (fan_in, fan_out)
+    shape = (fan_in, fan_out) if shape is None else shape
     if scheme == "blog":
         return rng.normal(0.0, 1.0, size=shape)
     if scheme == "glorot_uniform":

@@ -1,4 +1,5 @@
-"""BatchNorm1d and LayerNorm: one normalization along different axes, then gamma, beta.
+"""BatchNorm1d and LayerNorm: one normalization along different axes, then gamma, beta;
+BatchNorm2d and GroupNorm (the convolution chapter) on the same two, at the bottom.
 
     mu, var = mean and biased variance along the axis     (batch norm: over the batch,
     x_hat   = (h - mu) / sqrt(var + eps)                    per feature; layer norm: over
@@ -34,6 +35,7 @@ variance), normalizes with them in evaluation mode, and is then a per-sample aff
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -213,3 +215,227 @@ class LayerNorm(_Norm):
         """Each sample is normalized on its own: d_gamma_i = d_n_i * x_hat_i,
         d_beta_i = d_n_i."""
         return {"gamma": d_n * cache["x_hat"], "beta": d_n.copy()}
+
+
+def rows(x: Array) -> Array:
+    """(batch, C, *spatial) -> (batch * prod(spatial), C): one row per position, one column
+    per channel (the channel axis moved last, then flattened, row-major)."""
+    return np.moveaxis(x, 1, -1).reshape(-1, x.shape[1])
+
+
+def images(r: Array, shape: Shape) -> Array:
+    """``rows``' inverse: (batch * prod(spatial), C) back to ``shape``."""
+    return np.moveaxis(r.reshape(shape[0], *shape[2:], shape[1]), -1, 1)
+
+
+@dataclass(frozen=True)
+class BatchNorm2d(BatchNorm1d):
+    """torch.nn.BatchNorm2d(num_features): spatial batch norm, each channel over (batch,
+    H, W).  It *is* BatchNorm1d on the rows: every (n, y, x) position is one row of a
+    (batch H W, C) matrix (``rows``), so mu, var, gamma, beta are (C,) and the count N in
+    the backward is batch H W; the trace's x_hat, n, d_n, d_x_hat are in the input's
+    (batch, C, H, W) layout.  Running statistics as BatchNorm1d, with the unbiased
+    variance's count batch H W (torch's)."""
+
+    EQUATIONS: ClassVar[dict[str, str]] = _Norm.EQUATIONS | {
+        "mu": "mu = mean(h, axis=(batch, H, W))   (per channel)",
+        "var": "var = mean((h - mu)**2, axis=(batch, H, W))   (biased)",
+        "d_gamma": "d_gamma = sum(d_n * x_hat, axis=(batch, H, W))",
+        "d_beta": "d_beta = sum(d_n, axis=(batch, H, W))"}
+    D_IN: ClassVar[str] = ("d_h = s/N (N d_x_hat - sum(d_x_hat) - x_hat sum(d_x_hat x_hat)) "
+                           "over (batch, H, W),  N = batch H W")
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        if len(in_shape) != 3 or in_shape[0] != self.num_features:
+            raise ValueError(f"{self!r} needs inputs of shape (batch, {self.num_features}, H, "
+                             f"W), got (batch, {', '.join(map(str, in_shape))}) from the layer "
+                             "before")
+        return in_shape
+
+    @staticmethod
+    def _as_rows(cache: Cache) -> Cache:
+        return cache | {k: rows(cache[k]) for k in ("x_hat", "n") if k in cache}
+
+    def forward(self, p: dict[str, Array], h: Array, ctx: Context) -> tuple[Array, Cache]:
+        _, cache = super().forward(p, rows(h), ctx)
+        cache = cache | {k: images(cache[k], h.shape) for k in ("x_hat", "n") if k in cache}
+        return cache["n"], cache
+
+    def backward(self, p: dict[str, Array], cache: Cache, d_n: Array, ctx: Context,
+                 need_d_in: bool = True
+                 ) -> tuple[Array | None, dict[str, Array], dict[str, Array]]:
+        d_h, grads, inner = super().backward(p, self._as_rows(cache), rows(d_n), ctx, need_d_in)
+        return (None if d_h is None else images(d_h, d_n.shape), grads,
+                {k: images(v, d_n.shape) for k, v in inner.items()})
+
+    def tangent(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
+                p_dot: dict[str, Array], ctx: Context) -> Array:
+        shape = cache["x_hat"].shape
+        return images(super().tangent(p, self._as_rows(cache),
+                                      None if h_dot is None else rows(h_dot), p_dot, ctx), shape)
+
+    def r_backward(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
+                   p_dot: dict[str, Array], d_n: Array | None, r_d_n: Array, ctx: Context,
+                   need_d_in: bool = True) -> tuple[Array | None, dict[str, Array]]:
+        r_d_h, r_grads = super().r_backward(
+            p, self._as_rows(cache), None if h_dot is None else rows(h_dot), p_dot,
+            None if d_n is None else rows(d_n), rows(r_d_n), ctx, need_d_in)
+        return (None if r_d_h is None else images(r_d_h, r_d_n.shape)), r_grads
+
+    def update_state(self, state: dict[str, Array], cache: Cache) -> dict[str, Array]:
+        """BatchNorm1d's update with the count batch H W."""
+        return super().update_state(state, self._as_rows(cache))
+
+
+@dataclass(frozen=True)
+class GroupNorm:
+    """torch.nn.GroupNorm(num_groups, num_channels): each sample's channels in ``num_groups``
+    consecutive groups, each group normalized over its channels and positions (eps 1e-5),
+    then a per-channel affine gamma, beta (C,).  No batch statistics: a sample is
+    normalized on its own, in training and evaluation alike, and has its per-example
+    gradient.
+
+    It is LayerNorm without its affine on the rows of a (batch G, C/G * positions) matrix
+    -- one row per sample and group (``h.reshape(batch * G, -1)``: a group's channels are
+    consecutive) -- so every equation of the norms above holds with the count N = C/G
+    positions, and then the affine per channel:
+
+        x_hat   = rows' normalization, back to (batch, C, *spatial)
+        n       = gamma[c] x_hat + beta[c]
+        d_gamma = sum(d_n * x_hat, axis=(batch, *spatial))   d_beta = sum(d_n, ...)
+        d_x_hat = d_n * gamma[c];  d_h = LayerNorm's d_h of d_x_hat on the rows
+
+    mu and var are (batch, G)."""
+
+    num_groups: int
+    num_channels: int
+
+    OUT: ClassVar[str] = "n"
+    FORWARD: ClassVar[tuple[str, ...]] = ("mu", "var", "x_hat", "n")
+    BACKWARD: ClassVar[tuple[str, ...]] = ("d_n", "d_x_hat", "d_gamma", "d_beta")
+    EQUATIONS: ClassVar[dict[str, str]] = {
+        "mu": "mu = mean(h, axis=(channels of the group, *spatial))   (batch, G)",
+        "var": "var = mean((h - mu)**2, same axes)   (biased)",
+        "x_hat": "x_hat = (h - mu) / sqrt(var + eps)", "n": "n = gamma[c] * x_hat + beta[c]",
+        "d_n": "d_n = d_h_next", "d_x_hat": "d_x_hat = d_n * gamma[c]",
+        "d_gamma": "d_gamma = sum(d_n * x_hat, axis=(batch, *spatial))",
+        "d_beta": "d_beta = sum(d_n, axis=(batch, *spatial))"}
+    D_IN: ClassVar[str] = ("d_h = s/N (N d_x_hat - sum(d_x_hat) - x_hat sum(d_x_hat x_hat)) "
+                           "over each sample's group,  N = C/G positions")
+
+    def __post_init__(self) -> None:
+        for name in ("num_groups", "num_channels"):
+            object.__setattr__(self, name, positive_int(name, getattr(self, name)))
+        if self.num_channels % self.num_groups:
+            raise ValueError(f"num_channels must be divisible by num_groups: num_channels="
+                             f"{self.num_channels}, num_groups={self.num_groups}")
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        if not in_shape or in_shape[0] != self.num_channels:
+            raise ValueError(f"{self!r} needs inputs of shape (batch, {self.num_channels}, "
+                             f"*spatial), got (batch, {', '.join(map(str, in_shape))}) from "
+                             "the layer before")
+        return in_shape
+
+    def param_shapes(self) -> dict[str, Shape]:
+        return {"gamma": (self.num_channels,), "beta": (self.num_channels,)}
+
+    def init(self, in_shape: Shape, rng: np.random.Generator, scheme: str,
+             dtype: np.dtype[Any]) -> dict[str, Array]:
+        """gamma = 1, beta = 0 (no draws), as torch.nn.GroupNorm."""
+        return {"gamma": np.ones(self.num_channels, dtype=dtype),
+                "beta": np.zeros(self.num_channels, dtype=dtype)}
+
+    # the rows, and the layer norm without affine on them ----------------------------------
+
+    def _rows(self, x: Array) -> Array:
+        return x.reshape(x.shape[0] * self.num_groups, -1)
+
+    def _core(self, shape: Shape, dtype: np.dtype[Any]) -> tuple[LayerNorm, dict[str, Array]]:
+        """LayerNorm over a group's N = C/G positions, with gamma = 1, beta = 0."""
+        width = math.prod(shape[1:]) // self.num_groups
+        return LayerNorm(width), {"gamma": np.ones(width, dtype=dtype),
+                                  "beta": np.zeros(width, dtype=dtype)}
+
+    def _channel(self, v: Array, ndim: int) -> Array:
+        """A (C,) vector broadcast over (batch, C, *spatial)."""
+        return v.reshape(-1, *(1,) * (ndim - 2))
+
+    def _sum(self, x: Array) -> Array:
+        """The sum over (batch, *spatial): per channel."""
+        return x.sum(axis=(0, *range(2, x.ndim)))
+
+    # the contract ----------------------------------------------------------------------
+
+    def forward(self, p: dict[str, Array], h: Array, ctx: Context) -> tuple[Array, Cache]:
+        core, unit = self._core(h.shape, h.dtype)
+        _, rows_cache = core.forward(unit, self._rows(h), ctx)
+        x_hat = rows_cache["x_hat"].reshape(h.shape)
+        n = self._channel(p["gamma"], h.ndim) * x_hat + self._channel(p["beta"], h.ndim)
+        groups = (h.shape[0], self.num_groups)
+        return n, {"mu": rows_cache["mu"].reshape(groups), "var": rows_cache["var"].reshape(groups),
+                   "x_hat": x_hat, "n": n, "rows": rows_cache}
+
+    def backward(self, p: dict[str, Array], cache: Cache, d_n: Array, ctx: Context,
+                 need_d_in: bool = True
+                 ) -> tuple[Array | None, dict[str, Array], dict[str, Array]]:
+        x_hat = cache["x_hat"]
+        grads = {"gamma": self._sum(d_n * x_hat), "beta": self._sum(d_n)}
+        d_x_hat = d_n * self._channel(p["gamma"], d_n.ndim)
+        d_h = None
+        if need_d_in:
+            core, unit = self._core(d_n.shape, d_n.dtype)
+            d_h = core.backward(unit, cache["rows"], self._rows(d_x_hat), ctx)[0]
+            d_h = d_h.reshape(d_n.shape)                     # type: ignore[union-attr]
+        return d_h, grads, {"d_x_hat": d_x_hat}
+
+    def tangent(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
+                p_dot: dict[str, Array], ctx: Context) -> Array:
+        x_hat = cache["x_hat"]
+        nd = x_hat.ndim
+        n_dot = self._channel(p_dot["gamma"], nd) * x_hat + self._channel(p_dot["beta"], nd)
+        if h_dot is None:
+            return n_dot
+        core, unit = self._core(x_hat.shape, x_hat.dtype)
+        zero = {k: np.zeros_like(v) for k, v in unit.items()}
+        x_hat_dot = core.tangent(unit, cache["rows"], self._rows(h_dot), zero, ctx)
+        return n_dot + self._channel(p["gamma"], nd) * x_hat_dot.reshape(x_hat.shape)
+
+    def r_backward(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
+                   p_dot: dict[str, Array], d_n: Array | None, r_d_n: Array, ctx: Context,
+                   need_d_in: bool = True) -> tuple[Array | None, dict[str, Array]]:
+        """The affine's product rule here, the normalization's R-operator the core's:
+        R{d_x_hat} = R{d_n} gamma + d_n gamma_dot, R{d_gamma} = sum(R{d_n} x_hat + d_n
+        x_hat_dot), R{d_beta} = sum(R{d_n})."""
+        x_hat, nd = cache["x_hat"], r_d_n.ndim
+        gamma, gamma_dot = self._channel(p["gamma"], nd), self._channel(p_dot["gamma"], nd)
+        core, unit = self._core(x_hat.shape, x_hat.dtype)
+        zero = {k: np.zeros_like(v) for k, v in unit.items()}
+        r_d_x_hat = r_d_n * gamma
+        r_gamma = self._sum(r_d_n * x_hat)
+        d_x_hat = None
+        if d_n is not None:
+            r_d_x_hat = r_d_x_hat + d_n * gamma_dot
+            d_x_hat = self._rows(d_n * gamma)
+            if h_dot is not None:
+                _, x_hat_dot = core._input_tangent(cache["rows"], self._rows(h_dot))
+                r_gamma = r_gamma + self._sum(d_n * np.reshape(x_hat_dot, x_hat.shape))
+        r_d_h, _ = core.r_backward(unit, cache["rows"],
+                                   None if h_dot is None else self._rows(h_dot), zero,
+                                   d_x_hat, self._rows(r_d_x_hat), ctx, need_d_in)
+        return (None if r_d_h is None else r_d_h.reshape(r_d_n.shape),
+                {"gamma": r_gamma, "beta": self._sum(r_d_n)})
+
+    def per_example(self, p: dict[str, Array], cache: Cache, d_n: Array, ctx: Context
+                    ) -> dict[str, Array]:
+        """Each sample is normalized on its own: d_gamma_i = sum over positions of
+        d_n_i x_hat_i, d_beta_i = sum of d_n_i."""
+        spatial = tuple(range(2, d_n.ndim))
+        return {"gamma": (d_n * cache["x_hat"]).sum(axis=spatial),
+                "beta": d_n.sum(axis=spatial)}
+
+    def init_state(self, in_shape: Shape, dtype: np.dtype[Any]) -> dict[str, Array]:
+        return {}
+
+    def update_state(self, state: dict[str, Array], cache: Cache) -> dict[str, Array]:
+        return state

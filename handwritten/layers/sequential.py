@@ -27,15 +27,19 @@ from typing import Any
 from handwritten.activations import split_name
 from handwritten.layers.activation import Activation
 from handwritten.layers.base import Shape
+from handwritten.layers.conv import Conv1d, Conv2d, spatial
 from handwritten.layers.dense import Dense
 from handwritten.layers.dropout import Dropout
-from handwritten.layers.norm import BatchNorm1d, LayerNorm
+from handwritten.layers.norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
+from handwritten.layers.pool import AdaptiveAvgPool2d, AvgPool2d, Flatten, MaxPool2d
 from handwritten.layers.residual import Residual
 from handwritten.losses import LOSSES, REDUCTIONS
 from handwritten.spec import Masks, NetworkSpec, Params, Running, finite_real, positive_int
 
 LAYERS: dict[str, type] = {cls.__name__: cls for cls in
-                           (Dense, Activation, BatchNorm1d, LayerNorm, Dropout, Residual)}
+                           (Dense, Activation, BatchNorm1d, LayerNorm, Dropout, Residual,
+                            Conv1d, Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten,
+                            BatchNorm2d, GroupNorm)}
 """Every layer kind by name: the registry each reference holds the same keys of."""
 
 
@@ -75,6 +79,11 @@ class Sequential:
     in_features : int, optional
         The input width, when no layer declares it (a network that starts with an
         activation).
+    in_shape : tuple of ints, optional
+        One sample's shape, for inputs that are not rows of features: (C, H, W) for
+        images into a Conv2d, (C, L) for a Conv1d -- a convolution declares its channels,
+        not the image size.  The network's output must be (batch, features) (end an image
+        network with Flatten and a Dense).
     """
 
     layers: Sequence[Any]
@@ -82,6 +91,7 @@ class Sequential:
     reduction: str = "mean"
     weight_decay: float = 0.0
     in_features: int | None = None
+    in_shape: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.layers, (str, bytes)) or not isinstance(self.layers, Sequence):
@@ -107,6 +117,15 @@ class Sequential:
         if self.in_features is not None:
             object.__setattr__(self, "in_features",
                                positive_int("in_features", self.in_features))
+        if self.in_shape is not None:
+            if not isinstance(self.in_shape, tuple) or not self.in_shape:
+                raise TypeError(f"in_shape must be a non-empty tuple of ints (one sample's "
+                                f"shape), got {self.in_shape!r}")
+            object.__setattr__(self, "in_shape",
+                               spatial("in_shape", self.in_shape, len(self.in_shape)))
+            if self.in_features is not None and self.in_shape != (self.in_features,):
+                raise ValueError(f"in_features={self.in_features} and in_shape="
+                                 f"{self.in_shape} disagree: give one of them")
         shapes = self._check_shapes(nodes)
         self._check_output()
         object.__setattr__(self, "_nodes", tuple(nodes))
@@ -120,14 +139,20 @@ class Sequential:
             levels[start] = tuple(i for i, p in enumerate(paths)
                                   if p.startswith(prefix) and "." not in p[len(prefix):])
         object.__setattr__(self, "_levels", levels)
-        kinds = {type(layer) for _, layer in nodes}
-        object.__setattr__(self, "_flags", (BatchNorm1d in kinds, any(
+        object.__setattr__(self, "_flags", (any(
+            isinstance(layer, BatchNorm1d) for _, layer in nodes), any(
             isinstance(layer, Dropout) and layer.p for _, layer in nodes)))
 
     def _input_shape(self, nodes: list[tuple[str, Any]]) -> Shape:
+        if self.in_shape is not None:
+            return self.in_shape
         if self.in_features is not None:
             return (self.in_features,)
-        for _, layer in nodes:
+        for path, layer in nodes:
+            if hasattr(layer, "in_channels"):
+                raise ValueError(f"in_shape is required: {_where(path)} {layer!r} declares "
+                                 "its channels, not the input's size (give Sequential(..., "
+                                 "in_shape=(channels, height, width)))")
             for field in ("in_features", "num_features", "normalized_shape"):
                 if hasattr(layer, field):
                     return (getattr(layer, field),)
@@ -161,6 +186,10 @@ class Sequential:
             return shape
 
         out = chain(self.layers, self._input_shape(nodes), "")
+        if len(out) != 1:
+            raise ValueError(f"the network's output is (batch, {', '.join(map(str, out))}); "
+                             "a loss takes (batch, features): end with Flatten() (and a "
+                             "Dense)")
         object.__setattr__(self, "_out_shape", out)
         return tuple(shapes[path] for path, _ in nodes)
 
@@ -181,6 +210,8 @@ class Sequential:
                   f"reduction={self.reduction!r}", f"weight_decay={self.weight_decay!r}"]
         if self.in_features is not None:
             fields.append(f"in_features={self.in_features!r}")
+        if self.in_shape is not None:
+            fields.append(f"in_shape={self.in_shape!r}")
         return f"Sequential({', '.join(fields)})"
 
     # what the passes read -------------------------------------------------------
@@ -215,7 +246,8 @@ class Sequential:
 
     @property
     def has_batch_norm(self) -> bool:
-        """True when some node is a BatchNorm1d (state carried across steps)."""
+        """True when some node is a BatchNorm1d or BatchNorm2d (state carried across
+        steps)."""
         return bool(self._flags[0])      # type: ignore[attr-defined]  # __post_init__
 
     @property

@@ -1,0 +1,329 @@
+"""Conv1d and Conv2d: the cross-correlation of the input with a bank of kernels
+(torch.nn.Conv1d / Conv2d: channels first, the same arguments, the same layouts).
+
+Conv2d's input h is (batch, C, H, W) with C = in_channels; its kernel W is
+(O, C // G, kh, kw) with O = out_channels and G = groups; its output z is
+(batch, O, H_out, W_out).  With hp the input padded with zeros, s the stride and d the
+dilation, output channel o of group g = o // (O / G) reads only its group's channels:
+
+    z[n, o, y, x] = b[o] + sum_{c, i, j} W[o, c, i, j] hp[n, g C/G + c, y s + i d, x s + j d]
+
+**Written as a sum over the kernel's offsets.**  For each offset (i, j) the *window*
+
+    window_ij(hp) = hp[:, :, i d : i d + s (H_out - 1) + 1 : s,  j d : ... : s]
+
+is a strided slice of the padded input with the output's spatial shape, and the kernel's
+slice W[:, :, i, j] maps its channels to the output's -- one matrix product per offset
+(the channels contracted, every (n, y, x) a row):
+
+    z      = b + sum_ij  W[:, :, i, j] . window_ij(hp)                   forward
+    d_W[:, :, i, j] = sum_{n, y, x}  d_z . window_ij(hp)                 the correlation
+                                                                          of h with d_z
+    window_ij(d_hp) += W[:, :, i, j]^T . d_z   for every (i, j)          d_z sent back
+    d_h    = d_hp with the padding cropped                                 through each window
+    d_b    = sum_{n, y, x} d_z
+
+The third line *is* the transposed convolution: d_z lands on every s-th position of d_hp
+(the stride's zeros in between), shifted by the offset's (i d, j d), and each offset's
+kernel slice multiplies it -- written as a full convolution of the zero-stuffed d_z, that
+is the kernel flipped in both spatial axes; here the flip is the offset's sign, so no
+flipped copy of W is written out.  Rows and columns of the input that no window reaches
+(an image size the stride does not tile) get d_h = 0, as they should.
+
+Why shifted windows and not im2col: im2col copies the input kh kw times into one
+(batch H_out W_out, C kh kw) matrix and makes the convolution one GEMM; the windows do
+the same arithmetic as kh kw GEMMs with one window (batch, C, H_out, W_out) alive at a
+time, and each line above stays the equation it implements.  docs/conv.md has the
+derivation and the memory this takes.
+
+Groups: the channels are reshaped to (G, C/G) and the kernel to (G, O/G, C/G, kh, kw);
+group g's outputs contract with group g's inputs only (depthwise: G = C).
+
+Forward mode and the R-operator: z is bilinear in (h, W), so, as for Dense,
+
+    z_dot    = conv(h, W_dot) + b_dot + conv(h_dot, W)
+    R{d_W}   = corr(h, R{d_z}) + corr(h_dot, d_z) + lambda W_dot
+    R{d_h}   = conv_t(R{d_z}, W) + conv_t(d_z, W_dot)           R{d_b} = sum R{d_z}
+
+Per sample i: d_W_i = corr(h_i, d_z_i), d_b_i = sum_{y, x} d_z_i (the same contraction
+without the sum over the batch).  Conv1d is the same with one spatial axis.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import numbers
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar, cast
+
+import numpy as np
+
+from handwritten.layers.base import Array, Cache, Context, Shape
+from handwritten.layers.dense import draw_weight
+from handwritten.spec import positive_int
+
+Window = tuple[Any, ...]
+"""An index into the last axes of an array: one strided slice per spatial axis."""
+
+
+def spatial(name: str, value: object, dims: int, *, low: int = 1) -> tuple[int, ...]:
+    """An int, or a tuple of ``dims`` ints, each >= low (torch's ``_pair``), as a tuple."""
+    items = value if isinstance(value, tuple) else (value,) * dims
+    if len(items) != dims:
+        raise ValueError(f"{name} must be an int or a tuple of {dims} ints, got {value!r}")
+    out = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, numbers.Integral):
+            raise TypeError(f"{name} must be an int or a tuple of {dims} ints, got {value!r}")
+        if item < low:
+            raise ValueError(f"{name} must be >= {low}, got {value!r}")
+        out.append(int(item))
+    return tuple(out)
+
+
+def at(offset: tuple[int, ...]) -> Window:
+    """The index of one kernel offset in an array's last axes: ``W[at((i, j))]`` is
+    ``W[..., i, j]``."""
+    return (Ellipsis, *offset)
+
+
+def windows(offsets: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...],
+            out: tuple[int, ...]) -> Iterator[tuple[tuple[int, ...], Window]]:
+    """Every kernel offset (i, j) and its window: the slice of the padded input that meets
+    kernel element (i, j) at each output position, (..., i d : i d + s (out - 1) + 1 : s)."""
+    for offset in itertools.product(*(range(k) for k in offsets)):
+        window: Window = (Ellipsis, *(slice(i * d, i * d + s * (o - 1) + 1, s)
+                                      for i, d, s, o in zip(offset, dilation, stride, out)))
+        yield offset, window
+
+
+@dataclass(frozen=True)
+class _ConvNd:
+    """What Conv1d and Conv2d share; ``DIMS`` is the number of spatial axes."""
+
+    in_channels: int
+    out_channels: int
+    kernel_size: int | tuple[int, ...]
+    stride: int | tuple[int, ...] = 1
+    padding: int | tuple[int, ...] | str = 0
+    dilation: int | tuple[int, ...] = 1
+    groups: int = 1
+    bias: bool = True
+
+    DIMS: ClassVar[int]
+    OUT: ClassVar[str] = "z"
+    FORWARD: ClassVar[tuple[str, ...]] = ("z",)
+    BACKWARD: ClassVar[tuple[str, ...]] = ("d_z", "d_W", "d_b")
+    EQUATIONS: ClassVar[dict[str, str]] = {
+        "z": "z = b + sum_ij W[:, :, i, j] . window_ij(pad(h))",
+        "d_z": "d_z = d_h_next (from the layer above)",
+        "d_W": "d_W[:, :, i, j] = sum_(n,y,x) d_z . window_ij(pad(h)) (+ weight_decay * W)",
+        "d_b": "d_b = d_z.sum over (batch, *spatial)",
+    }
+    D_IN: ClassVar[str] = "d_h = crop(sum_ij window_ij += W[:, :, i, j]^T . d_z)"
+
+    def __post_init__(self) -> None:
+        n = self.DIMS
+        for name in ("in_channels", "out_channels", "groups"):
+            object.__setattr__(self, name, positive_int(name, getattr(self, name)))
+        object.__setattr__(self, "kernel_size", spatial("kernel_size", self.kernel_size, n))
+        object.__setattr__(self, "stride", spatial("stride", self.stride, n))
+        object.__setattr__(self, "dilation", spatial("dilation", self.dilation, n))
+        if isinstance(self.padding, str):
+            if self.padding not in ("same", "valid"):
+                raise ValueError(f"padding must be an int, a tuple of {n} ints, 'same' or "
+                                 f"'valid', got {self.padding!r}")
+            if self.padding == "same" and any(s != 1 for s in self.geometry[1]):
+                raise ValueError("padding='same' needs stride 1 (torch refuses a strided "
+                                 f"'same' convolution too), got stride {self.stride}")
+        else:
+            object.__setattr__(self, "padding", spatial("padding", self.padding, n, low=0))
+        if not isinstance(self.bias, bool):
+            raise TypeError(f"bias must be a bool, got {type(self.bias).__name__}")
+        for name in ("in_channels", "out_channels"):
+            if getattr(self, name) % self.groups:
+                raise ValueError(f"{name} must be divisible by groups: {name}="
+                                 f"{getattr(self, name)}, groups={self.groups}")
+
+    # geometry ----------------------------------------------------------------------
+
+    @property
+    def geometry(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """(kernel_size, stride, dilation), each a tuple of one int per spatial axis (as
+        ``__post_init__`` stores them)."""
+        return cast(tuple[int, ...], self.kernel_size), cast(tuple[int, ...], self.stride), \
+            cast(tuple[int, ...], self.dilation)
+
+    def pads(self) -> tuple[tuple[int, int], ...]:
+        """(before, after) zeros on each spatial axis.  'same': the dilated kernel's
+        d (k - 1) split with the odd one after (bottom, right), as torch pads it."""
+        if self.padding == "valid":
+            return ((0, 0),) * self.DIMS
+        kernel, _, dilation = self.geometry
+        if self.padding == "same":
+            totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
+            return tuple((t // 2, t - t // 2) for t in totals)
+        return tuple((p, p) for p in cast(tuple[int, ...], self.padding))
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        if len(in_shape) != 1 + self.DIMS or in_shape[0] != self.in_channels:
+            want = ", ".join(["batch", str(self.in_channels), *"HW"[2 - self.DIMS:]])
+            raise ValueError(f"{self!r} needs inputs of shape ({want}), got (batch, "
+                             f"{', '.join(map(str, in_shape))}) from the layer before")
+        out = []
+        for size, (lo, hi), k, s, d in zip(in_shape[1:], self.pads(), *self.geometry):
+            reach = d * (k - 1) + 1                   # the dilated kernel's extent
+            if size + lo + hi < reach:
+                raise ValueError(f"{self!r}: the padded input ({size} + {lo + hi}) is smaller "
+                                 f"than the dilated kernel ({reach}) along a spatial axis")
+            out.append((size + lo + hi - reach) // s + 1)
+        return (self.out_channels, *out)
+
+    def param_shapes(self) -> dict[str, Shape]:
+        shapes = {"W": (self.out_channels, self.in_channels // self.groups,
+                        *self.geometry[0])}
+        return shapes | ({"b": (self.out_channels,)} if self.bias else {})
+
+    def init(self, in_shape: Shape, rng: np.random.Generator, scheme: str,
+             dtype: np.dtype[Any]) -> dict[str, Array]:
+        """W drawn by ``draw_weight`` with torch's fans (fan_in = C/G kh kw, fan_out =
+        O kh kw), in float64 and then cast; b = 0."""
+        shape = self.param_shapes()["W"]
+        field = math.prod(self.geometry[0])
+        w = draw_weight(scheme, shape[1] * field, shape[0] * field, rng, shape)
+        p = {"W": w.astype(dtype)}
+        return p | ({"b": np.zeros(self.out_channels, dtype=dtype)} if self.bias else {})
+
+    # the three contractions --------------------------------------------------------------
+
+    def _padded(self, h: Array) -> Array:
+        """h with its zeros, channels split by group: (batch, G, C/G, *padded)."""
+        hp = np.pad(h, ((0, 0), (0, 0), *self.pads()))
+        return hp.reshape(h.shape[0], self.groups, -1, *hp.shape[2:])
+
+    def _kernel(self, W: Array) -> Array:
+        """W as (G, O/G, C/G, *kernel): group g's kernels."""
+        return W.reshape(self.groups, -1, *W.shape[1:])
+
+    def _axes(self) -> str:
+        """The spatial axes' letters in the einsum strings: "yx" (Conv2d), "x" (Conv1d);
+        n batch, g group, c input channel, o output channel."""
+        return "yx"[2 - self.DIMS:]
+
+    def _windows(self, out: tuple[int, ...]) -> Iterator[tuple[tuple[int, ...], Window]]:
+        return windows(*self.geometry, out)
+
+    def conv(self, hp: Array, W: Array, out: tuple[int, ...]) -> Array:
+        """sum_ij W[:, :, i, j] . window_ij(hp) -> (batch, O, *out), no bias."""
+        w, xy = self._kernel(W), self._axes()
+        z = np.zeros((hp.shape[0], self.groups, w.shape[1], *out), dtype=hp.dtype)
+        for offset, window in self._windows(out):
+            z += np.einsum(f"ngc{xy},goc->ngo{xy}", hp[window], w[at(offset)])
+        return z.reshape(hp.shape[0], self.out_channels, *out)
+
+    def corr(self, hp: Array, d_z: Array, per_example: bool = False) -> Array:
+        """d_W[:, :, i, j] = sum over (batch, y, x) of d_z . window_ij(hp): the kernel's
+        gradient, (O, C/G, *kernel); per_example: without the sum over the batch."""
+        d_zg = d_z.reshape(d_z.shape[0], self.groups, -1, *d_z.shape[2:])
+        lead = (d_z.shape[0],) if per_example else ()
+        xy = self._axes()
+        spec = f"ngo{xy},ngc{xy}->{'n' if per_example else ''}goc"
+        d_W = np.empty((*lead, self.groups, d_zg.shape[2], hp.shape[2], *self.geometry[0]),
+                       dtype=d_z.dtype)
+        for offset, window in self._windows(d_z.shape[2:]):
+            d_W[at(offset)] = np.einsum(spec, d_zg, hp[window])
+        return d_W.reshape(*lead, *self.param_shapes()["W"])
+
+    def conv_t(self, d_z: Array, W: Array, h_shape: Shape) -> Array:
+        """The transposed convolution: each offset's window of d_hp gathers
+        W[:, :, i, j]^T . d_z; then the padding is cropped -> (batch, C, *spatial)."""
+        w, xy = self._kernel(W), self._axes()
+        d_zg = d_z.reshape(d_z.shape[0], self.groups, -1, *d_z.shape[2:])
+        padded = [size + lo + hi for size, (lo, hi) in zip(h_shape[2:], self.pads())]
+        d_hp = np.zeros((d_z.shape[0], self.groups, w.shape[2], *padded), dtype=d_z.dtype)
+        for offset, window in self._windows(d_z.shape[2:]):
+            d_hp[window] += np.einsum(f"ngo{xy},goc->ngc{xy}", d_zg, w[at(offset)])
+        crop: Window = (Ellipsis, *(slice(lo, lo + size)
+                                    for size, (lo, _) in zip(h_shape[2:], self.pads())))
+        return d_hp.reshape(d_z.shape[0], self.in_channels, *padded)[crop]
+
+    def _bias(self, b: Array) -> Array:
+        return b.reshape(-1, *(1,) * self.DIMS)      # broadcast over the spatial axes
+
+    # the contract ------------------------------------------------------------------------
+
+    def forward(self, p: dict[str, Array], h: Array, ctx: Context) -> tuple[Array, Cache]:
+        hp = self._padded(h)
+        z = self.conv(hp, p["W"], self.out_shape(h.shape[1:])[1:])
+        if self.bias:
+            z += self._bias(p["b"])                   # in place: z is a fresh array
+        return z, {"h": h, "hp": hp, "z": z}
+
+    def backward(self, p: dict[str, Array], cache: Cache, d_z: Array, ctx: Context,
+                 need_d_in: bool = True
+                 ) -> tuple[Array | None, dict[str, Array], dict[str, Array]]:
+        d_W = self.corr(cache["hp"], d_z)             # (O, C/G, *kernel)
+        if ctx.weight_decay:
+            d_W += ctx.weight_decay * p["W"]          # d_W is a fresh array
+        grads = {"W": d_W}
+        if self.bias:
+            grads["b"] = d_z.sum(axis=(0, *range(2, d_z.ndim)))      # (O,)
+        d_h = self.conv_t(d_z, p["W"], cache["h"].shape) if need_d_in else None
+        return d_h, grads, {}
+
+    def tangent(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
+                p_dot: dict[str, Array], ctx: Context) -> Array:
+        out = cache["z"].shape[2:]
+        z_dot = self.conv(cache["hp"], p_dot["W"], out)          # conv(h, W_dot)
+        if self.bias:
+            z_dot += self._bias(p_dot["b"])                      # + b_dot
+        if h_dot is not None:
+            z_dot += self.conv(self._padded(h_dot), p["W"], out)  # + conv(h_dot, W)
+        return z_dot
+
+    def r_backward(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
+                   p_dot: dict[str, Array], d_z: Array | None, r_d_z: Array, ctx: Context,
+                   need_d_in: bool = True) -> tuple[Array | None, dict[str, Array]]:
+        r_d_W = self.corr(cache["hp"], r_d_z)                    # corr(h, R{d_z})
+        if d_z is not None and h_dot is not None:
+            r_d_W += self.corr(self._padded(h_dot), d_z)         # + corr(h_dot, d_z)
+        if ctx.weight_decay:
+            r_d_W += ctx.weight_decay * p_dot["W"]               # + lambda W_dot
+        r_grads = {"W": r_d_W}
+        if self.bias:
+            r_grads["b"] = r_d_z.sum(axis=(0, *range(2, r_d_z.ndim)))
+        r_d_h = None
+        if need_d_in:
+            r_d_h = self.conv_t(r_d_z, p["W"], cache["h"].shape)  # conv_t(R{d_z}, W)
+            if d_z is not None:
+                r_d_h += self.conv_t(d_z, p_dot["W"], cache["h"].shape)  # + conv_t(d_z, W_dot)
+        return r_d_h, r_grads
+
+    def per_example(self, p: dict[str, Array], cache: Cache, d_z: Array, ctx: Context
+                    ) -> dict[str, Array]:
+        grads = {"W": self.corr(cache["hp"], d_z, per_example=True)}
+        if self.bias:
+            grads["b"] = d_z.sum(axis=tuple(range(2, d_z.ndim)))
+        return grads
+
+    def init_state(self, in_shape: Shape, dtype: np.dtype[Any]) -> dict[str, Array]:
+        return {}
+
+    def update_state(self, state: dict[str, Array], cache: Cache) -> dict[str, Array]:
+        return state
+
+
+@dataclass(frozen=True)
+class Conv1d(_ConvNd):
+    """torch.nn.Conv1d: input (batch, C, L), kernel (O, C // groups, k)."""
+
+    DIMS: ClassVar[int] = 1
+
+
+@dataclass(frozen=True)
+class Conv2d(_ConvNd):
+    """torch.nn.Conv2d: input (batch, C, H, W), kernel (O, C // groups, kh, kw)."""
+
+    DIMS: ClassVar[int] = 2
