@@ -32,6 +32,7 @@ from bpnet.check import FINITE_DIFFERENCES, cross_check
 from bpnet.compare import param_divergence
 from bpnet.problems import Problem
 from bpnet.tolerances import ATOL64_SCALE, FD_RTOL, LANCZOS_RTOL, RTOL64, SPREAD_FACTOR
+from handwritten.layers import Activation, BatchNorm1d, fold
 from handwritten.schedules import SCHEDULE_SETTINGS, WARMUP_START
 from handwritten.seed import BLOG_SPEC
 from handwritten.spec import FLAGS
@@ -263,6 +264,7 @@ def _add_common(p: argparse.ArgumentParser, quiet: str) -> None:
 def _spec(args: argparse.Namespace, preset: datasets.Preset | None = None) -> hw.NetworkSpec:
     """The network the options describe; what they leave out comes from the preset."""
     base = preset.spec if preset else None
+    assert not isinstance(base, hw.Sequential), "a Sequential preset is not an MLP's base"
     layers = args.layers or (base.layer_sizes if base else None)
     activations = args.activations or (base.activations if base else None)
     if layers is None or activations is None:
@@ -323,9 +325,29 @@ def _add_blocks(p: argparse.ArgumentParser) -> None:
     g.add_argument("--residual", type=_bools, help="1 for a skip (fan_in == fan_out), else 0")
 
 
+def _training_network(args: argparse.Namespace) -> hw.NetworkSpec | hw.Sequential:
+    """The network to train: --network's Sequential; a preset Sequential (the digits' CNN)
+    as it is, but for --weight-decay (an MLP's options refused by name); else the MLP the
+    options describe over the preset."""
+    preset = datasets.PRESETS[args.dataset]
+    if getattr(args, "network", None) is not None:
+        return _network(args)
+    if isinstance(preset.spec, hw.Sequential):
+        given = [f"--{n}" for n in ("layers", "activations", "loss", "reduction", "norms",
+                                    "dropout", "residual") if getattr(args, n, None)]
+        if given:
+            raise UsageError(f"dataset {args.dataset!r} trains a convolutional Sequential "
+                             f"({runs.describe(preset.spec)}): {', '.join(given)} describe "
+                             "an MLP; give --network 'Sequential([...])' to change it")
+        if args.weight_decay:
+            return dataclasses.replace(preset.spec, weight_decay=args.weight_decay)
+        return preset.spec
+    return _spec(args, preset)
+
+
 def _training_case(args: argparse.Namespace, implementations: int = 1,
                    record_every_step: bool = False) -> runs.TrainingCase:
-    spec = _spec(args, datasets.PRESETS[args.dataset])
+    spec = _training_network(args)
     try:
         preflight.check_out(args.out)
         return runs.TrainingCase.make(args.dataset, spec, seed=args.seed, dtype=args.dtype,
@@ -354,19 +376,31 @@ def _progress(total: int, enabled: bool) -> Any:
 
 
 def _plot_fit(case: runs.TrainingCase, final: hw.Params, final_loss: float, out: Path,
-              running: hw.Running | None = None) -> None:
+              running: hw.Running | None = None,
+              curve: Sequence[tuple[float, ...]] = ()) -> None:
     """The fit in evaluation mode (batch norm with the run's running statistics); params
     without them (an interrupted run with batch norm) are plotted with the dataset's own
     statistics."""
     from bpnet import plots
 
     title = case.title(f"mean loss {final_loss:.4g}")
-    if "batch" in case.spec.norms and not running:
+    if isinstance(case.spec, hw.Sequential):
+        if case.spec.has_batch_norm and not running:
+            _, caches = fold.forward(case.spec, final, case.x)
+            running = [{"mean": c["mu"], "var": c["var"]} if isinstance(layer, BatchNorm1d)
+                       else {} for (_, layer), c in zip(case.spec.nodes, caches)]
+    elif "batch" in case.spec.norms and not running:
         _, cache = hw.forward(case.spec, final, case.x)
         running = [{"mean": c["mu"], "var": c["var"]} if "mu" in c and n == "batch" else {}
                    for c, n in zip(cache, (*case.spec.norms, None))]
     predict = lambda g: hw.predict(case.spec, final, g, running)  # noqa: E731
-    if case.preset.kind == "regression":
+    if case.preset.kind == "images":
+        assert isinstance(case.spec, hw.Sequential) and case.y_test is not None
+        first = next(i for i, (_, layer) in enumerate(case.spec.nodes) if "W" in final[i])
+        plots.fit_images(curve, final[first]["W"], case.y_test, case.predictions(final, running),
+                         out, title)
+    elif case.preset.kind == "regression":
+        assert isinstance(case.spec, hw.NetworkSpec)
         plots.fit_regression(case.x, case.y, predict, out, title,
                              f"network {case.spec.layer_sizes}")
     else:
@@ -389,9 +423,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
     defaults = hw.OptimizerSpec(case.optimizer.name, case.optimizer.lr)
     if verbose and case.optimizer != defaults:          # say what the options came to
         write(f"optimizer: {case.optimizer!r}")
+    def log_line(epoch: float, loss: float, accuracy: float | None = None) -> None:
+        held_out = "" if accuracy is None else f", held-out accuracy: {accuracy:.2%}"
+        write(f"epoch: {int(epoch)}, loss: {loss}{held_out}")
+
     try:
-        history, log = runs.fit(case, on_log=(lambda e, v: write(f"epoch: {e}, loss: {v}"))
-                                if verbose else None, on_epoch=on_epoch)
+        history, log = runs.fit(case, on_log=log_line if verbose else None, on_epoch=on_epoch)
     except KeyboardInterrupt:
         _plot_fit(case, latest["params"], case.mean_loss(latest["params"]), args.out)
         raise KeyboardInterrupt(
@@ -400,10 +437,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     final_loss = case.mean_loss(history.final_params, history.running)
-    _plot_fit(case, history.final_params, final_loss, args.out, history.running)
+    accuracy = (None if case.x_test is None
+                else case.accuracy(history.final_params, history.running))
+    curve = [*log, (case.epochs, final_loss, *(() if accuracy is None else (accuracy,)))]
+    _plot_fit(case, history.final_params, final_loss, args.out, history.running, curve)
     _warn(args, history.diagnostics)
     if args.json:
-        _print_json({"spec": dataclasses.asdict(case.spec), "optimizer": {
+        spec = (repr(case.spec) if isinstance(case.spec, hw.Sequential)
+                else dataclasses.asdict(case.spec))
+        _print_json({"spec": spec, "held_out_accuracy": accuracy, "optimizer": {
             "name": case.optimizer.name, "lr": case.optimizer.lr,
             "hyperparams": dict(case.optimizer.hyperparams), "repr": repr(case.optimizer)},
             "epochs": case.epochs,
@@ -411,6 +453,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
             "warnings": list(history.diagnostics)})
     else:
         print(f"final loss (mean over samples and outputs): {final_loss:.6g}")
+        if accuracy is not None:
+            assert case.y_test is not None
+            print(f"held-out accuracy: {accuracy:.2%} ({len(case.y_test)} samples never "
+                  "trained on)")
         print(f"plot saved to {args.out}")
     return 0
 
@@ -419,6 +465,10 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     from bpnet import hessian
 
     case = _training_case(args)
+    if not isinstance(case.spec, hw.NetworkSpec):
+        raise UsageError(f"bpnet hessian takes an MLP (the blog, sin, xor, moons and spirals "
+                         f"presets); dataset {args.dataset!r} trains a Sequential")
+    spec = case.spec
     n_params = sum(w.size for layer in case.params for w in layer.values())
     if not 1 <= args.top < n_params:
         raise UsageError(f"--top must be between 1 and the number of params - 1 "
@@ -436,7 +486,7 @@ def cmd_hessian(args: argparse.Namespace) -> int:
         if epoch % every == 0 or epoch == case.epochs:
             p64: hw.Params = [{k: np.array(w, dtype=np.float64) for k, w in layer.items()}
                    for layer in params]
-            hessian.checkpoint(spectrum, case.spec, p64, x, y, epoch, case.mean_loss(params),
+            hessian.checkpoint(spectrum, spec, p64, x, y, epoch, case.mean_loss(params),
                                args.top, rng)
             if verbose:
                 exact = (f"  exact {spectrum.exact[-1][0]:.6g}" if spectrum.exact else "")
@@ -525,15 +575,20 @@ def _references() -> dict[str, Any]:
     return {name: _load(name) for name in implementations.NAMES[1:]}
 
 
-def _refuse_gaps(spec: hw.NetworkSpec | None = None,
+def _refuse_gaps(spec: hw.NetworkSpec | hw.Sequential | None = None,
                  optimizer: hw.OptimizerSpec | None = None, init: str = "") -> None:
     """Exit 2 with one line when a name the run uses (its activations, loss, norms,
     optimizer, schedule and init scheme; or any registered, without a spec) has no reference
     counterpart."""
     names: set[str] | None = None
-    if spec is not None:
+    if isinstance(spec, hw.Sequential):
+        names = {*(layer.name.partition(":")[0] for _, layer in spec.nodes
+                   if isinstance(layer, Activation)), spec.loss,
+                 *(type(layer).__name__ for _, layer in spec.nodes)}
+    elif spec is not None:
         names = {*(a.partition(":")[0] for a in spec.activations), spec.loss,
                  *(n for n in spec.norms if n is not None)}
+    if names is not None:
         if optimizer is not None:
             names |= {optimizer.name, *([optimizer.schedule.name] if optimizer.schedule else [])}
         if init:
@@ -677,7 +732,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     final = {n: float(curve[-1]) for n, curve in curves.items()}    # the plotted curves' ends
     ours = result.histories["handwritten"]
     running = {n: param_divergence(ours.running, h.running) for n, h in result.histories.items()
-               if n != "handwritten" and "batch" in case.spec.norms}
+               if n != "handwritten" and runs.has_batch_norm(case.spec)}
     outside = result.outside()
     if args.json:
         _print_json({
@@ -785,6 +840,7 @@ def build_parser() -> Parser:
                          "outputs, whatever reduction the gradient uses), save a PNG.")
     _add_network(fit)
     _add_blocks(fit)
+    _add_sequential(fit)
     _add_training(fit)
     _add_common(fit, "no loss log, no progress bar")
     fit.add_argument("--out", type=Path, default=Path("out/fit.png"),
@@ -832,6 +888,7 @@ def build_parser() -> Parser:
                              "when the params leave the suite's envelope (float64).")
     _add_network(compare)
     _add_blocks(compare)
+    _add_sequential(compare)
     _add_training(compare)
     _add_common(compare, "print only where the plot is")
     compare.add_argument("--out", type=Path, default=Path("out/compare.png"),

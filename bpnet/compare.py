@@ -25,6 +25,7 @@ from bpnet.tolerances import (
     batch_sum_terms,
     trajectory_rtol,
 )
+from handwritten.layers import Sequential
 from handwritten.spec import BACKWARD_QUANTITIES as BACKWARD
 from handwritten.spec import FORWARD_QUANTITIES as FORWARD
 from handwritten.spec import State
@@ -279,7 +280,7 @@ def param_divergence(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, An
     return diff / max(scale, float(np.finfo(np.float64).tiny))
 
 
-def twin_run(spec: hw.NetworkSpec, params: hw.Params, x: np.ndarray, y: np.ndarray,
+def twin_run(spec: hw.NetworkSpec | Sequential, params: hw.Params, x: np.ndarray, y: np.ndarray,
              optimizer: hw.OptimizerSpec, schedule: hw.Schedule, seed: int,
              running: hw.Running | None = None) -> tuple[list[float], list[hw.Params]]:
     """handwritten's training replayed over the same schedule, with every gradient leaf
@@ -304,14 +305,28 @@ def twin_run(spec: hw.NetworkSpec, params: hw.Params, x: np.ndarray, y: np.ndarr
         xb, yb = x[batch.rows], y[batch.rows]
         loss, grads = hw.loss_and_grads(spec, params, xb, yb, batch.masks)
         if running is not None:
+            assert isinstance(spec, hw.NetworkSpec), "running: a NetworkSpec's (train keeps a " \
+                "Sequential's)"
             update_running(running, hw.forward(spec, params, xb, batch.masks)[1], xb.shape[0])
         if not scale:
-            scale = [{k: float(np.abs(g).max()) for k, g in layer.items()} for layer in grads]
-            if "batch" in spec.norms:
-                terms = hw.trace(spec, params, xb, yb, batch.masks).layers
+            scale = [{k: float(np.abs(g).max(initial=0.0)) for k, g in layer.items()}
+                     for layer in grads]
+            if isinstance(spec, Sequential):
+                # a sum over the batch (d_b, d_beta, d_gamma) on its terms' scale: a bias a
+                # batch norm follows sums to 0, and its rounding is on the terms' scale
+                if spec.has_batch_norm:
+                    found = hw.trace(spec, params, xb, yb, batch.masks).layers
+                    for node, layer in zip(scale, found):
+                        for key, terms in batch_sum_terms(layer).items():
+                            if key.removeprefix("d_") in node:
+                                node[key.removeprefix("d_")] = max(
+                                    node[key.removeprefix("d_")],
+                                    float(terms.sum(axis=0).max(initial=0.0)))
+            elif "batch" in spec.norms:
+                layers = hw.trace(spec, params, xb, yb, batch.masks).layers
                 for l, norm in enumerate(spec.norms):
                     if norm == "batch":
-                        scale[l]["b"] = float(np.abs(terms[l]["d_z"]).sum(axis=0).max())
+                        scale[l]["b"] = float(np.abs(layers[l]["d_z"]).sum(axis=0).max())
         noisy: hw.Params = [{k: g + TWIN_GRADIENT_NOISE * scale[l][k] * signs[l][k]
                              for k, g in layer.items()} for l, layer in enumerate(grads)]
         params, state = hw.step(optimizer, params, noisy, state)

@@ -1,7 +1,8 @@
-"""Built-in datasets, generated in code from an explicit numpy.random.Generator.
+"""Built-in datasets, generated in code from an explicit numpy.random.Generator (and
+scikit-learn's handwritten digits, which ship inside scikit-learn: no download).
 
 Each comes with a preset network that fits it; the command line's options
-override any part of the preset.
+override any part of the preset (an MLP's, or ``--network`` in place of a Sequential).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from handwritten import NetworkSpec
+from handwritten.layers import Activation, Conv2d, Dense, Flatten, MaxPool2d, Sequential
 from handwritten.seed import BLOG_SPEC
 
 Data = tuple[np.ndarray, np.ndarray]
@@ -24,13 +26,21 @@ class Preset:
 
     make: Callable[[np.random.Generator, int], Data]
     n: int
-    spec: NetworkSpec
+    spec: NetworkSpec | Sequential
     optimizer: str
     lr: float
     epochs: int
     init: str
-    kind: str                     # "regression" (1-D x) or "classification" (2-D x)
+    kind: str                     # "regression" (1-D x), "classification" (2-D x), "images"
     about: str
+    holdout: float = 0.0
+    """The share of the data held out of training, to report accuracy on (after the
+    dataset's own shuffle: the last samples)."""
+    batch_size: int | None = None
+    """Mini-batches of this size, shuffled each epoch, unless --batch-size says otherwise
+    (None: full batch)."""
+    log_every: int = 10
+    """Epochs between two lines of fit's log."""
 
 
 def blog(rng: np.random.Generator, n: int) -> Data:
@@ -70,6 +80,29 @@ def spirals(rng: np.random.Generator, n: int) -> Data:
     return np.stack([r * np.cos(angle), r * np.sin(angle)], axis=1), labels
 
 
+def digits(rng: np.random.Generator, n: int) -> Data:
+    """scikit-learn's handwritten digits: 1,797 images of 8 x 8 pixels with 16 grey levels
+    (the UCI optical recognition set's test part, shipped inside scikit-learn), in an order
+    drawn from ``rng``: x (n, 1, 8, 8) scaled to [0, 1], integer labels 0-9."""
+    try:
+        from sklearn.datasets import load_digits  # type: ignore[import-untyped]
+    except ImportError:
+        raise ValueError("dataset 'digits' needs scikit-learn (pip install 'bpnet[cli]')"
+                         ) from None
+    data = load_digits()
+    order = rng.permutation(len(data.target))[:n]
+    return data.images[order, None] / 16.0, data.target[order]
+
+
+DIGITS_CNN = Sequential(
+    [Conv2d(1, 8, 3, padding=1), Activation("relu"), MaxPool2d(2),
+     Conv2d(8, 16, 3, padding=1), Activation("relu"), MaxPool2d(2),
+     Flatten(), Dense(64, 10), Activation("softmax")],
+    "softmax_cross_entropy", "mean", in_shape=(1, 8, 8))
+"""conv-relu-pool twice, a dense layer, softmax: (1, 8, 8) -> (8, 8, 8) -> (8, 4, 4) ->
+(16, 4, 4) -> (16, 2, 2) -> 64 -> 10."""
+
+
 PRESETS: dict[str, Preset] = {
     "blog": Preset(blog, 100, BLOG_SPEC, "sgd", 0.1, 1000, "blog", "regression",
                    "the blog post's y = x^2 + noise, its network"),
@@ -85,12 +118,16 @@ PRESETS: dict[str, Preset] = {
     "spirals": Preset(spirals, 300, NetworkSpec((2, 32, 32, 3), ("relu", "relu", "softmax"),
                                                 "softmax_cross_entropy", "mean"),
                       "adam", 0.02, 1000, "he_normal", "classification", "three spiral arms"),
+    "digits": Preset(digits, 1797, DIGITS_CNN, "adam", 0.01, 20, "he_normal", "images",
+                     "scikit-learn's 8x8 handwritten digits, a small CNN", holdout=0.2,
+                     batch_size=32, log_every=1),
 }
 
 
 def make(name: str, rng: np.random.Generator, n: int | None = None, dtype: Any = np.float64
          ) -> Data:
-    """Inputs (n, n_in) in ``dtype`` and targets (float ``dtype``, or integer labels)."""
+    """Inputs (n, n_in) -- images (n, C, H, W) -- in ``dtype`` and targets (float ``dtype``,
+    or integer labels)."""
     preset = PRESETS[name]
     x, y = preset.make(rng, n or preset.n)
     return x.astype(dtype), (y.astype(dtype) if y.dtype.kind == "f" else y)

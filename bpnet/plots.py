@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,54 @@ def fit_classification(x: np.ndarray, labels: np.ndarray,
     ax.set_ylabel("x2")
     ax.set_title(title, fontsize="medium")
     ax.legend(loc="best")
+    _save(fig, path)
+
+
+def fit_images(curve: Sequence[tuple[float, ...]], filters: np.ndarray, labels: np.ndarray,
+               predicted: np.ndarray, path: Path, title: str) -> None:
+    """An image classifier's run: its learning curves (the mean training loss and the
+    held-out accuracy per logged epoch), its first layer's filters (one 2-D kernel per
+    output channel, the first input channel's) and the held-out confusion matrix."""
+    plt = _pyplot()
+    fig, (curves, kernels, confusion) = plt.subplots(1, 3, figsize=(13.5, 4.4), dpi=100)
+    epochs = [entry[0] for entry in curve]
+    curves.plot(epochs, [entry[1] for entry in curve], "C0.-", label="training loss (mean)")
+    curves.set_xlabel("epoch")
+    curves.set_ylabel("loss", color="C0")
+    curves.set_yscale("log")
+    if all(len(entry) > 2 for entry in curve):
+        right = curves.twinx()
+        right.plot(epochs, [100 * entry[2] for entry in curve], "C1.-",
+                   label="held-out accuracy")
+        right.set_ylabel("held-out accuracy (%)", color="C1")
+    curves.set_title("learning curves", fontsize="medium")
+    n = filters.shape[0]
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = -(-n // cols)
+    kh, kw = filters.shape[-2:]
+    grid = np.full((rows * (kh + 1) - 1, cols * (kw + 1) - 1), np.nan)
+    for k in range(n):
+        r, c = divmod(k, cols)
+        grid[r * (kh + 1):r * (kh + 1) + kh, c * (kw + 1):c * (kw + 1) + kw] = filters[k, 0]
+    limit = float(np.nanmax(np.abs(grid)))
+    kernels.imshow(grid, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    kernels.set_title(f"first layer's {n} filters ({kh}x{kw})", fontsize="medium")
+    kernels.axis("off")
+    classes = int(max(labels.max(), predicted.max())) + 1
+    counts = np.zeros((classes, classes), dtype=int)
+    np.add.at(counts, (labels, predicted), 1)
+    confusion.imshow(counts, cmap="Blues")
+    for (i, j), value in np.ndenumerate(counts):
+        if value:
+            confusion.text(j, i, str(value), ha="center", va="center", fontsize=7,
+                           color="white" if value > counts.max() / 2 else "black")
+    confusion.set_xlabel("predicted")
+    confusion.set_ylabel("true")
+    confusion.set_xticks(range(classes))
+    confusion.set_yticks(range(classes))
+    confusion.set_title(f"held-out confusion ({np.mean(labels == predicted):.1%} right)",
+                        fontsize="medium")
+    fig.suptitle(title, fontsize="small")
     _save(fig, path)
 
 

@@ -49,16 +49,24 @@ def n_params(spec: NetworkSpec) -> int:
                for fan_in, fan_out in zip(spec.layer_sizes[:-1], spec.layer_sizes[1:]))
 
 
-def training_bytes(spec: NetworkSpec, n_samples: int, batch: int, itemsize: int, steps: int,
-                   implementations: int = 1, record_every_step: bool = False) -> int:
+def training_bytes(spec: NetworkSpec | Sequential, n_samples: int, batch: int, itemsize: int,
+                   steps: int, implementations: int = 1, record_every_step: bool = False
+                   ) -> int:
     """About what one training run holds at its peak, in bytes: the data, one step's
-    activations and their gradients (z, a, d_a, d_z and two temporaries per layer), the
+    activations and their gradients (z, a, d_a, d_z and two temporaries per layer; a
+    Sequential: per node's input, a convolution's padded copy among the temporaries), the
     params with their gradients, updates, optimizer buffers and copies (about 8 sets), the
     recorded params (2 sets, or one per step) and one recorded loss per step; for
     ``implementations`` trainers run one after the other (each keeps its History)."""
-    params = n_params(spec)
-    data = n_samples * (spec.layer_sizes[0] + spec.layer_sizes[-1])
-    step = 6 * batch * sum(spec.layer_sizes)
+    if isinstance(spec, Sequential):
+        params = int(sum(math.prod(shape) for _, layer in spec.nodes
+                         for shape in getattr(layer, "param_shapes", dict)().values()))
+        data = n_samples * (math.prod(spec.in_shapes[0]) + spec.n_out)
+        step = 6 * batch * (sum(math.prod(shape) for shape in spec.in_shapes) + spec.n_out)
+    else:
+        params = n_params(spec)
+        data = n_samples * (spec.layer_sizes[0] + spec.layer_sizes[-1])
+        step = 6 * batch * sum(spec.layer_sizes)
     recorded = (steps + 1 if record_every_step else 2) * params
     arrays = data + step + 8 * params + implementations * recorded
     return arrays * itemsize + implementations * steps * PYTHON_FLOAT_BYTES

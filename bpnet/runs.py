@@ -18,6 +18,7 @@ import handwritten as hw
 from bpnet import datasets, implementations, preflight
 from bpnet.compare import envelope, param_divergence, twin_run
 from handwritten import checks
+from handwritten.layers import Sequential, fold
 from handwritten.network import loss_value
 from handwritten.schedules import WARMUP_START
 
@@ -28,7 +29,7 @@ class TrainingCase:
 
     dataset: str
     preset: datasets.Preset
-    spec: hw.NetworkSpec
+    spec: hw.NetworkSpec | Sequential
     optimizer: hw.OptimizerSpec
     x: np.ndarray
     y: np.ndarray
@@ -41,9 +42,13 @@ class TrainingCase:
     """Seeds the Generator each implementation draws dropout's masks from (None: no dropout)."""
     init: str = ""
     """The initialisation scheme the params were drawn with."""
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    """The held-out data (the preset's ``holdout``), never trained on: accuracy is
+    reported on it."""
 
     @classmethod
-    def make(cls, dataset: str, spec: hw.NetworkSpec, *, seed: int, dtype: str,
+    def make(cls, dataset: str, spec: hw.NetworkSpec | Sequential, *, seed: int, dtype: str,
              optimizer: str | None = None, lr: float | None = None, epochs: int | None = None,
              batch_size: int | None = None, init: str | None = None, implementations: int = 1,
              record_every_step: bool = False, options: OptimizerOptions | None = None
@@ -54,27 +59,40 @@ class TrainingCase:
         recording params at every step or not) cannot fit in memory -- before allocating."""
         preset = datasets.PRESETS[dataset]
         epochs = epochs or preset.epochs
-        if batch_size is not None and batch_size > preset.n:
-            raise ValueError(f"--batch-size must be at most {preset.n}, the dataset's size")
-        batch = batch_size or preset.n
-        steps = epochs * -(-preset.n // batch)
+        n_train = preset.n - round(preset.holdout * preset.n)
+        if batch_size is not None and batch_size > n_train:
+            raise ValueError(f"--batch-size must be at most {n_train}, the dataset's size"
+                             + (" less the held-out part" if preset.holdout else ""))
+        batch_size = batch_size or preset.batch_size
+        batch = batch_size or n_train
+        steps = epochs * -(-n_train // batch)
         preflight.check_fits(preflight.training_bytes(
             spec, preset.n, batch, np.dtype(dtype).itemsize, steps, implementations,
-            record_every_step), f"training {spec.layer_sizes} for {steps} steps")
+            record_every_step), f"training {describe(spec)} for {steps} steps")
         opt = (options or OptimizerOptions()).spec(optimizer or preset.optimizer,
                                                    lr or preset.lr, steps)
         checks.check_schedule_room(opt, 0, steps)          # before any data is drawn
         rng = np.random.default_rng(seed)
         x, y = datasets.make(dataset, rng, dtype=dtype)
-        if spec.layer_sizes[0] != x.shape[1]:
+        x_test = y_test = None
+        if n_train < len(x):                        # the dataset's shuffle is already drawn
+            x, x_test, y, y_test = x[:n_train], x[n_train:], y[:n_train], y[n_train:]
+        if isinstance(spec, Sequential):
+            if x.shape[1:] != spec.in_shapes[0]:
+                raise ValueError(f"dataset {dataset!r} has inputs of shape {x.shape[1:]}, but "
+                                 f"the network takes {spec.in_shapes[0]}")
+        elif x.ndim > 2:
+            raise ValueError(f"dataset {dataset!r} has images of shape {x.shape[1:]}: an MLP "
+                             "takes rows of features (give --network with a Flatten first)")
+        elif spec.layer_sizes[0] != x.shape[1]:
             raise ValueError(f"dataset {dataset!r} has {x.shape[1]} input(s), but --layers "
                              f"starts with {spec.layer_sizes[0]}")
         if y.ndim == 1 and hw.LOSSES[spec.loss].targets != "class":
             raise ValueError(f"dataset {dataset!r} has integer class labels: use --loss "
                              "softmax_cross_entropy with a softmax output")
-        if y.ndim == 2 and y.shape[1] != spec.layer_sizes[-1]:
+        if y.ndim == 2 and y.shape[1] != spec.n_out:
             raise ValueError(f"dataset {dataset!r} has {y.shape[1]} output(s), but --layers "
-                             f"ends with {spec.layer_sizes[-1]}")
+                             f"ends with {spec.n_out}")
         try:
             checks.check_y(spec, y, x.shape[0], x.dtype)
         except (TypeError, ValueError) as error:
@@ -84,12 +102,12 @@ class TrainingCase:
         # would be epochs * n integers)
         order = (hw.Shuffle(int(rng.integers(2**63)))
                  if batch_size is not None and batch_size < x.shape[0] else None)
-        drop = int(rng.integers(2**63)) if any(spec.dropout) else None
-        if "batch" in spec.norms:                  # before any step: a batch of one is refused
+        drop = int(rng.integers(2**63)) if has_dropout(spec) else None
+        if has_batch_norm(spec):                   # before any step: a batch of one is refused
             checks.check_trainable(spec, x.shape[0], batch, None if drop is None
                                    else np.random.default_rng(drop))
         return cls(dataset, preset, spec, opt, x, y, params, epochs, batch_size, order, seed,
-                   drop, init or preset.init)
+                   drop, init or preset.init, x_test, y_test)
 
     def train(self, implementation: Any = hw, **kwargs: Any) -> hw.History:
         """This case trained by one implementation (handwritten by default); dropout's masks
@@ -108,8 +126,24 @@ class TrainingCase:
         given, else with the whole dataset's statistics (what the log shows during a run,
         whose running statistics only ``History.running`` holds)."""
         mean_spec = dataclasses.replace(self.spec, reduction="mean")
+        if isinstance(mean_spec, Sequential):     # no dropout; batch norm as above
+            run = fold.Pass(training=not running, state=running or None)
+            _, caches = fold.forward(mean_spec, params, self.x, run)
+            return float(fold.loss_value(mean_spec, params, caches, self.y))
         _, cache = hw.forward(mean_spec, params, self.x, running=running or None)
         return float(loss_value(mean_spec, params, cache, self.y))
+
+    def predictions(self, params: hw.Params, running: hw.Running | None = None
+                    ) -> np.ndarray:
+        """The predicted class of every held-out sample (evaluation mode)."""
+        assert self.x_test is not None, "the dataset has no held-out part"
+        out = np.asarray(hw.predict(self.spec, params, self.x_test, running or None))
+        return np.asarray(out.argmax(axis=1))
+
+    def accuracy(self, params: hw.Params, running: hw.Running | None = None) -> float:
+        """The share of held-out samples classified right (None-free: only with held-out
+        data, ``x_test``)."""
+        return float(np.mean(self.predictions(params, running) == self.y_test))
 
     def mean_loss_curve(self, history: hw.History) -> np.ndarray:
         """``mean_loss`` of the params recorded in ``history``, in order (the initial params
@@ -127,16 +161,16 @@ class TrainingCase:
         the flags, schedule, warm-up, clipping), and the training (epochs, batch, init,
         dtype, seed).  Three groups of phrases, a plot's title begins a line with each."""
         spec, opt = self.spec, self.optimizer
-        network = [f"{self.dataset}: network {spec.layer_sizes} {'/'.join(spec.activations)}",
-                   f"{spec.loss} ({spec.reduction})"]
+        network = [f"{self.dataset}: network {describe(spec)}", f"{spec.loss} ({spec.reduction})"]
         if spec.weight_decay:
             network.append(f"weight decay {spec.weight_decay:g}")
-        if any(spec.norms):
-            network.append(f"norms {'/'.join(n or 'none' for n in spec.norms)}")
-        if any(spec.dropout):
-            network.append(f"dropout {'/'.join(f'{p:g}' for p in spec.dropout)}")
-        if any(spec.residual):
-            network.append(f"residual {'/'.join(str(int(r)) for r in spec.residual)}")
+        if not isinstance(spec, Sequential):           # a Sequential's describe has them
+            if any(spec.norms):
+                network.append(f"norms {'/'.join(n or 'none' for n in spec.norms)}")
+            if any(spec.dropout):
+                network.append(f"dropout {'/'.join(f'{p:g}' for p in spec.dropout)}")
+            if any(spec.residual):
+                network.append(f"residual {'/'.join(str(int(r)) for r in spec.residual)}")
         defaults = hw.OPTIMIZER_DEFAULTS[opt.name]
         optimizer = [f"{opt.name} lr {opt.lr:g}"] + [
             key if value is True else f"{key} {value:g}"
@@ -175,18 +209,51 @@ class TrainingCase:
         return "\n".join(lines)
 
 
-def fit(case: TrainingCase, on_log: Callable[[int, float], None] | None = None,
+def describe(spec: hw.NetworkSpec | Sequential) -> str:
+    """A network in a few words: an MLP's layer sizes; a Sequential's layers, shortly."""
+    if not isinstance(spec, Sequential):
+        return f"{spec.layer_sizes} {'/'.join(spec.activations)}"
+    return " ".join(_word(layer) for layer in spec.layers)
+
+
+def _word(layer: Any) -> str:
+    """A layer in a word or two: relu, dense 10, conv 8@3x3, maxpool 2, ..."""
+    kind = type(layer).__name__
+    if kind == "Activation":
+        return str(layer.name)
+    if kind == "Dense":
+        return f"dense {layer.out_features}"
+    if kind in ("Conv1d", "Conv2d"):
+        return f"conv {layer.out_channels}@{'x'.join(map(str, layer.kernel_size))}"
+    if kind in ("MaxPool2d", "AvgPool2d"):
+        return f"{kind[:3].lower()}pool {layer.kernel_size[0]}"
+    return kind.lower()
+
+
+def has_dropout(spec: hw.NetworkSpec | Sequential) -> bool:
+    return spec.has_dropout if isinstance(spec, Sequential) else any(spec.dropout)
+
+
+def has_batch_norm(spec: hw.NetworkSpec | Sequential) -> bool:
+    return spec.has_batch_norm if isinstance(spec, Sequential) else "batch" in spec.norms
+
+
+def fit(case: TrainingCase, on_log: Callable[..., None] | None = None,
         on_epoch: Callable[[int, hw.Params], None] | None = None
-        ) -> tuple[hw.History, list[tuple[int, float]]]:
-    """Train with handwritten; log the mean loss every 10 epochs, as the blog prints it.
+        ) -> tuple[hw.History, list[tuple[float, ...]]]:
+    """Train with handwritten; log the mean loss every ``preset.log_every`` epochs (10), as
+    the blog prints it, and with held-out data its accuracy: (epoch, loss[, accuracy]).
     ``on_epoch(epoch, params)`` follows the run (a caller keeps the latest params, say, to
     plot them if the run is interrupted).  A TrainingWarning is not raised here: the
     History's diagnostics carry it."""
-    log: list[tuple[int, float]] = []
+    log: list[tuple[float, ...]] = []
 
     def report(epoch: int, params: hw.Params) -> None:
-        if epoch % 10 == 0 and epoch < case.epochs:
-            log.append((epoch, case.mean_loss(params)))
+        if epoch % case.preset.log_every == 0 and epoch < case.epochs:
+            entry: tuple[float, ...] = (epoch, case.mean_loss(params))
+            if case.x_test is not None:
+                entry += (case.accuracy(params),)
+            log.append(entry)
             if on_log is not None:
                 on_log(*log[-1])
         if on_epoch is not None and epoch:
@@ -288,7 +355,7 @@ def compare(case: TrainingCase, load: Callable[[str], Any] = implementations.loa
         return Comparison(histories, divergence, None, skipped,
                           "the suite's trajectory envelope is a float64 policy: not judged "
                           "in float32")
-    if "batch" in case.spec.norms and case.optimizer.name in NOISE_DRIVEN:
+    if has_batch_norm(case.spec) and case.optimizer.name in NOISE_DRIVEN:
         return Comparison(histories, divergence, None, skipped, (
             f"not judged: the bias before a batch norm has gradient 0 in exact arithmetic, "
             f"so its computed gradient is rounding noise, different in each implementation, "
