@@ -300,6 +300,63 @@ def blocks_row(repeats: int, steps: int = 30) -> dict[str, Any]:
             "hw/jax": ratio(out["handwritten"], out["jax"])}
 
 
+CONV_TARGETS = {"digits CNN": 1.0, "LeNet-5": 1.5}
+"""The issue's targets for a convolutional train step, handwritten/torch."""
+
+
+def conv_networks() -> dict[str, tuple[hw.Sequential, int]]:
+    """The digits CNN (bpnet.datasets.DIGITS_CNN) and a LeNet-5-sized network on 28 x 28
+    inputs, each with its batch (128)."""
+    from bpnet.datasets import DIGITS_CNN
+    from handwritten.layers import Activation, Conv2d, Dense, Flatten, MaxPool2d, Sequential
+
+    lenet = Sequential([Conv2d(1, 6, 5, padding=2), Activation("relu"), MaxPool2d(2),
+                        Conv2d(6, 16, 5), Activation("relu"), MaxPool2d(2), Flatten(),
+                        Dense(400, 120), Activation("relu"), Dense(120, 84),
+                        Activation("relu"), Dense(84, 10), Activation("softmax")],
+                       "softmax_cross_entropy", in_shape=(1, 28, 28))
+    return {"digits CNN": (DIGITS_CNN, 128), "LeNet-5": (lenet, 128)}
+
+
+def conv_rows(repeats: int) -> list[dict[str, Any]]:
+    """One sgd train step of each convolutional network (float32, ``per_step``) in the three
+    implementations; the share of handwritten's step in its convolutions' GEMMs (the
+    columns' products forward and backward, timed alone at the step's shapes), and the
+    memory of the im2col columns (their bytes, against the input's)."""
+    from handwritten.layers import Conv1d, Conv2d, fold
+
+    rows = []
+    for name, (seq, batch) in conv_networks().items():
+        rng = np.random.default_rng(0)
+        params = hw.init_params(seq, rng, "he_normal", "float32")
+        x = rng.normal(size=(batch, *seq.in_shapes[0])).astype("float32")
+        y = rng.integers(0, seq.n_out, batch)
+        steps = {"digits CNN": 100, "LeNet-5": 20}[name]
+        out = per_step(seq, params, x, y, steps, repeats)
+        _, caches = fold.forward(seq, params, x)
+        gemms, columns, inputs = [], 0, 0
+        for i, (_, layer) in enumerate(seq.nodes):
+            if not isinstance(layer, (Conv1d, Conv2d)):
+                continue
+            cols, w, z = caches[i]["cols"], params[i]["W"], caches[i]["z"]
+            matrix, d = layer._matrix(w), layer._outputs(z)
+            columns += cols.nbytes
+            inputs += caches[i]["h"].nbytes
+            gemms += [lambda m=matrix, c=cols: m @ c,                       # forward
+                      lambda d=d, c=cols: d @ c.transpose(0, 2, 1),         # d_W
+                      lambda m=matrix, d=d: m.transpose(0, 2, 1) @ d]       # d_cols
+        gemm = timed(lambda gemms=gemms: [g() for g in gemms], 5 * repeats)
+        hw_step = out["handwritten"]
+        rows.append({"network": name, "batch": batch,
+                     "ms": {k: None if v is None else v * 1e3 for k, v in out.items()},
+                     "hw/torch": ratio(hw_step, out["torch"]),
+                     "hw/jax": ratio(hw_step, out["jax"]),
+                     "gemm_share": None if hw_step is None else min(1.0, gemm / hw_step),
+                     "columns_MiB": columns / 2**20, "inputs_MiB": inputs / 2**20,
+                     "target": CONV_TARGETS[name]})
+    return rows
+
+
 def memory_peak() -> dict[str, float]:
     """Peak extra memory NumPy allocates in one handwritten training step at the large size
     (float32): the very calls train() makes per step -- forward, loss, backward without
@@ -390,6 +447,17 @@ def second_order_targets(r: dict[str, Any]) -> list[str]:
     return targets
 
 
+def conv_line(r: dict[str, Any]) -> str:
+    """One convolutional network's row, as the text and the docs print it."""
+    share = "-" if r["gemm_share"] is None else f"{100 * r['gemm_share']:.0f}%"
+    return (f"{r['network']}, batch {r['batch']}, float32, one train step (sgd): handwritten "
+            f"{_ms(r['ms']['handwritten'])}, torch {_ms(r['ms']['torch'])}, JAX "
+            f"{_ms(r['ms']['jax'])}; hw/torch {_x(r['hw/torch'])} (target ≤ "
+            f"{r['target']:.2f}: {met(r['hw/torch'], r['target'])}); the convolutions' GEMMs "
+            f"{share} of the step; im2col columns {r['columns_MiB']:.1f} MiB for inputs of "
+            f"{r['inputs_MiB']:.1f} MiB")
+
+
 def _ms(value: float | None) -> str:
     return "noisy" if value is None else f"{value:.3g} ms"
 
@@ -448,6 +516,7 @@ def markdown_tables(rec: dict[str, Any]) -> str:
               f"{rate['architectures']} new random architectures ({rate['failures']} failures; "
               f"target ≥ 20/s: {'met' if rate['per_second'] >= 20 else 'MISSED'}); the plain "
               f"per-architecture reference_jax manages {rate['plain_per_second']:.1f}/s."]
+    lines += [f"- {conv_line(r)}." for r in rec.get("conv", [])]   # records before issue 25
     return "\n".join(lines)
 
 
@@ -462,7 +531,7 @@ def main() -> int:
     args = parser.parse_args()
     repeats = 3 if args.quick else 7
     implementations.pin_xla_numerics()
-    show = progress("bench.py", 2 + 2 * len(SIZES) + 5)     # one line as each case starts
+    show = progress("bench.py", 2 + 2 * len(SIZES) + 6)     # one line as each case starts
 
     show("environment")
     env = environment()
@@ -488,6 +557,8 @@ def main() -> int:
     second = second_order(repeats)
     show("batch norm step")
     blocks = blocks_row(repeats)
+    show("convolutional networks")
+    convs = conv_rows(repeats)
     show("seed.train against the general train")
     blog = seed_vs_general(repeats)
     show("memory")
@@ -496,7 +567,7 @@ def main() -> int:
     rate = cross_check_rate(24 if args.quick else 60)
     results = {"environment": env, "gemm_peak_gflops": peaks, "steps": rows,
                "seed_vs_general": blog, "memory": memory, "second_order": second,
-               "blocks": blocks, "cross_checks": rate}
+               "blocks": blocks, "cross_checks": rate, "conv": convs}
     if args.record:
         record.write(args.record, "bench", **results)
     if args.json:
@@ -542,6 +613,9 @@ def main() -> int:
           f"jax {block_ms['jax']}; hw/torch "
           f"{'-' if block_ratio is None else f'{block_ratio:.2f}'} (target <= "
           f"{BLOCKS_TARGET:.2f}: {met(block_ratio, BLOCKS_TARGET)})")
+    print()
+    for r in convs:
+        print(conv_line(r))
     print()
     print(f"blog network, per epoch: seed.train {blog['seed_ms']:.4f} ms, general train on "
           f"BLOG_SPEC {blog['general_ms']:.4f} ms = {blog['ratio']:.2f}x; target <= 1.25x: "

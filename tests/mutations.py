@@ -467,30 +467,31 @@ MUTATIONS = [
     # issue 25: the convolution chapter -- the backwards students get wrong
     Mutation("conv_kernel_flipped_in_the_forward", "the forward convolves (kernel flipped), "
              "where torch.nn.Conv2d cross-correlates", "layers/conv.py:_ConvNd.conv",
-             "w[at(offset)])",
-             "w[at(tuple(k - 1 - i for k, i in zip(w.shape[3:], offset)))])",
+             "z = self._matrix(W) @ cols",
+             "z = self._matrix(np.flip(W, axis=tuple(range(2, W.ndim)))) @ cols",
              shown=("layer 0 z", "handwritten.layers.conv.Conv2d.forward")),
     Mutation("conv_d_h_with_the_kernel_flipped", "d_h scatters d_z through the flipped kernel "
              "(the full-convolution form's flip applied to the scatter form)",
-             "layers/conv.py:_ConvNd.conv_t", "w[at(offset)])",
-             "w[at(tuple(k - 1 - i for k, i in zip(w.shape[3:], offset)))])",
+             "layers/conv.py:_ConvNd.conv_t",
+             "d_cols = self._matrix(W).transpose(0, 2, 1)",
+             "d_cols = self._matrix(np.flip(W, axis=tuple(range(2, W.ndim)))).transpose(0, 2, 1)",
              shown=("layer 3 d_out", "handwritten.layers.conv.Conv2d.backward")),
     Mutation("conv_stride_ignored_in_d_h", "d_h sends d_z back to consecutive positions, not "
              "every s-th (the stride's zeros left out)", "layers/conv.py:_ConvNd.conv_t",
-             "for offset, window in self._windows(d_z.shape[2:]):",
-             "for offset, window in windows(self.kernel_size, (1,) * self.DIMS,  # type: ignore"
-             "\n                                       self.dilation, d_z.shape[2:]):",
+             "for k, (_, window) in enumerate(self._windows(out)):",
+             "for k, (_, window) in enumerate(windows(self.geometry[0], (1,) * self.DIMS,"
+             "\n                                                self.geometry[2], out)):",
              shown=("layer 3 d_out", "handwritten.layers.conv.Conv1d.backward")),
     Mutation("conv_padding_not_cropped_from_d_h", "d_h keeps the padding's rows and columns "
              "and drops the input's last ones", "layers/conv.py:_ConvNd.conv_t",
              "(Ellipsis, *(slice(lo, lo + size)", "(Ellipsis, *(slice(0, size)",
              shown=("layer 3 d_out", "handwritten.layers.conv.Conv2d.backward")),
-    Mutation("conv_dilation_missing_from_d_W", "d_W correlates d_z with undilated windows",
-             "layers/conv.py:_ConvNd.corr",
-             "for offset, window in self._windows(d_z.shape[2:]):",
-             "for offset, window in windows(self.kernel_size, self.stride,  # type: ignore"
-             "\n                                       (1,) * self.DIMS, d_z.shape[2:]):",
-             shown=("layer 4 d_W", "handwritten.layers.conv.Conv2d.backward")),
+    Mutation("conv_dilation_missing_from_d_h", "d_h sends d_z back through undilated "
+             "windows", "layers/conv.py:_ConvNd.conv_t",
+             "for k, (_, window) in enumerate(self._windows(out)):",
+             "for k, (_, window) in enumerate(windows(self.geometry[0], self.geometry[1],"
+             "\n                                                (1,) * self.DIMS, out)):",
+             shown=("layer 3 d_out", "handwritten.layers.conv.Conv2d.backward")),
     Mutation("conv_groups_mixing_channels", "the groups take every G-th channel, not G "
              "consecutive blocks (channels of other groups mixed in)",
              "layers/conv.py:_ConvNd._padded",
@@ -499,26 +500,27 @@ MUTATIONS = [
              shown=("layer 4 z", "handwritten.layers.conv.Conv2d.forward")),
     Mutation("conv_tangent_without_the_input_tangent", "a convolution's tangent forgets "
              "conv(h_dot, W)", "layers/conv.py:_ConvNd.tangent",
-             'z_dot += self.conv(self._padded(h_dot), p["W"], out)',
-             'z_dot += 0 * self.conv(self._padded(h_dot), p["W"], out)', shown=JVP_SHOWN),
+             'z_dot += self.conv(self.columns(h_dot, out), p["W"], n, out)',
+             'z_dot += 0 * self.conv(self.columns(h_dot, out), p["W"], n, out)',
+             shown=JVP_SHOWN),
     Mutation("conv_r_op_without_the_input_tangent", "a convolution's R{d_W} forgets "
              "corr(h_dot, d_z)", "layers/conv.py:_ConvNd.r_backward",
-             "r_d_W += self.corr(self._padded(h_dot), d_z)",
-             "r_d_W += 0 * self.corr(self._padded(h_dot), d_z)", shown=HVP_SHOWN),
+             "r_d_W += self.corr(self.columns(h_dot, d_z.shape[2:]), d_z)",
+             "r_d_W += 0 * self.corr(self.columns(h_dot, d_z.shape[2:]), d_z)",
+             shown=HVP_SHOWN),
     Mutation("conv_per_example_bias_divided_by_batch", "a convolution's per-example d_b "
              "divided by the batch", "layers/conv.py:_ConvNd.per_example",
              'grads["b"] = d_z.sum(axis=tuple(range(2, d_z.ndim)))',
              'grads["b"] = d_z.sum(axis=tuple(range(2, d_z.ndim))) / d_z.shape[0]',
              shown=("per-example d_b", "handwritten.layers.conv.Conv1d.per_example")),
-    Mutation("max_pool_tie_to_the_last_maximum", "max pooling hands a tie to the window's "
-             "last maximum (>=), not its first as torch and JAX do",
-             "layers/pool.py:MaxPool2d.forward", "wins = hp[window] > out",
-             "wins = hp[window] >= out",
+    Mutation("max_pool_tie_to_the_last_maximum", "max pooling hands a tie to a later "
+             "maximum of the window, not its first as torch and JAX do",
+             "layers/pool.py:MaxPool2d.forward",
+             "for k in reversed(range(len(wins) - 1)):", "for k in range(len(wins) - 1):",
              shown=("layer 2 d_a", "handwritten.layers.pool.MaxPool2d.backward")),
     Mutation("max_pool_gradient_to_every_window_element", "max pooling's gradient goes to "
              "every element of the window, not its winner", "layers/pool.py:MaxPool2d._route",
-             'd_hp[window] += np.where(cache["arg"] == k, d_out, 0)',
-             "d_hp[window] += d_out",
+             'd_hp[window] += d_out * (cache["arg"] == k)', "d_hp[window] += d_out",
              shown=("layer 2 d_a", "handwritten.layers.pool.MaxPool2d.backward")),
     Mutation("avg_pool_counts_the_padding", "average pooling divides by kh kw where "
              "count_include_pad=False asks for the window's elements inside the input",

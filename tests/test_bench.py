@@ -189,6 +189,16 @@ def test_a_bench_record_renders_noisy_cells_and_its_targets() -> None:
     assert "within 1.10x of torch: not measured; GEMM share >= 85%: not measured" in row
     assert "hvp <= 3x gradient: met; norms <= 1.5x gradient: met" in text
     assert "JAX noisy; hw/torch 0.95" in text
+    assert "LeNet" not in text                  # a record from before the conv rows
+    conv = {"network": "LeNet-5", "batch": 128, "ms": {"handwritten": 12.0, "torch": 6.0,
+                                                       "jax": None},
+            "hw/torch": 2.0, "hw/jax": None, "gemm_share": 0.4, "columns_MiB": 12.3,
+            "inputs_MiB": 0.9, "target": 1.5}
+    line = next(line for line in bench.markdown_tables({**rec, "conv": [conv]}).splitlines()
+                if "LeNet" in line)
+    assert "hw/torch 2.00 (target ≤ 1.50: MISSED); the convolutions' GEMMs 40% of the " \
+           "step; im2col columns 12.3 MiB for inputs of 0.9 MiB" in line
+    assert "JAX noisy" in line
 
 
 def test_a_commands_summary_is_its_own_line() -> None:

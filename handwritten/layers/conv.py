@@ -13,8 +13,8 @@ dilation, output channel o of group g = o // (O / G) reads only its group's chan
     window_ij(hp) = hp[:, :, i d : i d + s (H_out - 1) + 1 : s,  j d : ... : s]
 
 is a strided slice of the padded input with the output's spatial shape, and the kernel's
-slice W[:, :, i, j] maps its channels to the output's -- one matrix product per offset
-(the channels contracted, every (n, y, x) a row):
+slice W[:, :, i, j] maps its channels to the output's (the channels contracted, every
+(n, y, x) a column):
 
     z      = b + sum_ij  W[:, :, i, j] . window_ij(hp)                   forward
     d_W[:, :, i, j] = sum_{n, y, x}  d_z . window_ij(hp)                 the correlation
@@ -30,11 +30,16 @@ is the kernel flipped in both spatial axes; here the flip is the offset's sign, 
 flipped copy of W is written out.  Rows and columns of the input that no window reaches
 (an image size the stride does not tile) get d_h = 0, as they should.
 
-Why shifted windows and not im2col: im2col copies the input kh kw times into one
-(batch H_out W_out, C kh kw) matrix and makes the convolution one GEMM; the windows do
-the same arithmetic as kh kw GEMMs with one window (batch, C, H_out, W_out) alive at a
-time, and each line above stays the equation it implements.  docs/conv.md has the
-derivation and the memory this takes.
+**im2col: the sums over offsets as one GEMM.**  ``columns`` stacks every offset's window
+as rows of one matrix per group, (C/G kh kw, batch H_out W_out), row (c, i, j) holding
+window_ij of channel c; W reshaped to (O/G, C/G kh kw) has the same (c, i, j) order, so
+the three lines above are three matrix products (``conv``, ``corr``, ``conv_t``) and the
+scatter of d_cols back through the windows (col2im, in ``conv_t``).  Why im2col and not
+kh kw products of one window each: each of those contracts only the C/G channels -- 1 in
+an image network's first layer, a product BLAS cannot make fast -- where im2col
+contracts C/G kh kw at once.  Its cost is memory: the columns hold every input element
+kh kw times (over) -- for LeNet's second layer at batch 128, 7.3 MiB of float32 columns for
+a 0.6 MiB input; ``bench/bench.py`` prints it per network.
 
 Groups: the channels are reshaped to (G, C/G) and the kernel to (G, O/G, C/G, kh, kw);
 group g's outputs contract with group g's inputs only (depthwise: G = C).
@@ -81,12 +86,6 @@ def spatial(name: str, value: object, dims: int, *, low: int = 1) -> tuple[int, 
             raise ValueError(f"{name} must be >= {low}, got {value!r}")
         out.append(int(item))
     return tuple(out)
-
-
-def at(offset: tuple[int, ...]) -> Window:
-    """The index of one kernel offset in an array's last axes: ``W[at((i, j))]`` is
-    ``W[..., i, j]``."""
-    return (Ellipsis, *offset)
 
 
 def windows(offsets: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...],
@@ -196,58 +195,72 @@ class _ConvNd:
         p = {"W": w.astype(dtype)}
         return p | ({"b": np.zeros(self.out_channels, dtype=dtype)} if self.bias else {})
 
-    # the three contractions --------------------------------------------------------------
+    # im2col, and the three products ----------------------------------------------------
 
     def _padded(self, h: Array) -> Array:
         """h with its zeros, channels split by group: (batch, G, C/G, *padded)."""
-        hp = np.pad(h, ((0, 0), (0, 0), *self.pads()))
+        pads = self.pads()
+        hp = np.pad(h, ((0, 0), (0, 0), *pads)) if any(map(any, pads)) else h  # no copy: no pad
         return hp.reshape(h.shape[0], self.groups, -1, *hp.shape[2:])
-
-    def _kernel(self, W: Array) -> Array:
-        """W as (G, O/G, C/G, *kernel): group g's kernels."""
-        return W.reshape(self.groups, -1, *W.shape[1:])
-
-    def _axes(self) -> str:
-        """The spatial axes' letters in the einsum strings: "yx" (Conv2d), "x" (Conv1d);
-        n batch, g group, c input channel, o output channel."""
-        return "yx"[2 - self.DIMS:]
 
     def _windows(self, out: tuple[int, ...]) -> Iterator[tuple[tuple[int, ...], Window]]:
         return windows(*self.geometry, out)
 
-    def conv(self, hp: Array, W: Array, out: tuple[int, ...]) -> Array:
-        """sum_ij W[:, :, i, j] . window_ij(hp) -> (batch, O, *out), no bias."""
-        w, xy = self._kernel(W), self._axes()
-        z = np.zeros((hp.shape[0], self.groups, w.shape[1], *out), dtype=hp.dtype)
-        for offset, window in self._windows(out):
-            z += np.einsum(f"ngc{xy},goc->ngo{xy}", hp[window], w[at(offset)])
-        return z.reshape(hp.shape[0], self.out_channels, *out)
+    def _matrix(self, W: Array) -> Array:
+        """The kernel as G matrices (O/G, C/G kh kw): group g's kernels, one per row, each
+        its (c, i, j) in row-major order -- the columns' row order."""
+        return W.reshape(self.groups, W.shape[0] // self.groups, -1)
 
-    def corr(self, hp: Array, d_z: Array, per_example: bool = False) -> Array:
-        """d_W[:, :, i, j] = sum over (batch, y, x) of d_z . window_ij(hp): the kernel's
-        gradient, (O, C/G, *kernel); per_example: without the sum over the batch."""
-        d_zg = d_z.reshape(d_z.shape[0], self.groups, -1, *d_z.shape[2:])
-        lead = (d_z.shape[0],) if per_example else ()
-        xy = self._axes()
-        spec = f"ngo{xy},ngc{xy}->{'n' if per_example else ''}goc"
-        d_W = np.empty((*lead, self.groups, d_zg.shape[2], hp.shape[2], *self.geometry[0]),
-                       dtype=d_z.dtype)
-        for offset, window in self._windows(d_z.shape[2:]):
-            d_W[at(offset)] = np.einsum(spec, d_zg, hp[window])
-        return d_W.reshape(*lead, *self.param_shapes()["W"])
+    def columns(self, h: Array, out: tuple[int, ...]) -> Array:
+        """im2col: every offset's window of the padded input, stacked as the rows of G
+        matrices (C/G kh kw, batch P), P = the output's positions; row (c, i, j) holds
+        window_ij of channel c, so W's matrix times them is the sum over offsets."""
+        hp = self._padded(h)
+        n, g, c = hp.shape[:3]
+        cols = np.empty((g, c, math.prod(self.geometry[0]), n, *out), dtype=h.dtype)
+        for k, (_, window) in enumerate(self._windows(out)):
+            cols[:, :, k] = np.moveaxis(hp[window], 0, 2)    # (G, C/G, batch, *out)
+        return cols.reshape(g, c * cols.shape[2], n * math.prod(out))
+
+    def _outputs(self, d_z: Array) -> Array:
+        """(batch, O, *out) as G matrices (O/G, batch P): the columns' layout."""
+        n = d_z.shape[0]
+        d = d_z.reshape(n, self.groups, d_z.shape[1] // self.groups, -1)
+        return np.moveaxis(d, 0, 2).reshape(self.groups, d.shape[2], -1)
+
+    def conv(self, cols: Array, W: Array, n: int, out: tuple[int, ...]) -> Array:
+        """z without the bias: one GEMM per group, W's matrix times the columns, back to
+        (batch, O, *out)."""
+        z = self._matrix(W) @ cols                      # (G, O/G, batch P)
+        z = z.reshape(self.groups, z.shape[1], n, *out)
+        return np.moveaxis(z, 2, 0).reshape(n, self.out_channels, *out)
+
+    def corr(self, cols: Array, d_z: Array, per_example: bool = False) -> Array:
+        """d_W = d_z's matrix times the columns transposed: the correlation of the input
+        with d_z, summed over (batch, y, x) -> (O, C/G, *kernel); ``per_example``: without
+        the sum over the batch -> (batch, O, C/G, *kernel)."""
+        shape = self.param_shapes()["W"]
+        if not per_example:
+            return (self._outputs(d_z) @ cols.transpose(0, 2, 1)).reshape(shape)
+        n = d_z.shape[0]
+        d = d_z.reshape(n, self.groups, d_z.shape[1] // self.groups, -1).transpose(1, 0, 2, 3)
+        c = cols.reshape(self.groups, cols.shape[1], n, -1).transpose(0, 2, 3, 1)
+        return np.moveaxis(d @ c, 1, 0).reshape(n, *shape)    # (G, batch, O/G, C/G K)
 
     def conv_t(self, d_z: Array, W: Array, h_shape: Shape) -> Array:
-        """The transposed convolution: each offset's window of d_hp gathers
-        W[:, :, i, j]^T . d_z; then the padding is cropped -> (batch, C, *spatial)."""
-        w, xy = self._kernel(W), self._axes()
-        d_zg = d_z.reshape(d_z.shape[0], self.groups, -1, *d_z.shape[2:])
+        """The transposed convolution: d_cols = W's matrix transposed times d_z, each
+        offset's rows sent back through its window (col2im), the padding cropped ->
+        (batch, C, *spatial)."""
+        n, out = d_z.shape[0], d_z.shape[2:]
+        d_cols = self._matrix(W).transpose(0, 2, 1) @ self._outputs(d_z)   # (G, C/G K, batch P)
+        d_cols = d_cols.reshape(self.groups, -1, math.prod(self.geometry[0]), n, *out)
         padded = [size + lo + hi for size, (lo, hi) in zip(h_shape[2:], self.pads())]
-        d_hp = np.zeros((d_z.shape[0], self.groups, w.shape[2], *padded), dtype=d_z.dtype)
-        for offset, window in self._windows(d_z.shape[2:]):
-            d_hp[window] += np.einsum(f"ngo{xy},goc->ngc{xy}", d_zg, w[at(offset)])
+        d_hp = np.zeros((n, self.groups, d_cols.shape[1], *padded), dtype=d_z.dtype)
+        for k, (_, window) in enumerate(self._windows(out)):
+            d_hp[window] += np.moveaxis(d_cols[:, :, k], 2, 0)    # (batch, G, C/G, *out)
         crop: Window = (Ellipsis, *(slice(lo, lo + size)
                                     for size, (lo, _) in zip(h_shape[2:], self.pads())))
-        return d_hp.reshape(d_z.shape[0], self.in_channels, *padded)[crop]
+        return d_hp.reshape(n, self.in_channels, *padded)[crop]
 
     def _bias(self, b: Array) -> Array:
         return b.reshape(-1, *(1,) * self.DIMS)      # broadcast over the spatial axes
@@ -255,16 +268,17 @@ class _ConvNd:
     # the contract ------------------------------------------------------------------------
 
     def forward(self, p: dict[str, Array], h: Array, ctx: Context) -> tuple[Array, Cache]:
-        hp = self._padded(h)
-        z = self.conv(hp, p["W"], self.out_shape(h.shape[1:])[1:])
+        out = self.out_shape(h.shape[1:])[1:]
+        cols = self.columns(h, out)
+        z = self.conv(cols, p["W"], h.shape[0], out)
         if self.bias:
             z += self._bias(p["b"])                   # in place: z is a fresh array
-        return z, {"h": h, "hp": hp, "z": z}
+        return z, {"h": h, "cols": cols, "z": z}
 
     def backward(self, p: dict[str, Array], cache: Cache, d_z: Array, ctx: Context,
                  need_d_in: bool = True
                  ) -> tuple[Array | None, dict[str, Array], dict[str, Array]]:
-        d_W = self.corr(cache["hp"], d_z)             # (O, C/G, *kernel)
+        d_W = self.corr(cache["cols"], d_z)            # (O, C/G, *kernel)
         if ctx.weight_decay:
             d_W += ctx.weight_decay * p["W"]          # d_W is a fresh array
         grads = {"W": d_W}
@@ -275,20 +289,20 @@ class _ConvNd:
 
     def tangent(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
                 p_dot: dict[str, Array], ctx: Context) -> Array:
-        out = cache["z"].shape[2:]
-        z_dot = self.conv(cache["hp"], p_dot["W"], out)          # conv(h, W_dot)
+        n, out = cache["z"].shape[0], cache["z"].shape[2:]
+        z_dot = self.conv(cache["cols"], p_dot["W"], n, out)     # conv(h, W_dot)
         if self.bias:
             z_dot += self._bias(p_dot["b"])                      # + b_dot
         if h_dot is not None:
-            z_dot += self.conv(self._padded(h_dot), p["W"], out)  # + conv(h_dot, W)
+            z_dot += self.conv(self.columns(h_dot, out), p["W"], n, out)  # + conv(h_dot, W)
         return z_dot
 
     def r_backward(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
                    p_dot: dict[str, Array], d_z: Array | None, r_d_z: Array, ctx: Context,
                    need_d_in: bool = True) -> tuple[Array | None, dict[str, Array]]:
-        r_d_W = self.corr(cache["hp"], r_d_z)                    # corr(h, R{d_z})
+        r_d_W = self.corr(cache["cols"], r_d_z)                  # corr(h, R{d_z})
         if d_z is not None and h_dot is not None:
-            r_d_W += self.corr(self._padded(h_dot), d_z)         # + corr(h_dot, d_z)
+            r_d_W += self.corr(self.columns(h_dot, d_z.shape[2:]), d_z)   # + corr(h_dot, d_z)
         if ctx.weight_decay:
             r_d_W += ctx.weight_decay * p_dot["W"]               # + lambda W_dot
         r_grads = {"W": r_d_W}
@@ -303,7 +317,7 @@ class _ConvNd:
 
     def per_example(self, p: dict[str, Array], cache: Cache, d_z: Array, ctx: Context
                     ) -> dict[str, Array]:
-        grads = {"W": self.corr(cache["hp"], d_z, per_example=True)}
+        grads = {"W": self.corr(cache["cols"], d_z, per_example=True)}
         if self.bias:
             grads["b"] = d_z.sum(axis=tuple(range(2, d_z.ndim)))
         return grads

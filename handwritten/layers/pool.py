@@ -6,8 +6,7 @@ one per offset (i, j) of its kernel, each the output's spatial shape:
 
     MaxPool2d   out = max_ij window_ij(pad(h, -inf))
                 arg = the offset that wins: the first in row-major window order (i, then
-                      j) among equal maxima -- torch's rule on ties (a later element must
-                      be strictly greater to take over)
+                      j) among equal maxima -- torch's rule on ties
                 d_h: window_arg(d_hp) += d_out        the gradient goes to the winner only;
                                                       an element that wins several
                                                       overlapping windows gets their sum
@@ -27,6 +26,7 @@ the backward applied to R{d_out}.  None has params or state.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -59,6 +59,8 @@ class _Pool2d(Stateless):
         if any(2 * p > k for p, k in zip(padding, kernel)):
             raise ValueError(f"padding must be at most half the kernel (torch's limit), got "
                              f"padding {padding} for kernel_size {kernel}")
+        if math.prod(kernel) > 2**15:
+            raise ValueError(f"kernel_size {kernel} has more than 2**15 elements")
         object.__setattr__(self, "padding", padding)
 
     def _geometry(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
@@ -79,6 +81,8 @@ class _Pool2d(Stateless):
 
     def _pad(self, h: Array, value: float) -> Array:
         _, _, padding = self._geometry()
+        if not any(padding):
+            return h                                  # no copy where there is nothing to pad
         return np.pad(h, ((0, 0), (0, 0), *((p, p) for p in padding)), constant_values=value)
 
     def _windows(self, out: tuple[int, ...]) -> Any:
@@ -116,24 +120,20 @@ class MaxPool2d(_Pool2d):
 
     def forward(self, p: dict[str, Array], h: Array, ctx: Context) -> tuple[Array, Cache]:
         hp = self._pad(h, -np.inf)
-        out_shape = self.out_shape(h.shape[1:])[1:]
-        out: Array | None = None
-        arg = np.zeros((h.shape[0], h.shape[1], *out_shape), dtype=np.intp)
-        for k, (_, window) in enumerate(self._windows(out_shape)):
-            if out is None:
-                out = hp[window].copy()
-                continue
-            wins = hp[window] > out                   # strictly: the first maximum keeps it
-            out[wins] = hp[window][wins]
-            arg[wins] = k
-        assert out is not None
+        wins = [hp[window] for _, window in self._windows(self.out_shape(h.shape[1:])[1:])]
+        out = functools.reduce(np.maximum, wins)          # (batch, C, H_out, W_out)
+        # the winner's offset k (row-major in the window): the first that equals the
+        # maximum -- torch's rule on ties -- found from the last offset down
+        arg = np.full(out.shape, len(wins) - 1, dtype=np.int16)
+        for k in reversed(range(len(wins) - 1)):
+            np.copyto(arg, k, where=wins[k] == out)
         return out, {"h_shape": h.shape, "arg": arg, "out": out}
 
     def _route(self, cache: Cache, d_out: Array) -> Array:
         """d_out to each window's winner, summed where an element wins several."""
         d_hp = np.zeros(self._pad_shape(cache["h_shape"]), dtype=d_out.dtype)
         for k, (_, window) in enumerate(self._windows(d_out.shape[2:])):
-            d_hp[window] += np.where(cache["arg"] == k, d_out, 0)
+            d_hp[window] += d_out * (cache["arg"] == k)
         return self._crop(d_hp)
 
     def _pad_shape(self, h_shape: Shape) -> Shape:
@@ -152,7 +152,7 @@ class MaxPool2d(_Pool2d):
         hp_dot = self._pad(h_dot, 0.0)
         out_dot = np.zeros(cache["out"].shape, dtype=h_dot.dtype)
         for k, (_, window) in enumerate(self._windows(out_dot.shape[2:])):
-            out_dot += np.where(cache["arg"] == k, hp_dot[window], 0)
+            out_dot += hp_dot[window] * (cache["arg"] == k)
         return out_dot
 
 
