@@ -35,6 +35,9 @@ pytest.importorskip("torch")
 pytest.importorskip("jax")
 from tests.strategies import optimizer_specs
 from tests.test_layer_references import (
+    _cases_first as _layer_cases_first,
+)
+from tests.test_layer_references import (
     check_every_node_quantity_matches_torch_and_jax,
     check_jvp_matches_torch_func_and_jax_jvp,
     check_loss_and_grads_match_torch_and_jax,
@@ -67,11 +70,7 @@ after a relu, global average pooling."""
 
 
 def _cases_first(**drawn: Any) -> Any:
-    def decorate(prop: Any) -> Any:
-        for case in reversed(CASES):
-            prop = example(p=case, **drawn)(prop)
-        return prop
-    return decorate
+    return _layer_cases_first(CASES, **drawn)
 
 
 def test_the_cases_hold_ties_and_every_conv_layer_kind() -> None:

@@ -92,10 +92,11 @@ CASES = [
 ]
 
 
-def _cases_first(**drawn: Any) -> Any:
-    """Every one of CASES as an explicit example (the other drawn arguments as given)."""
+def _cases_first(cases: Sequence[Problem] | None = None, **drawn: Any) -> Any:
+    """Every one of ``cases`` (CASES) as an explicit example (the other drawn arguments as
+    given)."""
     def decorate(prop: Any) -> Any:
-        for case in reversed(CASES):
+        for case in reversed(CASES if cases is None else cases):
             prop = example(p=case, **drawn)(prop)
         return prop
     return decorate

@@ -113,6 +113,24 @@ class Stateless:
         return {}
 
 
+class LinearInInput(Stateless):
+    """A layer without params whose output is linear in its input once the pass fixes
+    what it reads (dropout's mask, max pooling's winners): nothing in it moves along a
+    direction v, so its R-operator is its own backward applied to R{d_out}."""
+
+    def backward(self, p: dict[str, Array], cache: Cache, d_out: Array, ctx: Context,
+                 need_d_in: bool = True
+                 ) -> tuple[Array | None, dict[str, Array], dict[str, Array]]:
+        raise NotImplementedError
+
+    def r_backward(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
+                   p_dot: dict[str, Array], d_out: Array | None, r_d_out: Array,
+                   ctx: Context, need_d_in: bool = True
+                   ) -> tuple[Array | None, dict[str, Array]]:
+        """R{d_h} = backward(R{d_out}): the first-order d_out plays no part."""
+        return self.backward(p, cache, r_d_out, ctx, need_d_in)[0], {}
+
+
 def features(layer: object, in_shape: Shape) -> int:
     """The one feature axis of a layer that takes (batch, features): ValueError naming the
     layer when its input has another shape (an image into a Dense without a Flatten)."""

@@ -15,12 +15,12 @@ from typing import ClassVar
 import numpy as np
 
 from handwritten import blocks
-from handwritten.layers.base import Array, Cache, Context, Shape, Stateless
+from handwritten.layers.base import Array, Cache, Context, LinearInInput, Shape
 from handwritten.spec import finite_real
 
 
 @dataclass(frozen=True)
-class Dropout(Stateless):
+class Dropout(LinearInInput):
     """Drop probability p in [0, 1)."""
 
     p: float = 0.5
@@ -50,13 +50,6 @@ class Dropout(Stateless):
         if cache["mask"] is None:
             return d_out, {}, {}
         return blocks.dropout_backward(d_out, cache["mask"], self.p), {}, {}
-
-    def r_backward(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
-                   p_dot: dict[str, Array], d_out: Array | None, r_d_out: Array,
-                   ctx: Context, need_d_in: bool = True
-                   ) -> tuple[Array | None, dict[str, Array]]:
-        """Linear in d_out, with fixed mask: R{d_h} = R{d_out} * m / (1 - p)."""
-        return self.backward(p, cache, r_d_out, ctx, need_d_in)[0], {}
 
     def tangent(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
                 p_dot: dict[str, Array], ctx: Context) -> Array:

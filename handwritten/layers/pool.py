@@ -21,7 +21,7 @@ one per offset (i, j) of its kernel, each the output's spatial shape:
 
 Each is linear in h once max pooling's winners are fixed, so the tangent is the forward
 applied to h_dot (max pooling: h_dot read at the winners) and the R-operator's R{d_h} is
-the backward applied to R{d_out}.  None has params or state.
+the backward applied to R{d_out} (``base.LinearInInput``).  None has params or state.
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from handwritten.layers.base import Array, Cache, Context, Shape, Stateless
+from handwritten.layers.base import Array, Cache, Context, LinearInInput, Shape
 from handwritten.layers.conv import Window, spatial, windows
 
 
 @dataclass(frozen=True)
-class _Pool2d(Stateless):
+class _Pool2d(LinearInInput):
     """What the two windowed pools share: kernel, stride (the kernel's by default),
     zero padding of at most half the kernel (torch's limit)."""
 
@@ -95,17 +95,6 @@ class _Pool2d(Stateless):
                                     for a, p in enumerate(padding)))
         return d_hp[crop]
 
-    def r_backward(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
-                   p_dot: dict[str, Array], d_out: Array | None, r_d_out: Array,
-                   ctx: Context, need_d_in: bool = True
-                   ) -> tuple[Array | None, dict[str, Array]]:
-        """Linear in d_out with the windows (and max pooling's winners) fixed."""
-        return self.backward(p, cache, r_d_out, ctx, need_d_in)[0], {}
-
-    def backward(self, p: dict[str, Array], cache: Cache, d_out: Array, ctx: Context,
-                 need_d_in: bool = True
-                 ) -> tuple[Array | None, dict[str, Array], dict[str, Array]]:
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)
@@ -216,7 +205,7 @@ class AvgPool2d(_Pool2d):
 
 
 @dataclass(frozen=True)
-class AdaptiveAvgPool2d(Stateless):
+class AdaptiveAvgPool2d(LinearInInput):
     """torch.nn.AdaptiveAvgPool2d((1, 1)): global average pooling, each channel's mean
     over (H, W).  Only output_size (1, 1) (or 1) is implemented."""
 
@@ -254,12 +243,6 @@ class AdaptiveAvgPool2d(Stateless):
         h_shape = cache["h_shape"]
         return np.broadcast_to(d_out / (h_shape[2] * h_shape[3]), h_shape).copy(), {}, {}
 
-    def r_backward(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
-                   p_dot: dict[str, Array], d_out: Array | None, r_d_out: Array,
-                   ctx: Context, need_d_in: bool = True
-                   ) -> tuple[Array | None, dict[str, Array]]:
-        return self.backward(p, cache, r_d_out, ctx, need_d_in)[0], {}
-
     def tangent(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
                 p_dot: dict[str, Array], ctx: Context) -> Array:
         assert h_dot is not None
@@ -267,7 +250,7 @@ class AdaptiveAvgPool2d(Stateless):
 
 
 @dataclass(frozen=True)
-class Flatten(Stateless):
+class Flatten(LinearInInput):
     """torch.nn.Flatten(): each sample's (C, H, W) (or any shape) to one row, in
     row-major (c, y, x) order as torch.flatten(h, 1)."""
 
@@ -289,12 +272,6 @@ class Flatten(Stateless):
                  need_d_in: bool = True
                  ) -> tuple[Array | None, dict[str, Array], dict[str, Array]]:
         return (d_out.reshape(cache["h_shape"]) if need_d_in else None), {}, {}
-
-    def r_backward(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
-                   p_dot: dict[str, Array], d_out: Array | None, r_d_out: Array,
-                   ctx: Context, need_d_in: bool = True
-                   ) -> tuple[Array | None, dict[str, Array]]:
-        return self.backward(p, cache, r_d_out, ctx, need_d_in)[0], {}
 
     def tangent(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
                 p_dot: dict[str, Array], ctx: Context) -> Array:
