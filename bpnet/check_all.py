@@ -1048,14 +1048,15 @@ CONV_CASES = (
                 Flatten(), Dense(8, 2), Activation("sigmoid")], "bce_with_logits", "sum",
                in_shape=(3, 9)),
     Sequential([Residual([Conv2d(2, 2, 3, padding="same"), Activation("relu")]),
-                Activation("relu"), MaxPool2d(3, stride=1, padding=1), AdaptiveAvgPool2d(),
+                Activation("relu"), MaxPool2d((3, 2), stride=(1, 2), padding=(1, 0)),
+                AdaptiveAvgPool2d(),
                 Flatten(), Dense(2, 1)], "half_mse", weight_decay=0.1, in_shape=(2, 5, 5)),
 )
 """The convolution chapter's networks: a strided padded Conv2d, spatial batch norm, max
 pooling after a relu (ties at its zeros), a grouped dilated 'same' Conv2d, average pooling
 counting only the input's elements; a depthwise Conv1d without bias with an even 'same'
-kernel, GroupNorm, a strided dilated Conv1d; a residual conv block, overlapping padded max pooling,
-global average pooling."""
+kernel, GroupNorm, a strided dilated Conv1d; a residual conv block, non-square overlapping
+padded max pooling, global average pooling."""
 
 
 def conv_cases(impls: Mapping[str, ModuleType]

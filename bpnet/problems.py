@@ -333,10 +333,10 @@ def _draw_image_node(choose: Chooser, shape: tuple[int, ...], max_channels: int,
     layer: Any
     if kind == "conv":
         layer = _draw_conv(choose, shape, max_channels, same=nested)
-    elif kind in ("max", "avg"):
-        kernel = choose.integer(1, 3)
-        stride = choose.integer(1, 3)
-        padding = choose.integer(0, kernel // 2)
+    elif kind in ("max", "avg"):                 # per axis: non-square windows too
+        kernel = (choose.integer(1, 3), choose.integer(1, 3))
+        stride = (choose.integer(1, 3), choose.integer(1, 3))
+        padding = (choose.integer(0, kernel[0] // 2), choose.integer(0, kernel[1] // 2))
         layer = MaxPool2d(kernel, stride, padding) if kind == "max" else \
             AvgPool2d(kernel, stride, padding, count_include_pad=choose.choice((True, False)))
     elif kind == "norm":

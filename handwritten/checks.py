@@ -8,6 +8,7 @@ with the same messages.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -177,11 +178,21 @@ def check_problem(spec: NetworkSpec | Sequential, params: object, x: object, y: 
     check_y(spec, y, x.shape[0], x_dtype)
     if not training:
         check_masks(spec, masks, x.shape[0])
-    batch_norm = spec.has_batch_norm if isinstance(spec, Sequential) else "batch" in spec.norms
-    if x.shape[0] == 1 and batch_norm:
+    if x.shape[0] == 1 and batch_norm_positions(spec) == 1:
         raise ValueError("x is a batch of one, and batch norm in training mode needs at least "
                          "two samples (its batch variance is 0; torch refuses it too)")
     return x_dtype
+
+
+def batch_norm_positions(spec: NetworkSpec | Sequential) -> int | None:
+    """The fewest values a batch norm averages per sample: 1 for BatchNorm1d, H W for a
+    BatchNorm2d on (C, H, W) images (torch refuses a batch norm over a single value);
+    None without batch norm."""
+    if not isinstance(spec, Sequential):
+        return 1 if "batch" in spec.norms else None
+    counts = [math.prod(shape[1:]) for (_, layer), shape in zip(spec.nodes, spec.in_shapes)
+              if type(layer).__name__ in ("BatchNorm1d", "BatchNorm2d")]
+    return min(counts) if counts else None
 
 
 def check_masks(spec: NetworkSpec | Sequential, masks: object, batch: int) -> None:
@@ -230,12 +241,13 @@ def check_trainable(spec: NetworkSpec | Sequential, n_samples: int, batch_size: 
     keep-masks each step; batch norm needs every batch to hold at least 2 samples (a batch
     of one has no variance, and the running variance divides by N - 1; torch refuses it
     too)."""
+    batch_norm = batch_norm_positions(spec) == 1   # a BatchNorm2d averages over H W as well
     if isinstance(spec, Sequential):
-        dropout, batch_norm = spec.has_dropout, spec.has_batch_norm
+        dropout = spec.has_dropout
         has = "the Sequential has dropout"
         norms = "the Sequential has BatchNorm1d"
     else:
-        dropout, batch_norm = any(spec.dropout), "batch" in spec.norms
+        dropout = any(spec.dropout)
         has = f"the spec has dropout {spec.dropout}"
         norms = "norms has 'batch'"
     if rng is None and dropout:

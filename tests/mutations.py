@@ -520,7 +520,7 @@ MUTATIONS = [
              shown=("layer 2 d_a", "handwritten.layers.pool.MaxPool2d.backward")),
     Mutation("max_pool_gradient_to_every_window_element", "max pooling's gradient goes to "
              "every element of the window, not its winner", "layers/pool.py:MaxPool2d._route",
-             'd_hp[window] += d_out * (cache["arg"] == k)', "d_hp[window] += d_out",
+             'd_hp[window] += np.where(cache["arg"] == k, d_out, 0)', "d_hp[window] += d_out",
              shown=("layer 2 d_a", "handwritten.layers.pool.MaxPool2d.backward")),
     Mutation("avg_pool_counts_the_padding", "average pooling divides by kh kw where "
              "count_include_pad=False asks for the window's elements inside the input",

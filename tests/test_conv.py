@@ -1,6 +1,7 @@
 """The convolution chapter in handwritten alone: random convolutional Sequentials (Conv1d,
-Conv2d with every argument, max and average pooling, BatchNorm2d, Flatten, Residual and
-dropout in any valid order) through the framework-free properties of tests/test_layers.py
+Conv2d with every argument, max and average pooling with non-square windows, global
+average pooling, BatchNorm2d, GroupNorm, Flatten, Residual and dropout in any valid order)
+through the framework-free properties of tests/test_layers.py
 -- finite differences of the loss, of the output along a direction and of the gradient
 (H v), gnvp positive semidefinite, per-example gradients summing to the gradient -- then
 the geometry stated from first principles (a one-hot kernel is a shift; 'same' pads the
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import handwritten as hw
@@ -30,6 +31,7 @@ from handwritten.layers import (
     Dense,
     Dropout,
     Flatten,
+    GroupNorm,
     MaxPool2d,
     Residual,
     Sequential,
@@ -51,7 +53,13 @@ SEEDS = st.integers(0, 2**32 - 1)
 # random convolutional Sequentials: the framework-free oracles -------------------------------
 
 
+# GroupNorm on rows of features (batch, C): no spatial axes, which the image draws never meet
+ROWS = Problem(Sequential([Dense(3, 6), GroupNorm(2, 6), Activation("tanh"), Dense(6, 2)],
+                          "mse", "mean", 0.1), batch=3, seed=4)
+
+
 @given(conv_problems())
+@example(ROWS)
 def test_random_conv_grads_match_finite_differences(p: Problem) -> None:
     """Every kernel, bias, gamma and beta of a random convolutional network against central
     differences of the loss (a coordinate whose step moves a max pooling window's winner,
@@ -60,11 +68,13 @@ def test_random_conv_grads_match_finite_differences(p: Problem) -> None:
 
 
 @given(conv_problems())
+@example(ROWS)
 def test_random_conv_jvp_matches_a_central_difference(p: Problem) -> None:
     check_random_sequential_jvp_matches_a_central_difference(p)
 
 
 @given(conv_problems(), SEEDS)
+@example(ROWS, 0)
 def test_random_conv_hvp_is_symmetric_and_a_derivative_of_the_gradient(p: Problem,
                                                                         seed: int) -> None:
     check_random_sequential_hvp_is_symmetric_and_a_derivative_of_the_gradient(p, seed)
@@ -76,6 +86,7 @@ def test_random_conv_gnvp_is_positive_semidefinite(p: Problem, seed: int) -> Non
 
 
 @given(conv_problems())
+@example(ROWS)
 def test_conv_per_example_grads_sum_to_the_data_term_or_are_refused(p: Problem) -> None:
     """A convolution's per-example kernel gradient is each sample's own correlation; the sum
     over the batch is the gradient.  BatchNorm2d in training mode is refused by name."""
@@ -154,6 +165,9 @@ def test_max_pooling_sends_a_tie_to_the_windows_first_maximum_and_sums_overlaps(
     d_h = pool.backward({}, cache, np.ones_like(out), CTX)[0]
     # windows at (0,0), (0,1), (1,0), (1,1): each's first element is its top-left
     np.testing.assert_array_equal(d_h[0, 0], [[1, 1, 0], [1, 1, 0], [0, 0, 0]])
+    # forward mode reads h_dot at the same winner: each window's top-left element
+    tangent = pool.tangent({}, cache, np.arange(9.0).reshape(1, 1, 3, 3), {}, CTX)
+    np.testing.assert_array_equal(tangent[0, 0], [[0, 1], [3, 4]])
     h = np.zeros((1, 1, 3, 3))
     h[0, 0, 1, 1] = 9.0                                   # the maximum of all four windows
     out, cache = pool.forward({}, h, CTX)

@@ -25,7 +25,11 @@ from bpnet.check_all import CONV_CASES
 from bpnet.problems import Problem
 from handwritten.layers import (
     LAYERS,
+    Activation,
+    Dense,
+    GroupNorm,
     MaxPool2d,
+    Sequential,
     fold,
 )
 from tests.helpers import at_most
@@ -60,13 +64,15 @@ CONVS = conv_problems(max_layers=3, max_channels=4, max_size=6, max_batch=5)
 SEEDS = st.integers(0, 2**32 - 1)
 
 CASES = [Problem(CONV_CASES[0], batch=4, seed=1, labels=True),
-         Problem(CONV_CASES[1], batch=3, seed=2), Problem(CONV_CASES[2], batch=3, seed=3)]
+         Problem(CONV_CASES[1], batch=3, seed=2), Problem(CONV_CASES[2], batch=3, seed=3),
+         Problem(Sequential([Dense(3, 6), GroupNorm(2, 6), Activation("tanh"), Dense(6, 2)],
+                            "mse", "mean", 0.1), batch=3, seed=4)]
 """bpnet check --all's convolution cases (``CONV_CASES``), run first by every property: a
 strided padded Conv2d, spatial batch norm, relu then max pooling (ties at its zeros), a
 grouped dilated 'same' Conv2d, average pooling counting only the input's elements, labels;
 sequences through a depthwise Conv1d without bias with an even 'same' kernel, group norm,
-dropout, a strided dilated Conv1d; a residual conv block, overlapping padded max pooling
-after a relu, global average pooling."""
+dropout, a strided dilated Conv1d; a residual conv block, non-square overlapping padded
+max pooling after a relu, global average pooling; and a GroupNorm on rows of features."""
 
 
 def _cases_first(**drawn: Any) -> Any:

@@ -37,9 +37,9 @@ the three lines above are three matrix products (``conv``, ``corr``, ``conv_t``)
 scatter of d_cols back through the windows (col2im, in ``conv_t``).  Why im2col and not
 kh kw products of one window each: each of those contracts only the C/G channels -- 1 in
 an image network's first layer, a product BLAS cannot make fast -- where im2col
-contracts C/G kh kw at once.  Its cost is memory: the columns hold every input element
-kh kw times (over) -- for LeNet's second layer at batch 128, 7.3 MiB of float32 columns for
-a 0.6 MiB input; ``bench/bench.py`` prints it per network.
+contracts C/G kh kw at once.  Its cost is memory: the columns are batch C kh kw H_out W_out
+numbers, each input element up to kh kw times -- for LeNet's second layer at batch 128,
+7.3 MiB of float32 columns for a 0.6 MiB input; ``bench/bench.py`` prints it per network.
 
 Groups: the channels are reshaped to (G, C/G) and the kernel to (G, O/G, C/G, kh, kw);
 group g's outputs contract with group g's inputs only (depthwise: G = C).
@@ -88,11 +88,11 @@ def spatial(name: str, value: object, dims: int, *, low: int = 1) -> tuple[int, 
     return tuple(out)
 
 
-def windows(offsets: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...],
+def windows(kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...],
             out: tuple[int, ...]) -> Iterator[tuple[tuple[int, ...], Window]]:
     """Every kernel offset (i, j) and its window: the slice of the padded input that meets
     kernel element (i, j) at each output position, (..., i d : i d + s (out - 1) + 1 : s)."""
-    for offset in itertools.product(*(range(k) for k in offsets)):
+    for offset in itertools.product(*(range(k) for k in kernel)):
         window: Window = (Ellipsis, *(slice(i * d, i * d + s * (o - 1) + 1, s)
                                       for i, d, s, o in zip(offset, dilation, stride, out)))
         yield offset, window
@@ -245,7 +245,8 @@ class _ConvNd:
         n = d_z.shape[0]
         d = d_z.reshape(n, self.groups, d_z.shape[1] // self.groups, -1).transpose(1, 0, 2, 3)
         c = cols.reshape(self.groups, cols.shape[1], n, -1).transpose(0, 2, 3, 1)
-        return np.moveaxis(d @ c, 1, 0).reshape(n, *shape)    # (G, batch, O/G, C/G K)
+        per = d @ c                                     # (G, batch, O/G, C/G kh kw)
+        return np.moveaxis(per, 1, 0).reshape(n, *shape)
 
     def conv_t(self, d_z: Array, W: Array, h_shape: Shape) -> Array:
         """The transposed convolution: d_cols = W's matrix transposed times d_z, each

@@ -179,7 +179,9 @@ class BatchNorm1d(_Norm):
         raise NotImplementedError(
             f"{self!r} in training mode has no per-example gradient: a sample's output "
             "depends on the whole batch through its mean and variance (Opacus refuses "
-            "batch norm for the same reason); use LayerNorm, or no norm")
+            "batch norm for the same reason); use "
+            f"{'GroupNorm' if type(self).__name__ == 'BatchNorm2d' else 'LayerNorm'}, or no "
+            "norm")
 
     def init_state(self, in_shape: Shape, dtype: np.dtype[Any]) -> dict[str, Array]:
         """torch.nn.BatchNorm1d's buffers at the start: running mean 0, variance 1."""

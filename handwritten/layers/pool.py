@@ -59,7 +59,7 @@ class _Pool2d(LinearInInput):
         if any(2 * p > k for p, k in zip(padding, kernel)):
             raise ValueError(f"padding must be at most half the kernel (torch's limit), got "
                              f"padding {padding} for kernel_size {kernel}")
-        if math.prod(kernel) > 2**15:
+        if math.prod(kernel) > 2**15:            # MaxPool2d keeps each winner as an int16
             raise ValueError(f"kernel_size {kernel} has more than 2**15 elements")
         object.__setattr__(self, "padding", padding)
 
@@ -89,12 +89,15 @@ class _Pool2d(LinearInInput):
         kernel, stride, _ = self._geometry()
         return windows(kernel, stride, (1, 1), out)
 
+    def _pad_shape(self, h_shape: Shape) -> Shape:
+        _, _, padding = self._geometry()
+        return (*h_shape[:2], *(size + 2 * p for size, p in zip(h_shape[2:], padding)))
+
     def _crop(self, d_hp: Array) -> Array:
         _, _, padding = self._geometry()
         crop: Window = (Ellipsis, *(slice(p, d_hp.shape[2 + a] - p)
                                     for a, p in enumerate(padding)))
         return d_hp[crop]
-
 
 
 @dataclass(frozen=True)
@@ -110,9 +113,11 @@ class MaxPool2d(_Pool2d):
     def forward(self, p: dict[str, Array], h: Array, ctx: Context) -> tuple[Array, Cache]:
         hp = self._pad(h, -np.inf)
         wins = [hp[window] for _, window in self._windows(self.out_shape(h.shape[1:])[1:])]
-        out = functools.reduce(np.maximum, wins)          # (batch, C, H_out, W_out)
+        out = functools.reduce(np.maximum, wins[1:], wins[0].copy())   # (batch, C, *out)
         # the winner's offset k (row-major in the window): the first that equals the
-        # maximum -- torch's rule on ties -- found from the last offset down
+        # maximum -- torch's rule on ties -- found from the last offset down (the same as
+        # np.argmax over the stacked windows, without stacking kh kw copies of them);
+        # int16: __post_init__ keeps kh kw below 2**15
         arg = np.full(out.shape, len(wins) - 1, dtype=np.int16)
         for k in reversed(range(len(wins) - 1)):
             np.copyto(arg, k, where=wins[k] == out)
@@ -122,12 +127,8 @@ class MaxPool2d(_Pool2d):
         """d_out to each window's winner, summed where an element wins several."""
         d_hp = np.zeros(self._pad_shape(cache["h_shape"]), dtype=d_out.dtype)
         for k, (_, window) in enumerate(self._windows(d_out.shape[2:])):
-            d_hp[window] += d_out * (cache["arg"] == k)
+            d_hp[window] += np.where(cache["arg"] == k, d_out, 0)
         return self._crop(d_hp)
-
-    def _pad_shape(self, h_shape: Shape) -> Shape:
-        _, _, padding = self._geometry()
-        return (*h_shape[:2], *(size + 2 * p for size, p in zip(h_shape[2:], padding)))
 
     def backward(self, p: dict[str, Array], cache: Cache, d_out: Array, ctx: Context,
                  need_d_in: bool = True
@@ -141,7 +142,7 @@ class MaxPool2d(_Pool2d):
         hp_dot = self._pad(h_dot, 0.0)
         out_dot = np.zeros(cache["out"].shape, dtype=h_dot.dtype)
         for k, (_, window) in enumerate(self._windows(out_dot.shape[2:])):
-            out_dot += hp_dot[window] * (cache["arg"] == k)
+            out_dot += np.where(cache["arg"] == k, hp_dot[window], 0)
         return out_dot
 
 
@@ -189,10 +190,7 @@ class AvgPool2d(_Pool2d):
                  ) -> tuple[Array | None, dict[str, Array], dict[str, Array]]:
         if not need_d_in:
             return None, {}, {}
-        _, _, padding = self._geometry()
-        h_shape = cache["h_shape"]
-        d_hp = np.zeros((*h_shape[:2], *(s + 2 * p for s, p in zip(h_shape[2:], padding))),
-                        dtype=d_out.dtype)
+        d_hp = np.zeros(self._pad_shape(cache["h_shape"]), dtype=d_out.dtype)
         share = d_out / cache["count"]                # each window's element's part
         for _, window in self._windows(d_out.shape[2:]):
             d_hp[window] += share
