@@ -343,7 +343,7 @@ def conv_rows(repeats: int) -> list[dict[str, Any]]:
             columns += cols.nbytes
             inputs += caches[i]["h"].nbytes
             gemms += [lambda m=matrix, c=cols: m @ c,                       # forward
-                      lambda d=d, c=cols: d @ c.transpose(0, 2, 1),         # d_W
+                      lambda d=d, c=cols: c @ d.transpose(0, 2, 1),         # d_W^T
                       lambda m=matrix, d=d: m.transpose(0, 2, 1) @ d]       # d_cols
         gemm = timed(lambda gemms=gemms: [g() for g in gemms], 5 * repeats)
         hw_step = out["handwritten"]

@@ -516,11 +516,12 @@ MUTATIONS = [
     Mutation("max_pool_tie_to_the_last_maximum", "max pooling hands a tie to a later "
              "maximum of the window, not its first as torch and JAX do",
              "layers/pool.py:MaxPool2d.forward",
-             "for k in reversed(range(len(wins) - 1)):", "for k in range(len(wins) - 1):",
+             "took_over = win > out", "took_over = win >= out",
              shown=("layer 2 d_a", "handwritten.layers.pool.MaxPool2d.backward")),
     Mutation("max_pool_gradient_to_every_window_element", "max pooling's gradient goes to "
              "every element of the window, not its winner", "layers/pool.py:MaxPool2d._route",
-             'd_hp[window] += np.where(cache["arg"] == k, d_out, 0)', "d_hp[window] += d_out",
+             "d_hp[window] += won * d_out if finite else np.where(won, d_out, 0)",
+             "d_hp[window] += d_out",
              shown=("layer 2 d_a", "handwritten.layers.pool.MaxPool2d.backward")),
     Mutation("avg_pool_counts_the_padding", "average pooling divides by kh kw where "
              "count_include_pad=False asks for the window's elements inside the input",

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 import handwritten as hw
 from bpnet.problems import Problem
+from bpnet.tolerances import ATOL64_SCALE, RTOL64
 from handwritten.layers import (
     Activation,
     AdaptiveAvgPool2d,
@@ -37,7 +38,7 @@ from handwritten.layers import (
     Sequential,
     fold,
 )
-from tests.helpers import assert_unchanged, snapshot
+from tests.helpers import assert_leaf_close, assert_unchanged, snapshot
 from tests.strategies import conv_problems
 from tests.test_layers import (
     check_per_example_grads_sum_to_the_data_term_or_are_refused,
@@ -100,6 +101,33 @@ def test_conv_entry_points_leave_their_inputs_untouched(p: Problem) -> None:
     hw.trace(p.spec, p.params, p.x, p.y, p.masks)
     fold.jvp(p.spec, p.params, p.x, p.params, p.masks)
     assert_unchanged(before, p.params, p.x, p.y, p.masks)
+
+
+
+def _stored_batch_last(x: np.ndarray) -> np.ndarray:
+    """x's values, stored (C, *spatial, batch) in memory: the layout the conv layers make."""
+    return np.moveaxis(np.ascontiguousarray(np.moveaxis(x, 0, -1)), -1, 0)
+
+
+@given(conv_problems(max_batch=4))
+def test_the_inputs_memory_layout_changes_no_number(p: Problem) -> None:
+    """The layers store the images they make batch-last (conv.py's docstring) and take an
+    input stored any way: torch's order, Fortran's, or batch-last.  A write into a copy a
+    reshape made (a layout bug) would change a value by O(1); the only difference allowed
+    is the order of a reduction's terms (a batch sum over a differently strided array),
+    a few ulps: RTOL64, the suite's bound for the same equations summed in another
+    order."""
+    expected = hw.trace(p.spec, p.params, p.x, p.y, p.masks)
+    for layout in (np.asfortranarray, _stored_batch_last):
+        got = hw.trace(p.spec, p.params, layout(p.x), p.y, p.masks)
+        assert_leaf_close(np.asarray(got.loss), np.asarray(expected.loss), "loss",
+                          rtol=RTOL64)
+        for path, ours, theirs in zip(p.spec.paths, got.layers, expected.layers):
+            assert ours.keys() == theirs.keys()
+            for name in theirs:
+                assert_leaf_close(ours[name], theirs[name],
+                                  f"node {path} {name} ({layout.__name__})",
+                                  rtol=RTOL64, atol_scale=ATOL64_SCALE)
 
 
 # the geometry from first principles ----------------------------------------------------------
@@ -175,6 +203,20 @@ def test_max_pooling_sends_a_tie_to_the_windows_first_maximum_and_sums_overlaps(
     np.testing.assert_array_equal(d_h[0, 0], [[0, 0, 0], [0, 4, 0], [0, 0, 0]])
     tangent = pool.tangent({}, cache, np.arange(9.0).reshape(1, 1, 3, 3), {}, CTX)
     np.testing.assert_array_equal(tangent, np.full((1, 1, 2, 2), 4.0))   # h_dot at the winner
+
+
+
+def test_max_pooling_keeps_an_inf_d_out_at_the_winner() -> None:
+    """torch scatters d_out to the winner only; a product with the winners' mask would put
+    0 * inf = nan at the window's other elements."""
+    h = np.arange(16.0).reshape(1, 1, 4, 4)
+    pool = MaxPool2d(2)
+    _, cache = pool.forward({}, h, CTX)
+    d_out = np.array([[[[np.inf, 1.0], [-np.inf, 2.0]]]])
+    d_h = pool.backward({}, cache, d_out, CTX)[0]
+    expected = np.zeros((4, 4))
+    expected[1::2, 1::2] = d_out[0, 0]                 # each window's maximum: bottom right
+    np.testing.assert_array_equal(d_h[0, 0], expected)
 
 
 def test_max_pooling_never_picks_the_padding() -> None:

@@ -31,7 +31,7 @@ flipped copy of W is written out.  Rows and columns of the input that no window 
 (an image size the stride does not tile) get d_h = 0, as they should.
 
 **im2col: the sums over offsets as one GEMM.**  ``columns`` stacks every offset's window
-as rows of one matrix per group, (C/G kh kw, batch H_out W_out), row (c, i, j) holding
+as rows of one matrix per group, (C/G kh kw, H_out W_out batch), row (c, i, j) holding
 window_ij of channel c; W reshaped to (O/G, C/G kh kw) has the same (c, i, j) order, so
 the three lines above are three matrix products (``conv``, ``corr``, ``conv_t``) and the
 scatter of d_cols back through the windows (col2im, in ``conv_t``).  Why im2col and not
@@ -40,6 +40,18 @@ an image network's first layer, a product BLAS cannot make fast -- where im2col
 contracts C/G kh kw at once.  Its cost is memory: the columns are batch C kh kw H_out W_out
 numbers, each input element up to kh kw times -- for LeNet's second layer at batch 128,
 7.3 MiB of float32 columns for a 0.6 MiB input; ``bench/bench.py`` prints it per network.
+
+**Memory layout: batch-last.**  Every array here is indexed (batch, C, *spatial) as torch
+indexes it, but the images these layers make are *stored* (C, *spatial, batch) -- a
+transposed view (``batch_first``) hands them on as (batch, C, ...), and the next layer's
+``batch_last`` is again a view.  The reason is NumPy's cost model: an operation on a
+strided array runs a loop per innermost run of memory.  In torch's order a window's
+innermost run is one row of the output (4 to 28 numbers in the networks here); stored
+batch-last it is the whole batch (128), continuing along the row where the stride is 1.
+The window copies of im2col, its scatter back (col2im) and the pools' windows run 3 to
+10 times faster so, and the GEMMs' matrices are reshapes of the stored arrays (columns
+(y, x, n)), not copies.  Only speed depends on the layout: an input stored any way gives
+the same numbers (up to a reduction's order, ``tests/test_conv.py``).
 
 Groups: the channels are reshaped to (G, C/G) and the kernel to (G, O/G, C/G, kh, kw);
 group g's outputs contract with group g's inputs only (depthwise: G = C).
@@ -56,10 +68,10 @@ without the sum over the batch).  Conv1d is the same with one spatial axis.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import numbers
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
@@ -88,14 +100,43 @@ def spatial(name: str, value: object, dims: int, *, low: int = 1) -> tuple[int, 
     return tuple(out)
 
 
+@functools.lru_cache(maxsize=4096)
 def windows(kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...],
-            out: tuple[int, ...]) -> Iterator[tuple[tuple[int, ...], Window]]:
+            out: tuple[int, ...]) -> tuple[tuple[tuple[int, ...], Window], ...]:
     """Every kernel offset (i, j) and its window: the slice of the padded input that meets
-    kernel element (i, j) at each output position, (..., i d : i d + s (out - 1) + 1 : s)."""
-    for offset in itertools.product(*(range(k) for k in kernel)):
-        window: Window = (Ellipsis, *(slice(i * d, i * d + s * (o - 1) + 1, s)
-                                      for i, d, s, o in zip(offset, dilation, stride, out)))
-        yield offset, window
+    kernel element (i, j) at each output position, (..., i d : i d + s (out - 1) + 1 : s).
+    Kept per geometry (lru_cache): every pass asks for the same ones."""
+    return tuple((offset, (Ellipsis, *(slice(i * d, i * d + s * (o - 1) + 1, s)
+                                       for i, d, s, o in zip(offset, dilation, stride, out))))
+                 for offset in itertools.product(*(range(k) for k in kernel)))
+
+
+def batch_last(a: Array) -> Array:
+    """(batch, *rest) seen as (*rest, batch): a view, no copy (np.moveaxis(a, 0, -1))."""
+    return a.transpose(*range(1, a.ndim), 0)
+
+
+def batch_first(a: Array) -> Array:
+    """(*rest, batch) seen as (batch, *rest): ``batch_last``'s inverse, a view."""
+    return a.transpose(a.ndim - 1, *range(a.ndim - 1))
+
+
+def batch_last_full(shape: Shape, fill: float, dtype: Any) -> Array:
+    """A new (batch, *rest) array of ``fill``, stored batch-last: (*rest, batch) in memory
+    (the module docstring's layout)."""
+    stored = (*shape[1:], shape[0])
+    return batch_first(np.zeros(stored, dtype) if fill == 0 else np.full(stored, fill, dtype))
+
+
+def padded(h: Array, pads: tuple[tuple[int, int], ...], fill: float) -> Array:
+    """h (batch, C, *spatial) inside a border of ``fill``, pads[a] = (before, after) on
+    spatial axis a; a new array, stored batch-last."""
+    shape = (*h.shape[:2], *(size + lo + hi for size, (lo, hi) in zip(h.shape[2:], pads)))
+    hp = batch_last_full(shape, fill, h.dtype)
+    inside: Window = (Ellipsis, *(slice(lo, lo + size)
+                                  for size, (lo, _) in zip(h.shape[2:], pads)))
+    hp[inside] = h
+    return hp
 
 
 @dataclass(frozen=True)
@@ -198,12 +239,13 @@ class _ConvNd:
     # im2col, and the three products ----------------------------------------------------
 
     def _padded(self, h: Array) -> Array:
-        """h with its zeros, channels split by group: (batch, G, C/G, *padded)."""
+        """h with its zeros, channels split by group: (batch, G, C/G, *padded), stored
+        batch-last (h itself where nothing is padded: no copy)."""
         pads = self.pads()
-        hp = np.pad(h, ((0, 0), (0, 0), *pads)) if any(map(any, pads)) else h  # no copy: no pad
+        hp = padded(h, pads, 0.0) if any(map(any, pads)) else h
         return hp.reshape(h.shape[0], self.groups, -1, *hp.shape[2:])
 
-    def _windows(self, out: tuple[int, ...]) -> Iterator[tuple[tuple[int, ...], Window]]:
+    def _windows(self, out: tuple[int, ...]) -> tuple[tuple[tuple[int, ...], Window], ...]:
         return windows(*self.geometry, out)
 
     def _matrix(self, W: Array) -> Array:
@@ -213,52 +255,53 @@ class _ConvNd:
 
     def columns(self, h: Array, out: tuple[int, ...]) -> Array:
         """im2col: every offset's window of the padded input, stacked as the rows of G
-        matrices (C/G kh kw, batch P), P = the output's positions; row (c, i, j) holds
-        window_ij of channel c, so W's matrix times them is the sum over offsets."""
+        matrices (C/G kh kw, P batch), P = the output's positions; row (c, i, j) holds
+        window_ij of channel c (column (y, x, n): batch-last), so W's matrix times them
+        is the sum over offsets."""
         hp = self._padded(h)
         n, g, c = hp.shape[:3]
-        cols = np.empty((g, c, math.prod(self.geometry[0]), n, *out), dtype=h.dtype)
+        cols = np.empty((g, c, math.prod(self.geometry[0]), *out, n), dtype=h.dtype)
         for k, (_, window) in enumerate(self._windows(out)):
-            cols[:, :, k] = np.moveaxis(hp[window], 0, 2)    # (G, C/G, batch, *out)
-        return cols.reshape(g, c * cols.shape[2], n * math.prod(out))
+            cols[:, :, k] = batch_last(hp[window])      # (G, C/G, *out, batch)
+        return cols.reshape(g, c * cols.shape[2], -1)
 
     def _outputs(self, d_z: Array) -> Array:
-        """(batch, O, *out) as G matrices (O/G, batch P): the columns' layout."""
-        n = d_z.shape[0]
-        d = d_z.reshape(n, self.groups, d_z.shape[1] // self.groups, -1)
-        return np.moveaxis(d, 0, 2).reshape(self.groups, d.shape[2], -1)
+        """(batch, O, *out) as G matrices (O/G, P batch): the columns' layout (a view of a
+        d_z stored batch-last, a copy of any other)."""
+        return batch_last(d_z).reshape(self.groups, d_z.shape[1] // self.groups, -1)
 
     def conv(self, cols: Array, W: Array, n: int, out: tuple[int, ...]) -> Array:
-        """z without the bias: one GEMM per group, W's matrix times the columns, back to
-        (batch, O, *out)."""
-        z = self._matrix(W) @ cols                      # (G, O/G, batch P)
-        z = z.reshape(self.groups, z.shape[1], n, *out)
-        return np.moveaxis(z, 2, 0).reshape(n, self.out_channels, *out)
+        """z without the bias: one GEMM per group, W's matrix times the columns, seen as
+        (batch, O, *out) (stored batch-last, as the product comes: no copy)."""
+        z = self._matrix(W) @ cols                      # (G, O/G, P batch)
+        return batch_first(z.reshape(self.out_channels, *out, n))
 
     def corr(self, cols: Array, d_z: Array, per_example: bool = False) -> Array:
         """d_W = d_z's matrix times the columns transposed: the correlation of the input
         with d_z, summed over (batch, y, x) -> (O, C/G, *kernel); ``per_example``: without
         the sum over the batch -> (batch, O, C/G, *kernel)."""
         shape = self.param_shapes()["W"]
-        if not per_example:
-            return (self._outputs(d_z) @ cols.transpose(0, 2, 1)).reshape(shape)
+        d = self._outputs(d_z)                          # (G, O/G, P batch)
+        if not per_example:       # d cols^T, formed as (cols d^T)^T: the same products,
+            # in the order OpenBLAS runs about 1.5x faster at these shapes (bench/bench.py)
+            return (cols @ d.transpose(0, 2, 1)).transpose(0, 2, 1).reshape(shape)
         n = d_z.shape[0]
-        d = d_z.reshape(n, self.groups, d_z.shape[1] // self.groups, -1).transpose(1, 0, 2, 3)
-        c = cols.reshape(self.groups, cols.shape[1], n, -1).transpose(0, 2, 3, 1)
-        per = d @ c                                     # (G, batch, O/G, C/G kh kw)
-        return np.moveaxis(per, 1, 0).reshape(n, *shape)
+        d = np.moveaxis(d.reshape(*d.shape[:2], -1, n), -1, 0)          # (batch, G, O/G, P)
+        c = np.moveaxis(cols.reshape(*cols.shape[:2], -1, n), -1, 0)    # (batch, G, C/G K, P)
+        per = np.ascontiguousarray(d) @ np.ascontiguousarray(c).transpose(0, 1, 3, 2)
+        return per.reshape(n, *shape)                   # (batch, G, O/G, C/G kh kw)
 
     def conv_t(self, d_z: Array, W: Array, h_shape: Shape) -> Array:
         """The transposed convolution: d_cols = W's matrix transposed times d_z, each
         offset's rows sent back through its window (col2im), the padding cropped ->
-        (batch, C, *spatial)."""
+        (batch, C, *spatial), stored batch-last."""
         n, out = d_z.shape[0], d_z.shape[2:]
-        d_cols = self._matrix(W).transpose(0, 2, 1) @ self._outputs(d_z)   # (G, C/G K, batch P)
-        d_cols = d_cols.reshape(self.groups, -1, math.prod(self.geometry[0]), n, *out)
+        d_cols = self._matrix(W).transpose(0, 2, 1) @ self._outputs(d_z)   # (G, C/G K, P batch)
+        d_cols = d_cols.reshape(self.groups, -1, math.prod(self.geometry[0]), *out, n)
         padded = [size + lo + hi for size, (lo, hi) in zip(h_shape[2:], self.pads())]
-        d_hp = np.zeros((n, self.groups, d_cols.shape[1], *padded), dtype=d_z.dtype)
+        d_hp = batch_last_full((n, self.groups, d_cols.shape[1], *padded), 0.0, d_z.dtype)
         for k, (_, window) in enumerate(self._windows(out)):
-            d_hp[window] += np.moveaxis(d_cols[:, :, k], 2, 0)    # (batch, G, C/G, *out)
+            d_hp[window] += batch_first(d_cols[:, :, k])          # (batch, G, C/G, *out)
         crop: Window = (Ellipsis, *(slice(lo, lo + size)
                                     for size, (lo, _) in zip(h_shape[2:], self.pads())))
         return d_hp.reshape(n, self.in_channels, *padded)[crop]

@@ -26,7 +26,6 @@ the backward applied to R{d_out} (``base.LinearInInput``).  None has params or s
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -34,7 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from handwritten.layers.base import Array, Cache, Context, LinearInInput, Shape
-from handwritten.layers.conv import Window, spatial, windows
+from handwritten.layers.conv import Window, batch_last_full, padded, spatial, windows
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,7 @@ class _Pool2d(LinearInInput):
         _, _, padding = self._geometry()
         if not any(padding):
             return h                                  # no copy where there is nothing to pad
-        return np.pad(h, ((0, 0), (0, 0), *((p, p) for p in padding)), constant_values=value)
+        return padded(h, tuple((p, p) for p in padding), value)
 
     def _windows(self, out: tuple[int, ...]) -> Any:
         kernel, stride, _ = self._geometry()
@@ -113,21 +112,30 @@ class MaxPool2d(_Pool2d):
     def forward(self, p: dict[str, Array], h: Array, ctx: Context) -> tuple[Array, Cache]:
         hp = self._pad(h, -np.inf)
         wins = [hp[window] for _, window in self._windows(self.out_shape(h.shape[1:])[1:])]
-        out = functools.reduce(np.maximum, wins[1:], wins[0].copy())   # (batch, C, *out)
-        # the winner's offset k (row-major in the window): the first that equals the
-        # maximum -- torch's rule on ties -- found from the last offset down (the same as
+        out = wins[0].copy(order="K")                 # (batch, C, *out), laid out as h
+        # the winner's offset k (row-major in the window), the windows taken in that
+        # order: offset k takes over only where it is strictly greater than the maximum
+        # so far, so among equal maxima the first wins -- torch's rule on ties.  The
+        # maximum only grows, so the winner is the largest k that took over (the same as
         # np.argmax over the stacked windows, without stacking kh kw copies of them);
         # int16: __post_init__ keeps kh kw below 2**15
-        arg = np.full(out.shape, len(wins) - 1, dtype=np.int16)
-        for k in reversed(range(len(wins) - 1)):
-            np.copyto(arg, k, where=wins[k] == out)
+        arg = np.zeros_like(out, dtype=np.int16)
+        for k, win in enumerate(wins[1:], start=1):
+            took_over = win > out
+            np.maximum(out, win, out=out)
+            np.maximum(arg, took_over * np.int16(k), out=arg)
         return out, {"h_shape": h.shape, "arg": arg, "out": out}
 
     def _route(self, cache: Cache, d_out: Array) -> Array:
-        """d_out to each window's winner, summed where an element wins several."""
-        d_hp = np.zeros(self._pad_shape(cache["h_shape"]), dtype=d_out.dtype)
+        """d_out to each window's winner, summed where an element wins several.  (arg ==
+        k) * d_out is d_out where offset k won and 0 elsewhere -- unless d_out holds an
+        inf or a nan, which 0 * inf would spread to the losers: then np.where (exact, and
+        about ten times slower)."""
+        d_hp = batch_last_full(self._pad_shape(cache["h_shape"]), 0.0, d_out.dtype)
+        finite = bool(np.isfinite(d_out).all())
         for k, (_, window) in enumerate(self._windows(d_out.shape[2:])):
-            d_hp[window] += np.where(cache["arg"] == k, d_out, 0)
+            won = cache["arg"] == k
+            d_hp[window] += won * d_out if finite else np.where(won, d_out, 0)
         return self._crop(d_hp)
 
     def backward(self, p: dict[str, Array], cache: Cache, d_out: Array, ctx: Context,
@@ -140,7 +148,7 @@ class MaxPool2d(_Pool2d):
         """h_dot read at each window's winner."""
         assert h_dot is not None
         hp_dot = self._pad(h_dot, 0.0)
-        out_dot = np.zeros(cache["out"].shape, dtype=h_dot.dtype)
+        out_dot = np.zeros_like(cache["out"], dtype=h_dot.dtype)
         for k, (_, window) in enumerate(self._windows(out_dot.shape[2:])):
             out_dot += np.where(cache["arg"] == k, hp_dot[window], 0)
         return out_dot
@@ -174,7 +182,7 @@ class AvgPool2d(_Pool2d):
         return self._sum(ones, self.out_shape(h_shape[1:])[1:])
 
     def _sum(self, hp: Array, out: tuple[int, ...]) -> Array:
-        total = np.zeros((*hp.shape[:2], *out), dtype=hp.dtype)
+        total = batch_last_full((*hp.shape[:2], *out), 0.0, hp.dtype)
         for _, window in self._windows(out):
             total += hp[window]
         return total
@@ -190,7 +198,7 @@ class AvgPool2d(_Pool2d):
                  ) -> tuple[Array | None, dict[str, Array], dict[str, Array]]:
         if not need_d_in:
             return None, {}, {}
-        d_hp = np.zeros(self._pad_shape(cache["h_shape"]), dtype=d_out.dtype)
+        d_hp = batch_last_full(self._pad_shape(cache["h_shape"]), 0.0, d_out.dtype)
         share = d_out / cache["count"]                # each window's element's part
         for _, window in self._windows(d_out.shape[2:]):
             d_hp[window] += share
@@ -264,12 +272,16 @@ class Flatten(LinearInInput):
 
     def forward(self, p: dict[str, Array], h: Array, ctx: Context) -> tuple[Array, Cache]:
         out = h.reshape(h.shape[0], -1)
-        return out, {"h_shape": h.shape, "out": out}
+        return out, {"h": h, "out": out}
 
     def backward(self, p: dict[str, Array], cache: Cache, d_out: Array, ctx: Context,
                  need_d_in: bool = True
                  ) -> tuple[Array | None, dict[str, Array], dict[str, Array]]:
-        return (d_out.reshape(cache["h_shape"]) if need_d_in else None), {}, {}
+        if not need_d_in:
+            return None, {}, {}
+        d_h = np.empty_like(cache["h"], dtype=d_out.dtype)   # laid out as h (batch-last
+        d_h[...] = d_out.reshape(d_h.shape)                   # after a conv: conv.py)
+        return d_h, {}, {}
 
     def tangent(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
                 p_dot: dict[str, Array], ctx: Context) -> Array:
