@@ -52,8 +52,10 @@ State is a dict: ``"t"`` (steps taken) and one params-shaped list of buffers per
 name: ``"b"`` (momentum), ``"m"``, ``"v"`` and ``"v_max"`` (adam with amsgrad),
 ``"v"``, ``"gbar"`` (centered) and ``"b"`` (momentum > 0) for rmsprop, ``"s"`` for
 adagrad: ``OptimizerRule.buffers(hyper)`` names them.  Rules never modify their
-arguments.  The hyperparameters' defaults and ranges are
-``handwritten.spec.OPTIMIZER_DEFAULTS`` and ``HYPERPARAMETER_RANGES``.
+arguments.  Each line of a rule is one line of its equation, for every parameter at once:
+``handwritten.tree.tree_map`` applies it leaf by leaf (as optax's rules use jax.tree.map).
+The hyperparameters' defaults and ranges are ``handwritten.spec.OPTIMIZER_DEFAULTS`` and
+``HYPERPARAMETER_RANGES``.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ import numpy as np
 
 from handwritten import checks
 from handwritten.spec import OptimizerSpec, Params, State
+from handwritten.tree import tree_leaves, tree_map
 
 Hyper = Mapping[str, float]
 
@@ -74,7 +77,7 @@ CLIP_NORM_EPS = 1e-6
 
 
 def _zeros_like(params: Params, value: float = 0.0) -> Params:
-    return [{k: np.full_like(v, value) for k, v in p.items()} for p in params]
+    return tree_map(lambda theta: np.full_like(theta, value), params)
 
 
 def _fresh(params: Params, buffers: tuple[str, ...]) -> State:
@@ -91,8 +94,9 @@ def gradient(grads: Params, params: Params, hyper: Hyper, *, coupled: bool = Tru
     decay = hyper.get("weight_decay", 0.0) if coupled else 0.0
     if sign == 1.0 and decay == 0.0:
         return grads
-    return [{k: sign * g + decay * params[l][k] if decay else sign * g
-             for k, g in layer.items()} for l, layer in enumerate(grads)]
+    if decay:
+        return tree_map(lambda g, theta: sign * g + decay * theta, grads, params)
+    return tree_map(lambda g: sign * g, grads)
 
 
 def clip_gradients(grads: Params, clip_norm: float | None, clip_value: float | None
@@ -104,13 +108,12 @@ def clip_gradients(grads: Params, clip_norm: float | None, clip_value: float | N
         g <- min(max(g, -clip_value), clip_value)
     """
     if clip_value is not None:
-        return [{k: np.clip(g, -clip_value, clip_value) for k, g in layer.items()}
-                for layer in grads]
+        return tree_map(lambda g: np.clip(g, -clip_value, clip_value), grads)
     if clip_norm is None:
         return grads
-    norm = math.sqrt(sum(float(np.vdot(g, g)) for layer in grads for g in layer.values()))
+    norm = math.sqrt(sum(float(np.vdot(g, g)) for g in tree_leaves(grads)))
     factor = min(1.0, clip_norm / (norm + CLIP_NORM_EPS))
-    return [{k: g * g.dtype.type(factor) for k, g in layer.items()} for layer in grads]
+    return tree_map(lambda g: g * g.dtype.type(factor), grads)
 
 
 # sgd -------------------------------------------------------------------------
@@ -120,8 +123,7 @@ def sgd_update(grads: Params, state: State, params: Params, lr: float, hyper: Hy
                ) -> tuple[Params, State]:
     """Delta theta = -lr * g."""
     g = gradient(grads, params, hyper)
-    updates = [{k: -lr * gk for k, gk in layer.items()} for layer in g]
-    return updates, {"t": state["t"] + 1}
+    return tree_map(lambda g: -lr * g, g), {"t": state["t"] + 1}
 
 
 # momentum and nesterov (torch.optim.SGD with momentum) -----------------------
@@ -130,9 +132,8 @@ def sgd_update(grads: Params, state: State, params: Params, lr: float, hyper: Hy
 def _velocity(g: Params, state: State, mu: float, dampening: float) -> Params:
     """b <- g at the first step (torch's clone, undamped), else mu * b + (1 - dampening) * g."""
     if state["t"] == 0:
-        return [{k: gk.copy() for k, gk in layer.items()} for layer in g]
-    return [{k: mu * state["b"][l][k] + (1 - dampening) * gk for k, gk in layer.items()}
-            for l, layer in enumerate(g)]
+        return tree_map(lambda g: g.copy(), g)
+    return tree_map(lambda g, b: mu * b + (1 - dampening) * g, g, state["b"])
 
 
 def momentum_update(grads: Params, state: State, params: Params, lr: float, hyper: Hyper
@@ -140,7 +141,7 @@ def momentum_update(grads: Params, state: State, params: Params, lr: float, hype
     """b <- mu * b + (1 - dampening) * g  (b = g at t = 1);  Delta theta = -lr * b."""
     g = gradient(grads, params, hyper)
     b = _velocity(g, state, hyper["momentum"], hyper["dampening"])
-    updates = [{k: -lr * v for k, v in layer.items()} for layer in b]
+    updates = tree_map(lambda b: -lr * b, b)
     return updates, {"t": state["t"] + 1, "b": b}
 
 
@@ -150,8 +151,7 @@ def nesterov_update(grads: Params, state: State, params: Params, lr: float, hype
     mu = hyper["momentum"]
     g = gradient(grads, params, hyper)
     b = _velocity(g, state, mu, 0.0)
-    updates: Params = [{k: -lr * (gk + mu * b[l][k]) for k, gk in layer.items()}
-                       for l, layer in enumerate(g)]
+    updates = tree_map(lambda g, b: -lr * (g + mu * b), g, b)
     return updates, {"t": state["t"] + 1, "b": b}
 
 
@@ -169,17 +169,14 @@ def _adam(g: Params, state: State, lr: float, hyper: Hyper) -> tuple[Params, Sta
     t = state["t"] + 1
     step_size = lr / (1 - beta1**t)
     bias_correction2_sqrt = (1 - beta2**t) ** 0.5
-    m = [{k: beta1 * state["m"][l][k] + (1 - beta1) * gk for k, gk in layer.items()}
-         for l, layer in enumerate(g)]
-    v = [{k: beta2 * state["v"][l][k] + (1 - beta2) * gk * gk for k, gk in layer.items()}
-         for l, layer in enumerate(g)]
+    m = tree_map(lambda g, m: beta1 * m + (1 - beta1) * g, g, state["m"])
+    v = tree_map(lambda g, v: beta2 * v + (1 - beta2) * g * g, g, state["v"])
     new_state = {"t": t, "m": m, "v": v}
     if hyper["amsgrad"]:
-        v = [{k: np.maximum(state["v_max"][l][k], vk) for k, vk in layer.items()}
-             for l, layer in enumerate(v)]
+        v = tree_map(lambda v, v_max: np.maximum(v_max, v), v, state["v_max"])
         new_state["v_max"] = v
-    updates = [{k: -step_size * m[l][k] / (np.sqrt(v[l][k]) / bias_correction2_sqrt + eps)
-                for k in layer} for l, layer in enumerate(g)]
+    updates = tree_map(lambda m, v: -step_size * m / (np.sqrt(v) / bias_correction2_sqrt + eps),
+                       m, v)
     return updates, new_state
 
 
@@ -230,23 +227,19 @@ def rmsprop_update(grads: Params, state: State, params: Params, lr: float, hyper
     """
     alpha, eps, mu = hyper["alpha"], hyper["eps"], hyper["momentum"]
     g = gradient(grads, params, hyper)
-    v = [{k: alpha * state["v"][l][k] + (1 - alpha) * gk * gk for k, gk in layer.items()}
-         for l, layer in enumerate(g)]
+    v = tree_map(lambda g, v: alpha * v + (1 - alpha) * g * g, g, state["v"])
     new_state: State = {"t": state["t"] + 1, "v": v}
     if hyper["centered"]:
-        gbar = [{k: alpha * state["gbar"][l][k] + (1 - alpha) * gk for k, gk in layer.items()}
-                for l, layer in enumerate(g)]
+        gbar = tree_map(lambda g, gbar: alpha * gbar + (1 - alpha) * g, g, state["gbar"])
         new_state["gbar"] = gbar
-        d = [{k: np.sqrt(v[l][k] - gbar[l][k] ** 2) + eps for k in layer}
-             for l, layer in enumerate(g)]
+        d = tree_map(lambda v, gbar: np.sqrt(v - gbar ** 2) + eps, v, gbar)
     else:
-        d = [{k: np.sqrt(v[l][k]) + eps for k in layer} for l, layer in enumerate(g)]
-    step = [{k: gk / d[l][k] for k, gk in layer.items()} for l, layer in enumerate(g)]
+        d = tree_map(lambda v: np.sqrt(v) + eps, v)
+    step = tree_map(lambda g, d: g / d, g, d)
     if mu > 0:
-        step = [{k: mu * state["b"][l][k] + sk for k, sk in layer.items()}
-                for l, layer in enumerate(step)]
+        step = tree_map(lambda s, b: mu * b + s, step, state["b"])
         new_state["b"] = step
-    updates = [{k: -lr * sk for k, sk in layer.items()} for layer in step]
+    updates = tree_map(lambda s: -lr * s, step)
     return updates, new_state
 
 
@@ -264,9 +257,8 @@ def adagrad_update(grads: Params, state: State, params: Params, lr: float, hyper
     t = state["t"] + 1
     step_size = lr / (1 + (t - 1) * hyper["lr_decay"])
     g = gradient(grads, params, hyper)
-    s = [{k: state["s"][l][k] + gk * gk for k, gk in layer.items()} for l, layer in enumerate(g)]
-    updates = [{k: -step_size * gk / (np.sqrt(s[l][k]) + hyper["eps"])
-                for k, gk in layer.items()} for l, layer in enumerate(g)]
+    s = tree_map(lambda g, s: s + g * g, g, state["s"])
+    updates = tree_map(lambda g, s: -step_size * g / (np.sqrt(s) + hyper["eps"]), g, s)
     return updates, {"t": t, "s": s}
 
 
@@ -348,7 +340,7 @@ def apply_updates(params: Params, updates: Params, *, in_place: bool = False) ->
             for k, theta in p.items():
                 theta += u[k]
         return params
-    return [{k: theta + u[k] for k, theta in p.items()} for p, u in zip(params, updates)]
+    return tree_map(lambda theta, u: theta + u, params, updates)
 
 
 def step(optimizer: OptimizerSpec, params: Params, grads: Params, state: State

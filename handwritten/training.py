@@ -48,6 +48,7 @@ from handwritten.spec import (
     Shuffle,
     State,
 )
+from handwritten.tree import tree_leaves, tree_map
 
 Array = NDArray[np.floating[Any]]
 
@@ -85,7 +86,7 @@ def update_running(running: Running, cache: list[dict[str, Array]], batch: int) 
 
 def copy_params(params: Params) -> Params:
     """Fresh copies of every array of a params-shaped structure."""
-    return [{k: v.copy() for k, v in p.items()} for p in params]
+    return tree_map(lambda theta: theta.copy(), params)
 
 
 class Batch(NamedTuple):
@@ -245,7 +246,7 @@ def diagnose(spec: NetworkSpec | Sequential, x: Array, y: Array, initial: Params
         notes.append(f"the loss on all the data {moved} from {before:.6g} to {after:.6g}"
                      + (" (the optimizer maximizes it)" if maximize else ""))
     grads, _ = backward(spec, final, x, y, cache, keep_deltas=False)
-    if not any(np.any(g) for layer in grads for g in layer.values()):
+    if not any(np.any(g) for g in tree_leaves(grads)):
         notes.append("every gradient is exactly zero at the final params")
     for l, (name, c) in enumerate(zip(spec.activations, cache)):
         if l == spec.n_layers - 1 or activation(name).output_only:
@@ -271,7 +272,7 @@ def _diagnose_nodes(spec: Sequential, x: Array, y: Array, initial: Params, final
         notes.append(f"the loss on all the data {moved} from {before:.6g} to {after:.6g}"
                      + (" (the optimizer maximizes it)" if maximize else ""))
     grads, _ = fold.backward(spec, final, caches, y, run, keep=False)
-    if not any(np.any(g) for layer in grads for g in layer.values()):
+    if not any(np.any(g) for g in tree_leaves(grads)):
         notes.append("every gradient is exactly zero at the final params")
     return tuple(notes)
 

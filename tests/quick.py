@@ -49,6 +49,7 @@ TESTS: dict[str, list[str]] = {
     "handwritten/optimizers.py": [
         "test_optimizers",
         "test_cross_framework::test_one_optimizer_step_matches_torch_optim_and_optax"],
+    "handwritten/tree.py": ["test_tree", "test_optimizers"],
     "handwritten/schedules.py": [
         "test_schedules::test_every_schedule_matches_torchs_scheduler_step_by_step",
         "test_optimizers::test_a_schedule_sets_each_steps_learning_rate"],

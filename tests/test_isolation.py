@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+from collections.abc import Collection
 from pathlib import Path
 
 import handwritten
@@ -13,6 +14,7 @@ PACKAGE = Path(handwritten.__file__).parent
 
 BLOCKER = """
 import sys
+from collections.abc import Collection
 class Block:
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in {"torch", "jax", "jaxlib", "optax", "matplotlib", "scipy"}:
@@ -68,10 +70,10 @@ def test_no_module_outside_handwritten_imports_a_private_name_of_it() -> None:
     """The shared contract is public: references, bpnet, bench and tests use public names."""
     root = PACKAGE.parent
     for folder in ("reference_torch", "reference_jax", "bpnet", "bench", "tests"):
-        for path in sorted((root / folder).glob("*.py")):
+        for path in sorted((root / folder).rglob("*.py")):      # packages too: check_all/
             private = [n for n in _imports(path) if n.startswith("handwritten")
                        and any(part.startswith("_") for part in n.split("."))]
-            assert not private, f"{folder}/{path.name} imports {private}"
+            assert not private, f"{path.relative_to(root)} imports {private}"
 
 
 def test_handwritten_modules_import_each_other_one_way() -> None:
@@ -155,27 +157,43 @@ def test_the_references_import_from_handwritten_only_its_vocabulary() -> None:
     assert used == REFERENCE_IMPORTS, f"no longer imported: {sorted(REFERENCE_IMPORTS - used)}"
 
 
-def _bpnet_imports(path: Path) -> set[str]:
-    """The bpnet modules one module of bpnet imports, at its top or inside a function."""
-    modules = {p.stem for p in path.parent.glob("*.py")} - {"__init__"}
+def _bpnet_modules(folder: Path) -> dict[str, Path]:
+    """Every module of bpnet by its name after "bpnet." -- a package's own modules too
+    ("check_all.report"), and a package by its __init__ ("check_all")."""
+    modules = {}
+    for path in folder.rglob("*.py"):
+        parts = path.relative_to(folder).with_suffix("").parts
+        parts = parts[:-1] if parts[-1] == "__init__" else parts
+        if parts:
+            modules[".".join(parts)] = path
+    return modules
+
+
+def _bpnet_imports(name: str, path: Path, modules: Collection[str]) -> set[str]:
+    """The bpnet modules one module of bpnet imports, at its top or inside a function:
+    ``from bpnet import check_all`` and ``import bpnet.check_all`` are "check_all",
+    ``from bpnet.check_all.report import Case`` is "check_all.report"."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            names |= {a.name.split(".")[1] for a in node.names
-                      if a.name.startswith("bpnet.") and a.name.split(".")[1] in modules}
+            names |= {a.name.removeprefix("bpnet.") for a in node.names
+                      if a.name.startswith("bpnet.")}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            if node.module == "bpnet":
-                names |= {a.name for a in node.names if a.name in modules}
-            elif node.module.startswith("bpnet."):
-                names.add(node.module.split(".")[1])
-    return names - {path.stem}
+            if node.module == "bpnet" or node.module.startswith("bpnet."):
+                base = node.module.removeprefix("bpnet").removeprefix(".")
+                for a in node.names:
+                    whole = f"{base}.{a.name}".removeprefix(".")
+                    names.add(whole if whole in modules else base)
+    return (names & set(modules)) - {name}
 
 
 def test_bpnet_modules_import_each_other_without_a_cycle() -> None:
     """No import circle inside bpnet (check -> diagnose -> explain -> check was one), not
     even through an import deferred into a function: a cycle is named with its modules."""
-    folder = PACKAGE.parent / "bpnet"
-    deps = {p.stem: _bpnet_imports(p) for p in folder.glob("*.py") if p.stem != "__init__"}
+    modules = _bpnet_modules(PACKAGE.parent / "bpnet")
+    deps = {name: _bpnet_imports(name, path, modules) for name, path in modules.items()}
+    assert deps["cli"] >= {"check", "check_all"} and deps["check_all.run"] >= {
+        "check_all.report", "check_all.blocks"}, "the imports are no longer read"
 
     done: set[str] = set()
     while len(done) < len(deps):
