@@ -323,6 +323,7 @@ def conv_rows(repeats: int) -> list[dict[str, Any]]:
     implementations; the share of handwritten's step in its convolutions' GEMMs (the
     columns' products forward and backward, timed alone at the step's shapes), and the
     memory of the im2col columns (their bytes, against the input's)."""
+    import reference_torch
     from handwritten.layers import Conv1d, Conv2d, fold
 
     rows = []
@@ -346,6 +347,14 @@ def conv_rows(repeats: int) -> list[dict[str, Any]]:
                       lambda d=d, c=cols: c @ d.transpose(0, 2, 1),         # d_W^T
                       lambda m=matrix, d=d: m.transpose(0, 2, 1) @ d]       # d_cols
         gemm = timed(lambda gemms=gemms: [g() for g in gemms], 5 * repeats)
+        opt = hw.OptimizerSpec("sgd", 0.01)
+        faults = {}
+        for impl in (hw, reference_torch):
+            def run(impl: Any = impl, seq: hw.Sequential = seq, params: hw.Params = params,
+                    x: np.ndarray = x, y: np.ndarray = y, steps: int = steps,
+                    opt: hw.OptimizerSpec = opt) -> None:
+                impl.train(seq, params, x, y, opt, epochs=steps)
+            faults[impl.__name__] = page_faults(run, steps)
         hw_step = out["handwritten"]
         rows.append({"network": name, "batch": batch,
                      "ms": {k: None if v is None else v * 1e3 for k, v in out.items()},
@@ -353,8 +362,23 @@ def conv_rows(repeats: int) -> list[dict[str, Any]]:
                      "hw/jax": ratio(hw_step, out["jax"]),
                      "gemm_share": None if hw_step is None else min(1.0, gemm / hw_step),
                      "columns_MiB": columns / 2**20, "inputs_MiB": inputs / 2**20,
+                     "faults": faults["handwritten"], "torch_faults": faults["reference_torch"],
                      "target": CONV_TARGETS[name]})
     return rows
+
+
+def page_faults(run: Callable[[], Any], steps: int) -> dict[str, float]:
+    """Minor page faults per step of ``run()`` (``steps`` steps, after one warm-up run),
+    and the kernel's CPU time per step in ms: memory the C library gave back to the
+    system between steps and touches again (resource.getrusage, Linux and macOS)."""
+    import resource
+
+    run()
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    run()
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return {"per_step": (after.ru_minflt - before.ru_minflt) / steps,
+            "sys_ms": (after.ru_stime - before.ru_stime) / steps * 1e3}
 
 
 def memory_peak() -> dict[str, float]:
@@ -455,7 +479,17 @@ def conv_line(r: dict[str, Any]) -> str:
             f"{_ms(r['ms']['jax'])}; hw/torch {_x(r['hw/torch'])} (target ≤ "
             f"{r['target']:.2f}: {met(r['hw/torch'], r['target'])}); the convolutions' GEMMs "
             f"{share} of the step; im2col columns {r['columns_MiB']:.1f} MiB for inputs of "
-            f"{r['inputs_MiB']:.1f} MiB")
+            f"{r['inputs_MiB']:.1f} MiB{_faults(r)}")
+
+
+def _faults(r: dict[str, Any]) -> str:
+    """The page faults of a conv row (records from before they were measured: none)."""
+    if "faults" not in r:
+        return ""
+    hw_f, torch_f = r["faults"], r["torch_faults"]
+    return (f"; page faults per step {hw_f['per_step']:.0f} (kernel time "
+            f"{hw_f['sys_ms']:.2f} ms), torch's {torch_f['per_step']:.0f} "
+            f"({torch_f['sys_ms']:.2f} ms)")
 
 
 def _ms(value: float | None) -> str:

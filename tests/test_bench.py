@@ -199,6 +199,13 @@ def test_a_bench_record_renders_noisy_cells_and_its_targets() -> None:
     assert "hw/torch 2.00 (target ≤ 1.50: MISSED); the convolutions' GEMMs 40% of the " \
            "step; im2col columns 12.3 MiB for inputs of 0.9 MiB" in line
     assert "JAX noisy" in line
+    assert "page faults" not in line            # a conv record from before they were measured
+    faults = {"faults": {"per_step": 1960.4, "sys_ms": 7.113},
+              "torch_faults": {"per_step": 161.0, "sys_ms": 1.06}}
+    line = next(line for line in bench.markdown_tables(
+        {**rec, "conv": [conv | faults]}).splitlines() if "LeNet" in line)
+    assert line.endswith("page faults per step 1960 (kernel time 7.11 ms), torch's 161 "
+                         "(1.06 ms).")
 
 
 def test_a_commands_summary_is_its_own_line() -> None:
