@@ -282,8 +282,9 @@ class _ConvNd:
         the sum over the batch -> (batch, O, C/G, *kernel)."""
         shape = self.param_shapes()["W"]
         d = self._outputs(d_z)                          # (G, O/G, P batch)
-        if not per_example:       # d cols^T, formed as (cols d^T)^T: the same products,
-            # in the order OpenBLAS runs about 1.5x faster at these shapes (bench/bench.py)
+        if not per_example:
+            # d cols^T, formed as (cols d^T)^T: the same products, in the order OpenBLAS
+            # ran about 1.5x faster at the bench networks' shapes
             return (cols @ d.transpose(0, 2, 1)).transpose(0, 2, 1).reshape(shape)
         n = d_z.shape[0]
         d = np.moveaxis(d.reshape(*d.shape[:2], -1, n), -1, 0)          # (batch, G, O/G, P)
@@ -298,13 +299,13 @@ class _ConvNd:
         n, out = d_z.shape[0], d_z.shape[2:]
         d_cols = self._matrix(W).transpose(0, 2, 1) @ self._outputs(d_z)   # (G, C/G K, P batch)
         d_cols = d_cols.reshape(self.groups, -1, math.prod(self.geometry[0]), *out, n)
-        padded = [size + lo + hi for size, (lo, hi) in zip(h_shape[2:], self.pads())]
-        d_hp = batch_last_full((n, self.groups, d_cols.shape[1], *padded), 0.0, d_z.dtype)
+        sizes = [size + lo + hi for size, (lo, hi) in zip(h_shape[2:], self.pads())]
+        d_hp = batch_last_full((n, self.groups, d_cols.shape[1], *sizes), 0.0, d_z.dtype)
         for k, (_, window) in enumerate(self._windows(out)):
             d_hp[window] += batch_first(d_cols[:, :, k])          # (batch, G, C/G, *out)
         crop: Window = (Ellipsis, *(slice(lo, lo + size)
                                     for size, (lo, _) in zip(h_shape[2:], self.pads())))
-        return d_hp.reshape(n, self.in_channels, *padded)[crop]
+        return d_hp.reshape(n, self.in_channels, *sizes)[crop]
 
     def _bias(self, b: Array) -> Array:
         return b.reshape(-1, *(1,) * self.DIMS)      # broadcast over the spatial axes

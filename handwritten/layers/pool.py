@@ -279,8 +279,10 @@ class Flatten(LinearInInput):
                  ) -> tuple[Array | None, dict[str, Array], dict[str, Array]]:
         if not need_d_in:
             return None, {}, {}
-        d_h = np.empty_like(cache["h"], dtype=d_out.dtype)   # laid out as h (batch-last
-        d_h[...] = d_out.reshape(d_h.shape)                   # after a conv: conv.py)
+        # d_h stored as h was (batch-last after a conv, conv.py): the layers below then
+        # read their d_out in their own layout
+        d_h = np.empty_like(cache["h"], dtype=d_out.dtype)
+        d_h[...] = d_out.reshape(d_h.shape)
         return d_h, {}, {}
 
     def tangent(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
