@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import handwritten as hw
 from bpnet.compare import compare_params, compare_r_trace
-from bpnet.hessian import flatten, unflatten
+from bpnet.hessian import flatten, layout, unflatten
 from bpnet.problems import make_params
 from bpnet.tolerances import (
     ATOL64_SCALE,
@@ -294,14 +294,15 @@ def test_hvp_builds_the_full_hessian_of_jax_hessian(p: Problem) -> None:
     equals jax.hessian of the flattened loss (and is symmetric)."""
     flat = flatten(p.params)
     columns = [flatten(derivatives.hvp(p.spec, p.params, p.x, p.y,
-                                     unflatten(p.spec, np.eye(flat.size)[i])))
+                                     unflatten(layout(p.params), np.eye(flat.size)[i])))
                for i in range(flat.size)]
     ours = np.stack(columns, axis=1)
     with jax.enable_x64(True):
         from reference_jax.network import _loss
 
         # jitted: one program per example, where op by op every operation compiles anew
-        hessian = jax.jit(jax.hessian(lambda f, x, y: _loss(unflatten(p.spec, f), x, y, p.spec)))
+        shapes = layout(p.params)
+        hessian = jax.jit(jax.hessian(lambda f, x, y: _loss(unflatten(shapes, f), x, y, p.spec)))
         theirs = np.array(hessian(jnp.asarray(flat), jnp.asarray(p.x), jnp.asarray(p.y)))
     assert_leaf_close(ours, theirs, f"Hessian vs jax.hessian: {p!r}", rtol=RTOL64,
                       atol_scale=ATOL64_SCALE)
