@@ -369,3 +369,23 @@ def test_bad_direction_and_targets_are_refused_by_name() -> None:
             fn(spec, params, x, np.zeros((3, 1)), params)
         with pytest.raises(TypeError, match="v must be a list"):
             fn(spec, params, x, y, "v")  # type: ignore[arg-type]
+
+
+def test_flatten_follows_a_sequentials_own_params() -> None:
+    """bpnet hessian's flat vector of a Sequential: one dict per node (empty for a pool, an
+    activation, a flatten), the conv kernel 4-D; unflatten gives back views of exactly that
+    structure, so the hvp's product lines up with the tangent it was given."""
+    from bpnet.datasets import DIGITS_CNN
+
+    params = hw.init_params(DIGITS_CNN, np.random.default_rng(0), "he_normal")
+    shapes = layout(params)
+    assert shapes[0] == (("W", (8, 1, 3, 3)), ("b", (8,))) and shapes[1] == ()
+    flat = flatten(params)
+    assert flat.size == 1898
+    back = unflatten(shapes, flat)
+    assert [sorted(node) for node in back] == [sorted(node) for node in params]
+    for node, ours in zip(params, back, strict=True):
+        for name in node:
+            assert ours[name].shape == node[name].shape and np.shares_memory(ours[name], flat)
+            np.testing.assert_array_equal(ours[name], node[name])
+    assert np.array_equal(flatten(back), flat)
