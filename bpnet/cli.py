@@ -907,12 +907,13 @@ def build_parser() -> Parser:
 
     hessian = sub.add_parser("hessian", help="the Hessian's top eigenvalues over training "
                              "(Lanczos on the hand-derived hvp) against jax.hessian",
-                             description="Train as fit does; at checkpoints, the top eigenvalues "
+                             description="Train as fit does (an MLP, or a Sequential: "
+                             "--network or the digits' CNN); at checkpoints, the top eigenvalues "
                              "of the training objective's Hessian by scipy's eigsh (Lanczos) on "
                              "handwritten.derivatives.hvp, and every eigenvalue of jax.hessian's "
-                             "full Hessian (networks up to 2000 params). Save a PNG of the top "
-                             "eigenvalue next to the loss and of the final spectrum. Exit "
-                             "status 1 when the two disagree.")
+                             "full Hessian (networks up to 2000 params whose jax.hessian fits "
+                             "in memory). Save a PNG of the top eigenvalue next to the loss "
+                             "and of the final spectrum. Exit status 1 when the two disagree.")
     _add_network(hessian)
     _add_sequential(hessian)
     _add_training(hessian)
