@@ -531,19 +531,27 @@ TINY_CNN = ("Sequential([MaxPool2d(2), Conv2d(1, 2, 3), Activation('relu'), Flat
 enough for jax.hessian's exact spectrum over the digits' 1,438 training images."""
 
 
-def test_hessian_of_a_convolutional_sequential_matches_jax_hessian(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """bpnet hessian --network on the digits: Lanczos on the hand-derived hvp of a
-    Sequential finds the largest of every eigenvalue of jax.hessian (reference_jax's loss
-    of the Sequential), at every checkpoint."""
+@pytest.mark.parametrize(("dataset", "network", "n_params"), [
+    ("digits", TINY_CNN, 110),
+    ("moons", "Sequential([Dense(2, 6), BatchNorm1d(6), Activation('tanh'), Residual([Dense(6, "
+     "6), LayerNorm(6), Activation('tanh')]), Dense(6, 2), Activation('softmax')], "
+     "loss='softmax_cross_entropy', weight_decay=0.01)", 98),
+])
+def test_hessian_of_a_sequential_matches_jax_hessian(
+        dataset: str, network: str, n_params: int, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """bpnet hessian --network: Lanczos on the hand-derived hvp of a Sequential (a CNN on the
+    digits; batch norm, a residual around a layer norm and weight decay on the moons) finds
+    the largest of every eigenvalue of jax.hessian (reference_jax's loss of the Sequential),
+    at every checkpoint."""
     out = tmp_path / "hessian.png"
-    assert main(["hessian", "--dataset", "digits", "--network", TINY_CNN, "--epochs", "2",
+    assert main(["hessian", "--dataset", dataset, "--network", network, "--epochs", "2",
                  "--every", "1", "--top", "3", "--json", "--out", str(out)]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["epochs"] == [0, 1, 2]
     assert result["agrees"] and result["largest_relative_difference"] <= LANCZOS_RTOL
     for top, exact in zip(result["lanczos"], result["exact"], strict=True):
-        assert len(top) == 3 and len(exact) == 110
+        assert len(top) == 3 and len(exact) == n_params
         np.testing.assert_allclose(top, exact[:3], rtol=0, atol=LANCZOS_RTOL * max(
             abs(e) for e in exact))
     assert result["lanczos"][0] != result["lanczos"][-1]        # the params trained
