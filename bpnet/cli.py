@@ -32,7 +32,7 @@ from bpnet.check import FINITE_DIFFERENCES, cross_check
 from bpnet.compare import param_divergence
 from bpnet.problems import Problem
 from bpnet.tolerances import ATOL64_SCALE, FD_RTOL, LANCZOS_RTOL, RTOL64, SPREAD_FACTOR
-from handwritten.layers import Activation, BatchNorm1d, fold
+from handwritten.layers import Activation, BatchNorm1d, Dropout, fold
 from handwritten.schedules import SCHEDULE_SETTINGS, WARMUP_START
 from handwritten.seed import BLOG_SPEC
 from handwritten.spec import FLAGS
@@ -465,10 +465,20 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     from bpnet import hessian
 
     case = _training_case(args)
-    if not isinstance(case.spec, hw.NetworkSpec):
-        raise UsageError(f"bpnet hessian takes an MLP (the blog, sin, xor, moons and spirals "
-                         f"presets); dataset {args.dataset!r} trains a Sequential")
     spec = case.spec
+    if isinstance(spec, hw.Sequential):
+        dropout = [f"{path} {layer!r}" for path, layer in spec.nodes
+                   if isinstance(layer, Dropout) and layer.p]
+        if dropout:
+            raise UsageError(f"bpnet hessian takes no dropout ({', '.join(dropout)}): the "
+                             "objective of a run with dropout is random, a new mask every "
+                             "step; give the network without it")
+        _load("reference_jax")          # the exact spectrum's loss: every kind its counterpart
+        from reference_jax.layers import check_kinds
+        try:
+            check_kinds(spec)
+        except NotImplementedError as error:
+            raise UsageError(str(error)) from None
     n_params = sum(w.size for layer in case.params for w in layer.values())
     if not 1 <= args.top < n_params:
         raise UsageError(f"--top must be between 1 and the number of params - 1 "
@@ -511,7 +521,7 @@ def cmd_hessian(args: argparse.Namespace) -> int:
                   f"largest difference {difference:.2g} of the largest |eigenvalue| "
                   f"(allowed {LANCZOS_RTOL:g}): {'ok' if spectrum.agrees else 'DISAGREE'}")
         else:
-            print(f"{n_params} params: more than {hessian.EXACT_LIMIT}, no exact spectrum")
+            print(hessian.no_exact(spec, case.params, len(x)))
         print(f"plot saved to {args.out}")
     return 0 if spectrum.agrees else 1
 
@@ -897,13 +907,15 @@ def build_parser() -> Parser:
 
     hessian = sub.add_parser("hessian", help="the Hessian's top eigenvalues over training "
                              "(Lanczos on the hand-derived hvp) against jax.hessian",
-                             description="Train as fit does; at checkpoints, the top eigenvalues "
+                             description="Train as fit does (an MLP, or a Sequential: "
+                             "--network or the digits' CNN); at checkpoints, the top eigenvalues "
                              "of the training objective's Hessian by scipy's eigsh (Lanczos) on "
                              "handwritten.derivatives.hvp, and every eigenvalue of jax.hessian's "
-                             "full Hessian (networks up to 2000 params). Save a PNG of the top "
-                             "eigenvalue next to the loss and of the final spectrum. Exit "
-                             "status 1 when the two disagree.")
+                             "full Hessian (networks up to 2000 params whose jax.hessian fits "
+                             "in memory). Save a PNG of the top eigenvalue next to the loss "
+                             "and of the final spectrum. Exit status 1 when the two disagree.")
     _add_network(hessian)
+    _add_sequential(hessian)
     _add_training(hessian)
     hessian.add_argument("--top", type=_positive_int, default=3,
                          help="how many of the largest eigenvalues Lanczos finds (3)")

@@ -524,6 +524,59 @@ def test_hessian_lanczos_on_hvp_matches_jax_hessian(tmp_path: Path,
     _png_ok(out)
 
 
+TINY_CNN = ("Sequential([MaxPool2d(2), Conv2d(1, 2, 3), Activation('relu'), Flatten(), "
+            "Dense(8, 10), Activation('softmax')], loss='softmax_cross_entropy', "
+            "in_shape=(1, 8, 8))")
+"""A convolutional Sequential of 110 params (a 4-D kernel, layers without params) small
+enough for jax.hessian's exact spectrum over the digits' 1,438 training images."""
+
+
+@pytest.mark.parametrize(("dataset", "network", "n_params"), [
+    ("digits", TINY_CNN, 110),
+    ("moons", "Sequential([Dense(2, 6), BatchNorm1d(6), Activation('tanh'), Residual([Dense(6, "
+     "6), LayerNorm(6), Activation('tanh')]), Dense(6, 2), Activation('softmax')], "
+     "loss='softmax_cross_entropy', weight_decay=0.01)", 98),
+])
+def test_hessian_of_a_sequential_matches_jax_hessian(
+        dataset: str, network: str, n_params: int, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """bpnet hessian --network: Lanczos on the hand-derived hvp of a Sequential (a CNN on the
+    digits; batch norm, a residual around a layer norm and weight decay on the moons) finds
+    the largest of every eigenvalue of jax.hessian (reference_jax's loss of the Sequential),
+    at every checkpoint."""
+    out = tmp_path / "hessian.png"
+    assert main(["hessian", "--dataset", dataset, "--network", network, "--epochs", "2",
+                 "--every", "1", "--top", "3", "--json", "--out", str(out)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["epochs"] == [0, 1, 2]
+    assert result["agrees"] and result["largest_relative_difference"] <= LANCZOS_RTOL
+    for top, exact in zip(result["lanczos"], result["exact"], strict=True):
+        assert len(top) == 3 and len(exact) == n_params
+        np.testing.assert_allclose(top, exact[:3], rtol=0, atol=LANCZOS_RTOL * max(
+            abs(e) for e in exact))
+    assert result["lanczos"][0] != result["lanczos"][-1]        # the params trained
+    _png_ok(out)
+
+
+def test_hessian_skips_the_exact_spectrum_of_the_digits_cnn() -> None:
+    """The digits' CNN has fewer than EXACT_LIMIT params (1,898), but jax.hessian over its
+    training images would hold about 114 GiB: no exact spectrum, and the line says why;
+    the tiny CNN above gets one; an MLP is judged by its params alone, as before."""
+    from bpnet import datasets, hessian
+
+    cnn = datasets.DIGITS_CNN
+    params = hw.init_params(cnn, np.random.default_rng(0), "he_normal")
+    why = hessian.no_exact(cnn, params, 1438)
+    assert why.startswith("1898 params through 1876 values a sample over 1438 samples: "
+                          "jax.hessian would hold about 114 GiB, more than 2 GiB")
+    tiny = hw.Sequential([hw.layers.MaxPool2d(2), hw.layers.Conv2d(1, 2, 3),
+                          hw.layers.Activation("relu"), hw.layers.Flatten(),
+                          hw.layers.Dense(8, 10)], "mse", in_shape=(1, 8, 8))
+    assert hessian.no_exact(tiny, hw.init_params(tiny, np.random.default_rng(0)), 1438) == ""
+    blog = hw.init_params(seed.BLOG_SPEC, np.random.default_rng(0))
+    assert hessian.no_exact(seed.BLOG_SPEC, blog, 10**9) == ""
+
+
 def test_hessian_refuses_a_top_beyond_the_params(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["hessian", "--top", "31", "--epochs", "2", "--out", "unused.png"]) == 2
     assert "--top must be between 1 and the number of params - 1 (30), got 31" in \
@@ -631,7 +684,18 @@ def test_compare_trains_the_digits_cnn_in_all_three(tmp_path: Path,
 @pytest.mark.parametrize(("args", "message"), [
     (["fit", "--dataset", "digits", "--layers", "64,10"],
      "dataset 'digits' trains a convolutional Sequential (conv 8@3x3 relu maxpool 2 "),
-    (["hessian", "--dataset", "digits"], "bpnet hessian takes an MLP"),
+    (["hessian", "--dataset", "digits", "--layers", "64,10"],
+     "dataset 'digits' trains a convolutional Sequential (conv 8@3x3 relu maxpool 2 "),
+    (["hessian", "--dataset", "digits", "--network", "Sequential([Flatten(), Dense(64, 10)], "
+      "in_shape=(1, 8, 8), loss='softmax_cross_entropy')", "--activations", "relu"],
+     "--network describes the whole network: give it without --activations"),
+    (["hessian", "--dataset", "digits", "--network", "Sequential([Flatten(), Dropout(0.2), "
+      "Dense(64, 10), Activation('softmax')], in_shape=(1, 8, 8), "
+      "loss='softmax_cross_entropy')"],
+     "bpnet hessian takes no dropout (1 Dropout(p=0.2)): the objective of a run with dropout "
+     "is random"),
+    (["hessian", "--dataset", "digits", "--top", "1898"],   # the preset runs: all its params
+     "--top must be between 1 and the number of params - 1 (1897), got 1898"),
     (["fit", "--dataset", "moons", "--network",
       "Sequential([Dense(3, 2), Activation('softmax')], loss='softmax_cross_entropy')"],
      "dataset 'moons' has inputs of shape (2,), but the network takes (3,)"),

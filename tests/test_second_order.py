@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import handwritten as hw
 from bpnet.compare import compare_params, compare_r_trace
-from bpnet.hessian import flatten, unflatten
+from bpnet.hessian import flatten, layout, unflatten
 from bpnet.problems import make_params
 from bpnet.tolerances import (
     ATOL64_SCALE,
@@ -294,14 +294,15 @@ def test_hvp_builds_the_full_hessian_of_jax_hessian(p: Problem) -> None:
     equals jax.hessian of the flattened loss (and is symmetric)."""
     flat = flatten(p.params)
     columns = [flatten(derivatives.hvp(p.spec, p.params, p.x, p.y,
-                                     unflatten(p.spec, np.eye(flat.size)[i])))
+                                     unflatten(layout(p.params), np.eye(flat.size)[i])))
                for i in range(flat.size)]
     ours = np.stack(columns, axis=1)
     with jax.enable_x64(True):
         from reference_jax.network import _loss
 
         # jitted: one program per example, where op by op every operation compiles anew
-        hessian = jax.jit(jax.hessian(lambda f, x, y: _loss(unflatten(p.spec, f), x, y, p.spec)))
+        shapes = layout(p.params)
+        hessian = jax.jit(jax.hessian(lambda f, x, y: _loss(unflatten(shapes, f), x, y, p.spec)))
         theirs = np.array(hessian(jnp.asarray(flat), jnp.asarray(p.x), jnp.asarray(p.y)))
     assert_leaf_close(ours, theirs, f"Hessian vs jax.hessian: {p!r}", rtol=RTOL64,
                       atol_scale=ATOL64_SCALE)
@@ -368,3 +369,23 @@ def test_bad_direction_and_targets_are_refused_by_name() -> None:
             fn(spec, params, x, np.zeros((3, 1)), params)
         with pytest.raises(TypeError, match="v must be a list"):
             fn(spec, params, x, y, "v")  # type: ignore[arg-type]
+
+
+def test_flatten_follows_a_sequentials_own_params() -> None:
+    """bpnet hessian's flat vector of a Sequential: one dict per node (empty for a pool, an
+    activation, a flatten), the conv kernel 4-D; unflatten gives back views of exactly that
+    structure, so the hvp's product lines up with the tangent it was given."""
+    from bpnet.datasets import DIGITS_CNN
+
+    params = hw.init_params(DIGITS_CNN, np.random.default_rng(0), "he_normal")
+    shapes = layout(params)
+    assert shapes[0] == (("W", (8, 1, 3, 3)), ("b", (8,))) and shapes[1] == ()
+    flat = flatten(params)
+    assert flat.size == 1898
+    back = unflatten(shapes, flat)
+    assert [sorted(node) for node in back] == [sorted(node) for node in params]
+    for node, ours in zip(params, back, strict=True):
+        for name in node:
+            assert ours[name].shape == node[name].shape and np.shares_memory(ours[name], flat)
+            np.testing.assert_array_equal(ours[name], node[name])
+    assert np.array_equal(flatten(back), flat)
