@@ -18,7 +18,7 @@ import handwritten as hw
 from bpnet import datasets, implementations, preflight
 from bpnet.compare import envelope, param_divergence, twin_run
 from handwritten import checks
-from handwritten.layers import Sequential, fold
+from handwritten.layers import BatchNorm1d, Sequential, fold
 from handwritten.network import loss_value
 from handwritten.schedules import WARMUP_START
 
@@ -145,6 +145,17 @@ class TrainingCase:
         data, ``x_test``)."""
         return float(np.mean(self.predictions(params, running) == self.y_test))
 
+    def dataset_statistics(self, params: hw.Params) -> hw.Running:
+        """Batch norm's statistics over the whole training set, as running statistics:
+        what the log's loss normalizes with (``mean_loss`` without ``running``), so the
+        log's held-out accuracy is measured under the same batch norm (a run's own
+        running statistics exist only in its History)."""
+        assert isinstance(self.spec, Sequential), "an MLP spec has no held-out data"
+        _, caches = fold.forward(self.spec, params, self.x, fold.Pass(training=True))
+        return [{"mean": cache["mu"], "var": cache["var"]}
+                if isinstance(layer, BatchNorm1d) else {}         # BatchNorm2d is one too
+                for (_, layer), cache in zip(self.spec.nodes, caches)]
+
     def mean_loss_curve(self, history: hw.History) -> np.ndarray:
         """``mean_loss`` of the params recorded in ``history``, in order (the initial params
         first); the last with the run's running statistics, as fit and compare print the
@@ -252,7 +263,8 @@ def fit(case: TrainingCase, on_log: Callable[..., None] | None = None,
         if epoch % case.preset.log_every == 0 and epoch < case.epochs:
             entry: tuple[float, ...] = (epoch, case.mean_loss(params))
             if case.x_test is not None:
-                entry += (case.accuracy(params),)
+                entry += (case.accuracy(params, case.dataset_statistics(params)
+                                        if has_batch_norm(case.spec) else None),)
             log.append(entry)
             if on_log is not None:
                 on_log(*log[-1])

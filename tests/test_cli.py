@@ -674,6 +674,32 @@ def test_fit_trains_the_digits_cnn_and_reports_held_out_accuracy(
     assert 0 <= result["held_out_accuracy"] <= 1
 
 
+
+BN_DIGITS = ('Sequential([Flatten(), BatchNorm1d(64), Dense(64, 10), Activation("softmax")], '
+             '"softmax_cross_entropy", "mean", in_shape=(1, 8, 8))')
+
+
+def test_fit_digits_with_batch_norm_logs_held_out_accuracy_under_the_datasets_statistics(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run's own running statistics exist only once it ends, so the log's held-out
+    accuracy normalizes with the training set's statistics, as the log's loss does.  Before
+    this, the log's predict had no statistics and the run ended in a traceback."""
+    from bpnet.check_all import parse_network
+    from bpnet.runs import TrainingCase
+
+    assert main(["fit", "--dataset", "digits", "--epochs", "2", "--network", BN_DIGITS,
+                 "--out", str(tmp_path / "bn.png")]) == 0
+    log = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch: ")]
+    assert len(log) == 2 and all(", held-out accuracy: " in line for line in log)
+    # the statistics: each pixel's mean and (biased) variance over the training images
+    case = TrainingCase.make("digits", parse_network(BN_DIGITS), seed=0, dtype="float64")
+    stats = case.dataset_statistics(case.params)
+    pixels = case.x.reshape(case.x.shape[0], -1)
+    assert stats[0] == {} and stats[2] == {} and stats[3] == {}
+    np.testing.assert_allclose(stats[1]["mean"], pixels.mean(axis=0), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(stats[1]["var"], pixels.var(axis=0), rtol=1e-12, atol=1e-15)
+
+
 def test_compare_trains_the_digits_cnn_in_all_three(tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["compare", "--dataset", "digits", "--epochs", "1", "--batch-size", "256",
