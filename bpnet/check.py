@@ -9,8 +9,13 @@ d_z, d_W, d_b from the output down, then ``loss_and_grads``' own loss and
 gradients); its columns are the pairs "handwritten vs <reference>".  So the
 first failure is the first derivation step that disagrees.
 
-``bpnet check``, the test suite's cross-framework properties and the benchmark
-all call this one function.
+Every spec takes this one path: a spec with hidden blocks adds each block's
+quantities (mu, var, x_hat, ..., d_gamma, d_beta) and a ``Sequential`` names each
+row by its node's path; dropout's masks are the ``masks`` argument.
+
+``bpnet check`` (every spec), ``check --all``'s network, block and layer cases,
+the test suite's cross-framework properties and the benchmark all call this one
+function.
 """
 
 from __future__ import annotations
@@ -26,11 +31,12 @@ import numpy as np
 from bpnet import implementations as impls
 from bpnet.compare import LeafReport, compare_layers, compare_leaf, compare_trace
 from bpnet.diagnose import error_shape
-from bpnet.equations import implementing
+from bpnet.equations import BLOCK_EQUATIONS, block_equations, implementing, node_equation
 from bpnet.problems import replay_command
 from bpnet.tolerances import ATOL64_SCALE, FD_ATOL_SCALE, FD_RTOL, RTOL64
-from handwritten import NetworkSpec, Params, Sequential
+from handwritten import NetworkSpec, Params, Sequential, Trace
 from handwritten.activations import TAIL
+from handwritten.spec import Masks
 
 FINITE_DIFFERENCES = "finite differences"
 
@@ -225,10 +231,17 @@ def _finite_difference_reports(spec: NetworkSpec, params: Params, x: np.ndarray,
     return reports, values
 
 
-def cross_check(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
+def cross_check(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray, y: np.ndarray,
                 implementations: Mapping[str, ModuleType] | None = None, *,
-                finite_differences: bool = False, grads: bool = True) -> CheckReport:
+                masks: Masks | None = None, finite_differences: bool = False,
+                grads: bool = True) -> CheckReport:
     """Run one float64 case through every implementation and compare every quantity.
+
+    Every spec takes this one path: a plain ``NetworkSpec``, one with hidden blocks (batch
+    norm, layer norm, dropout, residual), and a ``Sequential`` (its rows named by each
+    node's path, "layer 2.1 d_W").  A quantity of a spec with blocks or of a Sequential is
+    also held within SPREAD_FACTOR of the two references' own difference
+    (``bpnet.tolerances``): a norm's backward rounds differently in every framework.
 
     Parameters
     ----------
@@ -238,20 +251,34 @@ def cross_check(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
     implementations : mapping of name -> module, optional
         The first is the primary (checked), the others the references it is checked
         against.  Default: handwritten and every reference whose framework is installed.
+    masks : list of arrays or None, optional
+        Dropout's 0/1 keep-masks, as ``handwritten.trace`` takes them: one per hidden layer
+        of a ``NetworkSpec`` (None where p = 0), one entry per node of a ``Sequential``;
+        handed to every implementation alike.
     finite_differences : bool
         Also compare the primary's d_W and d_b with central finite differences
-        (framework-free; slow for large networks).
+        (framework-free; slow for large networks).  A plain ``NetworkSpec`` only: refused
+        (ValueError) for blocks and Sequentials, whose trace rows this report does not pair
+        with ``bpnet.finite_diff.network_grads`` yet.
     grads : bool
         Also compare every implementation's ``loss_and_grads`` (a separate code path
-        from ``trace`` in the references).
+        from ``trace`` in the references): rows marked "(loss_and_grads)".
     """
     if isinstance(x, np.ndarray) and x.dtype != np.float64:
         raise TypeError(f"cross_check compares float64 cases; x has dtype {x.dtype}")
-    if isinstance(spec, NetworkSpec) and spec.has_blocks:
-        raise ValueError("cross_check does not take hidden blocks yet (no masks, and a "
-                         "norm's backward needs the references' spread: see "
-                         "bpnet.check_all.blocks_report and tests/test_blocks.py)")
+    blocks = isinstance(spec, Sequential) or spec.has_blocks
+    if finite_differences and blocks:
+        raise ValueError(
+            "cross_check: finite_differences=True takes a plain NetworkSpec, not "
+            f"{'a Sequential' if isinstance(spec, Sequential) else 'one with hidden blocks'} "
+            "(its rows are not paired with bpnet.finite_diff.network_grads yet): give "
+            "finite_differences=False")
+    if not blocks and masks is not None and any(m is not None for m in masks):
+        raise ValueError("cross_check: masks are dropout's, and this spec has no dropout: "
+                         "give masks=None")
     chosen = dict(implementations if implementations is not None else impls.available())
+    if isinstance(spec, Sequential) or spec.has_blocks:
+        return _spread_report(spec, params, x, y, masks, chosen, grads)
     (primary_name, primary), *references = chosen.items()
     ours = primary.trace(spec, params, x, y)
     ours_grads = primary.loss_and_grads(spec, params, x, y) if grads else None
@@ -296,3 +323,61 @@ def _grads_values(ours: Any, theirs: Any, column: str) -> dict[tuple[str, str], 
         for key in mine.keys() & other.keys():
             values[f"layer {l} d_{key} (loss_and_grads)", column] = (mine[key], other[key])
     return values
+
+
+def _spread_report(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray,
+                   y: np.ndarray, masks: Masks | None, implementations: Mapping[str, ModuleType],
+                   grads: bool) -> CheckReport:
+    """cross_check of a spec with hidden blocks or of a Sequential: every trace quantity
+    against each reference, also within SPREAD_FACTOR of the references' own difference;
+    with ``grads``, loss_and_grads' loss and gradients in place of the trace's, judged as
+    the trace's are (a batch sum on its terms' scale).  A Sequential's rows are named by
+    the node's path, with the layer's equation and the method that forms it."""
+    paths = spec.paths if isinstance(spec, Sequential) else None
+    (primary_name, primary), *rest = implementations.items()
+    references = [name for name, _ in rest]
+    theirs = {name: implementations[name].trace(spec, params, x, y, masks)
+              for name in references}
+    ours = primary.trace(spec, params, x, y, masks)
+    mixed = None
+    if grads:
+        loss, found_grads = primary.loss_and_grads(spec, params, x, y, masks)
+        mixed = Trace(loss, [{**layer, **{f"d_{k}": g for k, g in node.items()}}
+                             for layer, node in zip(ours.layers, found_grads)])
+    cells: dict[tuple[str, str], LeafReport] = {}
+    values: dict[tuple[str, str], tuple[Any, Any]] = {}
+    rows: list[str] = []
+    where: dict[str, tuple[str, str]] = {}
+    for name in references:
+        spread = next((theirs[o] for o in references if o != name), None)
+        found = compare_trace(ours, theirs[name], rtol=RTOL64, atol_scale=ATOL64_SCALE,
+                              spread=spread)
+        if mixed is not None:
+            found += [dataclasses.replace(r, quantity=f"{r.quantity} (loss_and_grads)")
+                      for r in compare_trace(mixed, theirs[name], rtol=RTOL64,
+                                             atol_scale=ATOL64_SCALE, spread=spread)
+                      if r.layer is None or r.quantity in ("d_W", "d_b", "d_gamma", "d_beta")]
+        for r in found:
+            quantity, l = r.quantity.split(" ")[0], r.layer
+            if l is not None:
+                if paths is not None:
+                    r = dataclasses.replace(r, path=paths[l])
+                source = mixed if mixed is not None and r.quantity.endswith(
+                    "(loss_and_grads)") else ours
+                if not r.problem:
+                    values[r.label, name] = (source.layers[l][quantity],
+                                             theirs[name].layers[l][quantity])
+            if r.label not in rows:
+                rows.append(r.label)
+            cells[r.label, name] = r
+            if isinstance(spec, Sequential):
+                found_where = node_equation(spec, r.label)
+                if found_where is not None:
+                    where[r.label] = found_where
+            elif l is not None and r.quantity in BLOCK_EQUATIONS:
+                equation, function = BLOCK_EQUATIONS[r.quantity]
+                where[r.label] = (block_equations(spec, l).get(r.quantity) or equation,
+                                  function)
+    batch = x.shape[0]
+    return CheckReport(spec, batch, primary_name, tuple(references), tuple(rows), cells,
+                       values, where, constants={"1/batch": 1 / batch})

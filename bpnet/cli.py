@@ -641,13 +641,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     sequential = isinstance(p.spec, hw.Sequential)
     _refuse_gaps(None if sequential else p.spec, opt if args.optimizer else None)
     impls = {"handwritten": hw, **_references()}
-    if sequential:                      # a test_layers case: every node, by its path
-        reports = [check_all.layers_report(p, impls)]
-    elif p.spec.has_blocks:             # --norms/--dropout/--residual, or a test_blocks case
-        reports = [check_all.blocks_report(p, impls, replay="")]
-    else:
-        reports = [cross_check(p.spec, p.params, p.x, p.y, impls, finite_differences=True,
-                               grads=False)]
+    # every spec through the one check: finite differences where cross_check takes them (a
+    # plain MLP), loss_and_grads' rows for a Sequential (its nodes' report has them)
+    plain = not sequential and not p.spec.has_blocks
+    reports = [cross_check(p.spec, p.params, p.x, p.y, impls, masks=p.masks,
+                           finite_differences=plain, grads=sequential)]
     if args.optimizer:
         reports.append(check_all.optimizer_report(opt, p.spec, p.params, hw.loss_and_grads(
             p.spec, p.params, p.x, p.y, p.masks)[1], impls, np.random.default_rng(p.seed)))

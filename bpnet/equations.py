@@ -20,6 +20,22 @@ from handwritten.layers import Activation, Residual, Sequential
 _QUANTITY = re.compile(r"\b(d_a|d_z|z|a)(_dot)?\b")
 
 
+BLOCK_EQUATIONS = {
+    "mu": ("mu = mean(z) along the norm's axis", "handwritten.blocks.normalize"),
+    "var": ("var = mean((z - mu)**2), biased", "handwritten.blocks.normalize"),
+    "x_hat": ("x_hat = (z - mu) / sqrt(var + eps)", "handwritten.blocks.normalize"),
+    "n": ("n = gamma * x_hat + beta", "handwritten.blocks.normalize"),
+    "h": ("h = f(n)", "handwritten.network.hidden_block"),
+    "d_h": ("d_h = d_a * m / (1 - p)", "handwritten.blocks.dropout_backward"),
+    "d_n": ("d_n = f'(n) * d_h", "handwritten.network.hidden_block_backward"),
+    "d_x_hat": ("d_x_hat = d_n * gamma", "handwritten.blocks.normalize_backward"),
+    "d_gamma": ("d_gamma = sum(d_n * x_hat, axis=0)", "handwritten.blocks.normalize_backward"),
+    "d_beta": ("d_beta = sum(d_n, axis=0)", "handwritten.blocks.normalize_backward"),
+}
+"""Each block quantity's function; its equation is written out for the layer (with its
+mask, its p, its skip) by ``block_equations`` below where that has it."""
+
+
 def at_layer(equation: str, layer: int) -> str:
     """A registry equation in z, a, d_a, d_z (and the tangents z_dot, a_dot) with the
     layer's index on every quantity."""

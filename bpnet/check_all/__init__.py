@@ -24,7 +24,6 @@ shares), ``registries`` (the registry-gap message), ``run`` (the whole run) and 
 
 from bpnet.check_all.blocks import (
     BLOCK_CASES,
-    BLOCK_EQUATIONS,
     BLOCK_TRAINING_BATCH,
     BLOCK_TRAINING_EPOCHS,
     block_cases,
@@ -76,6 +75,7 @@ from bpnet.check_all.second_order import (
     second_order_cases,
     second_order_report,
 )
+from bpnet.equations import BLOCK_EQUATIONS
 
 __all__ = [
     "BATCH",

@@ -4,6 +4,7 @@ training run (``training_cases``: last of all)."""
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Iterator, Mapping
 from functools import partial
@@ -13,10 +14,10 @@ from typing import Any
 import numpy as np
 
 import handwritten as hw
-from bpnet.check import CheckReport
+from bpnet.check import CheckReport, cross_check
 from bpnet.check_all.report import BATCH, Case, RaisedInCase, _predict_report
 from bpnet.compare import LeafReport, compare_leaf
-from bpnet.equations import block_equations, qualname
+from bpnet.equations import BLOCK_EQUATIONS, block_equations, qualname
 from bpnet.problems import Problem
 from bpnet.tolerances import ATOL64_SCALE, RTOL64
 from handwritten.spec import NetworkSpec
@@ -32,66 +33,25 @@ BLOCK_CASES = (
 )
 """Every block part (both norms, dropout, skips) with smooth and kinked activations."""
 
-BLOCK_EQUATIONS = {
-    "mu": ("mu = mean(z) along the norm's axis", "handwritten.blocks.normalize"),
-    "var": ("var = mean((z - mu)**2), biased", "handwritten.blocks.normalize"),
-    "x_hat": ("x_hat = (z - mu) / sqrt(var + eps)", "handwritten.blocks.normalize"),
-    "n": ("n = gamma * x_hat + beta", "handwritten.blocks.normalize"),
-    "h": ("h = f(n)", "handwritten.network.hidden_block"),
-    "d_h": ("d_h = d_a * m / (1 - p)", "handwritten.blocks.dropout_backward"),
-    "d_n": ("d_n = f'(n) * d_h", "handwritten.network.hidden_block_backward"),
-    "d_x_hat": ("d_x_hat = d_n * gamma", "handwritten.blocks.normalize_backward"),
-    "d_gamma": ("d_gamma = sum(d_n * x_hat, axis=0)", "handwritten.blocks.normalize_backward"),
-    "d_beta": ("d_beta = sum(d_n, axis=0)", "handwritten.blocks.normalize_backward"),
-}
-"""Each block quantity's function; its equation is written out for the layer (with its
-mask, its p, its skip) by bpnet.explain.block_equations where that has it."""
-
-
 def blocks_report(problem: Problem[NetworkSpec], impls: Mapping[str, ModuleType],
                   replay: str = "bpnet check --all --only blocks") -> CheckReport:
-    """Every trace quantity of a spec with hidden blocks against torch and JAX (each also
-    within SPREAD_FACTOR of the two references' own difference: bpnet.tolerances).
-    ``replay``: the command a failure prints ("": ``bpnet check --replay`` of the case)."""
-    from bpnet.compare import compare_trace
-
-    primary, *references = impls
-    spec, args = problem.spec, (problem.params, problem.x, problem.y, problem.masks)
-    theirs = {name: impls[name].trace(spec, *args) for name in references}
+    """Every trace quantity of a spec with hidden blocks against torch and JAX
+    (``bpnet.check.cross_check``: each also within SPREAD_FACTOR of the two references' own
+    difference).  ``replay``: the command a failure prints ("": ``bpnet check --replay`` of
+    the case).  When the primary's trace raises, its forward alone is compared, so that a
+    forward quantity that is wrong is named before the backward that stumbles on it."""
     try:
-        ours = hw.trace(spec, *args)
+        report = cross_check(problem.spec, problem.params, problem.x, problem.y, impls,
+                             masks=problem.masks, grads=False)
     except Exception as error:
-        # the forward alone, in derivation order, names a forward quantity that is wrong
-        # before the backward that stumbles on it
-        raise RaisedInCase(_forward_report(problem, impls, theirs), error) from error
-    cells: dict[tuple[str, str], LeafReport] = {}
-    values: dict[tuple[str, str], tuple[Any, Any]] = {}
-    rows: list[str] = []
-    where: dict[str, tuple[str, str]] = {}
-    for name in references:
-        spread = next((theirs[o] for o in references if o != name), None)
-        for r in compare_trace(ours, theirs[name], rtol=RTOL64, atol_scale=ATOL64_SCALE,
-                               spread=spread):
-            row = r.label
-            if row not in rows:
-                rows.append(row)
-            cells[row, name] = r
-            if r.layer is not None:
-                values[row, name] = (ours.layers[r.layer][r.quantity],
-                                     theirs[name].layers[r.layer][r.quantity])
-                if r.quantity in BLOCK_EQUATIONS:
-                    equation, function = BLOCK_EQUATIONS[r.quantity]
-                    written = block_equations(spec, r.layer).get(r.quantity)
-                    where[row] = (written or equation, function)
-    return CheckReport(spec, problem.batch, primary, tuple(references), tuple(rows), cells,
-                       values, where, constants={"1/batch": 1 / problem.batch},
-                       replay=replay)
+        raise RaisedInCase(_forward_report(problem, impls), error) from error
+    return dataclasses.replace(report, replay=replay)
 
 
-def _forward_report(problem: Problem[NetworkSpec], impls: Mapping[str, ModuleType],
-                    theirs: Mapping[str, Any]) -> CheckReport | None:
+def _forward_report(problem: Problem[NetworkSpec], impls: Mapping[str, ModuleType]
+                    ) -> CheckReport | None:
     """The forward quantities of a block case (handwritten.network.forward) against the
-    references' traces; None when the forward raises too."""
+    references' traces; None when the forward, or a reference, raises too."""
     from bpnet.compare import compare_layers
     from handwritten import network
     from handwritten.spec import FORWARD_QUANTITIES
@@ -99,6 +59,8 @@ def _forward_report(problem: Problem[NetworkSpec], impls: Mapping[str, ModuleTyp
     primary, *references = impls
     spec = problem.spec
     try:
+        theirs = {name: impls[name].trace(spec, problem.params, problem.x, problem.y,
+                                          problem.masks) for name in references}
         _, cache = network.forward(spec, problem.params, problem.x, problem.masks)
     except Exception:
         return None

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 import handwritten as hw
-from bpnet.check import CheckReport
+from bpnet.check import CheckReport, cross_check
 from bpnet.check_all.report import BATCH, Case, _predict_report
 from bpnet.compare import LeafReport, compare_leaf
 from bpnet.problems import Problem, make_params
@@ -48,47 +48,12 @@ dropout inside a skip, a Residual around a Dense, an activation and a norm."""
 def layers_report(problem: Problem[Sequential], impls: Mapping[str, ModuleType],
                   group: str = "layers") -> CheckReport:
     """Every quantity of every node of a Sequential against torch and JAX, named by the
-    node's path, with the layer's equation and the method that forms it."""
-    from bpnet.compare import compare_trace
-    from bpnet.equations import node_equation
-
-    primary, *references = impls
-    seq, args = problem.spec, (problem.params, problem.x, problem.y, problem.masks)
-    theirs = {name: impls[name].trace(seq, *args) for name in references}
-    ours = impls[primary].trace(seq, *args)
-    # loss_and_grads is a path of its own: its gradients in place of the trace's, judged as
-    # the trace's are (a batch sum on its terms' scale), rows marked "(loss_and_grads)"
-    loss, grads = impls[primary].loss_and_grads(seq, *args)
-    mixed = hw.Trace(loss, [{**layer, **{f"d_{k}": g for k, g in node.items()}}
-                            for layer, node in zip(ours.layers, grads)])
-    cells: dict[tuple[str, str], LeafReport] = {}
-    values: dict[tuple[str, str], tuple[Any, Any]] = {}
-    rows: list[str] = []
-    where: dict[str, tuple[str, str]] = {}
-    for name in references:
-        spread = next((theirs[o] for o in references if o != name), None)
-        found = compare_trace(ours, theirs[name], rtol=RTOL64, atol_scale=ATOL64_SCALE,
-                              spread=spread)
-        found += [replace(r, quantity=f"{r.quantity} (loss_and_grads)") for r in compare_trace(
-            mixed, theirs[name], rtol=RTOL64, atol_scale=ATOL64_SCALE, spread=spread)
-            if r.layer is None or r.quantity in ("d_W", "d_b", "d_gamma", "d_beta")]
-        for r in found:
-            quantity, l = r.quantity.split(" ")[0], r.layer
-            if l is not None:
-                r = replace(r, path=seq.paths[l])
-                source = mixed if r.quantity.endswith("(loss_and_grads)") else ours
-                if not r.problem:
-                    values[r.label, name] = (source.layers[l][quantity],
-                                             theirs[name].layers[l][quantity])
-            if r.label not in rows:
-                rows.append(r.label)
-            cells[r.label, name] = r
-            equation = node_equation(seq, r.label)
-            if equation is not None:
-                where[r.label] = equation
-    return CheckReport(seq, problem.batch, primary, tuple(references), tuple(rows), cells,
-                       values, where, constants={"1/batch": 1 / problem.batch},
-                       replay=f"bpnet check --all --only {group}")
+    node's path, with the layer's equation and the method that forms it, and
+    loss_and_grads' gradients beside the trace's (``bpnet.check.cross_check``); a failure
+    replays with ``bpnet check --all --only <group>``."""
+    report = cross_check(problem.spec, problem.params, problem.x, problem.y, impls,
+                         masks=problem.masks)
+    return replace(report, replay=f"bpnet check --all --only {group}")
 
 
 def _drawn_running(seq: Sequential, rng: np.random.Generator) -> hw.Running:
