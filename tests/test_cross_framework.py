@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -216,3 +217,99 @@ def test_float32_error_is_within_the_frameworks_own(p: Problem) -> None:
                 f"allowed {allowed:.3g} (torch {errors['reference_torch'][key]:.3g}, "
                 f"jax {errors['reference_jax'][key]:.3g}): {p!r}")
     target(worst, label="float32 error / allowed")
+
+
+# one path for every spec: blocks and Sequentials through cross_check --------------------
+
+def _block_problem() -> tuple[Any, ...]:
+    from bpnet.check_all import BLOCK_CASES
+    from bpnet.problems import Problem as Case
+
+    p = Case(BLOCK_CASES[0], 6, 9)      # batch norm, layer norm, dropout, a skip
+    return p.spec, p.params, p.x, p.y, p.masks
+
+
+def _layers_problem() -> tuple[Any, ...]:
+    from bpnet.check_all import LAYER_CASES
+    from bpnet.problems import Problem as Case
+
+    p = Case(LAYER_CASES[2], 5, 9)      # dropout inside a Residual around a Dense
+    return p.spec, p.params, p.x, p.y, p.masks
+
+
+def test_cross_check_takes_a_spec_with_hidden_blocks_and_its_masks() -> None:
+    """Every block quantity against torch and JAX, and loss_and_grads' gradients of gamma
+    and beta too, through the same function as a plain MLP."""
+    spec, params, x, y, masks = _block_problem()
+    report = cross_check(spec, params, x, y, {"handwritten": hw, **REFERENCES}, masks=masks)
+    assert report.ok, report.message()
+    for row in ("layer 0 mu", "layer 0 x_hat", "layer 1 d_h", "layer 1 d_x_hat",
+                "layer 0 d_gamma", "layer 1 d_beta (loss_and_grads)", "loss (loss_and_grads)"):
+        assert row in report.rows, row
+    assert "(loss_and_grads)" not in " ".join(cross_check(
+        spec, params, x, y, {"handwritten": hw, **REFERENCES}, masks=masks, grads=False).rows)
+
+
+def test_cross_check_takes_a_sequential_rows_named_by_the_nodes_path() -> None:
+    spec, params, x, y, masks = _layers_problem()
+    report = cross_check(spec, params, x, y, {"handwritten": hw, **REFERENCES}, masks=masks)
+    assert report.ok, report.message()
+    for row in ("layer 2.1 d_W", "layer 2.0 d_out", "layer 3 d_b (loss_and_grads)"):
+        assert row in report.rows, row
+
+
+def test_cross_check_names_a_wrong_block_quantity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A norm's d_gamma scaled by 1.5 in handwritten: the first failure is that layer's
+    d_gamma, with the function that forms it."""
+    from handwritten import blocks
+
+    original = blocks.normalize_backward
+
+    def scaled(*args: Any) -> dict[str, np.ndarray]:
+        out = original(*args)
+        return out | {"d_gamma": 1.5 * out["d_gamma"]}
+
+    monkeypatch.setattr(blocks, "normalize_backward", scaled)
+    spec, params, x, y, masks = _block_problem()
+    report = cross_check(spec, params, x, y, {"handwritten": hw, **REFERENCES}, masks=masks)
+    assert not report.ok
+    verdict = report.verdict()
+    assert "first disagreement in derivation order: layer 1 d_gamma " in verdict, verdict
+    assert "handwritten.blocks.normalize_backward" in verdict, verdict
+
+
+def test_cross_check_names_a_wrong_node_quantity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dense.backward's d_W scaled by 1.5: the first failure names the last Dense's path
+    (the backward runs from the output down) and d_W, with the method that forms it."""
+    from handwritten.layers.dense import Dense
+
+    original = Dense.backward
+
+    def scaled(self: Dense, *args: Any, **kwargs: Any) -> Any:
+        d_h, grads, extra = original(self, *args, **kwargs)
+        return d_h, grads | {"W": 1.5 * grads["W"]}, extra
+
+    monkeypatch.setattr(Dense, "backward", scaled)
+    spec, params, x, y, masks = _layers_problem()
+    report = cross_check(spec, params, x, y, {"handwritten": hw, **REFERENCES}, masks=masks)
+    assert not report.ok
+    verdict = report.verdict()
+    assert "first disagreement in derivation order: layer 3 d_W " in verdict, verdict
+    assert "handwritten.layers.dense.Dense.backward" in verdict, verdict
+
+
+def test_cross_check_refuses_finite_differences_of_blocks_by_name() -> None:
+    """Not silently skipped: finite differences of a block spec or a Sequential are refused
+    with the combination named, and masks for a spec without dropout too."""
+    for problem, kind in ((_block_problem(), "one with hidden blocks"),
+                          (_layers_problem(), "a Sequential")):
+        spec, params, x, y, masks = problem
+        with pytest.raises(ValueError, match=f"finite_differences=True takes a plain "
+                                             f"NetworkSpec, not {kind}"):
+            cross_check(spec, params, x, y, {"handwritten": hw}, masks=masks,
+                        finite_differences=True)
+    spec = hw.NetworkSpec((2, 3, 1), ("tanh", "identity"))
+    x, y = np.ones((4, 2)), np.ones((4, 1))
+    with pytest.raises(ValueError, match="this spec has no dropout: give masks=None"):
+        cross_check(spec, hw.init_params(spec, np.random.default_rng(0)), x, y,
+                    {"handwritten": hw}, masks=[np.ones((4, 3))])
