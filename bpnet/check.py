@@ -213,21 +213,29 @@ def _grads_reports(primary: Any, other: Any) -> list[LeafReport]:
     return reports
 
 
-def _finite_difference_reports(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray,
-                               trace: Any
+def _finite_difference_reports(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray,
+                               y: np.ndarray, trace: Any, masks: Masks | None = None
                                ) -> tuple[list[LeafReport], dict[tuple[str, str], Any]]:
-    """The primary's d_W and d_b against central differences of handwritten's forward pass."""
+    """The primary's gradient of every param (d_W and d_b; a norm's d_gamma and d_beta)
+    against central differences of handwritten's forward pass, dropout with ``masks``; a
+    Sequential's rows named by the node's path."""
     from bpnet.finite_diff import network_grads
 
-    fd, masks = network_grads(spec, params, x, y)
+    fd, valid = network_grads(spec, params, x, y, masks)
+    paths = spec.paths if isinstance(spec, Sequential) else None
     atol = FD_ATOL_SCALE * max(1.0, abs(float(trace.loss)))
-    reports = [compare_leaf(layer[f"d_{key}"], fd[l][key], f"d_{key}", l, rtol=FD_RTOL,
-                            atol=atol, mask=masks[l][key])
-               for l, layer in enumerate(trace.layers) for key in ("W", "b")]
-    # entries the differences cannot judge (at a kink) are left out of the diagnosis too
-    values = {(f"layer {l} d_{key}", FINITE_DIFFERENCES):
-              (layer[f"d_{key}"], np.where(masks[l][key], fd[l][key], layer[f"d_{key}"]))
-              for l, layer in enumerate(trace.layers) for key in ("W", "b")}
+    reports, values = [], {}
+    for l, layer in enumerate(trace.layers):
+        for key, estimate in fd[l].items():
+            ours = layer[f"d_{key}"]
+            report = compare_leaf(ours, estimate, f"d_{key}", l, rtol=FD_RTOL, atol=atol,
+                                  mask=valid[l][key])
+            if paths is not None:
+                report = dataclasses.replace(report, path=paths[l])
+            reports.append(report)
+            # entries the differences cannot judge (at a kink) are left out of the diagnosis
+            values[report.label, FINITE_DIFFERENCES] = (ours, np.where(valid[l][key],
+                                                                       estimate, ours))
     return reports, values
 
 
@@ -256,29 +264,23 @@ def cross_check(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray, y
         of a ``NetworkSpec`` (None where p = 0), one entry per node of a ``Sequential``;
         handed to every implementation alike.
     finite_differences : bool
-        Also compare the primary's d_W and d_b with central finite differences
-        (framework-free; slow for large networks).  A plain ``NetworkSpec`` only: refused
-        (ValueError) for blocks and Sequentials, whose trace rows this report does not pair
-        with ``bpnet.finite_diff.network_grads`` yet.
+        Also compare the primary's gradient of every param (d_W, d_b, a norm's d_gamma and
+        d_beta; every node's params of a Sequential) with central finite differences of
+        handwritten's forward, dropout with the same ``masks`` (``bpnet.finite_diff``:
+        framework-free; slow for large networks).
     grads : bool
         Also compare every implementation's ``loss_and_grads`` (a separate code path
         from ``trace`` in the references): rows marked "(loss_and_grads)".
     """
     if isinstance(x, np.ndarray) and x.dtype != np.float64:
         raise TypeError(f"cross_check compares float64 cases; x has dtype {x.dtype}")
-    blocks = isinstance(spec, Sequential) or spec.has_blocks
-    if finite_differences and blocks:
-        raise ValueError(
-            "cross_check: finite_differences=True takes a plain NetworkSpec, not "
-            f"{'a Sequential' if isinstance(spec, Sequential) else 'one with hidden blocks'} "
-            "(its rows are not paired with bpnet.finite_diff.network_grads yet): give "
-            "finite_differences=False")
-    if not blocks and masks is not None and any(m is not None for m in masks):
+    plain = isinstance(spec, NetworkSpec) and not spec.has_blocks
+    if plain and masks is not None and any(m is not None for m in masks):
         raise ValueError("cross_check: masks are dropout's, and this spec has no dropout: "
                          "give masks=None")
     chosen = dict(implementations if implementations is not None else impls.available())
     if isinstance(spec, Sequential) or spec.has_blocks:
-        return _spread_report(spec, params, x, y, masks, chosen, grads)
+        return _spread_report(spec, params, x, y, masks, chosen, grads, finite_differences)
     (primary_name, primary), *references = chosen.items()
     ours = primary.trace(spec, params, x, y)
     ours_grads = primary.loss_and_grads(spec, params, x, y) if grads else None
@@ -295,7 +297,7 @@ def cross_check(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray, y
         columns[name] = reports
     if finite_differences:
         columns[FINITE_DIFFERENCES], fd_values = _finite_difference_reports(spec, params, x, y,
-                                                                            ours)
+                                                                            ours, masks)
         values |= fd_values
     rows = {r.label: None for reports in columns.values() for r in reports}   # ordered union
     cells = {(r.label, name): r for name, reports in columns.items() for r in reports}
@@ -327,7 +329,7 @@ def _grads_values(ours: Any, theirs: Any, column: str) -> dict[tuple[str, str], 
 
 def _spread_report(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray,
                    y: np.ndarray, masks: Masks | None, implementations: Mapping[str, ModuleType],
-                   grads: bool) -> CheckReport:
+                   grads: bool, finite_differences: bool) -> CheckReport:
     """cross_check of a spec with hidden blocks or of a Sequential: every trace quantity
     against each reference, also within SPREAD_FACTOR of the references' own difference;
     with ``grads``, loss_and_grads' loss and gradients in place of the trace's, judged as
@@ -378,6 +380,15 @@ def _spread_report(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray
                 equation, function = BLOCK_EQUATIONS[r.quantity]
                 where[r.label] = (block_equations(spec, l).get(r.quantity) or equation,
                                   function)
+    columns = list(references)
+    if finite_differences:
+        fd_reports, fd_values = _finite_difference_reports(spec, params, x, y, ours, masks)
+        columns.append(FINITE_DIFFERENCES)
+        cells |= {(r.label, FINITE_DIFFERENCES): r for r in fd_reports}
+        # rows no reference has (finite differences alone): from the output down
+        rows += [r.label for r in sorted(fd_reports, key=lambda r: -(r.layer or 0))
+                 if r.label not in rows]
+        values |= fd_values
     batch = x.shape[0]
-    return CheckReport(spec, batch, primary_name, tuple(references), tuple(rows), cells,
+    return CheckReport(spec, batch, primary_name, tuple(columns), tuple(rows), cells,
                        values, where, constants={"1/batch": 1 / batch})

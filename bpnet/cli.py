@@ -641,8 +641,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     sequential = isinstance(p.spec, hw.Sequential)
     _refuse_gaps(None if sequential else p.spec, opt if args.optimizer else None)
     impls = {"handwritten": hw, **_references()}
-    # every spec through the one check: finite differences where cross_check takes them (a
-    # plain MLP), loss_and_grads' rows for a Sequential (its nodes' report has them)
+    # every spec through the one check; as bpnet check has always shown them: finite
+    # differences for a plain MLP, loss_and_grads' rows for a Sequential
     plain = not sequential and not p.spec.has_blocks
     reports = [cross_check(p.spec, p.params, p.x, p.y, impls, masks=p.masks,
                            finite_differences=plain, grads=sequential)]

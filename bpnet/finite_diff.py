@@ -54,7 +54,8 @@ def network_grads(spec: Any, params: list[dict[str, np.ndarray]], x: np.ndarray,
 
     Returns grads-shaped finite-difference estimates and boolean masks of the
     coordinates that are meaningful (no kink crossed).  ``params`` is not modified.
-    A ``Sequential`` spec: every param of every node, dropout with the given ``masks``.
+    Dropout uses the given ``masks`` (one per hidden layer of a ``NetworkSpec``, one entry
+    per node of a ``Sequential``); a norm's gamma and beta are estimated too.
     """
     from handwritten.activations import activation
     from handwritten.layers import Activation, MaxPool2d, Sequential, fold
@@ -80,15 +81,18 @@ def network_grads(spec: Any, params: list[dict[str, np.ndarray]], x: np.ndarray,
     kinked = [l for l, name in enumerate(spec.activations) if activation(name).kinked]
 
     def f() -> tuple[float, tuple[bytes, ...]]:
-        _, cache = forward(spec, work, x)
+        _, cache = forward(spec, work, x, masks)
         value = float(loss_value(spec, work, cache, y))
-        return value, tuple((cache[l]["z"] > 0).tobytes() for l in kinked)
+        # the activation's input: n after a norm, else z
+        return value, tuple((cache[l].get("n", cache[l]["z"]) > 0).tobytes() for l in kinked)
 
-    grads, masks = [], []
+    grads, valid = [], []
     for layer in work:
-        g, m = {}, {}
-        for key in ("W", "b"):
-            g[key], m[key] = central_diff_leaf(f, layer[key])
+        g: dict[str, np.ndarray] = {}
+        m: dict[str, np.ndarray] = {}
+        for key in ("W", "b", "gamma", "beta"):
+            if key in layer:
+                g[key], m[key] = central_diff_leaf(f, layer[key])
         grads.append(g)
-        masks.append(m)
-    return grads, masks
+        valid.append(m)
+    return grads, valid

@@ -19,7 +19,7 @@ from hypothesis import given, reject, target
 from hypothesis import strategies as st
 
 import handwritten as hw
-from bpnet.check import CheckReport, cross_check
+from bpnet.check import FINITE_DIFFERENCES, CheckReport, cross_check
 from bpnet.check_all import random_state
 from bpnet.compare import compare_step, envelope, first_failure, torch_lerp_state, twin_run
 from bpnet.tolerances import ATOL64_SCALE, RTOL64, f32_allowed, f32_scale
@@ -298,16 +298,37 @@ def test_cross_check_names_a_wrong_node_quantity(monkeypatch: pytest.MonkeyPatch
     assert "handwritten.layers.dense.Dense.backward" in verdict, verdict
 
 
-def test_cross_check_refuses_finite_differences_of_blocks_by_name() -> None:
-    """Not silently skipped: finite differences of a block spec or a Sequential are refused
-    with the combination named, and masks for a spec without dropout too."""
-    for problem, kind in ((_block_problem(), "one with hidden blocks"),
-                          (_layers_problem(), "a Sequential")):
+def test_cross_check_takes_finite_differences_of_blocks_and_sequentials() -> None:
+    """Framework-free: every param's gradient (a norm's gamma and beta too) against central
+    differences of handwritten's forward with the same masks, rows named as the trace's."""
+    for problem, rows in ((_block_problem(), ("layer 0 d_gamma", "layer 1 d_beta", "layer 2 d_W")),
+                          (_layers_problem(), ("layer 2.1 d_W", "layer 3 d_b"))):
         spec, params, x, y, masks = problem
-        with pytest.raises(ValueError, match=f"finite_differences=True takes a plain "
-                                             f"NetworkSpec, not {kind}"):
-            cross_check(spec, params, x, y, {"handwritten": hw}, masks=masks,
-                        finite_differences=True)
+        report = cross_check(spec, params, x, y, {"handwritten": hw}, masks=masks,
+                             finite_differences=True)
+        assert report.ok, report.message()
+        assert report.columns == (FINITE_DIFFERENCES,)
+        for row in rows:
+            assert row in report.rows and (row, FINITE_DIFFERENCES) in report.cells, row
+
+
+def test_finite_differences_alone_name_a_wrong_block_gradient(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without torch or JAX in the comparison, finite differences catch a d_gamma scaled by
+    1.5 and name that layer's d_gamma first."""
+    from handwritten import blocks
+
+    original = blocks.normalize_backward
+    monkeypatch.setattr(blocks, "normalize_backward", lambda *args: (
+        lambda out: out | {"d_gamma": 1.5 * out["d_gamma"]})(original(*args)))
+    spec, params, x, y, masks = _block_problem()
+    report = cross_check(spec, params, x, y, {"handwritten": hw}, masks=masks,
+                         finite_differences=True)
+    assert "first disagreement in derivation order: layer 1 d_gamma (handwritten vs finite " \
+        "differences)" in report.verdict(), report.verdict()
+
+
+def test_cross_check_refuses_masks_for_a_spec_without_dropout() -> None:
     spec = hw.NetworkSpec((2, 3, 1), ("tanh", "identity"))
     x, y = np.ones((4, 2)), np.ones((4, 1))
     with pytest.raises(ValueError, match="this spec has no dropout: give masks=None"):
