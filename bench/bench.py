@@ -38,6 +38,7 @@ from progress_lines import progress  # bench/progress_lines.py, beside this scri
 
 import handwritten as hw
 from bpnet import implementations
+from bpnet.allocator import keep_freed_memory
 from bpnet.check import cross_check
 from bpnet.problems import Problem, random_problems
 from handwritten.seed import BLOG_SPEC
@@ -58,7 +59,9 @@ TARGETS = {
 GEMM_SHARE_TARGET = 0.85
 
 
-def environment() -> dict[str, Any]:
+def environment(allocator: bool = False) -> dict[str, Any]:
+    """Versions, threads and BLAS of the three implementations; ``allocator``: whether
+    glibc's trim and mmap thresholds were raised (``bpnet.allocator``)."""
     import threadpoolctl
     import torch
 
@@ -71,7 +74,9 @@ def environment() -> dict[str, Any]:
             "torch_threads": torch.get_num_threads(),
             "torch_blas": "mkl" if torch.backends.mkl.is_available() else "other",
             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "jax": jax.__version__, "jax_devices": [str(d) for d in jax.devices()]}
+            "jax": jax.__version__, "jax_devices": [str(d) for d in jax.devices()],
+            "allocator": ("glibc, freed memory kept (bpnet.allocator.keep_freed_memory)"
+                          if allocator else "the C library's defaults")}
 
 
 def timed(fn: Callable[[], Any], repeats: int) -> float:
@@ -564,11 +569,14 @@ def main() -> int:
                              "(docs/measured/bench.json is the one the docs show)")
     args = parser.parse_args()
     repeats = 3 if args.quick else 7
+    # every row in the same allocator state, whatever ran before it: without this, the
+    # conv rows' page faults depended on whether the large networks had run first
+    kept = keep_freed_memory()
     implementations.pin_xla_numerics()
     show = progress("bench.py", 2 + 2 * len(SIZES) + 6)     # one line as each case starts
 
     show("environment")
-    env = environment()
+    env = environment(kept)
     show("GEMM peak")
     peaks = {dtype: gemm_peak(dtype) for dtype in ("float32", "float64")}
     rows = []
