@@ -130,6 +130,27 @@ def test_the_inputs_memory_layout_changes_no_number(p: Problem) -> None:
                                   rtol=RTOL64, atol_scale=ATOL64_SCALE)
 
 
+@given(conv_problems(max_batch=4))
+def test_d_w_summed_block_by_block_is_the_whole_sum(p: Problem) -> None:
+    """``corr`` sums d_W over the columns (n, y, x) CORR_BLOCK at a time, and the drawn
+    networks' columns fit in one block (the sum the references check).  In blocks of 3
+    columns -- many blocks, the last one partial -- every gradient must be the same sum in
+    another order: equal to RTOL64.  A block left out, or counted twice, changes d_W by
+    O(1)."""
+    from unittest import mock
+
+    from handwritten.layers import conv
+
+    _, expected = hw.loss_and_grads(p.spec, p.params, p.x, p.y, p.masks)
+    with mock.patch.object(conv, "CORR_BLOCK", 3):
+        _, got = hw.loss_and_grads(p.spec, p.params, p.x, p.y, p.masks)
+    for path, ours, theirs in zip(p.spec.paths, got, expected):
+        assert ours.keys() == theirs.keys()
+        for name in theirs:
+            assert_leaf_close(ours[name], theirs[name], f"node {path} d_{name}", rtol=RTOL64,
+                              atol_scale=ATOL64_SCALE)
+
+
 # the geometry from first principles ----------------------------------------------------------
 
 CTX = Context()
