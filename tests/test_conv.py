@@ -19,6 +19,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 import handwritten as hw
+from bpnet.compare import compare_trace
 from bpnet.problems import Problem
 from bpnet.tolerances import ATOL64_SCALE, RTOL64
 from handwritten.layers import (
@@ -38,6 +39,7 @@ from handwritten.layers import (
     Sequential,
     fold,
 )
+from handwritten.spec import BACKWARD_QUANTITIES, FORWARD_QUANTITIES
 from tests.helpers import assert_leaf_close, assert_unchanged, snapshot
 from tests.strategies import conv_problems
 from tests.test_layers import (
@@ -109,25 +111,32 @@ def _stored_batch_last(x: np.ndarray) -> np.ndarray:
     return np.moveaxis(np.ascontiguousarray(np.moveaxis(x, 0, -1)), -1, 0)
 
 
+# a GroupNorm's d_beta under a BatchNorm2d: 0 in exact arithmetic, a residue of rounding
+# that the input's layout changes (found by the dev profile)
+CANCELLING = Problem(Sequential([Activation("gelu"), GroupNorm(1, 1), BatchNorm2d(1), Flatten(),
+                                 Dense(8, 1)], "mse", in_shape=(1, 4, 2)), batch=4, seed=0)
+
+
 @given(conv_problems(max_batch=4))
+@example(CANCELLING)
 def test_the_inputs_memory_layout_changes_no_number(p: Problem) -> None:
     """The layers store the images they make batch-last (conv.py's docstring) and take an
     input stored any way: torch's order, Fortran's, or batch-last.  A write into a copy a
     reshape made (a layout bug) would change a value by O(1); the only difference allowed
     is the order of a reduction's terms (a batch sum over a differently strided array),
     a few ulps: RTOL64, the suite's bound for the same equations summed in another
-    order."""
+    order.  A batch sum (d_b, d_beta, d_gamma) is judged on the scale of its terms
+    (``compare_trace``, ``bpnet.tolerances.batch_sum_terms``): where it cancels to 0 -- a
+    GroupNorm's d_beta under a BatchNorm2d -- another order leaves another residue."""
     expected = hw.trace(p.spec, p.params, p.x, p.y, p.masks)
     for layout in (np.asfortranarray, _stored_batch_last):
         got = hw.trace(p.spec, p.params, layout(p.x), p.y, p.masks)
-        assert_leaf_close(np.asarray(got.loss), np.asarray(expected.loss), "loss",
-                          rtol=RTOL64)
-        for path, ours, theirs in zip(p.spec.paths, got.layers, expected.layers):
+        for ours, theirs in zip(got.layers, expected.layers):
             assert ours.keys() == theirs.keys()
-            for name in theirs:
-                assert_leaf_close(ours[name], theirs[name],
-                                  f"node {path} {name} ({layout.__name__})",
-                                  rtol=RTOL64, atol_scale=ATOL64_SCALE)
+            assert set(ours) <= {*FORWARD_QUANTITIES, *BACKWARD_QUANTITIES}  # all compared
+        reports = compare_trace(got, expected, rtol=RTOL64, atol_scale=ATOL64_SCALE)
+        failed = [str(r) for r in reports if not r.ok]
+        assert not failed, f"input stored as {layout.__name__}: {failed[0]}"
 
 
 @given(conv_problems(max_batch=4))
