@@ -192,7 +192,7 @@ class _ConvNd:
     @property
     def geometry(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
         """(kernel_size, stride, dilation), each a tuple of one int per spatial axis (as
-        ``__post_init__`` stores them)."""
+        ``__post_init__`` stores them): what ``windows`` takes (the padding is ``pads``)."""
         return cast(tuple[int, ...], self.kernel_size), cast(tuple[int, ...], self.stride), \
             cast(tuple[int, ...], self.dilation)
 
