@@ -410,7 +410,7 @@ MUTATIONS = [
              "layers/dense.py:Dense.tangent", 'z_dot += h_dot @ p["W"]',
              'z_dot += 0 * h_dot @ p["W"]', shown=JVP_SHOWN),
     Mutation("norm_tangent_without_the_variance_path", "a norm's tangent forgets how the "
-             "variance moves", "layers/norm.py:_Norm._input_tangent",
+             "variance moves", "layers/norm.py:normalize_tangent",
              "return var_dot, inv_std * c_dot - x_hat * var_dot * inv_std**2 / 2",
              "return var_dot, inv_std * c_dot", shown=JVP_SHOWN),
     Mutation("norm_tangent_without_gamma_dot", "a norm's tangent forgets gamma_dot x_hat",

@@ -12,7 +12,8 @@ and the backward's compact form, N the count along the axis, s = 1 / sqrt(var + 
     d_h     = s / N * (N d_x_hat - sum(d_x_hat) - x_hat * sum(d_x_hat * x_hat))
 
 (``handwritten.blocks`` holds the arithmetic; docs/derivation.md derives it node by node.)
-Forward mode, the same graph differentiated forwards, with c = h - mu:
+Forward mode, the same graph differentiated forwards, with c = h - mu
+(``normalize_tangent``: var_dot, x_hat_dot):
 
     mu_dot    = mean(h_dot)
     c_dot     = h_dot - mu_dot
@@ -45,6 +46,28 @@ import numpy as np
 from handwritten import blocks
 from handwritten.layers.base import Array, Cache, Context, Shape, features
 from handwritten.spec import BATCH_NORM_MOMENTUM, NORM_EPS, positive_int
+
+
+def normalize_tangent(norm: str, x_hat: Array, var: Array, h_dot: Array | None
+                      ) -> tuple[Any, Any]:
+    """The norm's forward in training mode (the statistics move with the input)
+    differentiated along the input's tangent h_dot, from its forward's x_hat and var:
+    (var_dot, x_hat_dot), var_dot kept along the axis (broadcastable); both 0 where h_dot
+    is None (the input is data).  With c = h - mu = x_hat / s:
+
+        c_dot     = h_dot - mean(h_dot)
+        var_dot   = 2 mean(c * c_dot) = 2 mean(x_hat * c_dot) / s
+        x_hat_dot = s c_dot - x_hat * var_dot * s**2 / 2
+
+    Every norm layer's tangent and R-operator below reads it (GroupNorm on its rows, as
+    layer norm); ``norm`` is "batch" or "layer" (``blocks.AXES``)."""
+    if h_dot is None:
+        return 0.0, 0.0
+    axis = blocks.AXES[norm]
+    inv_std = 1 / np.sqrt(np.expand_dims(var, axis) + NORM_EPS)
+    c_dot = h_dot - h_dot.mean(axis=axis, keepdims=True)
+    var_dot = 2 * np.mean(x_hat * c_dot, axis=axis, keepdims=True) / inv_std
+    return var_dot, inv_std * c_dot - x_hat * var_dot * inv_std**2 / 2
 
 
 @dataclass(frozen=True)
@@ -115,20 +138,9 @@ class _Norm:
             return {"mu": np.zeros_like(cache["mu"]), "var": np.zeros_like(cache["var"]),
                     "x_hat": np.zeros_like(x_hat), "n": n_dot}
         axis = blocks.AXES[self.NORM]
-        var_dot, x_hat_dot = self._input_tangent(cache, h_dot)
+        var_dot, x_hat_dot = normalize_tangent(self.NORM, x_hat, cache["var"], h_dot)
         return {"mu": h_dot.mean(axis=axis), "var": np.squeeze(var_dot, axis),
                 "x_hat": x_hat_dot, "n": n_dot + p["gamma"] * x_hat_dot}
-
-    def _input_tangent(self, cache: Cache, h_dot: Array | None) -> tuple[Any, Any]:
-        """(var_dot, x_hat_dot) of the training-mode statistics along h_dot (the tangent's)."""
-        if h_dot is None:
-            return 0.0, 0.0
-        axis = blocks.AXES[self.NORM]
-        x_hat = cache["x_hat"]
-        inv_std = 1 / np.sqrt(np.expand_dims(cache["var"], axis) + NORM_EPS)
-        c_dot = h_dot - h_dot.mean(axis=axis, keepdims=True)
-        var_dot = 2 * np.mean(x_hat * c_dot, axis=axis, keepdims=True) / inv_std
-        return var_dot, inv_std * c_dot - x_hat * var_dot * inv_std**2 / 2
 
     def r_backward(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
                    p_dot: dict[str, Array], d_n: Array | None, r_d_n: Array, ctx: Context,
@@ -139,7 +151,7 @@ class _Norm:
         x_hat, gamma = cache["x_hat"], p["gamma"]
         count = x_hat.shape[axis]
         inv_std = 1 / np.sqrt(np.expand_dims(cache["var"], axis) + NORM_EPS)
-        var_dot, x_hat_dot = self._input_tangent(cache, h_dot)
+        var_dot, x_hat_dot = normalize_tangent(self.NORM, x_hat, cache["var"], h_dot)
         r_d_x_hat = r_d_n * gamma
         r_gamma = np.sum(r_d_n * x_hat, axis=0)
         if d_n is not None:
@@ -451,7 +463,9 @@ class GroupNorm:
             r_d_x_hat = r_d_x_hat + d_n * gamma_dot
             d_x_hat = self._rows(d_n * gamma)
             if h_dot is not None:
-                _, x_hat_dot = core._input_tangent(cache["rows"], self._rows(h_dot))
+                rows_cache = cache["rows"]           # the core's: a layer norm on the rows
+                _, x_hat_dot = normalize_tangent("layer", rows_cache["x_hat"],
+                                                        rows_cache["var"], self._rows(h_dot))
                 r_gamma = r_gamma + self._sum(d_n * np.reshape(x_hat_dot, x_hat.shape))
         r_d_h, _, _ = core.r_backward(unit, cache["rows"],
                                       None if h_dot is None else self._rows(h_dot), zero,
