@@ -19,7 +19,7 @@ import os
 import sys
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
@@ -473,12 +473,9 @@ def cmd_hessian(args: argparse.Namespace) -> int:
             raise UsageError(f"bpnet hessian takes no dropout ({', '.join(dropout)}): the "
                              "objective of a run with dropout is random, a new mask every "
                              "step; give the network without it")
-        _load("reference_jax")          # the exact spectrum's loss: every kind its counterpart
-        from reference_jax.layers import check_kinds
-        try:
-            check_kinds(spec)
-        except NotImplementedError as error:
-            raise UsageError(str(error)) from None
+        # the exact spectrum is jax.hessian of reference_jax's loss: every name the network
+        # uses (its layer kinds, activations, loss) needs its counterpart there, and there only
+        _refuse_gaps(spec, references={"reference_jax": _load("reference_jax")})
     n_params = sum(w.size for layer in case.params for w in layer.values())
     if not 1 <= args.top < n_params:
         raise UsageError(f"--top must be between 1 and the number of params - 1 "
@@ -586,10 +583,11 @@ def _references() -> dict[str, Any]:
 
 
 def _refuse_gaps(spec: hw.NetworkSpec | hw.Sequential | None = None,
-                 optimizer: hw.OptimizerSpec | None = None, init: str = "") -> None:
-    """Exit 2 with one line when a name the run uses (its activations, loss, norms,
-    optimizer, schedule and init scheme; or any registered, without a spec) has no reference
-    counterpart."""
+                 optimizer: hw.OptimizerSpec | None = None, init: str = "",
+                 references: Mapping[str, Any] | None = None) -> None:
+    """Exit 2 with one line when a name the run uses (its activations, loss, norms or layer
+    kinds, optimizer, schedule and init scheme; or any registered, without a spec) has no
+    counterpart in a reference (``references``: every one, unless the run needs fewer)."""
     names: set[str] | None = None
     if isinstance(spec, hw.Sequential):
         names = {*(layer.name.partition(":")[0] for _, layer in spec.nodes
@@ -603,7 +601,7 @@ def _refuse_gaps(spec: hw.NetworkSpec | hw.Sequential | None = None,
             names |= {optimizer.name, *([optimizer.schedule.name] if optimizer.schedule else [])}
         if init:
             names.add(init)
-    gaps = check_all.registry_gaps(_references(), names)
+    gaps = check_all.registry_gaps(_references() if references is None else references, names)
     if gaps:
         raise UsageError(gaps[0] + (f" (and {len(gaps) - 1} more)" if len(gaps) > 1 else ""))
 

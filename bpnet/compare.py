@@ -189,18 +189,52 @@ def _bias_on_its_terms(report: LeafReport, actual: Any, expected: Any, rtol: flo
                        check_dtype)
 
 
+R_FORWARD = tuple(f"R{{{q}}}" for q in FORWARD)
+R_BACKWARD = tuple(f"R{{{q}}}" for q in BACKWARD)
+"""The R-quantities a layer or node of an R-trace may hold, in the order the passes form
+them: the tangents of the trace's forward quantities, then R of its backward ones."""
+
+
 def compare_r_trace(actual: Sequence[Mapping[str, Any]], expected: Sequence[Mapping[str, Any]],
-                    *, rtol: float, atol_scale: float, check_dtype: bool = True
-                    ) -> list[LeafReport]:
+                    *, rtol: float, atol_scale: float, check_dtype: bool = True,
+                    spread: Sequence[Mapping[str, Any]] | None = None,
+                    terms: Sequence[Mapping[str, np.ndarray]] | None = None,
+                    paths: Sequence[str] | None = None) -> list[LeafReport]:
     """Two R-operator traces (``handwritten.derivatives.r_trace``), in the order the passes
-    form them: R{z}, R{a} from the input up, then R{d_a}, R{d_z}, R{d_W}, R{d_b} from the
-    output layer down -- the first failing report is the first wrong second-order step."""
-    forward = compare_layers(actual, expected, ("R{z}", "R{a}"), rtol=rtol,
+    form them: R{z}, R{a} (a Sequential's node: every forward quantity's R{.}) from the
+    input up, then R{d_a}, R{d_z}, R{d_W}, R{d_b} (every backward quantity's) from the
+    output layer down -- the first failing report is the first wrong second-order step.
+
+    ``spread``: a second reference's R-trace of the same case, as in ``compare_trace``: a
+    quantity may also differ from ``expected`` by SPREAD_FACTOR times the two references'
+    own largest difference in it (a norm's R-backward, like its backward, is the residue of
+    a cancellation).  ``terms``: per layer (node), {R-name: |terms|, leading batch axis} of
+    each R-quantity that is a sum over the batch (R{d_W}, R{d_b}, R{d_gamma}, R{d_beta}):
+    judged on the scale of its terms, as ``compare_trace`` judges d_b (it is 0 in exact
+    arithmetic where a batch norm follows).  ``paths``: a Sequential's node paths, named in
+    each report."""
+    forward = compare_layers(actual, expected, R_FORWARD, rtol=rtol,
                              atol_scale=atol_scale, check_dtype=check_dtype)
-    backward = compare_layers(actual, expected, ("R{d_a}", "R{d_z}", "R{d_W}", "R{d_b}"),
-                              rtol=rtol, atol_scale=atol_scale, reverse=True,
-                              check_dtype=check_dtype)
-    return [*forward, *backward]
+    backward = compare_layers(actual, expected, R_BACKWARD, rtol=rtol, atol_scale=atol_scale,
+                              reverse=True, check_dtype=check_dtype)
+    reports = []
+    for r in (*forward, *backward):
+        l, q = r.layer, r.quantity
+        if not r.ok and not r.problem and l is not None:
+            extra = 0.0
+            found = None if terms is None else terms[l].get(q)
+            if found is not None and found.size:
+                extra += float((rtol * found.sum(axis=0)).max()) + \
+                    atol_scale * found.shape[0] * float(found.max())
+            if spread is not None and q in spread[l]:
+                theirs = np.asarray(expected[l][q], dtype=np.float64)
+                other = np.asarray(spread[l][q], dtype=np.float64)
+                if theirs.shape == other.shape:
+                    extra += SPREAD_FACTOR * float(np.abs(theirs - other).max(initial=0.0))
+            if extra:
+                r = _with_floor(r, actual[l][q], expected[l][q], extra, rtol, check_dtype)
+        reports.append(r if paths is None or l is None else dataclasses.replace(r, path=paths[l]))
+    return reports
 
 
 def compare_params(actual: Sequence[Mapping[str, Any]], expected: Sequence[Mapping[str, Any]],

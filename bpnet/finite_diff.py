@@ -68,31 +68,22 @@ def network_grads(spec: Any, params: list[dict[str, np.ndarray]], x: np.ndarray,
                  if isinstance(layer, Activation) and activation(layer.name).kinked]
         pools = [i for i, (_, layer) in enumerate(spec.nodes) if isinstance(layer, MaxPool2d)]
 
-        def f_nodes() -> tuple[float, tuple[bytes, ...]]:
+        def f() -> tuple[float, tuple[bytes, ...]]:
             _, caches = fold.forward(spec, work, x, run)
             value = float(fold.loss_value(spec, work, caches, y))
             return value, (*((caches[i]["z"] > 0).tobytes() for i in kinks),
                            *(caches[i]["arg"].tobytes() for i in pools))
+    else:
+        kinked = [l for l, name in enumerate(spec.activations) if activation(name).kinked]
 
-        found = [{k: central_diff_leaf(f_nodes, leaf) for k, leaf in layer.items()}
-                 for layer in work]
-        return ([{k: g for k, (g, _) in layer.items()} for layer in found],
-                [{k: m for k, (_, m) in layer.items()} for layer in found])
-    kinked = [l for l, name in enumerate(spec.activations) if activation(name).kinked]
+        def f() -> tuple[float, tuple[bytes, ...]]:
+            _, cache = forward(spec, work, x, masks)
+            value = float(loss_value(spec, work, cache, y))
+            # the activation's input: n after a norm, else z
+            return value, tuple((cache[l].get("n", cache[l]["z"]) > 0).tobytes()
+                                for l in kinked)
 
-    def f() -> tuple[float, tuple[bytes, ...]]:
-        _, cache = forward(spec, work, x, masks)
-        value = float(loss_value(spec, work, cache, y))
-        # the activation's input: n after a norm, else z
-        return value, tuple((cache[l].get("n", cache[l]["z"]) > 0).tobytes() for l in kinked)
-
-    grads, valid = [], []
-    for layer in work:
-        g: dict[str, np.ndarray] = {}
-        m: dict[str, np.ndarray] = {}
-        for key in ("W", "b", "gamma", "beta"):
-            if key in layer:
-                g[key], m[key] = central_diff_leaf(f, layer[key])
-        grads.append(g)
-        valid.append(m)
-    return grads, valid
+    # every leaf of every layer (node), in its own key order: W, b (gamma, beta)
+    found = [{k: central_diff_leaf(f, leaf) for k, leaf in layer.items()} for layer in work]
+    return ([{k: g for k, (g, _) in layer.items()} for layer in found],
+            [{k: m for k, (_, m) in layer.items()} for layer in found])

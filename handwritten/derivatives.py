@@ -158,14 +158,16 @@ def loss_second(spec: NetworkSpec) -> LossSecond:
 def check_plain(spec: NetworkSpec) -> None:
     """r_trace and the per-example gradient norms name the quantities of dense layers; a
     hidden block's norm, dropout or skip is refused by name there (jvp, hvp, gnvp and the
-    per-example gradients take blocks, through the layers of ``handwritten.layers``)."""
+    per-example gradients take blocks, through the layers of ``handwritten.layers``; a
+    Sequential's r_trace names every node's quantities)."""
     for l in range(spec.n_layers - 1):
         for name, value, off in (("norms", spec.norms[l], None), ("dropout", spec.dropout[l], 0.0),
                                  ("residual", spec.residual[l], False)):
             if value != off:
                 raise ValueError(f"spec.{name}[{l}] = {value!r}: r_trace and the per-example "
                                  "gradient norms name dense layers' quantities only; hvp, "
-                                 "gnvp, jvp and per_example_grads take hidden blocks")
+                                 "gnvp, jvp and per_example_grads take hidden blocks (and "
+                                 "r_trace the compiled Sequential, compile_network(spec))")
 
 
 def check_second_order(spec: NetworkSpec) -> None:
@@ -281,10 +283,17 @@ def gnvp(spec: NetworkSpec | Sequential, params: Params, x: Array, y: Array, v: 
     return [{"W": r["R{d_W}"], "b": r["R{d_b}"]} for r in layers]
 
 
-def r_trace(spec: NetworkSpec, params: Params, x: Array, y: Array, v: Params
-            ) -> list[dict[str, Array]]:
+def r_trace(spec: NetworkSpec | Sequential, params: Params, x: Array, y: Array, v: Params,
+            masks: Masks | None = None) -> list[dict[str, Array]]:
     """Every R-quantity of ``hvp``, per layer: R{z}, R{a}, R{d_a}, R{d_z}, R{d_W}, R{d_b}
-    (no R{d_a} at a fused output), so a check names the first wrong step."""
+    (no R{d_a} at a fused output), so a check names the first wrong step.
+
+    A ``Sequential`` (with its dropout's ``masks``): one dict per node, R{q} for every
+    quantity q its ``trace`` names (``handwritten.layers.fold.r_trace``: each layer's
+    ``tangent`` / ``tangents`` and ``r_backward``)."""
+    if isinstance(spec, Sequential):
+        return fold.r_trace(spec, params, x, y, v, masks)
+    _no_masks(masks, "r_trace")
     cache, layers = _second_order(spec, params, x, y, v, gauss_newton=False)
     return [{"R{z}": c["z_dot"], "R{a}": c["a_dot"], **r} for c, r in zip(cache, layers)]
 

@@ -5,6 +5,7 @@
     gnvp                 jax.jvp of the loss's input, the loss's Hessian there (jax.jvp of
                          its jax.grad), then jax.vjp back through the network
     r_trace              jax.jvp, along v, of every quantity of reference_jax's trace
+                         (a Sequential's: of reference_jax.layers' trace)
     per_example_grads    jax.vmap(jax.grad(one sample's loss)), times the reduction's share
                          of that sample (1/batch under "mean")
 
@@ -14,6 +15,8 @@ jvp, hvp, gnvp and per_example_grads take a NetworkSpec with hidden blocks (norm
 mode, dropout with its masks, one per hidden layer, residual skips: reference_jax.network's
 forward), and a ``Sequential`` (its dropout's masks, one entry per node), which they hand to
 reference_jax.layers: the same calls on the fold of its layers.
+r_trace takes a plain NetworkSpec (per layer) and a ``Sequential`` (per node, with its
+masks), not a NetworkSpec's hidden blocks, as handwritten's.
 """
 
 from __future__ import annotations
@@ -130,10 +133,14 @@ def _gnvp(spec: NetworkSpec, params: JaxParams, v: JaxParams, x: jax.Array, y: j
 
 
 @float64
-def r_trace(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray, v: Params
-            ) -> list[dict[str, np.ndarray]]:
+def r_trace(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray, y: np.ndarray,
+            v: Params, masks: Masks | None = None) -> list[dict[str, np.ndarray]]:
     """handwritten.derivatives.r_trace's contract: jax.jvp, along v, of reference_jax's
-    trace (every z, a and autograd's d_a, d_z, d_W, d_b)."""
+    trace (every z, a and autograd's d_a, d_z, d_W, d_b).  A ``Sequential`` (its dropout's
+    ``masks``, one entry per node): reference_jax.layers.r_trace, of that module's trace."""
+    if isinstance(spec, Sequential):
+        return sequential.r_trace(spec, params, x, y, v, masks)
+    _no_masks(masks, "r_trace")
     _, cache, d_p, d_z, d_a, _ = _trace_tangents(spec, *_checked(spec, params, x, y, v))
     layers = []
     for l in range(spec.n_layers):

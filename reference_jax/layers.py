@@ -31,9 +31,10 @@ Each entry point is one jitted program per Sequential (a static argument) and sh
 
 Second order, as reference_jax.derivatives does it for a NetworkSpec:
 
-    hvp    jax.jvp of jax.grad of the loss (forward over reverse)
-    gnvp   jax.jvp of the loss's input, the loss's Hessian there (jax.jvp of its jax.grad),
-           jax.vjp back through the layers, plus lambda W_dot
+    hvp      jax.jvp of jax.grad of the loss (forward over reverse)
+    r_trace  jax.jvp, along v, of every quantity of the trace above
+    gnvp     jax.jvp of the loss's input, the loss's Hessian there (jax.jvp of its
+             jax.grad), jax.vjp back through the layers, plus lambda W_dot
 
 Training (``reference_jax.training.train``) takes each step's loss and every BatchNorm1d's
 (BatchNorm2d's) batch mean, variance and count from ``loss_and_statistics``, and moves the
@@ -350,6 +351,35 @@ def trace(seq: Sequential, params: Params, x: np.ndarray, y: np.ndarray,
         node |= {f"d_{k}": g for k, g in d_p.items()}
         out.append(node)
     return Trace.from_layers(loss, out)
+
+
+@partial(jax.jit, static_argnums=5)
+def _trace_tangents(params: JaxParams, v: JaxParams, x: jax.Array, y: jax.Array,
+                    masks: JaxMasks, seq: Sequential) -> Any:
+    _, tangents = jax.jvp(lambda p: _trace(p, x, y, masks, seq), (params,), (v,))
+    return tangents
+
+
+@float64
+def r_trace(seq: Sequential, params: Params, x: np.ndarray, y: np.ndarray, v: Params,
+            masks: Sequence[Any] | None = None) -> list[dict[str, np.ndarray]]:
+    """Every R-quantity of the hvp: jax.jvp, along v, of ``trace``'s every quantity (the
+    forward ones, autograd's d_ of each graph quantity and of each param), one dict per
+    node with ``trace``'s names as R{name}."""
+    checks.check_problem(seq, params, x, y, masks)
+    checks.check_params(seq, v, checks.check_x(seq, x), name="v")
+    check_kinds(seq)
+    _, nodes, d_params, d_q = _trace_tangents(to_jax(params), to_jax(v), jnp.asarray(x),
+                                              jnp.asarray(y), _masks(masks), seq)
+    last = len(seq.nodes) - 1
+    out = []
+    for i, (quantities, d_graph, d_p) in enumerate(zip(nodes, d_q, d_params)):
+        node = dict(quantities)
+        if not (seq.fused_output and i == last):
+            node |= {f"d_{k}": g for k, g in d_graph.items()}
+        node |= {f"d_{k}": g for k, g in d_p.items()}
+        out.append({f"R{{{k}}}": np.array(t) for k, t in node.items()})
+    return out
 
 
 @partial(jax.jit, static_argnums=3)

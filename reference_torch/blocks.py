@@ -5,7 +5,7 @@ The normalization is F.batch_norm / F.layer_norm *without* their affine weight a
 that x_hat is a node of the graph (the trace compares d_x_hat); the affine gamma * x_hat +
 beta is then one multiply and one add, as torch's own kernels compute it.  mu and var are
 reported for the trace from torch.var_mean (biased, as the norms normalize); they are
-forward values, not part of the graph.
+forward values, not part of the graph (except for the R-trace, which differentiates them).
 """
 
 from __future__ import annotations
@@ -25,15 +25,17 @@ F.layer_norm's)."""
 
 
 def normalize(norm: str, z: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
-              running: dict[str, torch.Tensor] | None = None, training: bool = True
-              ) -> dict[str, torch.Tensor]:
+              running: dict[str, torch.Tensor] | None = None, training: bool = True,
+              statistics_in_graph: bool = False) -> dict[str, torch.Tensor]:
     """{"mu", "var", "x_hat", "n"} of handwritten.blocks.normalize, by torch's kernels.
 
     ``running``: batch norm's running statistics {"mean", "var"} (buffers, as
     torch.nn.BatchNorm1d holds them).  In training mode F.batch_norm updates them in place
     itself (momentum 0.1, unbiased variance: torch's own rule, not ours); with
     ``training=False`` it normalizes with them (evaluation mode: x_hat and n only);
-    NotImplementedError for a norm handwritten has and AXES has not."""
+    NotImplementedError for a norm handwritten has and AXES has not.
+    ``statistics_in_graph``: mu and var computed in the graph (the R-trace differentiates
+    them along a direction), not as forward values only."""
     axis = counterpart(AXES, "norm", norm, "reference_torch/blocks.py")
     if norm == "batch" and not training:
         assert running is not None
@@ -45,7 +47,8 @@ def normalize(norm: str, z: torch.Tensor, gamma: torch.Tensor, beta: torch.Tenso
                              eps=NORM_EPS)
     else:
         x_hat = F.layer_norm(z, (z.shape[1],), eps=NORM_EPS)
-    var, mu = torch.var_mean(z.detach(), dim=axis, correction=0)
+    var, mu = torch.var_mean(z if statistics_in_graph else z.detach(), dim=axis,
+                             correction=0)
     return {"mu": mu, "var": var, "x_hat": x_hat, "n": x_hat * gamma + beta}
 
 

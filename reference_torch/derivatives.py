@@ -9,7 +9,8 @@ torch's own binary_cross_entropy double backward adds 1e-12 to a and 1 - a).
     gnvp                 torch.func.jvp of the loss's input, the loss's Hessian there
                          (torch.autograd.functional.hvp), then torch.func.vjp back
     r_trace              torch.autograd.functional.jvp of every quantity of the trace
-                         (z, a and autograd's d_a, d_z, d_W, d_b against zero perturbations)
+                         (z, a and autograd's d_a, d_z, d_W, d_b against zero perturbations;
+                         a Sequential's: of reference_torch.layers' trace)
     per_example_grads    torch.func.vmap(torch.func.grad(one sample's loss)), times the
                          reduction's share of that sample (1/batch under "mean")
 
@@ -17,6 +18,8 @@ jvp, hvp, gnvp and per_example_grads take a NetworkSpec with hidden blocks (norm
 mode, dropout with its masks, one per hidden layer, residual skips: reference_torch.network's
 forward), and a ``Sequential`` (its dropout's masks, one entry per node), which they hand to
 reference_torch.layers: the same framework calls on the fold of its layers.
+r_trace takes a plain NetworkSpec (per layer) and a ``Sequential`` (per node, with its
+masks), not a NetworkSpec's hidden blocks, as handwritten's.
 """
 
 from __future__ import annotations
@@ -186,13 +189,19 @@ def gauss_newton(loss_input: Any, tp: TorchParams, tv: TorchParams, name: str,
     return product
 
 
-def r_trace(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray, v: Params
-            ) -> list[dict[str, np.ndarray]]:
+def r_trace(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray, y: np.ndarray,
+            v: Params, masks: Masks | None = None) -> list[dict[str, np.ndarray]]:
     """handwritten.derivatives.r_trace's contract: torch.autograd.functional.jvp (the double
     backward trick), along v, of a function returning every z, a and autograd's d_a, d_z,
     d_W, d_b (gradients against zero perturbations of every z and a, create_graph=True).
     torch.func.jvp over torch.func.grad would be the direct form, but fails on mse_loss in
-    torch 2.13 ("ZeroTensors are immutable")."""
+    torch 2.13 ("ZeroTensors are immutable").  A ``Sequential`` (its dropout's ``masks``,
+    one entry per node): reference_torch.layers.r_trace, of that module's trace."""
+    if isinstance(spec, Sequential):
+        # deferred: layers imports this module
+        from reference_torch import layers
+        return layers.r_trace(spec, params, x, y, v, masks)
+    _no_masks(masks, "r_trace")
     tp, tv, tx, ty = _checked(spec, params, x, y, v)
     n = spec.n_layers
 
@@ -212,14 +221,14 @@ def r_trace(spec: NetworkSpec, params: Params, x: np.ndarray, y: np.ndarray, v: 
     _, tangents = torch.autograd.functional.jvp(quantities, _flat(tp), _flat(tv))
     t = [g.detach().numpy() for g in tangents]
     z_dot, a_dot, d_p, d_z, d_a = t[:n], t[n:2 * n], t[2 * n:4 * n], t[4 * n:5 * n], t[5 * n:]
-    layers = []
+    found = []
     for l in range(n):
         layer = {"R{z}": z_dot[l], "R{a}": a_dot[l], "R{d_a}": d_a[l], "R{d_z}": d_z[l],
                  "R{d_W}": d_p[2 * l], "R{d_b}": d_p[2 * l + 1]}
         if spec.fused_output and l == n - 1:
             del layer["R{d_a}"]
-        layers.append(layer)
-    return layers
+        found.append(layer)
+    return found
 
 
 def per_example_grads(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray,

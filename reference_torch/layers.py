@@ -29,9 +29,11 @@ d_gamma, d_beta; mu and var are forward values (``reference_torch.blocks``).
 
 Second order, as reference_torch.derivatives does it for a NetworkSpec:
 
-    hvp    torch.autograd.functional.hvp of the loss (double backward)
-    gnvp   torch.func.jvp of the loss's input, the loss's Hessian there
-           (torch.autograd.functional.hvp), torch.func.vjp back, plus lambda W_dot
+    hvp      torch.autograd.functional.hvp of the loss (double backward)
+    gnvp     torch.func.jvp of the loss's input, the loss's Hessian there
+             (torch.autograd.functional.hvp), torch.func.vjp back, plus lambda W_dot
+    r_trace  torch.autograd.functional.jvp of every quantity of the trace (autograd's
+             gradients by torch.autograd.grad with create_graph=True; mu, var in the graph)
 
 bce written out in torch ops (``SECOND_ORDER_LOSSES``) wherever a second derivative is taken.
 Training (``reference_torch.training.train``) folds the same layers, each BatchNorm1d's
@@ -91,6 +93,9 @@ class Pass:
     running: Sequence[Tensors] | None = None
     retain: bool = False
     """The trace: every graph quantity keeps its .grad."""
+    statistics_in_graph: bool = False
+    """The R-trace: a norm's mu and var are computed in the graph (differentiable along a
+    direction), not as forward values only."""
     nodes: list[Tensors] = field(default_factory=list)
 
     def fold(self, layers: Sequence[Any], h: torch.Tensor) -> torch.Tensor:
@@ -141,14 +146,16 @@ def batch_norm(layer: Any, i: int, h: torch.Tensor, run: Pass) -> Tensors:
     p = run.params[i]
     if run.training:
         return blocks.normalize("batch", h, p["gamma"], p["beta"],
-                                None if run.running is None else run.running[i])
+                                None if run.running is None else run.running[i],
+                                statistics_in_graph=run.statistics_in_graph)
     assert run.running is not None, "evaluation mode needs the running statistics"
     return blocks.normalize("batch", h, p["gamma"], p["beta"], run.running[i], training=False)
 
 
 def layer_norm(layer: Any, i: int, h: torch.Tensor, run: Pass) -> Tensors:
     p = run.params[i]
-    return blocks.normalize("layer", h, p["gamma"], p["beta"])
+    return blocks.normalize("layer", h, p["gamma"], p["beta"],
+                            statistics_in_graph=run.statistics_in_graph)
 
 
 def dropout(layer: Any, i: int, h: torch.Tensor, run: Pass) -> Tensors:
@@ -195,6 +202,12 @@ def flatten(layer: Any, i: int, h: torch.Tensor, run: Pass) -> Tensors:
     return {"out": torch.flatten(h, 1)}
 
 
+def _statistics_input(h: torch.Tensor, run: Pass) -> torch.Tensor:
+    """What a norm's reported mu and var are computed from: h detached (forward values),
+    or h itself for the R-trace (``Pass.statistics_in_graph``)."""
+    return h if run.statistics_in_graph else h.detach()
+
+
 def batch_norm_2d(layer: Any, i: int, h: torch.Tensor, run: Pass) -> Tensors:
     """Spatial batch norm, as blocks.normalize does BatchNorm1d: F.batch_norm of the
     (batch, C, H, W) input without its affine (each channel over batch, H, W; given
@@ -212,7 +225,7 @@ def batch_norm_2d(layer: Any, i: int, h: torch.Tensor, run: Pass) -> Tensors:
         return {"x_hat": x_hat, "n": x_hat * gamma + beta}
     x_hat = F.batch_norm(h, mean, var_, training=True, momentum=BATCH_NORM_MOMENTUM,
                          eps=NORM_EPS)
-    var, mu = torch.var_mean(h.detach(), dim=(0, 2, 3), correction=0)
+    var, mu = torch.var_mean(_statistics_input(h, run), dim=(0, 2, 3), correction=0)
     return {"mu": mu, "var": var, "x_hat": x_hat, "n": x_hat * gamma + beta}
 
 
@@ -223,8 +236,8 @@ def group_norm(layer: Any, i: int, h: torch.Tensor, run: Pass) -> Tensors:
     p = run.params[i]
     shape = (-1, *(1,) * (h.dim() - 2))
     x_hat = F.group_norm(h, layer.num_groups, eps=NORM_EPS)
-    var, mu = torch.var_mean(h.detach().reshape(h.shape[0], layer.num_groups, -1), dim=2,
-                             correction=0)
+    var, mu = torch.var_mean(_statistics_input(h, run).reshape(h.shape[0], layer.num_groups,
+                                                               -1), dim=2, correction=0)
     return {"mu": mu, "var": var, "x_hat": x_hat,
             "n": x_hat * p["gamma"].reshape(shape) + p["beta"].reshape(shape)}
 
@@ -458,3 +471,38 @@ def gnvp(seq: Sequential, params: Params, x: np.ndarray, y: np.ndarray, v: Param
 
     product = gauss_newton(loss_input, tp, tv, seq.loss, ty, seq.reduction)
     return with_weight_decay(from_torch(product), v, seq.weight_decay)
+
+
+def r_trace(seq: Sequential, params: Params, x: np.ndarray, y: np.ndarray, v: Params,
+            masks: Sequence[Any] | None = None) -> list[dict[str, np.ndarray]]:
+    """Every R-quantity of the hvp, one dict per node with ``trace``'s names as R{name}:
+    torch.autograd.functional.jvp (the double backward trick), along v, of a function
+    returning every node's forward quantities (mu and var in the graph) and autograd's
+    gradient of the loss at each graph quantity and each param (torch.autograd.grad,
+    create_graph=True).  torch.func.jvp over torch.func.grad would be the direct form, but
+    fails on mse_loss in torch 2.13 ("ZeroTensors are immutable")."""
+    tp, tv, tx, ty = _second_order_inputs(seq, params, x, y, v, masks)
+    tx.requires_grad_(True)                  # every node in the graph, the first one too
+    names, size = keys(tp), len(tp)
+    last = len(seq.nodes) - 1
+    layout: list[tuple[int, str]] = []       # (node, name) of each returned tensor
+
+    def quantities(*flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        p = rebuild(names, size, flat)
+        run = Pass(p, masks=masks, retain=True, statistics_in_graph=True)
+        z, a = forward(seq, run, tx)
+        loss = loss_value(seq, p, z, a, ty, losses=SECOND_ORDER_LOSSES)
+        graph = [(i, k) for i, node in enumerate(run.nodes) for k in node
+                 if k in GRAPH and not (seq.fused_output and i == last)]
+        at = (*(run.nodes[i][k] for i, k in graph), *flat)
+        grads = torch.autograd.grad(loss, at, create_graph=True, allow_unused=True)
+        layout[:] = [(i, k) for i, node in enumerate(run.nodes) for k in node]
+        layout.extend((i, f"d_{k}") for i, k in (*graph, *names))
+        return (*(t for node in run.nodes for t in node.values()),
+                *(torch.zeros_like(t) if g is None else g for g, t in zip(grads, at)))
+
+    _, tangents = torch.autograd.functional.jvp(quantities, leaves(tp), leaves(tv))
+    out: list[dict[str, np.ndarray]] = [{} for _ in seq.nodes]
+    for (i, k), t in zip(layout, tangents):
+        out[i][f"R{{{k}}}"] = t.detach().numpy()
+    return out

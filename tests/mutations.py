@@ -410,11 +410,11 @@ MUTATIONS = [
              "layers/dense.py:Dense.tangent", 'z_dot += h_dot @ p["W"]',
              'z_dot += 0 * h_dot @ p["W"]', shown=JVP_SHOWN),
     Mutation("norm_tangent_without_the_variance_path", "a norm's tangent forgets how the "
-             "variance moves", "layers/norm.py:_Norm._input_tangent",
+             "variance moves", "layers/norm.py:normalize_tangent",
              "return var_dot, inv_std * c_dot - x_hat * var_dot * inv_std**2 / 2",
              "return var_dot, inv_std * c_dot", shown=JVP_SHOWN),
     Mutation("norm_tangent_without_gamma_dot", "a norm's tangent forgets gamma_dot x_hat",
-             "layers/norm.py:_Norm.tangent", 'n_dot = p_dot["gamma"] * x_hat + p_dot["beta"]',
+             "layers/norm.py:_Norm.tangents", 'n_dot = p_dot["gamma"] * x_hat + p_dot["beta"]',
              'n_dot = 0 * p_dot["gamma"] * x_hat + p_dot["beta"]', shown=JVP_SHOWN),
     Mutation("dropout_tangent_without_the_mask", "dropout's tangent passes h_dot unmasked",
              "layers/dropout.py:Dropout.tangent",

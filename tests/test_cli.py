@@ -577,6 +577,31 @@ def test_hessian_skips_the_exact_spectrum_of_the_digits_cnn() -> None:
     assert hessian.no_exact(seed.BLOG_SPEC, blog, 10**9) == ""
 
 
+@pytest.mark.parametrize(("registry", "name", "kind"), [
+    ("reference_jax.layers", "Conv2d", "layer"),
+    ("reference_jax.activations", "relu", "activation"),
+])
+def test_hessian_refuses_a_name_without_its_jax_counterpart_on_one_line(
+        registry: str, name: str, kind: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """hessian's exact spectrum is reference_jax's (jax.hessian of its loss): a layer kind or
+    an activation of the network without its counterpart there is a usage error before
+    anything runs -- exit 2, one line, fit's and check's message (``_refuse_gaps``); torch's
+    registries play no part."""
+    import importlib
+
+    from handwritten.checks import no_counterpart
+
+    module = importlib.import_module(registry)
+    table = "LAYERS" if kind == "layer" else "ACTIVATIONS"
+    monkeypatch.delitem(getattr(module, table), name)
+    assert main(["hessian", "--dataset", "digits", "--network", TINY_CNN, "--epochs", "1",
+                 "--out", str(tmp_path / "h.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    where = f"{registry.replace('.', '/')}.py" + (" (LAYERS)" if kind == "layer" else "")
+    assert err == [f"bpnet hessian: error: {no_counterpart(kind, name, where)}"], err
+
+
 def test_hessian_refuses_a_top_beyond_the_params(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["hessian", "--top", "31", "--epochs", "2", "--out", "unused.png"]) == 2
     assert "--top must be between 1 and the number of params - 1 (30), got 31" in \

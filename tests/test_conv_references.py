@@ -51,6 +51,7 @@ from tests.test_layer_references import (
 from tests.test_layer_second_order import (
     check_float32_sequential_error_is_within_the_frameworks_own,
     check_hvp_and_gnvp_match_torch_and_jax,
+    check_r_trace_matches_torch_and_jax,
 )
 from tests.test_layer_training import (
     check_one_optimizer_step_on_sequential_params_matches_torch_optim_and_optax,
@@ -139,6 +140,13 @@ def test_conv_per_example_grads_match_or_all_three_refuse_batch_norm(p: Problem)
 @_cases_first(seed=0)
 def test_conv_hvp_and_gnvp_match_torch_and_jax(p: Problem, seed: int) -> None:
     check_hvp_and_gnvp_match_torch_and_jax(p, seed)
+
+
+@FEW
+@given(p=CONVS, seed=SEEDS)
+@_cases_first(seed=0)
+def test_conv_r_trace_matches_torch_and_jax(p: Problem, seed: int) -> None:
+    check_r_trace_matches_torch_and_jax(p, seed)
 
 
 @FEW

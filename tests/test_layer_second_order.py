@@ -37,12 +37,14 @@ import pytest
 from hypothesis import given, target
 from hypothesis import strategies as st
 
+from bpnet.compare import compare_r_trace, first_failure
 from bpnet.problems import Problem, make_params
-from bpnet.tolerances import f32_allowed, f32_scale
+from bpnet.tolerances import ATOL64_SCALE, RTOL64, f32_allowed, f32_scale
 from handwritten import derivatives
 from handwritten.layers import (
     Activation,
     Dense,
+    LayerNorm,
     Residual,
     Sequential,
     compile_network,
@@ -238,6 +240,104 @@ def check_hvp_and_gnvp_match_torch_and_jax(p: Problem, seed: int) -> None:
             reports = _params_reports(seq, ours, product, theirs[OTHER[name]], terms[fn])
             target(_worst(reports), label=f"{fn} vs {name}")
             _assert_ok(reports, context)
+
+
+def r_trace_terms(seq: Sequential, params: Any, x: np.ndarray, y: np.ndarray, v: Any,
+                  masks: Any) -> list[dict[str, np.ndarray]]:
+    """|terms| of the R-trace's batch sums, per node by R-name: R{d_<key>} is H v's entry
+    (``_batch_sum_terms``' hvp part)."""
+    return [{f"R{{d_{k}}}": t for k, t in node.items()}
+            for node in _batch_sum_terms(seq, params, x, y, v, masks)["hvp"]]
+
+
+@FEW
+@given(p=SEQUENTIALS, seed=SEEDS)
+@_cases_first(seed=0)
+def test_r_trace_matches_torch_and_jax(p: Problem, seed: int) -> None:
+    """Every R-quantity of hvp along a drawn v, node by node with the trace's names (R{z},
+    a norm's R{mu}, R{var}, R{x_hat}, R{n}, R{out}, ..., then R{d_<out>}, R{d_x_hat} and
+    the params' R{d_W}, R{d_b}, R{d_gamma}, R{d_beta}), against jax.jvp of reference_jax's
+    trace and torch's double backward of reference_torch's (training mode, the given
+    masks), in the order the passes form them (``compare_r_trace``): RTOL64, the
+    references' spread (a norm's R-backward is a cancellation's residue, as its backward
+    is) and a batch sum on its terms' scale, as the products themselves are held (module
+    docstring).  Its R{d_<key>} are hvp's arrays, bit for bit.  No input is modified."""
+    check_r_trace_matches_torch_and_jax(p, seed)
+
+
+def check_r_trace_matches_torch_and_jax(p: Problem, seed: int) -> None:
+    seq = p.spec
+    v = make_params(seq, np.random.default_rng(seed), np.float64)
+    before = snapshot(p.params, p.x, p.y, v, p.masks)
+    ours = derivatives.r_trace(seq, p.params, p.x, p.y, v, p.masks)
+    theirs = {name: ref.r_trace(seq, p.params, p.x, p.y, v, p.masks)
+              for name, ref in SECOND_ORDER.items()}
+    assert_unchanged(before, p.params, p.x, p.y, v, p.masks)
+    terms = r_trace_terms(seq, p.params, p.x, p.y, v, p.masks)
+    for name, trace in theirs.items():
+        context = f"r_trace vs {name}: {_context(p)}"
+        _same_names(seq, ours, trace, context)
+        reports = compare_r_trace(ours, trace, rtol=RTOL64, atol_scale=ATOL64_SCALE,
+                                  spread=theirs[OTHER[name]], terms=terms, paths=seq.paths)
+        target(_worst(reports), label=f"r_trace vs {name}")
+        _assert_ok(reports, context)
+    product = derivatives.hvp(seq, p.params, p.x, p.y, v, p.masks)
+    for path, node, h in zip(seq.paths, ours, product):
+        for key, value in h.items():
+            assert np.array_equal(node[f"R{{d_{key}}}"], value), (path, key)
+
+
+def _without_first_order(method: Any) -> Any:
+    """A layer's R-operator that forgets every term carrying the first-order gradient (its
+    Gauss-Newton part only): the mistake of one layer's r_backward."""
+    def wrong(self: Any, p: Any, cache: Any, h_dot: Any, p_dot: Any, d_out: Any, r_d_out: Any,
+              ctx: Any, need_d_in: bool = True) -> Any:
+        return method(self, p, cache, h_dot, p_dot, None, r_d_out, ctx, need_d_in)
+    return wrong
+
+
+def _without_the_input_tangent(method: Any) -> Any:
+    """A layer's R-operator that forgets its input's tangent h_dot (R{h}.T @ d_z in a
+    Dense's R{d_W})."""
+    def wrong(self: Any, p: Any, cache: Any, h_dot: Any, p_dot: Any, d_out: Any, r_d_out: Any,
+              ctx: Any, need_d_in: bool = True) -> Any:
+        return method(self, p, cache, None, p_dot, d_out, r_d_out, ctx, need_d_in)
+    return wrong
+
+
+PLANTED_SEQ = Sequential([Dense(3, 4), Residual([LayerNorm(4), Activation("tanh")]),
+                          Dense(4, 2)], "mse", "mean", 0.1)
+
+
+@pytest.mark.parametrize(("kind", "planted", "named"), [
+    (LayerNorm, _without_first_order, "layer 1.0 R{d_x_hat}"),
+    (Dense, _without_the_input_tangent, "layer 2 R{d_W}"),
+])
+def test_a_wrong_r_op_in_one_layer_is_named_by_its_node_and_quantity(
+        kind: type, planted: Any, named: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A planted mistake in one layer kind's r_backward: the R-trace's first disagreement
+    with each reference is that node's own quantity, by its path -- the LayerNorm inside
+    the Residual forgets d_n gamma_dot in R{d_x_hat} (and every other first-order term), the
+    last Dense forgets R{h}.T @ d_z in R{d_W} (the Dense below it has no input tangent: x
+    is data) -- while the unplanted R-trace agrees."""
+    p = Problem(PLANTED_SEQ, batch=5, seed=3)
+    v = make_params(PLANTED_SEQ, np.random.default_rng(4), np.float64)
+    args = (PLANTED_SEQ, p.params, p.x, p.y, v, p.masks)
+    theirs = {name: ref.r_trace(*args) for name, ref in SECOND_ORDER.items()}
+
+    def first(ours: Any, name: str) -> Any:
+        return first_failure(compare_r_trace(ours, theirs[name], rtol=RTOL64,
+                                             atol_scale=ATOL64_SCALE,
+                                             spread=theirs[OTHER[name]],
+                                             paths=PLANTED_SEQ.paths))
+
+    right = derivatives.r_trace(*args)
+    assert all(first(right, name) is None for name in theirs)
+    monkeypatch.setattr(kind, "r_backward", planted(kind.r_backward))
+    wrong = derivatives.r_trace(*args)
+    for name in theirs:
+        bad = first(wrong, name)
+        assert bad is not None and bad.label == named, f"{name}: {bad}"
 
 
 @at_most(15)      # four entry points and the terms, each a JAX program per spec

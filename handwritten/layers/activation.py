@@ -72,7 +72,8 @@ class Activation(Stateless):
 
     def r_backward(self, p: dict[str, Array], cache: Cache, z_dot: Array | None,
                    p_dot: dict[str, Array], d_a: Array | None, r_d_a: Array, ctx: Context,
-                   need_d_in: bool = True) -> tuple[Array | None, dict[str, Array]]:
+                   need_d_in: bool = True
+                   ) -> tuple[Array | None, dict[str, Array], dict[str, Array]]:
         entry = activation(self.name)
         r_d_z = entry.backward(cache["z"], cache["a"], r_d_a)          # f'(z) * R{d_a}
         if d_a is not None and z_dot is not None:
@@ -80,7 +81,7 @@ class Activation(Stateless):
                 raise ValueError(f"{self!r} has no hand-derived second derivative: hvp and "
                                  "gnvp cannot take it")
             r_d_z = r_d_z + entry.second(cache["z"], cache["a"], d_a, z_dot)
-        return r_d_z, {}
+        return r_d_z, {}, {}
 
     def tangent(self, p: dict[str, Array], cache: Cache, z_dot: Array | None,
                 p_dot: dict[str, Array], ctx: Context) -> Array:

@@ -19,6 +19,17 @@ derivation, the one place it is written down:
     tangent(p, cache, h_dot, p_dot, ctx) -> out_dot
                                    forward mode: the directional derivative of the output
                                    along (h_dot, p_dot)
+    tangents(p, cache, h_dot, p_dot, ctx) -> {name: name_dot}
+                                   (a layer with inner forward quantities: the norms) the
+                                   tangent of each of FORWARD, the output's among them;
+                                   its ``tangent`` is the output's entry
+    r_backward(p, cache, h_dot, p_dot, d_out, r_d_out, ctx, need_d_in)
+            -> (r_d_in, r_grads, r_quantities)
+                                   the R-operator's piece (hvp, gnvp): ``backward``
+                                   differentiated along the direction, the same three
+                                   parts -- R{d_in}, R{grads}, R{the inner d_<name>};
+                                   d_out is the first-order gradient (None: Gauss-Newton,
+                                   which drops every term that carries it)
     per_example(p, cache, d_out, ctx) -> grads with a leading batch axis
                                    sample i's own gradient of its term of the loss, or
                                    NotImplementedError naming why (batch norm in training
@@ -89,6 +100,10 @@ class Layer(Protocol):
                  ) -> tuple[Array | None, dict[str, Array], dict[str, Array]]: ...
     def tangent(self, p: dict[str, Array], cache: Cache, h_dot: Array,
                 p_dot: dict[str, Array], ctx: Context) -> Array: ...
+    def r_backward(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
+                   p_dot: dict[str, Array], d_out: Array | None, r_d_out: Array,
+                   ctx: Context, need_d_in: bool = True
+                   ) -> tuple[Array | None, dict[str, Array], dict[str, Array]]: ...
     def per_example(self, p: dict[str, Array], cache: Cache, d_out: Array, ctx: Context
                     ) -> dict[str, Array]: ...
     def init_state(self, in_shape: Shape, dtype: np.dtype[Any]) -> dict[str, Array]: ...
@@ -126,9 +141,9 @@ class LinearInInput(Stateless):
     def r_backward(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
                    p_dot: dict[str, Array], d_out: Array | None, r_d_out: Array,
                    ctx: Context, need_d_in: bool = True
-                   ) -> tuple[Array | None, dict[str, Array]]:
+                   ) -> tuple[Array | None, dict[str, Array], dict[str, Array]]:
         """R{d_h} = backward(R{d_out}): the first-order d_out plays no part."""
-        return self.backward(p, cache, r_d_out, ctx, need_d_in)[0], {}
+        return self.backward(p, cache, r_d_out, ctx, need_d_in)[0], {}, {}
 
 
 def features(layer: object, in_shape: Shape) -> int:

@@ -199,7 +199,7 @@ class _ConvNd:
     @property
     def geometry(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
         """(kernel_size, stride, dilation), each a tuple of one int per spatial axis (as
-        ``__post_init__`` stores them)."""
+        ``__post_init__`` stores them): what ``windows`` takes (the padding is ``pads``)."""
         return cast(tuple[int, ...], self.kernel_size), cast(tuple[int, ...], self.stride), \
             cast(tuple[int, ...], self.dilation)
 
@@ -354,7 +354,8 @@ class _ConvNd:
 
     def r_backward(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
                    p_dot: dict[str, Array], d_z: Array | None, r_d_z: Array, ctx: Context,
-                   need_d_in: bool = True) -> tuple[Array | None, dict[str, Array]]:
+                   need_d_in: bool = True
+                   ) -> tuple[Array | None, dict[str, Array], dict[str, Array]]:
         r_d_W = self.corr(cache["cols"], r_d_z)                  # corr(h, R{d_z})
         if d_z is not None and h_dot is not None:
             r_d_W += self.corr(self.columns(h_dot, d_z.shape[2:]), d_z)   # + corr(h_dot, d_z)
@@ -368,7 +369,7 @@ class _ConvNd:
             r_d_h = self.conv_t(r_d_z, p["W"], cache["h"].shape)  # conv_t(R{d_z}, W)
             if d_z is not None:
                 r_d_h += self.conv_t(d_z, p_dot["W"], cache["h"].shape)  # + conv_t(d_z, W_dot)
-        return r_d_h, r_grads
+        return r_d_h, r_grads, {}
 
     def per_example(self, p: dict[str, Array], cache: Cache, d_z: Array, ctx: Context
                     ) -> dict[str, Array]:

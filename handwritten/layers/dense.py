@@ -125,7 +125,8 @@ class Dense:
 
     def r_backward(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
                    p_dot: dict[str, Array], d_z: Array | None, r_d_z: Array, ctx: Context,
-                   need_d_in: bool = True) -> tuple[Array | None, dict[str, Array]]:
+                   need_d_in: bool = True
+                   ) -> tuple[Array | None, dict[str, Array], dict[str, Array]]:
         r_d_W = cache["h"].T @ r_d_z                      # h.T @ R{d_z}
         if d_z is not None and h_dot is not None:
             r_d_W += h_dot.T @ d_z                        # + R{h}.T @ d_z
@@ -136,7 +137,7 @@ class Dense:
             r_d_h = r_d_z @ p["W"].T                      # R{d_z} @ W.T
             if d_z is not None:
                 r_d_h += d_z @ p_dot["W"].T               # + d_z @ R{W}.T
-        return r_d_h, {"W": r_d_W, "b": r_d_z.sum(axis=0)}
+        return r_d_h, {"W": r_d_W, "b": r_d_z.sum(axis=0)}, {}
 
     def per_example(self, p: dict[str, Array], cache: Cache, d_z: Array, ctx: Context
                     ) -> dict[str, Array]:

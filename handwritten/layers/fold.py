@@ -214,15 +214,19 @@ def jvp(seq: Sequential, params: Params, x: Array, v: Params,
 
 def _tangent(seq: Sequential, layers: Sequence[Any], params: Params, v: Params, h: Array,
              h_dot: Array | None, run: Pass, caches: list[Cache], start: int,
-             h_dots: list[Array | None] | None = None) -> tuple[Array, Array | None]:
+             h_dots: list[Array | None] | None = None,
+             dots: list[dict[str, Array]] | None = None) -> tuple[Array, Array | None]:
     """The forward fold with every layer's tangent beside it (``h_dots``: each node's input
-    tangent is kept there, for the R-operator's backward)."""
+    tangent is kept there, for the R-operator's backward; ``dots``: the tangent of each of
+    its forward quantities, for ``r_trace`` -- a layer's ``tangents`` where it has inner
+    ones, 0 where nothing below it moves)."""
     for layer, i in zip(layers, _starts(seq, layers, start)):
         if h_dots is not None:
             h_dots[i] = h_dot
+        found: dict[str, Array] = {}
         if hasattr(layer, "body"):
             body, body_dot = _tangent(seq, layer.body, params, v, h, h_dot, run, caches, i + 1,
-                                      h_dots)
+                                      h_dots, dots)
             out = layer.join(body, h)
             caches[i] = {layer.OUT: out}
             out_dot = body_dot if h_dot is None else (
@@ -230,8 +234,16 @@ def _tangent(seq: Sequential, layers: Sequence[Any], params: Params, v: Params, 
         else:
             out, caches[i] = layer.forward(params[i], h, run.at(i))
             caches[i][layer.OUT] = out
-            out_dot = (None if h_dot is None and not params[i]     # x is data: no tangent
-                       else layer.tangent(params[i], caches[i], h_dot, v[i], run.at(i)))
+            if h_dot is None and not params[i]:          # x is data: no tangent
+                out_dot = None
+            elif dots is not None and hasattr(layer, "tangents"):
+                found = layer.tangents(params[i], caches[i], h_dot, v[i], run.at(i))
+                out_dot = found[layer.OUT]
+            else:
+                out_dot = layer.tangent(params[i], caches[i], h_dot, v[i], run.at(i))
+        if dots is not None:
+            dots[i] = (found or {layer.OUT: out_dot}) if out_dot is not None else {
+                q: np.zeros_like(caches[i][q]) for q in layer.FORWARD if q in caches[i]}
         h, h_dot = out, out_dot
     return h, h_dot
 
@@ -245,6 +257,14 @@ def second_order(seq: Sequential, params: Params, x: Array, y: Array, v: Params,
     Pearlmutter's R-operator: the tangent fold forward, then one fold back of every layer's
     ``r_backward`` beside its ``backward`` (the first-order d_out each R-term needs; none
     for Gauss-Newton, which drops every term carrying the loss's gradient)."""
+    return _r_passes(seq, params, x, y, v, masks, gauss_newton)[0]
+
+
+def _r_passes(seq: Sequential, params: Params, x: Array, y: Array, v: Params,
+              masks: Sequence[Any] | None, gauss_newton: bool, keep: bool = False
+              ) -> tuple[Params, list[dict[str, Array]], list[dict[str, Array]]]:
+    """``second_order``'s two passes: every node's R{grads}, and (``keep``) the tangents of
+    its forward quantities and its R{d_<out>} and inner R{d_<name>} on the way down."""
     checks.check_problem(seq, params, x, y, masks)
     assert isinstance(x, np.ndarray)
     checks.check_params(seq, v, checks.check_x(seq, x), name="v")
@@ -255,7 +275,9 @@ def second_order(seq: Sequential, params: Params, x: Array, y: Array, v: Params,
     run = Pass(masks=masks, weight_decay=seq.weight_decay)
     caches: list[Cache] = [{} for _ in seq.nodes]
     h_dots: list[Array | None] = [None for _ in seq.nodes]
-    out, out_dot = _tangent(seq, seq.layers, params, v, x, None, run, caches, 0, h_dots)
+    dots: list[dict[str, Array]] = [{} for _ in seq.nodes]
+    out, out_dot = _tangent(seq, seq.layers, params, v, x, None, run, caches, 0, h_dots,
+                            dots if keep else None)
     out_dot = np.zeros_like(out) if out_dot is None else out_dot
     last = seq.level(0)[-1]
     z, a = loss_inputs(seq, caches)
@@ -265,30 +287,50 @@ def second_order(seq: Sequential, params: Params, x: Array, y: Array, v: Params,
     d = None if gauss_newton else loss.grad(z, a, y, seq.reduction)
     layers = seq.layers[:-1] if seq.fused_output else seq.layers      # fused: R{d_z} directly
     r_grads: Params = [{} for _ in seq.nodes]
-    _r_backward(seq, layers, params, v, caches, h_dots, d, r_d, run, 0, False, r_grads)
-    return r_grads
+    r_deltas: list[dict[str, Array]] = [{} for _ in seq.nodes]
+    _r_backward(seq, layers, params, v, caches, h_dots, d, r_d, run, 0, False, r_grads,
+                r_deltas if keep else None)
+    return r_grads, dots, r_deltas
 
 
 def _r_backward(seq: Sequential, layers: Sequence[Any], params: Params, v: Params,
                 caches: list[Cache], h_dots: list[Array | None], d_out: Array | None,
-                r_d_out: Array, run: Pass, start: int, need_d_in: bool, r_grads: Params
+                r_d_out: Array, run: Pass, start: int, need_d_in: bool, r_grads: Params,
+                r_deltas: list[dict[str, Array]] | None = None
                 ) -> tuple[Array | None, Array | None]:
     starts = _starts(seq, layers, start)
     for k in reversed(range(len(layers))):
         layer, i = layers[k], starts[k]
         need = need_d_in or k > 0
+        if r_deltas is not None:
+            r_deltas[i][f"d_{layer.OUT}"] = r_d_out
         if hasattr(layer, "body"):
             d_body, r_body = _r_backward(seq, layer.body, params, v, caches, h_dots, d_out,
-                                         r_d_out, run, i + 1, need, r_grads)
+                                         r_d_out, run, i + 1, need, r_grads, r_deltas)
             d_in = None if d_out is None or not need else layer.join_backward(d_out, d_body)
             r_in = layer.join_backward(r_d_out, r_body) if need else None
         else:
-            r_in, r_grads[i] = layer.r_backward(params[i], caches[i], h_dots[i], v[i], d_out,
-                                                r_d_out, run.at(i), need)
+            r_in, r_grads[i], inner = layer.r_backward(params[i], caches[i], h_dots[i], v[i],
+                                                       d_out, r_d_out, run.at(i), need)
+            if r_deltas is not None:
+                r_deltas[i] |= inner
             d_in = None if d_out is None else layer.backward(params[i], caches[i], d_out,
                                                              run.at(i), need)[0]
         d_out, r_d_out = d_in, r_in                      # type: ignore[assignment]
     return d_out, r_d_out
+
+
+def r_trace(seq: Sequential, params: Params, x: Array, y: Array, v: Params,
+            masks: Sequence[Any] | None = None) -> list[dict[str, Array]]:
+    """Every R-quantity of ``hvp``, one dict per node (``seq.paths``), named as ``trace``
+    names the node's quantities: R{q} = dq/dh along v for each of them, in pass order --
+    the tangents of its forward quantities (R{z}; a norm's R{mu}, R{var}, R{x_hat}, R{n};
+    R{out}, ...), then its R{d_<out>}, inner R{d_<name>} (a norm's R{d_x_hat}) and its
+    params' R{d_<key>} (= H v).  So a check names the first wrong step of the R-operator,
+    and the layer whose ``tangent`` or ``r_backward`` forms it."""
+    grads, dots, r_deltas = _r_passes(seq, params, x, y, v, masks, False, keep=True)
+    return [{f"R{{{k}}}": q for k, q in node.items()}
+            for node in node_trace(seq, dots, r_deltas, grads)]
 
 
 def hvp(seq: Sequential, params: Params, x: Array, y: Array, v: Params,

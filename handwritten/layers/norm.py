@@ -12,9 +12,11 @@ and the backward's compact form, N the count along the axis, s = 1 / sqrt(var + 
     d_h     = s / N * (N d_x_hat - sum(d_x_hat) - x_hat * sum(d_x_hat * x_hat))
 
 (``handwritten.blocks`` holds the arithmetic; docs/derivation.md derives it node by node.)
-Forward mode, the same graph differentiated forwards, with c = h - mu:
+Forward mode, the same graph differentiated forwards, with c = h - mu
+(``normalize_tangent``: var_dot, x_hat_dot):
 
-    c_dot     = h_dot - mean(h_dot)
+    mu_dot    = mean(h_dot)
+    c_dot     = h_dot - mu_dot
     var_dot   = 2 mean(c * c_dot)
     x_hat_dot = s c_dot - x_hat * var_dot * s**2 / 2
     n_dot     = gamma x_hat_dot + gamma_dot x_hat + beta_dot
@@ -44,6 +46,28 @@ import numpy as np
 from handwritten import blocks
 from handwritten.layers.base import Array, Cache, Context, Shape, features
 from handwritten.spec import BATCH_NORM_MOMENTUM, NORM_EPS, positive_int
+
+
+def normalize_tangent(norm: str, x_hat: Array, var: Array, h_dot: Array | None
+                      ) -> tuple[Any, Any]:
+    """The norm's forward in training mode (the statistics move with the input)
+    differentiated along the input's tangent h_dot, from its forward's x_hat and var:
+    (var_dot, x_hat_dot), var_dot kept along the axis (broadcastable); both 0 where h_dot
+    is None (the input is data).  With c = h - mu = x_hat / s:
+
+        c_dot     = h_dot - mean(h_dot)
+        var_dot   = 2 mean(c * c_dot) = 2 mean(x_hat * c_dot) / s
+        x_hat_dot = s c_dot - x_hat * var_dot * s**2 / 2
+
+    Every norm layer's tangent and R-operator below reads it (GroupNorm on its rows, as
+    layer norm); ``norm`` is "batch" or "layer" (``blocks.AXES``)."""
+    if h_dot is None:
+        return 0.0, 0.0
+    axis = blocks.AXES[norm]
+    inv_std = 1 / np.sqrt(np.expand_dims(var, axis) + NORM_EPS)
+    c_dot = h_dot - h_dot.mean(axis=axis, keepdims=True)
+    var_dot = 2 * np.mean(x_hat * c_dot, axis=axis, keepdims=True) / inv_std
+    return var_dot, inv_std * c_dot - x_hat * var_dot * inv_std**2 / 2
 
 
 @dataclass(frozen=True)
@@ -95,36 +119,39 @@ class _Norm:
 
     def tangent(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
                 p_dot: dict[str, Array], ctx: Context) -> Array:
+        """n_dot (``tangents``' last)."""
+        return self.tangents(p, cache, h_dot, p_dot, ctx)["n"]
+
+    def tangents(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
+                 p_dot: dict[str, Array], ctx: Context) -> dict[str, Array]:
+        """The tangent of every forward quantity (module docstring): mu_dot = mean(h_dot),
+        var_dot, x_hat_dot, n_dot -- the statistics' 0 where h_dot is None (the input is
+        data); in evaluation mode x_hat_dot = h_dot s and n_dot only."""
         x_hat = cache["x_hat"]
         n_dot = p_dot["gamma"] * x_hat + p_dot["beta"]
-        if h_dot is None:
-            return n_dot
         if "mu" not in cache:                     # evaluation mode: a fixed affine map
+            if h_dot is None:
+                return {"x_hat": np.zeros_like(x_hat), "n": n_dot}
             inv_std = 1 / np.sqrt(ctx.state["var"] + NORM_EPS)   # type: ignore[index]
-            return n_dot + p["gamma"] * h_dot * inv_std
-        _, x_hat_dot = self._input_tangent(cache, h_dot)
-        return n_dot + p["gamma"] * x_hat_dot
-
-    def _input_tangent(self, cache: Cache, h_dot: Array | None) -> tuple[Any, Any]:
-        """(var_dot, x_hat_dot) of the training-mode statistics along h_dot (the tangent's)."""
+            return {"x_hat": h_dot * inv_std, "n": n_dot + p["gamma"] * h_dot * inv_std}
         if h_dot is None:
-            return 0.0, 0.0
+            return {"mu": np.zeros_like(cache["mu"]), "var": np.zeros_like(cache["var"]),
+                    "x_hat": np.zeros_like(x_hat), "n": n_dot}
         axis = blocks.AXES[self.NORM]
-        x_hat = cache["x_hat"]
-        inv_std = 1 / np.sqrt(np.expand_dims(cache["var"], axis) + NORM_EPS)
-        c_dot = h_dot - h_dot.mean(axis=axis, keepdims=True)
-        var_dot = 2 * np.mean(x_hat * c_dot, axis=axis, keepdims=True) / inv_std
-        return var_dot, inv_std * c_dot - x_hat * var_dot * inv_std**2 / 2
+        var_dot, x_hat_dot = normalize_tangent(self.NORM, x_hat, cache["var"], h_dot)
+        return {"mu": h_dot.mean(axis=axis), "var": np.squeeze(var_dot, axis),
+                "x_hat": x_hat_dot, "n": n_dot + p["gamma"] * x_hat_dot}
 
     def r_backward(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
                    p_dot: dict[str, Array], d_n: Array | None, r_d_n: Array, ctx: Context,
-                   need_d_in: bool = True) -> tuple[Array | None, dict[str, Array]]:
+                   need_d_in: bool = True
+                   ) -> tuple[Array | None, dict[str, Array], dict[str, Array]]:
         """Training mode (the batch's statistics), as ``backward``; module docstring."""
         axis = blocks.AXES[self.NORM]
         x_hat, gamma = cache["x_hat"], p["gamma"]
         count = x_hat.shape[axis]
         inv_std = 1 / np.sqrt(np.expand_dims(cache["var"], axis) + NORM_EPS)
-        var_dot, x_hat_dot = self._input_tangent(cache, h_dot)
+        var_dot, x_hat_dot = normalize_tangent(self.NORM, x_hat, cache["var"], h_dot)
         r_d_x_hat = r_d_n * gamma
         r_gamma = np.sum(r_d_n * x_hat, axis=0)
         if d_n is not None:
@@ -142,7 +169,7 @@ class _Norm:
             r_d_h -= inv_std / count * (
                 x_hat_dot * np.sum(d_x_hat * x_hat, axis=axis, keepdims=True)
                 + x_hat * np.sum(d_x_hat * x_hat_dot, axis=axis, keepdims=True))
-        return r_d_h, {"gamma": r_gamma, "beta": r_d_n.sum(axis=0)}
+        return r_d_h, {"gamma": r_gamma, "beta": r_d_n.sum(axis=0)}, {"d_x_hat": r_d_x_hat}
 
     def init_state(self, in_shape: Shape, dtype: np.dtype[Any]) -> dict[str, Array]:
         return {}
@@ -270,19 +297,22 @@ class BatchNorm2d(BatchNorm1d):
         return (None if d_h is None else images(d_h, d_n.shape), grads,
                 {k: images(v, d_n.shape) for k, v in inner.items()})
 
-    def tangent(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
-                p_dot: dict[str, Array], ctx: Context) -> Array:
+    def tangents(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
+                 p_dot: dict[str, Array], ctx: Context) -> dict[str, Array]:
         shape = cache["x_hat"].shape
-        return images(super().tangent(p, self._as_rows(cache),
-                                      None if h_dot is None else rows(h_dot), p_dot, ctx), shape)
+        found = super().tangents(p, self._as_rows(cache),
+                                 None if h_dot is None else rows(h_dot), p_dot, ctx)
+        return found | {k: images(found[k], shape) for k in ("x_hat", "n")}
 
     def r_backward(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
                    p_dot: dict[str, Array], d_n: Array | None, r_d_n: Array, ctx: Context,
-                   need_d_in: bool = True) -> tuple[Array | None, dict[str, Array]]:
-        r_d_h, r_grads = super().r_backward(
+                   need_d_in: bool = True
+                   ) -> tuple[Array | None, dict[str, Array], dict[str, Array]]:
+        r_d_h, r_grads, inner = super().r_backward(
             p, self._as_rows(cache), None if h_dot is None else rows(h_dot), p_dot,
             None if d_n is None else rows(d_n), rows(r_d_n), ctx, need_d_in)
-        return (None if r_d_h is None else images(r_d_h, r_d_n.shape)), r_grads
+        return ((None if r_d_h is None else images(r_d_h, r_d_n.shape)), r_grads,
+                {k: images(v, r_d_n.shape) for k, v in inner.items()})
 
     def update_state(self, state: dict[str, Array], cache: Cache) -> dict[str, Array]:
         """BatchNorm1d's update with the count batch H W."""
@@ -393,19 +423,32 @@ class GroupNorm:
 
     def tangent(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
                 p_dot: dict[str, Array], ctx: Context) -> Array:
+        """n_dot (``tangents``' last)."""
+        return self.tangents(p, cache, h_dot, p_dot, ctx)["n"]
+
+    def tangents(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
+                 p_dot: dict[str, Array], ctx: Context) -> dict[str, Array]:
+        """The core's tangents on the rows (mu_dot, var_dot (batch, G), x_hat_dot), then the
+        affine's product rule: n_dot = gamma_dot[c] x_hat + beta_dot[c] + gamma[c]
+        x_hat_dot."""
         x_hat = cache["x_hat"]
         nd = x_hat.ndim
         n_dot = self._channel(p_dot["gamma"], nd) * x_hat + self._channel(p_dot["beta"], nd)
         if h_dot is None:
-            return n_dot
+            return {"mu": np.zeros_like(cache["mu"]), "var": np.zeros_like(cache["var"]),
+                    "x_hat": np.zeros_like(x_hat), "n": n_dot}
         core, unit = self._core(x_hat.shape, x_hat.dtype)
         zero = {k: np.zeros_like(v) for k, v in unit.items()}
-        x_hat_dot = core.tangent(unit, cache["rows"], self._rows(h_dot), zero, ctx)
-        return n_dot + self._channel(p["gamma"], nd) * x_hat_dot.reshape(x_hat.shape)
+        found = core.tangents(unit, cache["rows"], self._rows(h_dot), zero, ctx)
+        x_hat_dot = found["x_hat"].reshape(x_hat.shape)
+        groups = cache["mu"].shape
+        return {"mu": found["mu"].reshape(groups), "var": found["var"].reshape(groups),
+                "x_hat": x_hat_dot, "n": n_dot + self._channel(p["gamma"], nd) * x_hat_dot}
 
     def r_backward(self, p: dict[str, Array], cache: Cache, h_dot: Array | None,
                    p_dot: dict[str, Array], d_n: Array | None, r_d_n: Array, ctx: Context,
-                   need_d_in: bool = True) -> tuple[Array | None, dict[str, Array]]:
+                   need_d_in: bool = True
+                   ) -> tuple[Array | None, dict[str, Array], dict[str, Array]]:
         """The affine's product rule here, the normalization's R-operator the core's:
         R{d_x_hat} = R{d_n} gamma + d_n gamma_dot, R{d_gamma} = sum(R{d_n} x_hat + d_n
         x_hat_dot), R{d_beta} = sum(R{d_n})."""
@@ -420,13 +463,15 @@ class GroupNorm:
             r_d_x_hat = r_d_x_hat + d_n * gamma_dot
             d_x_hat = self._rows(d_n * gamma)
             if h_dot is not None:
-                _, x_hat_dot = core._input_tangent(cache["rows"], self._rows(h_dot))
+                rows_cache = cache["rows"]           # the core's: a layer norm on the rows
+                _, x_hat_dot = normalize_tangent("layer", rows_cache["x_hat"],
+                                                        rows_cache["var"], self._rows(h_dot))
                 r_gamma = r_gamma + self._sum(d_n * np.reshape(x_hat_dot, x_hat.shape))
-        r_d_h, _ = core.r_backward(unit, cache["rows"],
-                                   None if h_dot is None else self._rows(h_dot), zero,
-                                   d_x_hat, self._rows(r_d_x_hat), ctx, need_d_in)
+        r_d_h, _, _ = core.r_backward(unit, cache["rows"],
+                                      None if h_dot is None else self._rows(h_dot), zero,
+                                      d_x_hat, self._rows(r_d_x_hat), ctx, need_d_in)
         return (None if r_d_h is None else r_d_h.reshape(r_d_n.shape),
-                {"gamma": r_gamma, "beta": self._sum(r_d_n)})
+                {"gamma": r_gamma, "beta": self._sum(r_d_n)}, {"d_x_hat": r_d_x_hat})
 
     def per_example(self, p: dict[str, Array], cache: Cache, d_n: Array, ctx: Context
                     ) -> dict[str, Array]:

@@ -62,14 +62,18 @@ class _Pool2d(LinearInInput):
             raise ValueError(f"kernel_size {kernel} has more than 2**15 elements")
         object.__setattr__(self, "padding", padding)
 
-    def _geometry(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    def _kernel_stride_padding(self) -> tuple[tuple[int, ...], tuple[int, ...],
+                                              tuple[int, ...]]:
+        """(kernel_size, stride, padding), each a tuple of two ints (as ``__post_init__``
+        stores them).  Not a convolution's ``geometry``, whose third is the dilation: a
+        pool's is 1, and its padding is read here."""
         return self.kernel_size, self.stride, self.padding      # type: ignore[return-value]
 
     def out_shape(self, in_shape: Shape) -> Shape:
         if len(in_shape) != 3:
             raise ValueError(f"{self!r} needs inputs of shape (batch, C, H, W), got (batch, "
                              f"{', '.join(map(str, in_shape))}) from the layer before")
-        kernel, stride, padding = self._geometry()
+        kernel, stride, padding = self._kernel_stride_padding()
         out = []
         for size, k, s, p in zip(in_shape[1:], kernel, stride, padding):
             if size + 2 * p < k:
@@ -79,21 +83,21 @@ class _Pool2d(LinearInInput):
         return (in_shape[0], *out)
 
     def _pad(self, h: Array, value: float) -> Array:
-        _, _, padding = self._geometry()
+        _, _, padding = self._kernel_stride_padding()
         if not any(padding):
             return h                                  # no copy where there is nothing to pad
         return padded(h, tuple((p, p) for p in padding), value)
 
     def _windows(self, out: tuple[int, ...]) -> Any:
-        kernel, stride, _ = self._geometry()
+        kernel, stride, _ = self._kernel_stride_padding()
         return windows(kernel, stride, (1, 1), out)
 
     def _pad_shape(self, h_shape: Shape) -> Shape:
-        _, _, padding = self._geometry()
+        _, _, padding = self._kernel_stride_padding()
         return (*h_shape[:2], *(size + 2 * p for size, p in zip(h_shape[2:], padding)))
 
     def _crop(self, d_hp: Array) -> Array:
-        _, _, padding = self._geometry()
+        _, _, padding = self._kernel_stride_padding()
         crop: Window = (Ellipsis, *(slice(p, d_hp.shape[2 + a] - p)
                                     for a, p in enumerate(padding)))
         return d_hp[crop]
@@ -175,7 +179,7 @@ class AvgPool2d(_Pool2d):
     def _count(self, h_shape: Shape, dtype: np.dtype[Any]) -> Array | float:
         """Each window's divisor: kh kw, or (count_include_pad=False) how many of its
         elements lie inside the input (the pool of a padded field of ones)."""
-        kernel, _, padding = self._geometry()
+        kernel, _, padding = self._kernel_stride_padding()
         if self.count_include_pad or not any(padding):
             return float(math.prod(kernel))
         ones = self._pad(np.ones((1, 1, *h_shape[2:]), dtype=dtype), 0.0)
