@@ -220,9 +220,11 @@ def _finite_difference_reports(spec: NetworkSpec | Sequential, params: Params, x
             if paths is not None:
                 report = dataclasses.replace(report, path=paths[l])
             reports.append(report)
-            # entries the differences cannot judge (at a kink) are left out of the diagnosis
-            values[report.label, FINITE_DIFFERENCES] = (ours, np.where(valid[l][key],
-                                                                       estimate, ours))
+            # entries the differences cannot judge (at a kink) are left out of the diagnosis;
+            # an array of the wrong shape is compared whole (error_shape names a transpose)
+            judged = np.where(valid[l][key], estimate, ours) if np.shape(ours) == np.shape(
+                estimate) else estimate
+            values[report.label, FINITE_DIFFERENCES] = (ours, judged)
     return reports, values
 
 
