@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 
 from bpnet import implementations as impls
-from bpnet.compare import LeafReport, compare_layers, compare_leaf, compare_trace
+from bpnet.compare import LeafReport, compare_leaf, compare_trace
 from bpnet.diagnose import error_shape
-from bpnet.equations import BLOCK_EQUATIONS, block_equations, implementing, node_equation
+from bpnet.equations import BLOCK_EQUATIONS, block_equations, implementing
 from bpnet.problems import replay_command
 from bpnet.tolerances import ATOL64_SCALE, FD_ATOL_SCALE, FD_RTOL, RTOL64
 from handwritten import NetworkSpec, Params, Sequential, Trace
@@ -200,19 +200,6 @@ def _cell(report: LeafReport | None) -> str:
     return f"{report.max_rel:9.2e} {'ok' if report.ok else 'FAIL'}"
 
 
-def _grads_reports(primary: Any, other: Any) -> list[LeafReport]:
-    """loss_and_grads of two implementations: the loss, then d_W, d_b from the output down."""
-    (loss, grads), (ref_loss, ref_grads) = primary, other
-    reports = [compare_leaf(loss, ref_loss, "loss (loss_and_grads)", None, rtol=RTOL64,
-                            atol_scale=ATOL64_SCALE)]
-    names = {"W": "d_W", "b": "d_b"}
-    for report in compare_layers(grads, ref_grads, ("W", "b"), rtol=RTOL64,
-                                 atol_scale=ATOL64_SCALE, reverse=True):
-        name = names.get(report.quantity, report.quantity)
-        reports.append(dataclasses.replace(report, quantity=f"{name} (loss_and_grads)"))
-    return reports
-
-
 def _finite_difference_reports(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray,
                                y: np.ndarray, trace: Any, masks: Masks | None = None
                                ) -> tuple[list[LeafReport], dict[tuple[str, str], Any]]:
@@ -233,9 +220,11 @@ def _finite_difference_reports(spec: NetworkSpec | Sequential, params: Params, x
             if paths is not None:
                 report = dataclasses.replace(report, path=paths[l])
             reports.append(report)
-            # entries the differences cannot judge (at a kink) are left out of the diagnosis
-            values[report.label, FINITE_DIFFERENCES] = (ours, np.where(valid[l][key],
-                                                                       estimate, ours))
+            # entries the differences cannot judge (at a kink) are left out of the diagnosis;
+            # an array of the wrong shape is compared whole (error_shape names a transpose)
+            judged = np.where(valid[l][key], estimate, ours) if np.shape(ours) == np.shape(
+                estimate) else estimate
+            values[report.label, FINITE_DIFFERENCES] = (ours, judged)
     return reports, values
 
 
@@ -246,10 +235,22 @@ def cross_check(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray, y
     """Run one float64 case through every implementation and compare every quantity.
 
     Every spec takes this one path: a plain ``NetworkSpec``, one with hidden blocks (batch
-    norm, layer norm, dropout, residual), and a ``Sequential`` (its rows named by each
-    node's path, "layer 2.1 d_W").  A quantity of a spec with blocks or of a Sequential is
-    also held within SPREAD_FACTOR of the two references' own difference
-    (``bpnet.tolerances``): a norm's backward rounds differently in every framework.
+    norm, layer norm, dropout, residual), and a ``Sequential``.  What differs is data:
+
+    - the spread: a quantity of a spec with blocks or of a Sequential is also held within
+      SPREAD_FACTOR of the two references' own difference (``bpnet.tolerances``): a norm's
+      backward rounds differently in every framework.  A plain MLP has no norm, and its
+      quantities are held to the fixed tolerance alone.
+    - loss_and_grads' rows: a plain MLP's loss and gradients are compared with each
+      reference's own ``loss_and_grads``, each on its own scale.  A spec with blocks or a
+      Sequential puts them in place of the trace's and compares that with each reference's
+      trace, judged as the trace is (with the spread, and a batch sum such as d_b on its
+      terms' scale: a bias that a batch norm follows sums to 0).
+    - row names: a Sequential's rows name each node by its path ("layer 2.1 d_W").
+    - the diagnosis' material: a plain MLP's rows carry the layer's z (where the error sits
+      on a kink or in a saturated tail) and W or b (an error proportional to it); a hidden
+      block's quantities (mu, var, ..., d_beta) carry their equation written out for the
+      layer (a Sequential's every row has its node's equation: ``implementing``).
 
     Parameters
     ----------
@@ -262,15 +263,17 @@ def cross_check(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray, y
     masks : list of arrays or None, optional
         Dropout's 0/1 keep-masks, as ``handwritten.trace`` takes them: one per hidden layer
         of a ``NetworkSpec`` (None where p = 0), one entry per node of a ``Sequential``;
-        handed to every implementation alike.
+        handed to every implementation alike (not to a plain MLP's, which has no dropout:
+        ``reference_jax.bucketed`` takes none).
     finite_differences : bool
         Also compare the primary's gradient of every param (d_W, d_b, a norm's d_gamma and
         d_beta; every node's params of a Sequential) with central finite differences of
         handwritten's forward, dropout with the same ``masks`` (``bpnet.finite_diff``:
-        framework-free; slow for large networks).
+        framework-free; slow for large networks).  Rows that no reference has are added
+        from the output down.
     grads : bool
         Also compare every implementation's ``loss_and_grads`` (a separate code path
-        from ``trace`` in the references): rows marked "(loss_and_grads)".
+        from ``trace``): rows marked "(loss_and_grads)".
     """
     if isinstance(x, np.ndarray) and x.dtype != np.float64:
         raise TypeError(f"cross_check compares float64 cases; x has dtype {x.dtype}")
@@ -279,116 +282,75 @@ def cross_check(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray, y
         raise ValueError("cross_check: masks are dropout's, and this spec has no dropout: "
                          "give masks=None")
     chosen = dict(implementations if implementations is not None else impls.available())
-    if isinstance(spec, Sequential) or spec.has_blocks:
-        return _spread_report(spec, params, x, y, masks, chosen, grads, finite_differences)
     (primary_name, primary), *references = chosen.items()
-    ours = primary.trace(spec, params, x, y)
-    ours_grads = primary.loss_and_grads(spec, params, x, y) if grads else None
-    columns: dict[str, list[LeafReport]] = {}
+    case = (spec, params, x, y) if plain else (spec, params, x, y, masks)
+    theirs = {name: ref.trace(*case) for name, ref in references}
+    ours = primary.trace(*case)
+    ours_grads = (_as_trace(primary.loss_and_grads(*case), None if plain else ours) if grads
+                  else None)
+    paths = spec.paths if isinstance(spec, Sequential) else None
+    rows: dict[str, None] = {}                                   # an ordered set
+    cells: dict[tuple[str, str], LeafReport] = {}
     values: dict[tuple[str, str], tuple[Any, Any]] = {}
+    where: dict[str, tuple[str, str]] = {}
     for name, ref in references:
-        theirs = ref.trace(spec, params, x, y)
-        reports = compare_trace(ours, theirs, rtol=RTOL64, atol_scale=ATOL64_SCALE)
-        values |= _trace_values(ours, theirs, name)
+        spread = None if plain else next((t for o, t in theirs.items() if o != name), None)
+        pairs = [(ours, theirs[name], "")]
         if ours_grads is not None:
-            their_grads = ref.loss_and_grads(spec, params, x, y)
-            reports += _grads_reports(ours_grads, their_grads)
-            values |= _grads_values(ours_grads, their_grads, name)
-        columns[name] = reports
+            pairs.append((ours_grads, _as_trace(ref.loss_and_grads(*case)) if plain
+                          else theirs[name], " (loss_and_grads)"))
+        for mine, other, suffix in pairs:
+            for r in compare_trace(mine, other, rtol=RTOL64, atol_scale=ATOL64_SCALE,
+                                   spread=spread):
+                if suffix and r.layer is not None and r.quantity not in GRADS:
+                    continue                    # loss_and_grads returns the loss and grads
+                quantity, l = r.quantity, r.layer
+                r = dataclasses.replace(r, quantity=quantity + suffix,
+                                        path=None if paths is None or l is None else paths[l])
+                if l is None and quantity == "loss":
+                    values[r.label, name] = (mine.loss, other.loss)
+                elif l is not None and quantity in mine.layers[l].keys() & other.layers[l]:
+                    values[r.label, name] = (mine.layers[l][quantity],
+                                             other.layers[l][quantity])
+                rows[r.label] = None
+                cells[r.label, name] = r
+                if isinstance(spec, NetworkSpec) and l is not None and not suffix \
+                        and quantity in BLOCK_EQUATIONS:
+                    equation, function = BLOCK_EQUATIONS[quantity]
+                    where[r.label] = (block_equations(spec, l).get(quantity) or equation,
+                                      function)
+    columns = [name for name, _ in references]
     if finite_differences:
-        columns[FINITE_DIFFERENCES], fd_values = _finite_difference_reports(spec, params, x, y,
-                                                                            ours, masks)
+        found, fd_values = _finite_difference_reports(spec, params, x, y, ours, masks)
+        columns.append(FINITE_DIFFERENCES)
+        cells |= {(r.label, FINITE_DIFFERENCES): r for r in found}
+        rows |= {r.label: None for r in sorted(found, key=lambda r: -(r.layer or 0))}
         values |= fd_values
-    rows = {r.label: None for reports in columns.values() for r in reports}   # ordered union
-    cells = {(r.label, name): r for name, reports in columns.items() for r in reports}
+    z, related = _plain_diagnosis(ours, params) if plain else ({}, {})
+    return CheckReport(spec, x.shape[0], primary_name, tuple(columns), tuple(rows), cells,
+                       values, where, z, related)
+
+
+GRADS = ("d_W", "d_b", "d_gamma", "d_beta")
+"""The trace's names of the gradients loss_and_grads returns."""
+
+
+def _as_trace(found: tuple[Any, Params], trace: Trace | None = None) -> Trace:
+    """loss_and_grads' (loss, grads) as a trace: d_<key> of every param, in place of
+    ``trace``'s own loss and d_W, d_b, ... where that is given (its other quantities stay:
+    the terms a batch sum is judged on)."""
+    loss, grads = found
+    layers = [{} for _ in grads] if trace is None else trace.layers
+    return Trace(loss, [{**layer, **{f"d_{k}": g for k, g in node.items()}}
+                        for layer, node in zip(layers, grads)])
+
+
+def _plain_diagnosis(ours: Trace, params: Params
+                     ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """A plain MLP's rows' z (the pre-activation, for the rows of its shape) and related
+    arrays (d_W: the layer's W, d_b: its b), for ``error_shape``."""
     z = {f"layer {l} {q}": layer["z"] for l, layer in enumerate(ours.layers)
          for q in ("z", "a", "d_a", "d_z") if q in layer and layer[q].shape == layer["z"].shape}
     related = {f"layer {l} d_{k}{suffix}": {f"{k}{l}": p[k]} for l, p in enumerate(params)
                for k in ("W", "b") for suffix in ("", " (loss_and_grads)")}
-    return CheckReport(spec, x.shape[0], primary_name, tuple(columns), tuple(rows), cells,
-                       values, z=z, related=related)
-
-
-def _trace_values(ours: Any, theirs: Any, column: str) -> dict[tuple[str, str], tuple[Any, Any]]:
-    values: dict[tuple[str, str], tuple[Any, Any]] = {("loss", column): (ours.loss, theirs.loss)}
-    for l, (mine, other) in enumerate(zip(ours.layers, theirs.layers)):
-        for key in mine.keys() & other.keys():
-            values[f"layer {l} {key}", column] = (mine[key], other[key])
-    return values
-
-
-def _grads_values(ours: Any, theirs: Any, column: str) -> dict[tuple[str, str], tuple[Any, Any]]:
-    (loss, grads), (their_loss, their_grads) = ours, theirs
-    values: dict[tuple[str, str], tuple[Any, Any]] = {
-        ("loss (loss_and_grads)", column): (loss, their_loss)}
-    for l, (mine, other) in enumerate(zip(grads, their_grads)):
-        for key in mine.keys() & other.keys():
-            values[f"layer {l} d_{key} (loss_and_grads)", column] = (mine[key], other[key])
-    return values
-
-
-def _spread_report(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray,
-                   y: np.ndarray, masks: Masks | None, implementations: Mapping[str, ModuleType],
-                   grads: bool, finite_differences: bool) -> CheckReport:
-    """cross_check of a spec with hidden blocks or of a Sequential: every trace quantity
-    against each reference, also within SPREAD_FACTOR of the references' own difference;
-    with ``grads``, loss_and_grads' loss and gradients in place of the trace's, judged as
-    the trace's are (a batch sum on its terms' scale).  A Sequential's rows are named by
-    the node's path, with the layer's equation and the method that forms it."""
-    paths = spec.paths if isinstance(spec, Sequential) else None
-    (primary_name, primary), *rest = implementations.items()
-    references = [name for name, _ in rest]
-    theirs = {name: implementations[name].trace(spec, params, x, y, masks)
-              for name in references}
-    ours = primary.trace(spec, params, x, y, masks)
-    mixed = None
-    if grads:
-        loss, found_grads = primary.loss_and_grads(spec, params, x, y, masks)
-        mixed = Trace(loss, [{**layer, **{f"d_{k}": g for k, g in node.items()}}
-                             for layer, node in zip(ours.layers, found_grads)])
-    cells: dict[tuple[str, str], LeafReport] = {}
-    values: dict[tuple[str, str], tuple[Any, Any]] = {}
-    rows: list[str] = []
-    where: dict[str, tuple[str, str]] = {}
-    for name in references:
-        spread = next((theirs[o] for o in references if o != name), None)
-        found = compare_trace(ours, theirs[name], rtol=RTOL64, atol_scale=ATOL64_SCALE,
-                              spread=spread)
-        if mixed is not None:
-            found += [dataclasses.replace(r, quantity=f"{r.quantity} (loss_and_grads)")
-                      for r in compare_trace(mixed, theirs[name], rtol=RTOL64,
-                                             atol_scale=ATOL64_SCALE, spread=spread)
-                      if r.layer is None or r.quantity in ("d_W", "d_b", "d_gamma", "d_beta")]
-        for r in found:
-            quantity, l = r.quantity.split(" ")[0], r.layer
-            if l is not None:
-                if paths is not None:
-                    r = dataclasses.replace(r, path=paths[l])
-                source = mixed if mixed is not None and r.quantity.endswith(
-                    "(loss_and_grads)") else ours
-                if not r.problem:
-                    values[r.label, name] = (source.layers[l][quantity],
-                                             theirs[name].layers[l][quantity])
-            if r.label not in rows:
-                rows.append(r.label)
-            cells[r.label, name] = r
-            if isinstance(spec, Sequential):
-                found_where = node_equation(spec, r.label)
-                if found_where is not None:
-                    where[r.label] = found_where
-            elif l is not None and r.quantity in BLOCK_EQUATIONS:
-                equation, function = BLOCK_EQUATIONS[r.quantity]
-                where[r.label] = (block_equations(spec, l).get(r.quantity) or equation,
-                                  function)
-    columns = list(references)
-    if finite_differences:
-        fd_reports, fd_values = _finite_difference_reports(spec, params, x, y, ours, masks)
-        columns.append(FINITE_DIFFERENCES)
-        cells |= {(r.label, FINITE_DIFFERENCES): r for r in fd_reports}
-        # rows no reference has (finite differences alone): from the output down
-        rows += [r.label for r in sorted(fd_reports, key=lambda r: -(r.layer or 0))
-                 if r.label not in rows]
-        values |= fd_values
-    batch = x.shape[0]
-    return CheckReport(spec, batch, primary_name, tuple(columns), tuple(rows), cells,
-                       values, where, constants={"1/batch": 1 / batch})
+    return z, related

@@ -334,3 +334,25 @@ def test_cross_check_refuses_masks_for_a_spec_without_dropout() -> None:
     with pytest.raises(ValueError, match="this spec has no dropout: give masks=None"):
         cross_check(spec, hw.init_params(spec, np.random.default_rng(0)), x, y,
                     {"handwritten": hw}, masks=[np.ones((4, 3))])
+
+
+def test_a_gradient_of_the_wrong_shape_fails_against_finite_differences_too() -> None:
+    """d_W transposed (the transpose on the wrong factor, a non-square layer): a failing
+    cell in every column, finite differences included, and the diagnosis says "transposed"
+    -- not a traceback from the finite-difference column."""
+    spec = hw.NetworkSpec((3, 5, 2), ("tanh", "identity"), "mse")
+    params = hw.init_params(spec, np.random.default_rng(0))
+    x, y = (np.random.default_rng(s).normal(size=(4, n)) for s, n in ((1, 3), (2, 2)))
+    transposed = ModuleType("transposed")
+
+    def trace(*args: Any) -> hw.Trace:
+        found = hw.trace(*args)
+        return found._replace(layers=[{**layer, "d_W": layer["d_W"].T}
+                                      for layer in found.layers])
+
+    transposed.trace = trace                                       # type: ignore[attr-defined]
+    report = cross_check(spec, params, x, y, {"transposed": transposed, **REFERENCES},
+                         finite_differences=True, grads=False)
+    assert not report.ok
+    assert not report.cells["layer 1 d_W", FINITE_DIFFERENCES].ok
+    assert "a transposed match" in " ".join(report.diagnosis()), report.diagnosis()
