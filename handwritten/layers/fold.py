@@ -97,7 +97,12 @@ def loss_inputs(seq: Sequential, caches: list[Cache]) -> tuple[Array, Array]:
 
 def loss_value(seq: Sequential, params: Params, caches: list[Cache], y: Array) -> Scalar:
     """L = loss(z, a, y) + weight_decay / 2 * sum ||W||^2 over every layer with a W."""
-    z, a = loss_inputs(seq, caches)
+    return loss_from(seq, params, *loss_inputs(seq, caches), y)
+
+
+def loss_from(seq: Sequential, params: Params, z: Array, a: Array, y: Array) -> Scalar:
+    """The loss at the output's (z, a), plus the penalty on every W of ``params`` (any
+    params-shaped list: one dict per node, or a NetworkSpec's one per layer)."""
     loss = LOSSES[seq.loss].value(z, a, y, seq.reduction)
     if seq.weight_decay:
         loss = loss + seq.weight_decay / 2 * sum(np.sum(p["W"] * p["W"]) for p in params
@@ -113,14 +118,25 @@ def backward(seq: Sequential, params: Params, caches: list[Cache], y: Array,
              ) -> tuple[Params, list[dict[str, Array]]]:
     """Every node's gradients, and (``keep``) the d_<out> and inner d_ quantities on the
     way down.  A building block: it checks nothing."""
-    grads: Params = [{} for _ in seq.nodes]
-    deltas: list[dict[str, Array]] = [{} for _ in seq.nodes]
     z, a = loss_inputs(seq, caches)
     d_start = LOSSES[seq.loss].grad(z, a, y, seq.reduction)
     layers = seq.layers[:-1] if seq.fused_output else seq.layers   # fused: d_z directly
-    _backward(seq, layers, params, caches, d_start, run, 0, False, grads,
-              deltas if keep else None)
-    return grads, (deltas if keep else [])
+    _, grads, deltas = backward_from(seq, params, caches, d_start, run, keep, layers)
+    return grads, deltas
+
+
+def backward_from(seq: Sequential, params: Params, caches: list[Cache], d_out: Array,
+                  run: Pass = Pass(), keep: bool = True, layers: Sequence[Any] | None = None,
+                  need_d_in: bool = False
+                  ) -> tuple[Array | None, Params, list[dict[str, Array]]]:
+    """The fold back from a given d_out, the gradient at the output of ``layers`` (the top
+    level's first layers; all of them by default), with no loss: (d_in, grads, deltas) as
+    a layer's backward, d_in the gradient at the input (``need_d_in``, else None)."""
+    grads: Params = [{} for _ in seq.nodes]
+    deltas: list[dict[str, Array]] = [{} for _ in seq.nodes]
+    d_in = _backward(seq, seq.layers if layers is None else layers, params, caches, d_out,
+                     run, 0, need_d_in, grads, deltas if keep else None)
+    return d_in, grads, (deltas if keep else [])
 
 
 def _backward(seq: Sequential, layers: Sequence[Any], params: Params, caches: list[Cache],
@@ -206,10 +222,19 @@ def jvp(seq: Sequential, params: Params, x: Array, v: Params,
     checks.check_params(seq, v, dtype, name="v")
     assert isinstance(x, np.ndarray)
     checks.check_masks(seq, masks, x.shape[0])
-    run = Pass(masks=masks)
+    out, out_dot, _, _ = tangent(seq, params, x, v, Pass(masks=masks))
+    return out, out_dot
+
+
+def tangent(seq: Sequential, params: Params, x: Array, v: Params, run: Pass = Pass()
+            ) -> tuple[Array, Array, list[Cache], list[Array | None]]:
+    """The forward fold with every layer's tangent beside it: the output, its tangent
+    along v, every node's cache, and every node's input tangent (None where there is none:
+    x is data).  A building block: it checks nothing."""
     caches: list[Cache] = [{} for _ in seq.nodes]
-    out, out_dot = _tangent(seq, seq.layers, params, v, x, None, run, caches, 0)
-    return out, (np.zeros_like(out) if out_dot is None else out_dot)
+    h_dots: list[Array | None] = [None for _ in seq.nodes]
+    out, out_dot = _tangent(seq, seq.layers, params, v, x, None, run, caches, 0, h_dots)
+    return out, (np.zeros_like(out) if out_dot is None else out_dot), caches, h_dots
 
 
 def _tangent(seq: Sequential, layers: Sequence[Any], params: Params, v: Params, h: Array,
@@ -253,10 +278,19 @@ def second_order(seq: Sequential, params: Params, x: Array, y: Array, v: Params,
         raise ValueError(f"loss {seq.loss!r} has no hand-derived second derivative: hvp and "
                          "gnvp cannot take it")
     run = Pass(masks=masks, weight_decay=seq.weight_decay)
-    caches: list[Cache] = [{} for _ in seq.nodes]
-    h_dots: list[Array | None] = [None for _ in seq.nodes]
-    out, out_dot = _tangent(seq, seq.layers, params, v, x, None, run, caches, 0, h_dots)
-    out_dot = np.zeros_like(out) if out_dot is None else out_dot
+    _, out_dot, caches, h_dots = tangent(seq, params, x, v, run)
+    return r_backward(seq, params, v, caches, h_dots, out_dot, y, run, gauss_newton)[0]
+
+
+def r_backward(seq: Sequential, params: Params, v: Params, caches: list[Cache],
+               h_dots: list[Array | None], out_dot: Array, y: Array, run: Pass = Pass(),
+               gauss_newton: bool = False, keep: bool = False
+               ) -> tuple[Params, list[dict[str, Array]]]:
+    """The R-operator's fold back from the tangent fold's caches and input tangents
+    (``tangent``): every node's R{d_<param>}, and (``keep``) the R{d_<out>} handed to
+    each node on the way down.  A building block: it checks nothing."""
+    loss = LOSSES[seq.loss]
+    assert loss.second is not None, "second_order checks the loss first"
     last = seq.level(0)[-1]
     z, a = loss_inputs(seq, caches)
     z_dot = h_dots[last] if isinstance(seq.layers[-1], Activation) else out_dot
@@ -265,21 +299,26 @@ def second_order(seq: Sequential, params: Params, x: Array, y: Array, v: Params,
     d = None if gauss_newton else loss.grad(z, a, y, seq.reduction)
     layers = seq.layers[:-1] if seq.fused_output else seq.layers      # fused: R{d_z} directly
     r_grads: Params = [{} for _ in seq.nodes]
-    _r_backward(seq, layers, params, v, caches, h_dots, d, r_d, run, 0, False, r_grads)
-    return r_grads
+    r_deltas: list[dict[str, Array]] = [{} for _ in seq.nodes]
+    _r_backward(seq, layers, params, v, caches, h_dots, d, r_d, run, 0, False, r_grads,
+                r_deltas if keep else None)
+    return r_grads, (r_deltas if keep else [])
 
 
 def _r_backward(seq: Sequential, layers: Sequence[Any], params: Params, v: Params,
                 caches: list[Cache], h_dots: list[Array | None], d_out: Array | None,
-                r_d_out: Array, run: Pass, start: int, need_d_in: bool, r_grads: Params
+                r_d_out: Array, run: Pass, start: int, need_d_in: bool, r_grads: Params,
+                r_deltas: list[dict[str, Array]] | None = None
                 ) -> tuple[Array | None, Array | None]:
     starts = _starts(seq, layers, start)
     for k in reversed(range(len(layers))):
         layer, i = layers[k], starts[k]
         need = need_d_in or k > 0
+        if r_deltas is not None:
+            r_deltas[i][f"R{{d_{layer.OUT}}}"] = r_d_out
         if hasattr(layer, "body"):
             d_body, r_body = _r_backward(seq, layer.body, params, v, caches, h_dots, d_out,
-                                         r_d_out, run, i + 1, need, r_grads)
+                                         r_d_out, run, i + 1, need, r_grads, r_deltas)
             d_in = None if d_out is None or not need else layer.join_backward(d_out, d_body)
             r_in = layer.join_backward(r_d_out, r_body) if need else None
         else:

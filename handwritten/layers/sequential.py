@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from handwritten.activations import split_name
 from handwritten.layers.activation import Activation
@@ -286,6 +286,53 @@ def compile_network(spec: NetworkSpec) -> Sequential:
     frozen, so it is built once)."""
     layers = [layer for l in range(spec.n_layers) for layer in _hidden_block(spec, l)]
     return Sequential(layers, spec.loss, spec.reduction, spec.weight_decay)
+
+
+@lru_cache(maxsize=256)
+def compile_block(spec: NetworkSpec, l: int, dense: bool = True) -> Sequential:
+    """Layer l of ``spec`` alone, as a Sequential: the nodes ``compile_network(spec)`` has
+    for it (``handwritten.network.hidden_block`` folds it).  ``dense=False``: only what
+    follows the Dense -- norm, activation, dropout, from z on, without the skip (what
+    ``handwritten.network.hidden_block_backward`` folds back)."""
+    block = _hidden_block(spec, l)
+    if dense:
+        return Sequential(block)
+    parts = block[0].body if isinstance(block[0], Residual) else block
+    return Sequential(parts[1:], in_features=spec.layer_sizes[l + 1])
+
+
+class Block(NamedTuple):
+    """Where one NetworkSpec layer's parts sit among its compiled Sequential's nodes (node
+    indices; None where the layer has no such part)."""
+
+    dense: int
+    norm: int | None
+    activation: int
+    dropout: int | None
+    residual: int | None
+
+    @property
+    def top(self) -> int:
+        """The node whose output is the layer's a: the skip, else dropout, else f."""
+        for i in (self.residual, self.dropout):
+            if i is not None:
+                return i
+        return self.activation
+
+
+@lru_cache(maxsize=256)
+def blocks_of(seq: Sequential) -> tuple[Block, ...]:
+    """The layers of a Sequential compiled from a NetworkSpec (``compile_network``, or
+    ``compile_block``'s one), each as a ``Block``: a layer starts at a top-level Dense or
+    Residual, and holds the nodes up to the next."""
+    roles = {Dense: "dense", BatchNorm1d: "norm", LayerNorm: "norm",
+             Activation: "activation", Dropout: "dropout", Residual: "residual"}
+    groups: list[dict[str, int | None]] = []
+    for i, (path, layer) in enumerate(seq.nodes):
+        if "." not in path and isinstance(layer, (Dense, Residual)):
+            groups.append({"norm": None, "dropout": None, "residual": None})
+        groups[-1][roles[type(layer)]] = i
+    return tuple(Block(**g) for g in groups)     # type: ignore[arg-type]
 
 
 @lru_cache(maxsize=256)
