@@ -55,11 +55,6 @@ class Pass:
         return Context(self.training, None, None, self.weight_decay)
 
 
-def _starts(seq: Sequential, layers: Sequence[Any], start: int) -> tuple[int, ...]:
-    """The node index of each of ``layers``, the first at ``start``."""
-    return seq.level(start)
-
-
 # forward ---------------------------------------------------------------------
 
 
@@ -74,7 +69,7 @@ def forward(seq: Sequential, params: Params, x: Array, run: Pass = Pass()
 
 def _forward(seq: Sequential, layers: Sequence[Any], params: Params, h: Array, run: Pass,
              caches: list[Cache], start: int) -> Array:
-    for layer, i in zip(layers, _starts(seq, layers, start)):
+    for layer, i in zip(layers, seq.level(start)):
         if hasattr(layer, "body"):                       # a container: its body, then join
             out = layer.join(_forward(seq, layer.body, params, h, run, caches, i + 1), h)
             caches[i] = {layer.OUT: out}
@@ -142,7 +137,7 @@ def backward_from(seq: Sequential, params: Params, caches: list[Cache], d_out: A
 def _backward(seq: Sequential, layers: Sequence[Any], params: Params, caches: list[Cache],
               d_out: Array, run: Pass, start: int, need_d_in: bool, grads: Params,
               deltas: list[dict[str, Array]] | None) -> Array | None:
-    starts = _starts(seq, layers, start)
+    starts = seq.level(start)
     for k in reversed(range(len(layers))):
         layer, i = layers[k], starts[k]
         need = need_d_in or k > 0                        # the first layer's d_x: unused
@@ -242,7 +237,7 @@ def _tangent(seq: Sequential, layers: Sequence[Any], params: Params, v: Params, 
              h_dots: list[Array | None] | None = None) -> tuple[Array, Array | None]:
     """The forward fold with every layer's tangent beside it (``h_dots``: each node's input
     tangent is kept there, for the R-operator's backward)."""
-    for layer, i in zip(layers, _starts(seq, layers, start)):
+    for layer, i in zip(layers, seq.level(start)):
         if h_dots is not None:
             h_dots[i] = h_dot
         if hasattr(layer, "body"):
@@ -310,7 +305,7 @@ def _r_backward(seq: Sequential, layers: Sequence[Any], params: Params, v: Param
                 r_d_out: Array, run: Pass, start: int, need_d_in: bool, r_grads: Params,
                 r_deltas: list[dict[str, Array]] | None = None
                 ) -> tuple[Array | None, Array | None]:
-    starts = _starts(seq, layers, start)
+    starts = seq.level(start)
     for k in reversed(range(len(layers))):
         layer, i = layers[k], starts[k]
         need = need_d_in or k > 0

@@ -352,12 +352,18 @@ def network_params(spec: NetworkSpec, params: Params) -> Params:
     return out
 
 
+@lru_cache(maxsize=256)
+def network_blocks(spec: NetworkSpec) -> tuple[Block, ...]:
+    """``blocks_of(compile_network(spec))``, found once per spec."""
+    return blocks_of(compile_network(spec))
+
+
 def network_grads(spec: NetworkSpec, grads: Params) -> Params:
-    """The compiled Sequential's params-shaped list back to NetworkSpec's layout."""
-    out: Params = [{} for _ in range(spec.n_layers)]
-    for g, l in zip(grads, layer_of_node(spec)):
-        out[l] |= g
-    return out
+    """The compiled Sequential's params-shaped list back to NetworkSpec's layout: each
+    layer's dict is its Dense node's, then its norm node's (gamma, beta; a batch norm's
+    running statistics), in a fresh dict.  Every other node holds {}."""
+    return [grads[b.dense] | grads[b.norm] if b.norm is not None else grads[b.dense].copy()
+            for b in network_blocks(spec)]
 
 
 def network_masks(spec: NetworkSpec, masks: Masks | None) -> list[Any] | None:
