@@ -85,7 +85,9 @@ def draw_masks(spec: NetworkSpec | Sequential, batch: int, rng: np.random.Genera
 
 def update_running(running: Running, cache: list[dict[str, Array]], batch: int) -> None:
     """After a training-mode forward: every batch-norm layer's running statistics one
-    momentum step towards the batch's mean and unbiased variance (in place)."""
+    momentum step towards the batch's mean and unbiased variance (in place), from a
+    NetworkSpec's per-layer cache (``network.forward``; bpnet.compare steps so).  ``train``
+    carries them on the fold's nodes instead (``BatchNorm1d.update_state``)."""
     for stats, layer in zip(running, cache):
         if stats:
             stats["mean"], stats["var"] = blocks.running_update(
@@ -332,9 +334,11 @@ def train(spec: NetworkSpec | Sequential, params: Params, x: Array, y: Array,
     Notes
     -----
     Batch norm's running statistics start as torch's (mean 0, variance 1) and come back
-    in ``History.running``, for ``predict``.  A ``Sequential`` trains by the fold of its
-    layers (``handwritten.layers.fold``): params, masks and running statistics one entry
-    per node.
+    in ``History.running``, for ``predict``.  Every step is the fold of a Sequential's
+    layers (``handwritten.layers.fold``): a Sequential's own, params, masks and running
+    statistics one entry per node; a NetworkSpec's compiled network (``compile_network``,
+    once per call), on the same arrays, with everything handed back in the NetworkSpec's
+    per-layer layout.
     """
     schedule = Schedule.for_training(spec, params, x, y, optimizer, epochs, batch_size,
                                      batch_order, record_every, callback, rng)
