@@ -214,8 +214,8 @@ MUTATIONS = [
     Mutation("jvp_without_the_weight_tangent", "forward mode drops the params' tangent "
              "(W_dot, b_dot): the fold hands each layer a zero direction",
              "layers/fold.py:_tangent", "layer.tangent(params[i], caches[i], h_dot, v[i], "
-             "run.at(i)))", "layer.tangent(params[i], caches[i], h_dot, {k: 0 * t for k, t in "
-             "v[i].items()}, run.at(i)))"),
+             "ctxs[i]))", "layer.tangent(params[i], caches[i], h_dot, {k: 0 * t for k, t in "
+             "v[i].items()}, ctxs[i]))"),
     Mutation("jvp_tangent_through_the_output", "forward mode pushes z_dot through f'(a), not "
              "f'(z)", "layers/activation.py:Activation.tangent",
              'activation(self.name).backward(cache["z"], cache["a"], z_dot)',
@@ -314,7 +314,7 @@ MUTATIONS = [
     # issue 11: training and evaluation with hidden blocks
     Mutation("running_statistics_never_updated", "train never moves batch norm's running "
              "statistics (they stay at 0 and 1)", "training.py:train",
-             "        if seq.has_batch_norm:", "        if seq.has_batch_norm and False:",
+             "        if has_batch_norm:", "        if has_batch_norm and False:",
              shown=('training and evaluation', 'running',
                     'handwritten.layers.norm.BatchNorm1d.update_state')),
     Mutation("evaluation_with_the_batch_statistics", "predict normalizes batch norm with the "

@@ -20,7 +20,7 @@ Every list here (params, grads, masks, state, caches, the trace) has one entry p
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -42,6 +42,16 @@ class Pass:
     masks: Sequence[Any] | None = None
     state: Sequence[Any] | None = None
     weight_decay: float = 0.0
+    _made: dict[int, tuple[Context, ...]] = field(default_factory=dict, compare=False,
+                                                  repr=False)
+
+    def contexts(self, n: int) -> tuple[Context, ...]:
+        """The Context of each of n nodes, made once per Pass (a training run without
+        dropout has one Pass, and every step reuses them)."""
+        made = self._made.get(n)
+        if made is None:
+            made = self._made[n] = tuple(self.at(i) for i in range(n))
+        return made
 
     def at(self, i: int) -> Context:
         """Node i's Context (one for every node when there are no masks and no state)."""
@@ -69,12 +79,13 @@ def forward(seq: Sequential, params: Params, x: Array, run: Pass = Pass()
 
 def _forward(seq: Sequential, layers: Sequence[Any], params: Params, h: Array, run: Pass,
              caches: list[Cache], start: int) -> Array:
+    ctxs = run.contexts(len(caches))
     for layer, i in zip(layers, seq.level(start)):
         if hasattr(layer, "body"):                       # a container: its body, then join
             out = layer.join(_forward(seq, layer.body, params, h, run, caches, i + 1), h)
             caches[i] = {layer.OUT: out}
         else:
-            out, cache = layer.forward(params[i], h, run.at(i))
+            out, cache = layer.forward(params[i], h, ctxs[i])
             cache[layer.OUT] = out                       # the layer's own fresh dict
             caches[i] = cache
         h = out
@@ -137,7 +148,7 @@ def backward_from(seq: Sequential, params: Params, caches: list[Cache], d_out: A
 def _backward(seq: Sequential, layers: Sequence[Any], params: Params, caches: list[Cache],
               d_out: Array, run: Pass, start: int, need_d_in: bool, grads: Params,
               deltas: list[dict[str, Array]] | None) -> Array | None:
-    starts = seq.level(start)
+    starts, ctxs = seq.level(start), run.contexts(len(caches))
     for k in reversed(range(len(layers))):
         layer, i = layers[k], starts[k]
         need = need_d_in or k > 0                        # the first layer's d_x: unused
@@ -148,7 +159,7 @@ def _backward(seq: Sequential, layers: Sequence[Any], params: Params, caches: li
                                   grads, deltas)
             d_in = layer.join_backward(d_out, d_body_in) if need else None
         else:
-            d_in, grads[i], inner = layer.backward(params[i], caches[i], d_out, run.at(i), need)
+            d_in, grads[i], inner = layer.backward(params[i], caches[i], d_out, ctxs[i], need)
             if deltas is not None:
                 deltas[i] |= inner
         d_out = d_in                                     # type: ignore[assignment]
@@ -237,6 +248,7 @@ def _tangent(seq: Sequential, layers: Sequence[Any], params: Params, v: Params, 
              h_dots: list[Array | None] | None = None) -> tuple[Array, Array | None]:
     """The forward fold with every layer's tangent beside it (``h_dots``: each node's input
     tangent is kept there, for the R-operator's backward)."""
+    ctxs = run.contexts(len(caches))
     for layer, i in zip(layers, seq.level(start)):
         if h_dots is not None:
             h_dots[i] = h_dot
@@ -248,10 +260,10 @@ def _tangent(seq: Sequential, layers: Sequence[Any], params: Params, v: Params, 
             out_dot = body_dot if h_dot is None else (
                 h_dot if body_dot is None else layer.join(body_dot, h_dot))
         else:
-            out, caches[i] = layer.forward(params[i], h, run.at(i))
+            out, caches[i] = layer.forward(params[i], h, ctxs[i])
             caches[i][layer.OUT] = out
             out_dot = (None if h_dot is None and not params[i]     # x is data: no tangent
-                       else layer.tangent(params[i], caches[i], h_dot, v[i], run.at(i)))
+                       else layer.tangent(params[i], caches[i], h_dot, v[i], ctxs[i]))
         h, h_dot = out, out_dot
     return h, h_dot
 
@@ -305,7 +317,7 @@ def _r_backward(seq: Sequential, layers: Sequence[Any], params: Params, v: Param
                 r_d_out: Array, run: Pass, start: int, need_d_in: bool, r_grads: Params,
                 r_deltas: list[dict[str, Array]] | None = None
                 ) -> tuple[Array | None, Array | None]:
-    starts = seq.level(start)
+    starts, ctxs = seq.level(start), run.contexts(len(caches))
     for k in reversed(range(len(layers))):
         layer, i = layers[k], starts[k]
         need = need_d_in or k > 0
@@ -318,9 +330,9 @@ def _r_backward(seq: Sequential, layers: Sequence[Any], params: Params, v: Param
             r_in = layer.join_backward(r_d_out, r_body) if need else None
         else:
             r_in, r_grads[i] = layer.r_backward(params[i], caches[i], h_dots[i], v[i], d_out,
-                                                r_d_out, run.at(i), need)
+                                                r_d_out, ctxs[i], need)
             d_in = None if d_out is None else layer.backward(params[i], caches[i], d_out,
-                                                             run.at(i), need)[0]
+                                                             ctxs[i], need)[0]
         d_out, r_d_out = d_in, r_in                      # type: ignore[assignment]
     return d_out, r_d_out
 
