@@ -183,7 +183,7 @@ def node_caches(spec: NetworkSpec, x: Array, cache: list[dict[str, Array]],
                                     "a": layer.get("h", layer["a"])}
         if block.dropout is not None:
             mask = layer_mask(masks, l, layer["z"].dtype) if "h" in layer else None
-            caches[block.dropout] = {"mask": mask, "out": layer["a"]}
+            caches[block.dropout] = {"mask": mask}         # all its backward reads
         if block.residual is not None:
             caches[block.residual] = {"out": layer["a"]}
         h_in = layer["a"]
