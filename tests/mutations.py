@@ -115,6 +115,13 @@ JVP_SHOWN = ("jvp output tangent", "handwritten.layers.fold.jvp")
 """What check --all names first for a mistake in a layer's tangent: the folded output."""
 HVP_SHOWN = ("hvp (H v)", "handwritten.layers.fold.second_order")
 """... and for a mistake in a layer's R-operator piece: H v, the fold back."""
+# A NetworkSpec runs on the layers too, and check --all's NetworkSpec groups come first: a
+# mistake in a layer the MLP uses (Dense, Activation, Residual) is named there first, by the
+# NetworkSpec quantity it makes wrong.
+TANGENT_SHOWN = ("output_dot (handwritten vs", "handwritten.derivatives.tangent_forward")
+SKIP_SHOWN = ("layer 0 d_a (handwritten vs", "d_a0 = d_z1 @ W1.T + d_a1",
+              "handwritten.network.backward")
+R_BACKWARD = "handwritten.derivatives.r_backward"
 
 MUTATIONS = [
     Mutation("dW_missing_transpose", "d_W = d_z.T @ a_prev: the transpose on the wrong factor",
@@ -396,11 +403,11 @@ MUTATIONS = [
     Mutation("residual_gradient_added_twice", "a Residual's backward adds the skip's d_out "
              "twice", "layers/residual.py:Residual.join_backward",
              "return d_body_in + d_out", "return d_body_in + 2 * d_out",
-             shown=("d_n (handwritten vs", "handwritten.layers.residual.Residual.join_backward")),
+             shown=SKIP_SHOWN),
     Mutation("residual_without_the_skip_in_backward", "a Residual's backward forgets the "
              "skip: d_h = d_body_in", "layers/residual.py:Residual.join_backward",
              "return d_body_in + d_out", "return d_body_in + 0 * d_out",
-             shown=("d_n (handwritten vs", "handwritten.layers.residual.Residual.join_backward")),
+             shown=SKIP_SHOWN),
     Mutation("batch_norm_evaluation_with_the_batch", "BatchNorm1d in evaluation mode "
              "normalizes with the batch's statistics (state ignored)",
              "layers/norm.py:BatchNorm1d.forward", "if not ctx.training:",
@@ -413,10 +420,10 @@ MUTATIONS = [
     Mutation("dense_tangent_without_the_params_tangent", "a Dense's tangent forgets h @ W_dot "
              "(the layer's own params' tangent)", "layers/dense.py:Dense.tangent",
              'z_dot = cache["h"] @ p_dot["W"] + p_dot["b"]',
-             'z_dot = 0 * cache["h"] @ p_dot["W"] + p_dot["b"]', shown=JVP_SHOWN),
+             'z_dot = 0 * cache["h"] @ p_dot["W"] + p_dot["b"]', shown=TANGENT_SHOWN),
     Mutation("dense_tangent_without_the_input_tangent", "a Dense's tangent forgets h_dot @ W",
              "layers/dense.py:Dense.tangent", 'z_dot += h_dot @ p["W"]',
-             'z_dot += 0 * h_dot @ p["W"]', shown=JVP_SHOWN),
+             'z_dot += 0 * h_dot @ p["W"]', shown=TANGENT_SHOWN),
     Mutation("norm_tangent_without_the_variance_path", "a norm's tangent forgets how the "
              "variance moves", "layers/norm.py:_Norm._input_tangent",
              "return var_dot, inv_std * c_dot - x_hat * var_dot * inv_std**2 / 2",
@@ -433,7 +440,7 @@ MUTATIONS = [
              "layers/fold.py:backward",
              "layers = seq.layers[:-1] if seq.fused_output else seq.layers",
              "layers = seq.layers",
-             shown=("d_a (handwritten vs", "handwritten.losses.softmax_cross_entropy_grad")),
+             shown=("layer 1 d_z (handwritten vs", "handwritten.losses.bce_with_logits_grad")),
     Mutation("fold_grads_without_the_weight_decay", "the penalty is in the loss, but the fold "
              "hands the layers no weight decay", "layers/fold.py:loss_and_grads",
              "run = Pass(masks=masks, weight_decay=seq.weight_decay)",
@@ -445,15 +452,17 @@ MUTATIONS = [
              "h_dot))", "h_dot if body_dot is None else body_dot)", shown=JVP_SHOWN),
     Mutation("dense_r_op_without_the_weight_tangent", "a Dense's R-operator forgets d_z @ "
              "W_dot.T in R{d_h} (the layer's params' tangent)", "layers/dense.py:Dense.r_backward",
-             'r_d_h += d_z @ p_dot["W"].T', 'r_d_h += 0 * d_z @ p_dot["W"].T', shown=HVP_SHOWN),
+             'r_d_h += d_z @ p_dot["W"].T', 'r_d_h += 0 * d_z @ p_dot["W"].T',
+             shown=("layer 1 R{d_a} (handwritten vs", R_BACKWARD)),
     Mutation("dense_r_op_without_the_input_tangent", "a Dense's R{d_W} forgets h_dot.T @ d_z",
              "layers/dense.py:Dense.r_backward", "r_d_W += h_dot.T @ d_z",
-             "r_d_W += 0 * h_dot.T @ d_z", shown=HVP_SHOWN),
+             "r_d_W += 0 * h_dot.T @ d_z", shown=("layer 2 R{d_W} (handwritten vs", R_BACKWARD)),
     Mutation("activation_r_op_without_f_second", "an Activation's R-operator forgets d_a f''(z) "
              "z_dot", "layers/activation.py:Activation.r_backward",
              'r_d_z = r_d_z + entry.second(cache["z"], cache["a"], d_a, z_dot)',
              'r_d_z = r_d_z + 0 * entry.second(cache["z"], cache["a"], d_a, z_dot)',
-             shown=HVP_SHOWN),
+             shown=("layer 1 R{d_z} (handwritten vs",
+                                                  "handwritten.activations.tanh_second")),
     Mutation("norm_r_op_without_gamma_dot", "a norm's R-operator forgets d_n gamma_dot in "
              "R{d_x_hat}", "layers/norm.py:_Norm.r_backward",
              'r_d_x_hat = r_d_x_hat + d_n * p_dot["gamma"]',
@@ -469,7 +478,8 @@ MUTATIONS = [
     Mutation("dense_per_example_divided_by_batch", "a Dense's per-example d_b divided by the "
              "batch again", "layers/dense.py:Dense.per_example", '"b": d_z.copy()}',
              '"b": d_z / d_z.shape[0]}',
-             shown=("per-example d_b", "handwritten.layers.dense.Dense.per_example")),
+             shown=("per-example layer 0 b (handwritten vs",
+                    "handwritten.derivatives.per_example_grads")),
     # issue 25: the convolution chapter -- the backwards students get wrong
     Mutation("conv_kernel_flipped_in_the_forward", "the forward convolves (kernel flipped), "
              "where torch.nn.Conv2d cross-correlates", "layers/conv.py:_ConvNd.conv",
