@@ -75,8 +75,9 @@ from handwritten.layers import (
     network_masks,
     network_params,
 )
+from handwritten.layers.base import Cache
+from handwritten.layers.sequential import Block, network_blocks
 from handwritten.losses import LOSSES, LossSecond
-from handwritten.network import backward, forward
 from handwritten.spec import Masks, NetworkSpec, Params
 
 Array = NDArray[np.floating[Any]]
@@ -85,31 +86,37 @@ ActivationSecond = Callable[[Array, Array, Array, Array], Array]
 
 def tangent_forward(spec: NetworkSpec, params: Params, x: Array, v: Params
                     ) -> list[dict[str, Array]]:
-    """The forward pass and its tangent along v: every z, a, z_dot, a_dot, per layer.
+    """The forward pass and its tangent along v: every z, a, z_dot, a_dot, per layer, of a
+    spec without hidden blocks.
 
     A building block (it checks nothing; ``jvp``, ``hvp`` and ``gnvp`` check first).
-    The input x is data: its tangent is 0, so layer 0 has no a_prev_dot term.
+    The input x is data: its tangent is 0, so layer 0 has no a_prev_dot term.  The
+    tangent fold of the compiled network (``handwritten.layers.fold.tangent``: each
+    Dense's and Activation's ``tangent``), read per layer.
     """
-    cache = []
-    a, a_dot = x, None
-    for p, t, name in zip(params, v, spec.activations):
-        z = a @ p["W"] + p["b"]                                   # (batch, fan_out)
-        z_dot = a @ t["W"] + t["b"]                               # a_prev @ W_dot + b_dot
-        if a_dot is not None:
-            z_dot += a_dot @ p["W"]                               # + a_prev_dot @ W
-        f = activation(name)
-        a = f.forward(z)
-        a_dot = f.backward(z, a, z_dot)                           # J z_dot, J symmetric
-        cache.append({"z": z, "a": a, "z_dot": z_dot, "a_dot": a_dot})
-    return cache
+    seq = compile_network(spec)
+    _, out_dot, caches, h_dots = fold.tangent(seq, network_params(spec, params), x,
+                                              network_params(spec, v))
+    return _tangent_layers(spec, caches, h_dots, out_dot)
+
+
+def _tangent_layers(spec: NetworkSpec, caches: list[Cache], h_dots: list[Array | None],
+                    out_dot: Array) -> list[dict[str, Array]]:
+    """Per layer, z and a from the fold's caches, z_dot (the Activation's input tangent)
+    and a_dot (the next layer's input tangent; the output's for the last)."""
+    blocks = network_blocks(spec)
+    a_dots = [h_dots[b.dense] for b in blocks[1:]] + [out_dot]
+    return [{"z": caches[b.dense]["z"], "a": caches[b.activation]["a"],
+             "z_dot": h_dots[b.activation], "a_dot": a_dot}              # type: ignore[dict-item]
+            for b, a_dot in zip(blocks, a_dots)]
 
 
 def jvp(spec: NetworkSpec | Sequential, params: Params, x: Array, v: Params,
         masks: Masks | None = None) -> tuple[Array, Array]:
     """The network's output and its derivative along the params-shaped direction v.
 
-    A ``Sequential`` (with its dropout's ``masks``, one entry per node): the fold of every
-    layer's tangent, ``handwritten.layers.fold.jvp``.
+    The fold of every layer's tangent (``handwritten.layers.fold.jvp``; a NetworkSpec's
+    compiled network, a Sequential with its dropout's ``masks``, one entry per node).
 
     Returns
     -------
@@ -121,14 +128,13 @@ def jvp(spec: NetworkSpec | Sequential, params: Params, x: Array, v: Params,
     dtype = checks.check_x(spec, x)
     checks.check_params(spec, params, dtype)
     checks.check_params(spec, v, dtype, name="v")
-    if spec.has_blocks:                 # a hidden block: its layers' tangents, folded
+    if spec.has_blocks:
         assert isinstance(x, np.ndarray)
         checks.check_masks(spec, masks, x.shape[0])
-        return fold.jvp(compile_network(spec), network_params(spec, params), x,
-                        network_params(spec, v), network_masks(spec, masks))
-    _no_masks(masks, "jvp")
-    out = tangent_forward(spec, params, x, v)[-1]
-    return out["a"], out["a_dot"]
+    else:
+        _no_masks(masks, "jvp")
+    return fold.jvp(compile_network(spec), network_params(spec, params), x,
+                    network_params(spec, v), network_masks(spec, masks))
 
 
 # second order -----------------------------------------------------------------------------
@@ -188,45 +194,38 @@ def r_backward(spec: NetworkSpec, params: Params, x: Array, y: Array, v: Params,
     loss have a ``second`` (a ValueError names the one that has not).  Returns one dict per
     layer with R{d_a}, R{d_z},
     R{d_W}, R{d_b} (the output layer of a fused loss has no R{d_a}).  ``gauss_newton``
-    drops every term that carries the loss's gradient: J^T H_loss J v.
+    drops every term that carries the loss's gradient: J^T H_loss J v.  The R-operator's
+    fold back over the compiled network (``handwritten.layers.fold.r_backward``: each
+    Dense's and Activation's ``r_backward``), from the tangent cache put back on its nodes.
     """
-    loss = LOSSES[spec.loss]
-    n_layers = len(params)
-    layers: list[dict[str, Array]] = [{} for _ in range(n_layers)]
-    out = cache[-1]
-    r_d = loss_second(spec)(out["z"], out["a"], y, spec.reduction, out["z_dot"], out["a_dot"])
-    d = None if gauss_newton else loss.grad(out["z"], out["a"], y, spec.reduction)
-    # a fused loss hands back R{d_z} and d_z of the output layer; a plain one R{d_a}, d_a
-    r_d_a: Array | None = None if spec.fused_output else r_d
-    d_a: Array | None = None if spec.fused_output else d
-    r_d_z: Array = r_d
-    d_z: Array | None = d if spec.fused_output else None
+    loss_second(spec)
+    fused = spec.n_layers - 1 if spec.fused_output else None
+    for l in reversed(range(spec.n_layers)):
+        if not gauss_newton and l != fused:     # the layers whose f'' the R-terms take
+            activation_second(spec, l)
+    seq = compile_network(spec)
+    caches: list[Cache] = [{} for _ in seq.nodes]
+    h_dots: list[Array | None] = [None for _ in seq.nodes]
+    a_prev, a_prev_dot = x, None
+    for b, layer in zip(network_blocks(spec), cache):
+        caches[b.dense] = {"h": a_prev, "z": layer["z"]}
+        caches[b.activation] = {"z": layer["z"], "a": layer["a"]}
+        h_dots[b.dense], h_dots[b.activation] = a_prev_dot, layer["z_dot"]
+        a_prev, a_prev_dot = layer["a"], layer["a_dot"]
+    r_grads, r_deltas = fold.r_backward(
+        seq, network_params(spec, params), network_params(spec, v), caches, h_dots,
+        cache[-1]["a_dot"], y, fold.Pass(weight_decay=spec.weight_decay), gauss_newton,
+        keep=True)
+    return [_r_layer(b, r_grads, r_deltas) for b in network_blocks(spec)]
 
-    for l in reversed(range(n_layers)):
-        z, a, z_dot = cache[l]["z"], cache[l]["a"], cache[l]["z_dot"]
-        W, W_dot = params[l]["W"], v[l]["W"]
-        if r_d_a is not None:                                     # not a fused output layer
-            f = activation(spec.activations[l])
-            layers[l]["R{d_a}"] = r_d_a
-            r_d_z = f.backward(z, a, r_d_a)                       # f'(z) * R{d_a}
-            if d_a is not None:
-                d_z = f.backward(z, a, d_a)
-                second = activation_second(spec, l)
-                r_d_z = r_d_z + second(z, a, d_a, z_dot)         # + d_a * f''(z) * R{z}
-        layers[l]["R{d_z}"] = r_d_z
-        a_prev = x if l == 0 else cache[l - 1]["a"]
-        r_d_W = a_prev.T @ r_d_z                                  # (fan_in, fan_out)
-        if d_z is not None and l > 0:
-            r_d_W += cache[l - 1]["a_dot"].T @ d_z                # + R{a_prev}.T @ d_z
-        if spec.weight_decay:
-            r_d_W += spec.weight_decay * W_dot                    # the penalty's lambda W_dot
-        layers[l]["R{d_W}"], layers[l]["R{d_b}"] = r_d_W, r_d_z.sum(axis=0)
-        if l > 0:
-            r_d_a = r_d_z @ W.T                                   # (batch, fan_in)
-            if d_z is not None:
-                r_d_a += d_z @ W_dot.T                            # + d_z @ R{W}.T
-                d_a = d_z @ W.T
-    return layers
+
+def _r_layer(b: Block, r_grads: Params, r_deltas: list[dict[str, Array]]
+             ) -> dict[str, Array]:
+    """One layer's R{d_a} (its Activation's R{d_out}; none at a fused output), R{d_z}
+    (its Dense's), R{d_W}, R{d_b}."""
+    return ({"R{d_a}": r_deltas[b.activation]["d_a"]} if r_deltas[b.activation] else {}) | {
+        "R{d_z}": r_deltas[b.dense]["d_z"], "R{d_W}": r_grads[b.dense]["W"],
+        "R{d_b}": r_grads[b.dense]["b"]}
 
 
 def _through_layers(product: Callable[..., Params], spec: NetworkSpec, params: Params, x: Array,
@@ -250,8 +249,13 @@ def _second_order(spec: NetworkSpec, params: Params, x: Array, y: Array, v: Para
     check_second_order(spec)
     checks.check_problem(spec, params, x, y)
     checks.check_params(spec, v, params[0]["W"].dtype, name="v")
-    cache = tangent_forward(spec, params, x, v)
-    return cache, r_backward(spec, params, x, y, v, cache, gauss_newton)
+    seq, run = compile_network(spec), fold.Pass(weight_decay=spec.weight_decay)
+    nodes, v_nodes = network_params(spec, params), network_params(spec, v)
+    _, out_dot, caches, h_dots = fold.tangent(seq, nodes, x, v_nodes, run)
+    r_grads, r_deltas = fold.r_backward(seq, nodes, v_nodes, caches, h_dots, out_dot, y, run,
+                                        gauss_newton, keep=True)
+    return (_tangent_layers(spec, caches, h_dots, out_dot),
+            [_r_layer(b, r_grads, r_deltas) for b in network_blocks(spec)])
 
 
 def hvp(spec: NetworkSpec | Sequential, params: Params, x: Array, y: Array, v: Params,
@@ -307,10 +311,11 @@ def _layer_inputs_and_deltas(spec: NetworkSpec, params: Params, x: Array, y: Arr
     checks.check_x(spec, x)
     check_plain(spec)
     checks.check_problem(spec, params, x, y)
-    _, cache = forward(spec, params, x)
-    _, deltas = backward(spec, params, x, y, cache)
-    inputs = [x, *(c["a"] for c in cache[:-1])]
-    return [(a_prev, d["d_z"]) for a_prev, d in zip(inputs, deltas)]
+    seq = compile_network(spec)
+    nodes = network_params(spec, params)
+    _, caches = fold.forward(seq, nodes, x)
+    _, deltas = fold.backward(seq, nodes, caches, y)
+    return [(caches[b.dense]["h"], deltas[b.dense]["d_z"]) for b in network_blocks(spec)]
 
 
 def per_example_grads(spec: NetworkSpec | Sequential, params: Params, x: Array, y: Array,
@@ -329,13 +334,12 @@ def per_example_grads(spec: NetworkSpec | Sequential, params: Params, x: Array, 
         return fold.per_example_grads(spec, params, x, y, masks)
     if spec.has_blocks:                 # each layer's per_example (batch norm refuses)
         checks.check_problem(spec, params, x, y, masks)
-        return network_grads(spec, fold.per_example_grads(
-            compile_network(spec), network_params(spec, params), x, y,
-            network_masks(spec, masks)))
-    _no_masks(masks, "per_example_grads")
-    return [{"W": a_prev[:, :, None] * d_z[:, None, :],        # outer products, per row
-             "b": d_z.copy()}
-            for a_prev, d_z in _layer_inputs_and_deltas(spec, params, x, y)]
+    else:
+        _no_masks(masks, "per_example_grads")
+        checks.check_x(spec, x)
+        checks.check_problem(spec, params, x, y)
+    return network_grads(spec, fold.per_example_grads(
+        compile_network(spec), network_params(spec, params), x, y, network_masks(spec, masks)))
 
 
 def per_example_grad_norms(spec: NetworkSpec, params: Params, x: Array, y: Array) -> Array:

@@ -41,13 +41,28 @@ from typing import Any
 
 import numpy as np
 
-from handwritten import blocks, checks
-from handwritten.activations import activation
-from handwritten.layers import Sequential, fold
+from handwritten import checks
+from handwritten.layers import (
+    Activation,
+    BatchNorm1d,
+    Dropout,
+    LayerNorm,
+    Sequential,
+    compile_network,
+    fold,
+    network_grads,
+    network_masks,
+    network_params,
+    network_running,
+)
+from handwritten.layers.base import Cache
 from handwritten.layers.dense import INIT_SCHEMES as INIT_SCHEMES
 from handwritten.layers.dense import draw_weight
-from handwritten.losses import LOSSES
+from handwritten.layers.sequential import Block, blocks_of, compile_block
 from handwritten.spec import Array, Masks, NetworkSpec, Params, Running, Scalar, Trace
+
+NORM_QUANTITIES = ("mu", "var", "x_hat", "n")
+"""A norm's forward quantities (training mode; x_hat, n alone in evaluation mode)."""
 
 # initialisation --------------------------------------------------------------
 
@@ -98,7 +113,89 @@ def init_running(spec: NetworkSpec | Sequential,
             if spec.norm(l) == "batch" else {} for l, n in enumerate(spec.layer_sizes[1:])]
 
 
-# forward and backward: the derivation ----------------------------------------
+# forward and backward: the fold of the compiled network ---------------------------
+#
+# A NetworkSpec runs as the Sequential it compiles to (``compile_network``: Dense, [norm],
+# Activation, [Dropout], inside a Residual where the layer has a skip), by the one fold
+# that reads a network's structure (``handwritten.layers.fold``); each part does its own
+# derivation in ``handwritten.layers``.  What this module adds is the NetworkSpec's view of
+# the fold's per-node quantities: one dict per layer, named as the derivation above
+# names them.  ``Block`` says which node holds each part of a layer:
+#
+#     z                     the Dense's z               d_z            the Dense's d_z
+#     mu, var, x_hat, n     the norm's                  d_n, d_x_hat   the norm's
+#     h (with dropout       the Activation's a          d_h            the Activation's d_a
+#        or a skip)
+#     a                     the block's output: the     d_a            the top node's d_<out>
+#                           top node's (Block.top)
+
+
+def _run(spec: NetworkSpec, masks: Masks | None = None, running: Running | None = None
+         ) -> fold.Pass:
+    """The fold's Pass for a NetworkSpec's masks and running statistics (given: batch norm
+    in evaluation mode)."""
+    return fold.Pass(training=running is None, masks=network_masks(spec, masks),
+                     state=network_running(spec, running), weight_decay=spec.weight_decay)
+
+
+def layer_cache(seq: Sequential, block: Block, caches: list[Cache]) -> dict[str, Array]:
+    """One layer's cache (z, [mu, var, x_hat, n], [h], a) from its nodes' caches."""
+    layer: dict[str, Array] = {"z": caches[block.dense]["z"]}
+    if block.norm is not None:
+        layer |= {k: v for k, v in caches[block.norm].items() if k in NORM_QUANTITIES}
+    h = caches[block.activation]["a"]
+    a = caches[block.top][seq.nodes[block.top][1].OUT]
+    if a is not h:                               # dropout with its mask, or a skip
+        layer["h"] = h
+    layer["a"] = a
+    return layer
+
+
+def layer_deltas(seq: Sequential, block: Block, deltas: list[dict[str, Array]],
+                 layer: dict[str, Array]) -> dict[str, Array]:
+    """One layer's d_a, [d_h], [d_n, d_x_hat], d_z from its nodes' (the output layer of a
+    fused loss has no d_a: the fold starts below its activation)."""
+    out: dict[str, Array] = {}
+    top = deltas[block.top].get(f"d_{seq.nodes[block.top][1].OUT}")
+    if top is not None:
+        out["d_a"] = top
+    if "h" in layer:
+        out["d_h"] = deltas[block.activation]["d_a"]
+    if block.norm is not None:
+        out |= {k: deltas[block.norm][k] for k in ("d_n", "d_x_hat")}
+    out["d_z"] = deltas[block.dense]["d_z"]
+    return out
+
+
+def node_caches(spec: NetworkSpec, x: Array, cache: list[dict[str, Array]],
+                masks: Masks | None = None) -> list[Cache]:
+    """``layer_cache``'s inverse: the nodes' caches the fold's backward reads, from the
+    layers' (each Dense's input is the layer below's a; a Dropout keeps its mask where the
+    forward used one, the layer's h is then there)."""
+    seq = compile_network(spec)
+    caches: list[Cache] = [{} for _ in seq.nodes]
+    h_in = x
+    for l, (block, layer) in enumerate(zip(blocks_of(seq), cache)):
+        caches[block.dense] = {"h": h_in, "z": layer["z"]}
+        if block.norm is not None:
+            caches[block.norm] = {k: v for k, v in layer.items() if k in NORM_QUANTITIES}
+        caches[block.activation] = {"z": layer.get("n", layer["z"]),
+                                    "a": layer.get("h", layer["a"])}
+        if block.dropout is not None:
+            mask = layer_mask(masks, l, layer["z"].dtype) if "h" in layer else None
+            caches[block.dropout] = {"mask": mask}         # all its backward reads
+        if block.residual is not None:
+            caches[block.residual] = {"out": layer["a"]}
+        h_in = layer["a"]
+    return caches
+
+
+def layer_mask(masks: Masks | None, l: int, dtype: np.dtype[Any]) -> Array | None:
+    """Layer l's dropout keep-mask in the layer's dtype (None where there is none): a mask
+    of bools, ints or float64 must not turn a float32 network's quantities into float64."""
+    if masks is None or l >= len(masks) or masks[l] is None:
+        return None
+    return np.asarray(masks[l], dtype=dtype)
 
 
 def forward(spec: NetworkSpec, params: Params, x: Array, masks: Masks | None = None,
@@ -117,16 +214,10 @@ def forward(spec: NetworkSpec, params: Params, x: Array, masks: Masks | None = N
     cache : list of {"z": (batch, fan_out), "a": (batch, fan_out)}, one per layer; a
         hidden block's layer also holds its parts' quantities (``hidden_block``)
     """
-    if spec.has_blocks:
-        return _forward_blocks(spec, params, x, masks, running)
-    cache = []
-    a = x
-    for p, name in zip(params, spec.activations):
-        z = a @ p["W"]                              # (batch, fan_out)
-        z += p["b"]                                 # in place: z is a fresh array
-        a = activation(name).forward(z)             # (batch, fan_out)
-        cache.append({"z": z, "a": a})
-    return a, cache
+    seq = compile_network(spec)
+    _, caches = fold.forward(seq, network_params(spec, params), x, _run(spec, masks, running))
+    cache = [layer_cache(seq, block, caches) for block in blocks_of(seq)]
+    return cache[-1]["a"], cache
 
 
 def hidden_block(spec: NetworkSpec, l: int, p: dict[str, Array], a_prev: Array,
@@ -143,56 +234,39 @@ def hidden_block(spec: NetworkSpec, l: int, p: dict[str, Array], a_prev: Array,
     Returns the layer's cache: z, a, and mu, var, x_hat, n (a norm) and h (dropout or a
     skip: the activation's output before them) where the block has them.  With this
     layer's ``running`` statistics, batch norm is in evaluation mode (x_hat, n only).
+    The fold of the layer's own Sequential (``compile_block``).
     """
-    z = a_prev @ p["W"]
-    z += p["b"]
-    layer: dict[str, Array] = {"z": z}
-    norm = spec.norm(l)
-    if norm == "batch" and running:
-        layer |= blocks.normalize_running(z, running["mean"], running["var"], p["gamma"],
-                                          p["beta"])
-    elif norm is not None:
-        layer |= blocks.normalize(norm, z, p["gamma"], p["beta"])
-    h = activation(spec.activations[l]).forward(layer.get("n", z))
-    a = h
-    drop = spec.dropout[l] if l < len(spec.dropout) else 0.0
-    if drop and mask is not None:
-        a = blocks.dropout(h, mask, drop)
-    if l < len(spec.residual) and spec.residual[l]:
-        a = a + a_prev
-    if a is not h:
-        layer["h"] = h
-    layer["a"] = a
-    return layer
+    seq = compile_block(spec, l)
+    (block,) = blocks_of(seq)
+    run = _block_run(seq, block, mask, running)
+    _, caches = fold.forward(seq, _block_params(seq, p), a_prev, run)
+    return layer_cache(seq, block, caches)
 
 
-def layer_mask(masks: Masks | None, l: int, dtype: np.dtype[Any]) -> Array | None:
-    """Layer l's dropout keep-mask in the layer's dtype (None where there is none): a mask
-    of bools, ints or float64 must not turn a float32 network's quantities into float64."""
-    if masks is None or l >= len(masks) or masks[l] is None:
-        return None
-    return np.asarray(masks[l], dtype=dtype)
+def _block_run(seq: Sequential, block: Block, mask: Array | None,
+               running: dict[str, Array] | None) -> fold.Pass:
+    masks: list[Any] = [None] * len(seq.nodes)
+    state: list[Any] = [{}] * len(seq.nodes)
+    if block.dropout is not None:
+        masks[block.dropout] = mask
+    if block.norm is not None and running:
+        state[block.norm] = running
+    return fold.Pass(training=not running, masks=masks, state=state)
 
 
-def _forward_blocks(spec: NetworkSpec, params: Params, x: Array, masks: Masks | None,
-                    running: Running | None) -> tuple[Array, list[dict[str, Array]]]:
-    cache = []
-    a = x
-    for l, p in enumerate(params):
-        mask = layer_mask(masks, l, p["W"].dtype)
-        cache.append(hidden_block(spec, l, p, a, mask, None if running is None else running[l]))
-        a = cache[-1]["a"]
-    return a, cache
+def _block_params(seq: Sequential, p: dict[str, Array]) -> Params:
+    """A layer's params on its own Sequential's nodes (W, b on the Dense, gamma, beta on
+    the norm)."""
+    return [{k: p[k] for k in layer.param_shapes()} if hasattr(layer, "param_shapes") else {}
+            for _, layer in seq.nodes]
 
 
 def loss_value(spec: NetworkSpec, params: Params, cache: list[dict[str, Array]],
                y: Array) -> Scalar:
-    """L = loss(z_out, a_out, y) + weight_decay / 2 * sum_l ||W_l||^2."""
+    """L = loss(z_out, a_out, y) + weight_decay / 2 * sum_l ||W_l||^2
+    (``handwritten.layers.fold.loss_from``)."""
     out = cache[-1]
-    loss = LOSSES[spec.loss].value(out["z"], out["a"], y, spec.reduction)
-    if spec.weight_decay:
-        loss = loss + spec.weight_decay / 2 * sum(np.sum(p["W"] * p["W"]) for p in params)
-    return loss
+    return fold.loss_from(compile_network(spec), params, out["z"], out["a"], y)
 
 
 def hidden_block_backward(spec: NetworkSpec, l: int, p: dict[str, Array],
@@ -205,23 +279,28 @@ def hidden_block_backward(spec: NetworkSpec, l: int, p: dict[str, Array],
         d_gamma, d_beta, d_x_hat, d_z = norm'(...)  with a norm (else d_z is d_n)
 
     Returns {"d_z"} and, where the block has them, "d_h", "d_n", "d_x_hat", "d_gamma",
-    "d_beta".  The skip's own d_a reaches the layer below in ``backward``.
+    "d_beta".  The skip's own d_a reaches the layer below in ``backward``.  The fold back
+    of the layer's own Sequential (``compile_block``), from d_a.
     """
+    seq = compile_block(spec, l, dense=False)
+    at = {type(layer): i for i, (_, layer) in enumerate(seq.nodes)}   # norm, f, dropout
+    norm = at.get(BatchNorm1d, at.get(LayerNorm))
+    caches: list[Cache] = [{} for _ in seq.nodes]
+    if norm is not None:
+        caches[norm] = {k: v for k, v in layer.items() if k in NORM_QUANTITIES}
+    caches[at[Activation]] = {"z": layer.get("n", layer["z"]), "a": layer.get("h", layer["a"])}
+    if Dropout in at:
+        caches[at[Dropout]] = {"mask": mask if "h" in layer else None}
+    d_z, grads, deltas = fold.backward_from(seq, _block_params(seq, p), caches, d_a,
+                                            need_d_in=True)
     out: dict[str, Array] = {}
-    d_h = d_a
     if "h" in layer:
-        drop = spec.dropout[l]
-        if drop and mask is not None:
-            d_h = blocks.dropout_backward(d_a, mask, drop)
-        out["d_h"] = d_h
-    h = layer.get("h", layer["a"])
-    norm = spec.norm(l)
-    if norm is None:
-        out["d_z"] = activation(spec.activations[l]).backward(layer["z"], h, d_h)
-        return out
-    d_n = activation(spec.activations[l]).backward(layer["n"], h, d_h)
-    return out | {"d_n": d_n} | blocks.normalize_backward(norm, layer["x_hat"], layer["var"],
-                                                          p["gamma"], d_n)
+        out["d_h"] = deltas[at[Activation]]["d_a"]
+    if norm is not None:
+        out |= {"d_n": deltas[norm]["d_n"], "d_gamma": grads[norm]["gamma"],
+                "d_beta": grads[norm]["beta"], "d_x_hat": deltas[norm]["d_x_hat"]}
+    out["d_z"] = d_z                                      # type: ignore[assignment]
+    return out
 
 
 def backward(spec: NetworkSpec, params: Params, x: Array, y: Array,
@@ -240,43 +319,14 @@ def backward(spec: NetworkSpec, params: Params, x: Array, y: Array,
     deltas : list of {"d_a": (batch, fan_out), "d_z": (batch, fan_out)}
         One per layer; the output layer of a fused loss has only "d_z".
     """
-    loss = LOSSES[spec.loss]
-    n_layers = len(params)
-    grads: Params = [{} for _ in range(n_layers)]
-    deltas: list[dict[str, Array]] = [{} for _ in range(n_layers)]
-
-    out = cache[-1]
-    if spec.fused_output:
-        d_z = loss.grad(out["z"], out["a"], y, spec.reduction)     # dL/dz_out directly
-    else:
-        deltas[-1]["d_a"] = loss.grad(out["z"], out["a"], y, spec.reduction)
-
-    for l in reversed(range(n_layers)):
-        z, a = cache[l]["z"], cache[l]["a"]
-        W = params[l]["W"]
-        block: dict[str, Array] = {}
-        if "d_a" in deltas[l] and spec.has_blocks:                   # a hidden block's parts
-            mask = layer_mask(masks, l, W.dtype)
-            block = hidden_block_backward(spec, l, params[l], cache[l], deltas[l]["d_a"], mask)
-            d_z = block.pop("d_z")
-            deltas[l] |= {k: v for k, v in block.items() if k not in ("d_gamma", "d_beta")}
-        elif "d_a" in deltas[l]:
-            d_z = activation(spec.activations[l]).backward(z, a, deltas[l]["d_a"])
-        deltas[l]["d_z"] = d_z
-        a_prev = x if l == 0 else cache[l - 1]["a"]
-        d_W = a_prev.T @ d_z                                        # (fan_in, fan_out)
-        if spec.weight_decay:
-            d_W += spec.weight_decay * W                            # d_W is a fresh array
-        grads[l] = {"W": d_W, "b": d_z.sum(axis=0)}                 # d_b: (fan_out,)
-        if "d_gamma" in block:
-            grads[l] |= {"gamma": block["d_gamma"], "beta": block["d_beta"]}
-        if l > 0:
-            deltas[l - 1]["d_a"] = d_z @ W.T                        # (batch, fan_in)
-            if l < len(spec.residual) and spec.residual[l]:
-                deltas[l - 1]["d_a"] += deltas[l]["d_a"]            # the skip path
-        if not keep_deltas:
-            deltas[l] = {}
-    return grads, (deltas if keep_deltas else [])
+    seq = compile_network(spec)
+    grads, deltas = fold.backward(seq, network_params(spec, params),
+                                  node_caches(spec, x, cache, masks), y, _run(spec, masks),
+                                  keep_deltas)
+    if not keep_deltas:
+        return network_grads(spec, grads), []
+    return network_grads(spec, grads), [layer_deltas(seq, block, deltas, layer) for
+                                        block, layer in zip(blocks_of(seq), cache)]
 
 
 # checked entry points: the shared interface ----------------------------------
@@ -321,9 +371,11 @@ def loss_and_grads(spec: NetworkSpec | Sequential, params: Params, x: Array, y: 
     if isinstance(spec, Sequential):
         return fold.loss_and_grads(spec, params, x, y, masks)
     checks.check_problem(spec, params, x, y, masks)
-    _, cache = forward(spec, params, x, masks)
-    grads, _ = backward(spec, params, x, y, cache, masks=masks)
-    return loss_value(spec, params, cache, y), grads
+    seq, run = compile_network(spec), _run(spec, masks)
+    nodes = network_params(spec, params)
+    _, caches = fold.forward(seq, nodes, x, run)
+    grads, _ = fold.backward(seq, nodes, caches, y, run, keep=False)
+    return fold.loss_value(seq, nodes, caches, y), network_grads(spec, grads)
 
 
 def trace(spec: NetworkSpec | Sequential, params: Params, x: Array, y: Array,
@@ -337,13 +389,19 @@ def trace(spec: NetworkSpec | Sequential, params: Params, x: Array, y: Array,
     if isinstance(spec, Sequential):
         return fold.trace(spec, params, x, y, masks)
     checks.check_problem(spec, params, x, y, masks)
-    _, cache = forward(spec, params, x, masks)
-    grads, deltas = backward(spec, params, x, y, cache, masks=masks)
+    seq, run = compile_network(spec), _run(spec, masks)
+    nodes = network_params(spec, params)
+    _, caches = fold.forward(seq, nodes, x, run)
+    node_grads, node_deltas = fold.backward(seq, nodes, caches, y, run)
+    cache = [layer_cache(seq, block, caches) for block in blocks_of(seq)]
+    deltas = [layer_deltas(seq, block, node_deltas, layer)
+              for block, layer in zip(blocks_of(seq), cache)]
+    grads = network_grads(spec, node_grads)
     extra = [{**{k: v for k, v in c.items() if k not in ("z", "a")},
               **{k: v for k, v in d.items() if k not in ("d_a", "d_z")},
               **{f"d_{k}": v for k, v in g.items() if k in ("gamma", "beta")}}
              for c, d, g in zip(cache, deltas, grads)]
-    return Trace.from_passes(spec, loss_value(spec, params, cache, y),
+    return Trace.from_passes(spec, fold.loss_value(seq, nodes, caches, y),
                              z=[c["z"] for c in cache], a=[c["a"] for c in cache],
                              d_a=[d.get("d_a") for d in deltas], d_z=[d["d_z"] for d in deltas],
                              d_W=[g["W"] for g in grads], d_b=[g["b"] for g in grads],

@@ -35,8 +35,16 @@ from numpy.typing import NDArray
 
 from handwritten import blocks, checks
 from handwritten.activations import activation
-from handwritten.layers import Dropout, Sequential, fold
-from handwritten.network import backward, forward, init_running, loss_value
+from handwritten.layers import (
+    Dropout,
+    Sequential,
+    compile_network,
+    fold,
+    network_grads,
+    network_masks,
+    network_params,
+)
+from handwritten.network import backward, forward, loss_value
 from handwritten.optimizers import apply_updates, init_state, rule_update
 from handwritten.spec import (
     History,
@@ -77,7 +85,9 @@ def draw_masks(spec: NetworkSpec | Sequential, batch: int, rng: np.random.Genera
 
 def update_running(running: Running, cache: list[dict[str, Array]], batch: int) -> None:
     """After a training-mode forward: every batch-norm layer's running statistics one
-    momentum step towards the batch's mean and unbiased variance (in place)."""
+    momentum step towards the batch's mean and unbiased variance (in place), from a
+    NetworkSpec's per-layer cache (``network.forward``; bpnet.compare steps so).  ``train``
+    carries them on the fold's nodes instead (``BatchNorm1d.update_state``)."""
     for stats, layer in zip(running, cache):
         if stats:
             stats["mean"], stats["var"] = blocks.running_update(
@@ -324,37 +334,43 @@ def train(spec: NetworkSpec | Sequential, params: Params, x: Array, y: Array,
     Notes
     -----
     Batch norm's running statistics start as torch's (mean 0, variance 1) and come back
-    in ``History.running``, for ``predict``.  A ``Sequential`` trains by the fold of its
-    layers (``handwritten.layers.fold``): params, masks and running statistics one entry
-    per node.
+    in ``History.running``, for ``predict``.  Every step is the fold of a Sequential's
+    layers (``handwritten.layers.fold``): a Sequential's own, params, masks and running
+    statistics one entry per node; a NetworkSpec's compiled network (``compile_network``,
+    once per call), on the same arrays, with everything handed back in the NetworkSpec's
+    per-layer layout.
     """
     schedule = Schedule.for_training(spec, params, x, y, optimizer, epochs, batch_size,
                                      batch_order, record_every, callback, rng)
     state = init_state(optimizer, params)          # checked once above, not at every step
-    running = init_running(spec, x.dtype)
     losses = []
     recorded = [params]
     # a private copy, updated in place: the caller's arrays are never touched, and no
     # step allocates a new set of params
     params = copy_params(params)
+    # every step is the fold of a Sequential's layers; a NetworkSpec's compiled one runs
+    # on the same arrays (its grads, masks and running statistics carried across)
+    seq, nodes, mlp = spec, params, None
+    if isinstance(spec, NetworkSpec):
+        seq, nodes, mlp = compile_network(spec), network_params(spec, params), spec
+    assert isinstance(seq, Sequential)
+    running = fold.init_state(seq, x.dtype)
+    run = fold.Pass(weight_decay=seq.weight_decay)     # the same at every step without dropout
+    has_batch_norm = seq.has_batch_norm
     for batch in schedule:
         xb, yb = x[batch.rows], y[batch.rows]
-        if isinstance(spec, Sequential):            # the fold of the layers
-            run = fold.Pass(masks=batch.masks, weight_decay=spec.weight_decay)
-            _, caches = fold.forward(spec, params, xb, run)
-            if spec.has_batch_norm:
-                running = fold.update_state(spec, running, caches)
-            loss = fold.loss_value(spec, params, caches, yb)
-            schedule.check_loss(loss, batch)
-            grads, _ = fold.backward(spec, params, caches, yb, run, keep=False)
-            del caches
-        else:
-            _, cache = forward(spec, params, xb, batch.masks)
-            update_running(running, cache, xb.shape[0])
-            loss = loss_value(spec, params, cache, yb)
-            schedule.check_loss(loss, batch)
-            grads, _ = backward(spec, params, xb, yb, cache, keep_deltas=False, masks=batch.masks)
-            del cache                               # free the activations before the update
+        if batch.masks is not None:
+            masks = batch.masks if mlp is None else network_masks(mlp, batch.masks)
+            run = fold.Pass(masks=masks, weight_decay=seq.weight_decay)
+        _, caches = fold.forward(seq, nodes, xb, run)
+        if has_batch_norm:
+            running = fold.update_state(seq, running, caches)
+        loss = fold.loss_value(seq, nodes, caches, yb)
+        schedule.check_loss(loss, batch)
+        grads, _ = fold.backward(seq, nodes, caches, yb, run, keep=False)
+        del caches                                  # free the activations before the update
+        if mlp is not None:
+            grads = network_grads(mlp, grads)
         updates, state = rule_update(optimizer, grads, state, params)
         apply_updates(params, updates, in_place=True)
         losses.append(loss)
@@ -362,4 +378,5 @@ def train(spec: NetworkSpec | Sequential, params: Params, x: Array, y: Array,
             recorded.append(params if batch.step == schedule.n_steps else copy_params(params))
         if callback is not None and batch.end_of_epoch:
             callback(batch.epoch + 1, copy_params(params))
-    return schedule.history(losses, recorded, state, x.dtype, running)
+    return schedule.history(losses, recorded, state, x.dtype,
+                            running if mlp is None else network_grads(mlp, running))

@@ -115,15 +115,23 @@ JVP_SHOWN = ("jvp output tangent", "handwritten.layers.fold.jvp")
 """What check --all names first for a mistake in a layer's tangent: the folded output."""
 HVP_SHOWN = ("hvp (H v)", "handwritten.layers.fold.second_order")
 """... and for a mistake in a layer's R-operator piece: H v, the fold back."""
+# A NetworkSpec runs on the layers too, and check --all's NetworkSpec groups come first: a
+# mistake in a layer the MLP uses (Dense, Activation, Residual) is named there first, by the
+# NetworkSpec quantity it makes wrong.
+TANGENT_SHOWN = ("output_dot (handwritten vs", "handwritten.derivatives.tangent_forward")
+SKIP_SHOWN = ("layer 0 d_a (handwritten vs", "d_a0 = d_z1 @ W1.T + d_a1",
+              "handwritten.network.backward")
+R_BACKWARD = "handwritten.derivatives.r_backward"
 
 MUTATIONS = [
     Mutation("dW_missing_transpose", "d_W = d_z.T @ a_prev: the transpose on the wrong factor",
-             "network.py:backward", "d_W = a_prev.T @ d_z  ", "d_W = d_z.T @ a_prev  "),
+             "layers/dense.py:Dense.backward", 'd_W = np.dot(cache["h"].T, d_z)',
+             'd_W = np.dot(d_z.T, cache["h"])'),
     Mutation("sigmoid_grad_of_a", "sigmoid derivative evaluated at a instead of z",
              "activations.py:sigmoid_backward", "    d_z *= a\n    d_z *= d_a\n    return d_z",
              "    d_z = sigmoid(a) * (1 - sigmoid(a))\n    d_z *= d_a\n    return d_z"),
     Mutation("db_mean_not_sum", "bias gradient averaged, not summed, over the batch",
-             "network.py:backward", '"b": d_z.sum(axis=0)', '"b": d_z.mean(axis=0)',
+             "layers/dense.py:Dense.backward", '"b": d_z.sum(axis=0)', '"b": d_z.mean(axis=0)',
              planted=True,
              shown=('d_b', 'handwritten.network.backward', '= 1/batch x reference')),
     Mutation("half_mse_mean_over_batch_only", "mean reduction divides by batch, not batch*n_out",
@@ -168,14 +176,15 @@ MUTATIONS = [
     Mutation("softplus_grad_exp", "softplus' = exp(-a) instead of 1 - exp(-a)",
              "activations.py:softplus_backward",
              "return d_a * -np.expm1(-a)", "return d_a * np.exp(-a)"),
-    Mutation("backward_layer_off_by_one", "backward uses the layer's own activation as a_prev",
-             "network.py:backward", 'a_prev = x if l == 0 else cache[l - 1]["a"]',
-             'a_prev = x if l == 0 else cache[l]["a"][:, :W.shape[0]]'),
+    Mutation("backward_layer_off_by_one", "backward uses the layer's own output as a_prev",
+             "layers/dense.py:Dense.backward", 'd_W = np.dot(cache["h"].T, d_z)',
+             'd_W = np.dot(cache["z"][:, :p["W"].shape[0]].T, d_z)'),
     Mutation("weight_decay_missing_from_grad", "L2 penalty in the loss but not in d_W",
-             "network.py:backward", "d_W += spec.weight_decay * W", "d_W += 0 * W"),
+             "layers/dense.py:Dense.backward", 'd_W += ctx.weight_decay * p["W"]',
+             'd_W += 0 * p["W"]'),
     Mutation("weight_decay_loss_missing_half", "penalty lambda ||W||^2 with gradient lambda W",
-             "network.py:loss_value", "loss = loss + spec.weight_decay / 2 * sum(",
-             "loss = loss + spec.weight_decay * sum("),
+             "layers/fold.py:loss_from", "loss = loss + seq.weight_decay / 2 * sum(",
+             "loss = loss + seq.weight_decay * sum("),
     Mutation("adam_no_bias_correction", "Adam without bias correction of m",
              "optimizers.py:_adam", "step_size = lr / (1 - beta1**t)", "step_size = lr"),
     Mutation("adam_eps_inside_sqrt", "Adam with eps inside the square root",
@@ -202,39 +211,42 @@ MUTATIONS = [
              planted=True,
              shown=('handwritten.losses.softmax_cross_entropy_grad', '= 1/batch x reference')),
     Mutation("weight_decay_on_biases", "the L2 penalty's gradient added to the biases too",
-             "network.py:backward", '"b": d_z.sum(axis=0)}',
-             '"b": d_z.sum(axis=0) + spec.weight_decay * params[l]["b"]}', planted=True,
+             "layers/dense.py:Dense.backward", '"b": d_z.sum(axis=0)}',
+             '"b": d_z.sum(axis=0) + ctx.weight_decay * p["b"]}', planted=True,
              shown=('d_b', 'handwritten.network.backward', '= weight_decay x b')),
     Mutation("adamw_decay_without_lr", "adamw decays by (1 - weight_decay), forgetting lr",
              "optimizers.py:adamw_update", 'decay = lr * hyper["weight_decay"]',
              'decay = hyper["weight_decay"]'),
     # issue 12 (in part): forward mode and per-example gradients
-    Mutation("jvp_without_the_weight_tangent", "forward mode drops a_prev @ W_dot from z_dot "
-             "(the product rule's second term)", "derivatives.py:tangent_forward",
-             'z_dot = a @ t["W"] + t["b"]', 'z_dot = 0 * a @ t["W"] + t["b"]'),
+    Mutation("jvp_without_the_weight_tangent", "forward mode drops the params' tangent "
+             "(W_dot, b_dot): the fold hands each layer a zero direction",
+             "layers/fold.py:_tangent", "layer.tangent(params[i], caches[i], h_dot, v[i], "
+             "ctxs[i]))", "layer.tangent(params[i], caches[i], h_dot, {k: 0 * t for k, t in "
+             "v[i].items()}, ctxs[i]))"),
     Mutation("jvp_tangent_through_the_output", "forward mode pushes z_dot through f'(a), not "
-             "f'(z)", "derivatives.py:tangent_forward", "a_dot = f.backward(z, a, z_dot)",
-             "a_dot = f.backward(a, a, z_dot)"),
+             "f'(z)", "layers/activation.py:Activation.tangent",
+             'activation(self.name).backward(cache["z"], cache["a"], z_dot)',
+             'activation(self.name).backward(cache["a"], cache["a"], z_dot)'),
     Mutation("per_example_norm_without_the_bias", "per-example norms forget the bias gradient",
              "derivatives.py:per_example_grad_norms", "[a2 * dz2, dz2]",
              "[a2 * dz2, 0 * dz2]"),
     Mutation("per_example_divided_by_batch_again", "per-example gradients divided by the batch "
-             "once more (the reduction's 1/batch twice)", "derivatives.py:per_example_grads",
-             '"b": d_z.copy()}', '"b": d_z / d_z.shape[0]}'),
+             "once more (the reduction's 1/batch twice)", "layers/fold.py:per_example_grads",
+             'd[f"d_{layer.OUT}"], run.at(i))', 'd[f"d_{layer.OUT}"] / x.shape[0], run.at(i))'),
     # issue 12: second order by the R-operator, Gauss-Newton
     Mutation("hvp_without_the_second_derivative", "R{d_z} forgets d_a * f''(z) * R{z} (the "
-             "Gauss-Newton part only)", "derivatives.py:r_backward",
-             "r_d_z = r_d_z + second(z, a, d_a, z_dot)",
-             "r_d_z = r_d_z + 0 * second(z, a, d_a, z_dot)"),
+             "Gauss-Newton part only)", "layers/activation.py:Activation.r_backward",
+             "if d_a is not None and z_dot is not None:",
+             "if d_a is not None and z_dot is None:"),
     Mutation("hvp_without_the_weight_tangent_in_r_d_a", "R{d_a_prev} forgets d_z @ W_dot.T "
-             "(R{W} dropped from the backward's product rule)", "derivatives.py:r_backward",
-             "r_d_a += d_z @ W_dot.T", "r_d_a += 0 * d_z @ W_dot.T"),
+             "(R{W} dropped from the backward's product rule)", "layers/dense.py:Dense.r_backward",
+             'r_d_h += d_z @ p_dot["W"].T', 'r_d_h += d_z @ (0 * p_dot["W"]).T'),
     Mutation("hvp_without_the_input_tangent_in_r_d_W", "R{d_W} forgets R{a_prev}.T @ d_z",
-             "derivatives.py:r_backward", 'r_d_W += cache[l - 1]["a_dot"].T @ d_z',
-             'r_d_W += 0 * cache[l - 1]["a_dot"].T @ d_z'),
+             "layers/dense.py:Dense.r_backward", "r_d_W += h_dot.T @ d_z",
+             "r_d_W += (0 * h_dot).T @ d_z"),
     Mutation("hvp_without_the_weight_decay", "the penalty's Hessian lambda W_dot left out",
-             "derivatives.py:r_backward", "r_d_W += spec.weight_decay * W_dot",
-             "r_d_W += 0 * W_dot"),
+             "layers/dense.py:Dense.r_backward", 'r_d_W += ctx.weight_decay * p_dot["W"]',
+             'r_d_W += 0 * p_dot["W"]'),
     Mutation("sigmoid_second_sign", "sigmoid'' = a (1 - a) tanh(z / 2): the sign of 1 - 2a lost",
              "activations.py:sigmoid_second", "return np.negative(r, out=r)", "return r"),
     Mutation("tanh_second_without_the_2", "tanh'' = -a (1 - a**2), missing the 2",
@@ -251,7 +263,7 @@ MUTATIONS = [
              "losses.py:bce_second", "+ np.divide(1 - y, np.square(1 - a)",
              "+ 0 * np.divide(1 - y, np.square(1 - a)"),
     Mutation("gnvp_keeps_the_loss_gradient_terms", "Gauss-Newton computed with the loss's "
-             "gradient (the full Hessian, not J^T H J)", "derivatives.py:r_backward",
+             "gradient (the full Hessian, not J^T H J)", "layers/fold.py:r_backward",
              "d = None if gauss_newton else loss.grad(",
              "d = None if False else loss.grad("),
     # issue 11 (in part): hidden blocks -- batch norm, layer norm, dropout, residual
@@ -294,9 +306,10 @@ MUTATIONS = [
              "return h * mask * (1 / (1 - p)) ** 2",
              shown=(' a (handwritten vs', 'handwritten.blocks.dropout\n')),
     Mutation("skip_path_missing_from_d_a_prev", "a residual block's backward forgets the "
-             "skip path's d_a", "network.py:backward",
-             'deltas[l - 1]["d_a"] += deltas[l]["d_a"]',
-             'deltas[l - 1]["d_a"] += 0 * deltas[l]["d_a"]',
+             "skip path's d_a: the fold leaves out the container's join",
+             "layers/fold.py:_backward",
+             "d_in = layer.join_backward(d_out, d_body_in) if need else None",
+             "d_in = d_body_in if need else None",
              shown=('d_a (handwritten vs', 'handwritten.network.backward')),
     Mutation("gamma_gradient_without_x_hat", "d_gamma = sum(d_n), forgetting the normalized z",
              "blocks.py:normalize_backward", '"d_gamma": np.sum(d_n * x_hat, axis=0)',
@@ -307,20 +320,22 @@ MUTATIONS = [
              shown=('d_x_hat (handwritten vs', 'handwritten.blocks.normalize_backward')),
     # issue 11: training and evaluation with hidden blocks
     Mutation("running_statistics_never_updated", "train never moves batch norm's running "
-             "statistics (they stay at 0 and 1)", "training.py:update_running",
-             "        if stats:", "        if stats and False:",
-             shown=('training and evaluation', 'running', 'handwritten.training.update_running')),
+             "statistics (they stay at 0 and 1)", "training.py:train",
+             "        if has_batch_norm:", "        if has_batch_norm and False:",
+             shown=('training and evaluation', 'running',
+                    'handwritten.layers.norm.BatchNorm1d.update_state')),
     Mutation("evaluation_with_the_batch_statistics", "predict normalizes batch norm with the "
-             "batch's own statistics, ignoring the running ones", "network.py:hidden_block",
-             'if norm == "batch" and running:', 'if norm == "batch" and running and False:',
-             shown=('evaluation mode', 'handwritten.network.hidden_block')),
+             "batch's own statistics, ignoring the running ones", "network.py:_run",
+             "training=running is None", "training=True",
+             shown=('evaluation mode', 'handwritten.layers.norm.BatchNorm1d.forward')),
     Mutation("evaluation_without_eps", "evaluation mode divides by sqrt(running_var), "
              "forgetting eps", "blocks.py:normalize_running",
              "x_hat = (z - mean) / np.sqrt(var + NORM_EPS)", "x_hat = (z - mean) / np.sqrt(var)",
              shown=('evaluation mode', 'handwritten.blocks.normalize_running')),
-    Mutation("train_backward_without_the_masks", "train's backward forgets the step's dropout "
-             "masks (the forward used them)", "training.py:train",
-             "keep_deltas=False, masks=batch.masks)", "keep_deltas=False)",
+    Mutation("train_backward_without_the_masks", "train forgets the step's dropout masks "
+             "(its fold runs without them)", "training.py:train",
+             "run = fold.Pass(masks=masks, weight_decay=seq.weight_decay)",
+             "run = fold.Pass(weight_decay=seq.weight_decay)",
              shown=('handwritten.training.train',)),
     # the options of issue 13: parametrised activations, selu and celu
     Mutation("leaky_relu_default_slope_in_backward", "leaky_relu's backward uses the default "
@@ -388,11 +403,11 @@ MUTATIONS = [
     Mutation("residual_gradient_added_twice", "a Residual's backward adds the skip's d_out "
              "twice", "layers/residual.py:Residual.join_backward",
              "return d_body_in + d_out", "return d_body_in + 2 * d_out",
-             shown=("d_n (handwritten vs", "handwritten.layers.residual.Residual.join_backward")),
+             shown=SKIP_SHOWN),
     Mutation("residual_without_the_skip_in_backward", "a Residual's backward forgets the "
              "skip: d_h = d_body_in", "layers/residual.py:Residual.join_backward",
              "return d_body_in + d_out", "return d_body_in + 0 * d_out",
-             shown=("d_n (handwritten vs", "handwritten.layers.residual.Residual.join_backward")),
+             shown=SKIP_SHOWN),
     Mutation("batch_norm_evaluation_with_the_batch", "BatchNorm1d in evaluation mode "
              "normalizes with the batch's statistics (state ignored)",
              "layers/norm.py:BatchNorm1d.forward", "if not ctx.training:",
@@ -405,10 +420,10 @@ MUTATIONS = [
     Mutation("dense_tangent_without_the_params_tangent", "a Dense's tangent forgets h @ W_dot "
              "(the layer's own params' tangent)", "layers/dense.py:Dense.tangent",
              'z_dot = cache["h"] @ p_dot["W"] + p_dot["b"]',
-             'z_dot = 0 * cache["h"] @ p_dot["W"] + p_dot["b"]', shown=JVP_SHOWN),
+             'z_dot = 0 * cache["h"] @ p_dot["W"] + p_dot["b"]', shown=TANGENT_SHOWN),
     Mutation("dense_tangent_without_the_input_tangent", "a Dense's tangent forgets h_dot @ W",
              "layers/dense.py:Dense.tangent", 'z_dot += h_dot @ p["W"]',
-             'z_dot += 0 * h_dot @ p["W"]', shown=JVP_SHOWN),
+             'z_dot += 0 * h_dot @ p["W"]', shown=TANGENT_SHOWN),
     Mutation("norm_tangent_without_the_variance_path", "a norm's tangent forgets how the "
              "variance moves", "layers/norm.py:normalize_tangent",
              "return var_dot, inv_std * c_dot - x_hat * var_dot * inv_std**2 / 2",
@@ -425,7 +440,7 @@ MUTATIONS = [
              "layers/fold.py:backward",
              "layers = seq.layers[:-1] if seq.fused_output else seq.layers",
              "layers = seq.layers",
-             shown=("d_a (handwritten vs", "handwritten.losses.softmax_cross_entropy_grad")),
+             shown=("layer 1 d_z (handwritten vs", "handwritten.losses.bce_with_logits_grad")),
     Mutation("fold_grads_without_the_weight_decay", "the penalty is in the loss, but the fold "
              "hands the layers no weight decay", "layers/fold.py:loss_and_grads",
              "run = Pass(masks=masks, weight_decay=seq.weight_decay)",
@@ -437,15 +452,17 @@ MUTATIONS = [
              "h_dot))", "h_dot if body_dot is None else body_dot)", shown=JVP_SHOWN),
     Mutation("dense_r_op_without_the_weight_tangent", "a Dense's R-operator forgets d_z @ "
              "W_dot.T in R{d_h} (the layer's params' tangent)", "layers/dense.py:Dense.r_backward",
-             'r_d_h += d_z @ p_dot["W"].T', 'r_d_h += 0 * d_z @ p_dot["W"].T', shown=HVP_SHOWN),
+             'r_d_h += d_z @ p_dot["W"].T', 'r_d_h += 0 * d_z @ p_dot["W"].T',
+             shown=("layer 1 R{d_a} (handwritten vs", R_BACKWARD)),
     Mutation("dense_r_op_without_the_input_tangent", "a Dense's R{d_W} forgets h_dot.T @ d_z",
              "layers/dense.py:Dense.r_backward", "r_d_W += h_dot.T @ d_z",
-             "r_d_W += 0 * h_dot.T @ d_z", shown=HVP_SHOWN),
+             "r_d_W += 0 * h_dot.T @ d_z", shown=("layer 2 R{d_W} (handwritten vs", R_BACKWARD)),
     Mutation("activation_r_op_without_f_second", "an Activation's R-operator forgets d_a f''(z) "
              "z_dot", "layers/activation.py:Activation.r_backward",
              'r_d_z = r_d_z + entry.second(cache["z"], cache["a"], d_a, z_dot)',
              'r_d_z = r_d_z + 0 * entry.second(cache["z"], cache["a"], d_a, z_dot)',
-             shown=HVP_SHOWN),
+             shown=("layer 1 R{d_z} (handwritten vs",
+                                                  "handwritten.activations.tanh_second")),
     Mutation("norm_r_op_without_gamma_dot", "a norm's R-operator forgets d_n gamma_dot in "
              "R{d_x_hat}", "layers/norm.py:_Norm.r_backward",
              'r_d_x_hat = r_d_x_hat + d_n * p_dot["gamma"]',
@@ -461,7 +478,8 @@ MUTATIONS = [
     Mutation("dense_per_example_divided_by_batch", "a Dense's per-example d_b divided by the "
              "batch again", "layers/dense.py:Dense.per_example", '"b": d_z.copy()}',
              '"b": d_z / d_z.shape[0]}',
-             shown=("per-example d_b", "handwritten.layers.dense.Dense.per_example")),
+             shown=("per-example layer 0 b (handwritten vs",
+                    "handwritten.derivatives.per_example_grads")),
     # issue 25: the convolution chapter -- the backwards students get wrong
     Mutation("conv_kernel_flipped_in_the_forward", "the forward convolves (kernel flipped), "
              "where torch.nn.Conv2d cross-correlates", "layers/conv.py:_ConvNd.conv",

@@ -1,5 +1,5 @@
-"""The layer contract in handwritten alone: NetworkSpec compiled to a Sequential gives the same
-numbers bit for bit, random Sequentials against finite differences (gradients and forward
+"""The layer contract in handwritten alone: a NetworkSpec's per-layer quantities are its compiled
+Sequential's, bit for bit, random Sequentials against finite differences (gradients and forward
 mode), per-example gradients, the spec's checks and the refusals.  The cross-framework
 properties of random Sequentials are in tests/test_layer_references.py."""
 
@@ -18,16 +18,14 @@ import handwritten as hw
 from bpnet.finite_diff import network_grads
 from bpnet.problems import Problem, make_params
 from bpnet.tolerances import (
-    ATOL64_SCALE,
     EPS64,
     FD_ATOL_SCALE,
     FD_RTOL,
     FD_STEP_SCALE,
-    RTOL64,
     batch_sum_terms,
     fd_step,
 )
-from handwritten import derivatives
+from handwritten import derivatives, network
 from handwritten.activations import activation
 from handwritten.layers import (
     Activation,
@@ -82,29 +80,26 @@ def _assert_same(ours: Any, theirs: Any, what: str) -> None:
 
 
 @given(problems(max_depth=4, max_width=6, max_batch=8))
-def test_a_compiled_network_spec_gives_the_same_numbers_bit_for_bit(p: Problem) -> None:
+def test_a_network_specs_quantities_are_its_compiled_networks(p: Problem) -> None:
     _assert_compiled_agrees(p)
 
 
 @given(block_problems())
-def test_a_compiled_block_spec_gives_the_same_numbers_bit_for_bit(p: Problem) -> None:
+def test_a_block_specs_quantities_are_its_compiled_networks(p: Problem) -> None:
     _assert_compiled_agrees(p)
 
 
 def _assert_compiled_agrees(p: Problem) -> None:
-    """loss, every gradient and every trace quantity of ``compile_network(spec)`` (params,
-    masks carried across) equal the NetworkSpec's exactly; and its fresh params draw the
-    same numbers from the same seed."""
+    """A NetworkSpec runs as the fold of ``compile_network(spec)``; what can go wrong is its
+    per-layer view.  Every quantity of the NetworkSpec's trace is the compiled Sequential's
+    of the node ``_network_names`` (written apart from handwritten.network's translation)
+    names; the building blocks that take a per-layer cache back to the nodes --
+    ``network.backward``, and each layer's ``hidden_block`` / ``hidden_block_backward``
+    (the layer's own Sequential) -- give the trace's numbers bit for bit; and fresh params
+    draw what the Sequential's do from the same seed."""
     spec = p.spec
     seq = compile_network(spec)
     params, masks = network_params(spec, p.params), network_masks(spec, p.masks)
-    loss, grads = hw.loss_and_grads(spec, p.params, p.x, p.y, p.masks)
-    seq_loss, seq_grads = hw.loss_and_grads(seq, params, p.x, p.y, masks)
-    _assert_same(seq_loss, loss, f"{spec} loss")
-    for l, (ours, theirs) in enumerate(zip(to_network_grads(spec, seq_grads), grads)):
-        assert ours.keys() == theirs.keys()
-        for key in theirs:
-            _assert_same(ours[key], theirs[key], f"{spec} layer {l} d_{key}")
     t, seq_t = hw.trace(spec, p.params, p.x, p.y, p.masks), hw.trace(seq, params, p.x, p.y, masks)
     _assert_same(seq_t.loss, t.loss, f"{spec} trace loss")
     for l, (layer, names) in enumerate(zip(t.layers, _network_names(spec, seq))):
@@ -112,6 +107,25 @@ def _assert_compiled_agrees(p: Problem) -> None:
             i, name = names[q]
             _assert_same(seq_t.layers[i][name], value, f"{spec} layer {l} {q} (node "
                                                        f"{seq.paths[i]} {name})")
+    _, cache = network.forward(spec, p.params, p.x, p.masks)
+    grads, deltas = network.backward(spec, p.params, p.x, p.y, cache, masks=p.masks)
+    a_prev = p.x
+    for l, layer in enumerate(t.layers):
+        found = cache[l] | deltas[l] | {f"d_{k}": g for k, g in grads[l].items()}
+        assert found.keys() == layer.keys(), f"{spec} layer {l}"
+        for q, value in layer.items():
+            _assert_same(found[q], value, f"{spec} layer {l} {q} (network.backward)")
+        mask = network.layer_mask(p.masks, l, a_prev.dtype)
+        block = network.hidden_block(spec, l, p.params[l], a_prev, mask)
+        assert list(block) == list(cache[l]), f"{spec} layer {l} hidden_block"
+        for q, value in block.items():
+            _assert_same(value, layer[q], f"{spec} layer {l} {q} (hidden_block)")
+        if "d_a" in layer:
+            back = network.hidden_block_backward(spec, l, p.params[l], cache[l], layer["d_a"],
+                                                 mask)
+            for q, value in back.items():
+                _assert_same(value, layer[q], f"{spec} layer {l} {q} (hidden_block_backward)")
+        a_prev = cache[l]["a"]
     for scheme in hw.INIT_SCHEMES:
         fresh = hw.init_params(spec, np.random.default_rng(p.seed), scheme)
         seq_fresh = hw.init_params(seq, np.random.default_rng(p.seed), scheme)
@@ -367,8 +381,10 @@ def test_bad_inputs_to_a_sequential_are_refused_by_name_before_anything_runs() -
 @given(block_problems(max_depth=3, max_width=5, max_batch=10), optimizer_specs())
 def test_a_compiled_spec_trains_bit_for_bit(p: Problem, optimizer: hw.OptimizerSpec) -> None:
     """train on ``compile_network(spec)``: every step's loss, the recorded params, the
-    optimizer state and the running statistics are the NetworkSpec's exactly (dropout's
-    masks are drawn from the same Generator in the same order)."""
+    optimizer state and the running statistics are the NetworkSpec's exactly.  Both run the
+    same fold; what differs is the NetworkSpec's layout carried across each step (its
+    masks drawn per hidden layer by ``draw_masks`` and put on the Dropout nodes, its
+    gradients and running statistics taken back per layer)."""
     spec, seq = p.spec, compile_network(p.spec)
     size = p.batch if "batch" not in spec.norms or p.batch % 2 == 0 else p.batch - 1
     size = max(size, 2)
@@ -464,22 +480,6 @@ def check_random_sequential_gnvp_is_positive_semidefinite(p: Problem, seed: int)
     gv = derivatives.gnvp(p.spec, p.params, p.x, p.y, v, p.masks)
     n = sum(w.size for node in v for w in node.values())
     assert _dot(v, gv) >= -16 * n * EPS64 * _norm(v) * _norm(gv), p
-
-
-@given(problems(max_depth=3, max_width=5, max_batch=6), st.integers(0, 2**32 - 1))
-def test_a_compiled_spec_has_the_networks_hvp_and_gnvp(p: Problem, seed: int) -> None:
-    """The layers' R-operator against the network's own (handwritten.derivatives on the
-    NetworkSpec): two derivations of one Hessian, the same products to rounding."""
-    spec, seq = p.spec, compile_network(p.spec)
-    v = make_params(spec, np.random.default_rng(seed), np.float64)
-    for fn in (derivatives.hvp, derivatives.gnvp):
-        ours = to_network_grads(spec, fn(seq, network_params(spec, p.params), p.x, p.y,
-                                         network_params(spec, v)))
-        theirs = fn(spec, p.params, p.x, p.y, v)
-        for l, (a, b) in enumerate(zip(ours, theirs)):
-            for key in b:
-                assert_leaf_close(a[key], b[key], f"{spec} {fn.__name__} layer {l} {key}",
-                                  rtol=RTOL64, atol_scale=ATOL64_SCALE)
 
 
 def test_a_sequential_ending_in_a_residual_has_its_second_order() -> None:

@@ -137,7 +137,8 @@ def evaluation_report(impls: Mapping[str, ModuleType]) -> CheckReport:
         cases.append((f"predict {spec.layer_sizes}", spec, running))
     return _predict_report(impls, cases, (
         "batch norm in evaluation mode: x_hat = (z - running_mean) / sqrt(running_var + eps); "
-        "no dropout", "handwritten.network.hidden_block -> handwritten.blocks.normalize_running"),
+        "no dropout", "handwritten.layers.norm.BatchNorm1d.forward -> "
+        "handwritten.blocks.normalize_running"),
         "bpnet check --all --only blocks")
 
 
@@ -183,7 +184,7 @@ def block_training_report(impls: Mapping[str, ModuleType]) -> CheckReport:
             values[row, name] = (value, table[name][row])
     for row in ours:
         where[row] = (("running = 0.9 running + 0.1 (mu, var N / (N - 1)), each step",
-                       "handwritten.training.update_running") if "running" in row else
+                       "handwritten.layers.norm.BatchNorm1d.update_state") if "running" in row else
                       ("x_hat = (z - running_mean) / sqrt(running_var + eps)",
                        "handwritten.blocks.normalize_running") if "predict" in row else
                       ("theta <- theta + Delta theta, each step", "handwritten.training.train"))

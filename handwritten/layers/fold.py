@@ -20,7 +20,7 @@ Every list here (params, grads, masks, state, caches, the trace) has one entry p
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -42,6 +42,16 @@ class Pass:
     masks: Sequence[Any] | None = None
     state: Sequence[Any] | None = None
     weight_decay: float = 0.0
+    _made: dict[int, tuple[Context, ...]] = field(default_factory=dict, compare=False,
+                                                  repr=False)
+
+    def contexts(self, n: int) -> tuple[Context, ...]:
+        """The Context of each of n nodes, made once per Pass (a training run without
+        dropout has one Pass, and every step reuses them)."""
+        made = self._made.get(n)
+        if made is None:
+            made = self._made[n] = tuple(self.at(i) for i in range(n))
+        return made
 
     def at(self, i: int) -> Context:
         """Node i's Context (one for every node when there are no masks and no state)."""
@@ -53,11 +63,6 @@ class Pass:
     @cached_property
     def _shared(self) -> Context:
         return Context(self.training, None, None, self.weight_decay)
-
-
-def _starts(seq: Sequential, layers: Sequence[Any], start: int) -> tuple[int, ...]:
-    """The node index of each of ``layers``, the first at ``start``."""
-    return seq.level(start)
 
 
 # forward ---------------------------------------------------------------------
@@ -74,12 +79,13 @@ def forward(seq: Sequential, params: Params, x: Array, run: Pass = Pass()
 
 def _forward(seq: Sequential, layers: Sequence[Any], params: Params, h: Array, run: Pass,
              caches: list[Cache], start: int) -> Array:
-    for layer, i in zip(layers, _starts(seq, layers, start)):
+    ctxs = run.contexts(len(caches))
+    for layer, i in zip(layers, seq.level(start)):
         if hasattr(layer, "body"):                       # a container: its body, then join
             out = layer.join(_forward(seq, layer.body, params, h, run, caches, i + 1), h)
             caches[i] = {layer.OUT: out}
         else:
-            out, cache = layer.forward(params[i], h, run.at(i))
+            out, cache = layer.forward(params[i], h, ctxs[i])
             cache[layer.OUT] = out                       # the layer's own fresh dict
             caches[i] = cache
         h = out
@@ -97,7 +103,12 @@ def loss_inputs(seq: Sequential, caches: list[Cache]) -> tuple[Array, Array]:
 
 def loss_value(seq: Sequential, params: Params, caches: list[Cache], y: Array) -> Scalar:
     """L = loss(z, a, y) + weight_decay / 2 * sum ||W||^2 over every layer with a W."""
-    z, a = loss_inputs(seq, caches)
+    return loss_from(seq, params, *loss_inputs(seq, caches), y)
+
+
+def loss_from(seq: Sequential, params: Params, z: Array, a: Array, y: Array) -> Scalar:
+    """The loss at the output's (z, a), plus the penalty on every W of ``params`` (any
+    params-shaped list: one dict per node, or a NetworkSpec's one per layer)."""
     loss = LOSSES[seq.loss].value(z, a, y, seq.reduction)
     if seq.weight_decay:
         loss = loss + seq.weight_decay / 2 * sum(np.sum(p["W"] * p["W"]) for p in params
@@ -113,20 +124,31 @@ def backward(seq: Sequential, params: Params, caches: list[Cache], y: Array,
              ) -> tuple[Params, list[dict[str, Array]]]:
     """Every node's gradients, and (``keep``) the d_<out> and inner d_ quantities on the
     way down.  A building block: it checks nothing."""
-    grads: Params = [{} for _ in seq.nodes]
-    deltas: list[dict[str, Array]] = [{} for _ in seq.nodes]
     z, a = loss_inputs(seq, caches)
     d_start = LOSSES[seq.loss].grad(z, a, y, seq.reduction)
     layers = seq.layers[:-1] if seq.fused_output else seq.layers   # fused: d_z directly
-    _backward(seq, layers, params, caches, d_start, run, 0, False, grads,
-              deltas if keep else None)
-    return grads, (deltas if keep else [])
+    _, grads, deltas = backward_from(seq, params, caches, d_start, run, keep, layers)
+    return grads, deltas
+
+
+def backward_from(seq: Sequential, params: Params, caches: list[Cache], d_out: Array,
+                  run: Pass = Pass(), keep: bool = True, layers: Sequence[Any] | None = None,
+                  need_d_in: bool = False
+                  ) -> tuple[Array | None, Params, list[dict[str, Array]]]:
+    """The fold back from a given d_out, the gradient at the output of ``layers`` (the top
+    level's first layers; all of them by default), with no loss: (d_in, grads, deltas) as
+    a layer's backward, d_in the gradient at the input (``need_d_in``, else None)."""
+    grads: Params = [{} for _ in seq.nodes]
+    deltas: list[dict[str, Array]] = [{} for _ in seq.nodes]
+    d_in = _backward(seq, seq.layers if layers is None else layers, params, caches, d_out,
+                     run, 0, need_d_in, grads, deltas if keep else None)
+    return d_in, grads, (deltas if keep else [])
 
 
 def _backward(seq: Sequential, layers: Sequence[Any], params: Params, caches: list[Cache],
               d_out: Array, run: Pass, start: int, need_d_in: bool, grads: Params,
               deltas: list[dict[str, Array]] | None) -> Array | None:
-    starts = _starts(seq, layers, start)
+    starts, ctxs = seq.level(start), run.contexts(len(caches))
     for k in reversed(range(len(layers))):
         layer, i = layers[k], starts[k]
         need = need_d_in or k > 0                        # the first layer's d_x: unused
@@ -137,7 +159,7 @@ def _backward(seq: Sequential, layers: Sequence[Any], params: Params, caches: li
                                   grads, deltas)
             d_in = layer.join_backward(d_out, d_body_in) if need else None
         else:
-            d_in, grads[i], inner = layer.backward(params[i], caches[i], d_out, run.at(i), need)
+            d_in, grads[i], inner = layer.backward(params[i], caches[i], d_out, ctxs[i], need)
             if deltas is not None:
                 deltas[i] |= inner
         d_out = d_in                                     # type: ignore[assignment]
@@ -206,10 +228,21 @@ def jvp(seq: Sequential, params: Params, x: Array, v: Params,
     checks.check_params(seq, v, dtype, name="v")
     assert isinstance(x, np.ndarray)
     checks.check_masks(seq, masks, x.shape[0])
-    run = Pass(masks=masks)
+    out, out_dot, _, _ = tangent(seq, params, x, v, Pass(masks=masks))
+    return out, out_dot
+
+
+def tangent(seq: Sequential, params: Params, x: Array, v: Params, run: Pass = Pass(),
+            dots: list[dict[str, Array]] | None = None
+            ) -> tuple[Array, Array, list[Cache], list[Array | None]]:
+    """The forward fold with every layer's tangent beside it: the output, its tangent
+    along v, every node's cache, and every node's input tangent (None where there is none:
+    x is data); ``dots`` (one dict per node), when given, gets the tangent of each of
+    every node's forward quantities (``r_trace``).  A building block: it checks nothing."""
     caches: list[Cache] = [{} for _ in seq.nodes]
-    out, out_dot = _tangent(seq, seq.layers, params, v, x, None, run, caches, 0)
-    return out, (np.zeros_like(out) if out_dot is None else out_dot)
+    h_dots: list[Array | None] = [None for _ in seq.nodes]
+    out, out_dot = _tangent(seq, seq.layers, params, v, x, None, run, caches, 0, h_dots, dots)
+    return out, (np.zeros_like(out) if out_dot is None else out_dot), caches, h_dots
 
 
 def _tangent(seq: Sequential, layers: Sequence[Any], params: Params, v: Params, h: Array,
@@ -220,7 +253,8 @@ def _tangent(seq: Sequential, layers: Sequence[Any], params: Params, v: Params, 
     tangent is kept there, for the R-operator's backward; ``dots``: the tangent of each of
     its forward quantities, for ``r_trace`` -- a layer's ``tangents`` where it has inner
     ones, 0 where nothing below it moves)."""
-    for layer, i in zip(layers, _starts(seq, layers, start)):
+    ctxs = run.contexts(len(caches))
+    for layer, i in zip(layers, seq.level(start)):
         if h_dots is not None:
             h_dots[i] = h_dot
         found: dict[str, Array] = {}
@@ -232,15 +266,15 @@ def _tangent(seq: Sequential, layers: Sequence[Any], params: Params, v: Params, 
             out_dot = body_dot if h_dot is None else (
                 h_dot if body_dot is None else layer.join(body_dot, h_dot))
         else:
-            out, caches[i] = layer.forward(params[i], h, run.at(i))
+            out, caches[i] = layer.forward(params[i], h, ctxs[i])
             caches[i][layer.OUT] = out
             if h_dot is None and not params[i]:          # x is data: no tangent
                 out_dot = None
             elif dots is not None and hasattr(layer, "tangents"):
-                found = layer.tangents(params[i], caches[i], h_dot, v[i], run.at(i))
+                found = layer.tangents(params[i], caches[i], h_dot, v[i], ctxs[i])
                 out_dot = found[layer.OUT]
             else:
-                out_dot = layer.tangent(params[i], caches[i], h_dot, v[i], run.at(i))
+                out_dot = layer.tangent(params[i], caches[i], h_dot, v[i], ctxs[i])
         if dots is not None:
             dots[i] = (found or {layer.OUT: out_dot}) if out_dot is not None else {
                 q: np.zeros_like(caches[i][q]) for q in layer.FORWARD if q in caches[i]}
@@ -257,28 +291,35 @@ def second_order(seq: Sequential, params: Params, x: Array, y: Array, v: Params,
     Pearlmutter's R-operator: the tangent fold forward, then one fold back of every layer's
     ``r_backward`` beside its ``backward`` (the first-order d_out each R-term needs; none
     for Gauss-Newton, which drops every term carrying the loss's gradient)."""
-    return _r_passes(seq, params, x, y, v, masks, gauss_newton)[0]
+    run = _second_order_pass(seq, params, x, y, v, masks)
+    _, out_dot, caches, h_dots = tangent(seq, params, x, v, run)
+    return r_backward(seq, params, v, caches, h_dots, out_dot, y, run, gauss_newton)[0]
 
 
-def _r_passes(seq: Sequential, params: Params, x: Array, y: Array, v: Params,
-              masks: Sequence[Any] | None, gauss_newton: bool, keep: bool = False
-              ) -> tuple[Params, list[dict[str, Array]], list[dict[str, Array]]]:
-    """``second_order``'s two passes: every node's R{grads}, and (``keep``) the tangents of
-    its forward quantities and its R{d_<out>} and inner R{d_<name>} on the way down."""
+def _second_order_pass(seq: Sequential, params: Params, x: Array, y: Array, v: Params,
+                       masks: Sequence[Any] | None) -> Pass:
+    """The inputs of hvp, gnvp and r_trace checked (the loss needs a ``second``), and
+    their Pass."""
     checks.check_problem(seq, params, x, y, masks)
     assert isinstance(x, np.ndarray)
     checks.check_params(seq, v, checks.check_x(seq, x), name="v")
-    loss = LOSSES[seq.loss]
-    if loss.second is None:
+    if LOSSES[seq.loss].second is None:
         raise ValueError(f"loss {seq.loss!r} has no hand-derived second derivative: hvp and "
                          "gnvp cannot take it")
-    run = Pass(masks=masks, weight_decay=seq.weight_decay)
-    caches: list[Cache] = [{} for _ in seq.nodes]
-    h_dots: list[Array | None] = [None for _ in seq.nodes]
-    dots: list[dict[str, Array]] = [{} for _ in seq.nodes]
-    out, out_dot = _tangent(seq, seq.layers, params, v, x, None, run, caches, 0, h_dots,
-                            dots if keep else None)
-    out_dot = np.zeros_like(out) if out_dot is None else out_dot
+    return Pass(masks=masks, weight_decay=seq.weight_decay)
+
+
+def r_backward(seq: Sequential, params: Params, v: Params, caches: list[Cache],
+               h_dots: list[Array | None], out_dot: Array, y: Array, run: Pass = Pass(),
+               gauss_newton: bool = False, keep: bool = False
+               ) -> tuple[Params, list[dict[str, Array]]]:
+    """The R-operator's fold back from the tangent fold's caches and input tangents
+    (``tangent``): every node's R{d_<param>}, and (``keep``) each node's R-deltas on the
+    way down -- R{d_<out>} handed to it, and its inner ones (a norm's R{d_x_hat}) -- keyed
+    by the first-order names, d_<out> and d_<name>, as ``backward`` keys its deltas.  A
+    building block: it checks nothing."""
+    loss = LOSSES[seq.loss]
+    assert loss.second is not None, "second_order checks the loss first"
     last = seq.level(0)[-1]
     z, a = loss_inputs(seq, caches)
     z_dot = h_dots[last] if isinstance(seq.layers[-1], Activation) else out_dot
@@ -290,7 +331,7 @@ def _r_passes(seq: Sequential, params: Params, x: Array, y: Array, v: Params,
     r_deltas: list[dict[str, Array]] = [{} for _ in seq.nodes]
     _r_backward(seq, layers, params, v, caches, h_dots, d, r_d, run, 0, False, r_grads,
                 r_deltas if keep else None)
-    return r_grads, dots, r_deltas
+    return r_grads, (r_deltas if keep else [])
 
 
 def _r_backward(seq: Sequential, layers: Sequence[Any], params: Params, v: Params,
@@ -298,7 +339,7 @@ def _r_backward(seq: Sequential, layers: Sequence[Any], params: Params, v: Param
                 r_d_out: Array, run: Pass, start: int, need_d_in: bool, r_grads: Params,
                 r_deltas: list[dict[str, Array]] | None = None
                 ) -> tuple[Array | None, Array | None]:
-    starts = _starts(seq, layers, start)
+    starts, ctxs = seq.level(start), run.contexts(len(caches))
     for k in reversed(range(len(layers))):
         layer, i = layers[k], starts[k]
         need = need_d_in or k > 0
@@ -311,11 +352,11 @@ def _r_backward(seq: Sequential, layers: Sequence[Any], params: Params, v: Param
             r_in = layer.join_backward(r_d_out, r_body) if need else None
         else:
             r_in, r_grads[i], inner = layer.r_backward(params[i], caches[i], h_dots[i], v[i],
-                                                       d_out, r_d_out, run.at(i), need)
+                                                       d_out, r_d_out, ctxs[i], need)
             if r_deltas is not None:
                 r_deltas[i] |= inner
             d_in = None if d_out is None else layer.backward(params[i], caches[i], d_out,
-                                                             run.at(i), need)[0]
+                                                             ctxs[i], need)[0]
         d_out, r_d_out = d_in, r_in                      # type: ignore[assignment]
     return d_out, r_d_out
 
@@ -328,7 +369,10 @@ def r_trace(seq: Sequential, params: Params, x: Array, y: Array, v: Params,
     R{out}, ...), then its R{d_<out>}, inner R{d_<name>} (a norm's R{d_x_hat}) and its
     params' R{d_<key>} (= H v).  So a check names the first wrong step of the R-operator,
     and the layer whose ``tangent`` or ``r_backward`` forms it."""
-    grads, dots, r_deltas = _r_passes(seq, params, x, y, v, masks, False, keep=True)
+    run = _second_order_pass(seq, params, x, y, v, masks)
+    dots: list[dict[str, Array]] = [{} for _ in seq.nodes]
+    _, out_dot, caches, h_dots = tangent(seq, params, x, v, run, dots)
+    grads, r_deltas = r_backward(seq, params, v, caches, h_dots, out_dot, y, run, keep=True)
     return [{f"R{{{k}}}": q for k, q in node.items()}
             for node in node_trace(seq, dots, r_deltas, grads)]
 

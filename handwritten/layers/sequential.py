@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from handwritten.activations import split_name
 from handwritten.layers.activation import Activation
@@ -289,6 +289,53 @@ def compile_network(spec: NetworkSpec) -> Sequential:
 
 
 @lru_cache(maxsize=256)
+def compile_block(spec: NetworkSpec, l: int, dense: bool = True) -> Sequential:
+    """Layer l of ``spec`` alone, as a Sequential: the nodes ``compile_network(spec)`` has
+    for it (``handwritten.network.hidden_block`` folds it).  ``dense=False``: only what
+    follows the Dense -- norm, activation, dropout, from z on, without the skip (what
+    ``handwritten.network.hidden_block_backward`` folds back)."""
+    block = _hidden_block(spec, l)
+    if dense:
+        return Sequential(block)
+    parts = block[0].body if isinstance(block[0], Residual) else block
+    return Sequential(parts[1:], in_features=spec.layer_sizes[l + 1])
+
+
+class Block(NamedTuple):
+    """Where one NetworkSpec layer's parts sit among its compiled Sequential's nodes (node
+    indices; None where the layer has no such part)."""
+
+    dense: int
+    norm: int | None
+    activation: int
+    dropout: int | None
+    residual: int | None
+
+    @property
+    def top(self) -> int:
+        """The node whose output is the layer's a: the skip, else dropout, else f."""
+        for i in (self.residual, self.dropout):
+            if i is not None:
+                return i
+        return self.activation
+
+
+@lru_cache(maxsize=256)
+def blocks_of(seq: Sequential) -> tuple[Block, ...]:
+    """The layers of a Sequential compiled from a NetworkSpec (``compile_network``, or
+    ``compile_block``'s one), each as a ``Block``: a layer starts at a top-level Dense or
+    Residual, and holds the nodes up to the next."""
+    roles = {Dense: "dense", BatchNorm1d: "norm", LayerNorm: "norm",
+             Activation: "activation", Dropout: "dropout", Residual: "residual"}
+    groups: list[dict[str, int | None]] = []
+    for i, (path, layer) in enumerate(seq.nodes):
+        if "." not in path and isinstance(layer, (Dense, Residual)):
+            groups.append({"norm": None, "dropout": None, "residual": None})
+        groups[-1][roles[type(layer)]] = i
+    return tuple(Block(**g) for g in groups)     # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=256)
 def layer_of_node(spec: NetworkSpec) -> tuple[int, ...]:
     """For every node of ``compile_network(spec)``, the NetworkSpec layer it came from."""
     return tuple(l for l in range(spec.n_layers) for _ in _walk(_hidden_block(spec, l)))
@@ -305,12 +352,18 @@ def network_params(spec: NetworkSpec, params: Params) -> Params:
     return out
 
 
+@lru_cache(maxsize=256)
+def network_blocks(spec: NetworkSpec) -> tuple[Block, ...]:
+    """``blocks_of(compile_network(spec))``, found once per spec."""
+    return blocks_of(compile_network(spec))
+
+
 def network_grads(spec: NetworkSpec, grads: Params) -> Params:
-    """The compiled Sequential's params-shaped list back to NetworkSpec's layout."""
-    out: Params = [{} for _ in range(spec.n_layers)]
-    for g, l in zip(grads, layer_of_node(spec)):
-        out[l] |= g
-    return out
+    """The compiled Sequential's params-shaped list back to NetworkSpec's layout: each
+    layer's dict is its Dense node's, then its norm node's (gamma, beta; a batch norm's
+    running statistics), in a fresh dict.  Every other node holds {}."""
+    return [grads[b.dense] | grads[b.norm] if b.norm is not None else grads[b.dense].copy()
+            for b in network_blocks(spec)]
 
 
 def network_masks(spec: NetworkSpec, masks: Masks | None) -> list[Any] | None:
