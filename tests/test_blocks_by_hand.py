@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import handwritten as hw
@@ -17,6 +17,7 @@ from handwritten import blocks
 from handwritten.spec import NORM_EPS
 from tests.helpers import at_most
 from tests.strategies import block_problems
+from tests.test_layers import NORM_VAR_MIN
 
 SMOOTH = [name for name, entry in hw.ACTIVATIONS.items() if not entry.kinked]
 
@@ -26,7 +27,13 @@ SMOOTH = [name for name, entry in hw.ACTIVATIONS.items() if not entry.kinked]
 def test_block_gradients_match_finite_differences(p: Problem) -> None:
     """Framework-free: central differences of the loss in every param (W, b, gamma, beta), the
     masks held fixed, at the suite's finite-difference tolerances; smooth activations only (a
-    kink within a step of some n would break the difference)."""
+    kink within a step of some n would break the difference), and a norm's input with a
+    variance of at least NORM_VAR_MIN, where central differences are accurate (tests/
+    test_layers.py says why).  Found by the dev profile: in 3,000 draws, 5 with a norm's
+    variance between 8e-5 and 5e-3 missed by 1.0 to 3.1 times the tolerance, and half the
+    step cut each error by 4 -- the difference's truncation error, not the gradient's."""
+    trace = hw.trace(p.spec, p.params, p.x, p.y, p.masks)
+    assume(all(layer["var"].min() >= NORM_VAR_MIN for layer in trace.layers if "var" in layer))
     _, grads = hw.loss_and_grads(p.spec, p.params, p.x, p.y, p.masks)
     loss0 = abs(float(hw.loss_and_grads(p.spec, p.params, p.x, p.y, p.masks)[0]))
     for l, layer in enumerate(p.params):
