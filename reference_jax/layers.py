@@ -342,6 +342,14 @@ def trace(seq: Sequential, params: Params, x: np.ndarray, y: np.ndarray,
     check_kinds(seq)
     loss, nodes, d_params, d_q = _trace(to_jax(params), jnp.asarray(x), jnp.asarray(y),
                                         _masks(masks), seq)
+    return Trace.from_layers(loss, _node_quantities(seq, nodes, d_q, d_params))
+
+
+def _node_quantities(seq: Sequential, nodes: Any, d_q: Any, d_params: Any
+                     ) -> list[dict[str, Any]]:
+    """Each node's quantities under ``trace``'s names: its forward ones, autograd's d_ of
+    each graph quantity (none at a fused output: the loss reads its input), d_ of each
+    param."""
     last = len(seq.nodes) - 1
     out = []
     for i, (quantities, d_graph, d_p) in enumerate(zip(nodes, d_q, d_params)):
@@ -350,7 +358,7 @@ def trace(seq: Sequential, params: Params, x: np.ndarray, y: np.ndarray,
             node |= {f"d_{k}": g for k, g in d_graph.items()}
         node |= {f"d_{k}": g for k, g in d_p.items()}
         out.append(node)
-    return Trace.from_layers(loss, out)
+    return out
 
 
 @partial(jax.jit, static_argnums=5)
@@ -371,15 +379,8 @@ def r_trace(seq: Sequential, params: Params, x: np.ndarray, y: np.ndarray, v: Pa
     check_kinds(seq)
     _, nodes, d_params, d_q = _trace_tangents(to_jax(params), to_jax(v), jnp.asarray(x),
                                               jnp.asarray(y), _masks(masks), seq)
-    last = len(seq.nodes) - 1
-    out = []
-    for i, (quantities, d_graph, d_p) in enumerate(zip(nodes, d_q, d_params)):
-        node = dict(quantities)
-        if not (seq.fused_output and i == last):
-            node |= {f"d_{k}": g for k, g in d_graph.items()}
-        node |= {f"d_{k}": g for k, g in d_p.items()}
-        out.append({f"R{{{k}}}": np.array(t) for k, t in node.items()})
-    return out
+    return [{f"R{{{k}}}": np.array(t) for k, t in node.items()}
+            for node in _node_quantities(seq, nodes, d_q, d_params)]
 
 
 @partial(jax.jit, static_argnums=3)
