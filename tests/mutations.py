@@ -221,8 +221,8 @@ MUTATIONS = [
     Mutation("jvp_without_the_weight_tangent", "forward mode drops the params' tangent "
              "(W_dot, b_dot): the fold hands each layer a zero direction",
              "layers/fold.py:_tangent", "layer.tangent(params[i], caches[i], h_dot, v[i], "
-             "ctxs[i]))", "layer.tangent(params[i], caches[i], h_dot, {k: 0 * t for k, t in "
-             "v[i].items()}, ctxs[i]))"),
+             "ctxs[i])", "layer.tangent(params[i], caches[i], h_dot, {k: 0 * t for k, t in "
+             "v[i].items()}, ctxs[i])"),
     Mutation("jvp_tangent_through_the_output", "forward mode pushes z_dot through f'(a), not "
              "f'(z)", "layers/activation.py:Activation.tangent",
              'activation(self.name).backward(cache["z"], cache["a"], z_dot)',
