@@ -70,12 +70,18 @@ def half_mse(z: Array, a: Array, y: Array, reduction: str) -> Scalar:
 
     "mean" divides the sum by batch * n_out; "sum" does not divide.
     """
-    return (np.square(a - y) / 2).sum() / _count(a.size, reduction)   # halved first: no overflow
+    r = a - y                                       # the residual, a fresh array: squared
+    np.square(r, out=r)                             # and halved in place, halved before
+    r /= 2                                          # the sum (no overflow)
+    return r.sum() / _count(a.size, reduction)
 
 
 def half_mse_grad(z: Array, a: Array, y: Array, reduction: str) -> Array:
     """d_a = (a - y) / n, with n = batch * n_out for "mean" and n = 1 for "sum"."""
-    return (a - y) / _count(a.size, reduction)
+    d_a = a - y
+    if reduction == "mean":                         # "sum": n = 1, nothing to divide
+        d_a /= _count(a.size, reduction)
+    return d_a
 
 
 def half_mse_second(z: Array, a: Array, y: Array, reduction: str, z_dot: Array, a_dot: Array

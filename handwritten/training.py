@@ -342,18 +342,19 @@ def train(spec: NetworkSpec | Sequential, params: Params, x: Array, y: Array,
     """
     schedule = Schedule.for_training(spec, params, x, y, optimizer, epochs, batch_size,
                                      batch_order, record_every, callback, rng)
-    state = init_state(optimizer, params)          # checked once above, not at every step
     losses = []
     recorded = [params]
     # a private copy, updated in place: the caller's arrays are never touched, and no
     # step allocates a new set of params
     params = copy_params(params)
     # every step is the fold of a Sequential's layers; a NetworkSpec's compiled one runs
-    # on the same arrays (its grads, masks and running statistics carried across)
+    # on the same arrays, and the optimizer with it, node by node (its state, masks and
+    # running statistics are handed back in the NetworkSpec's per-layer layout at the end)
     seq, nodes, mlp = spec, params, None
     if isinstance(spec, NetworkSpec):
         seq, nodes, mlp = compile_network(spec), network_params(spec, params), spec
     assert isinstance(seq, Sequential)
+    state = init_state(optimizer, nodes)           # checked once above, not at every step
     running = fold.init_state(seq, x.dtype)
     run = fold.Pass(weight_decay=seq.weight_decay)     # the same at every step without dropout
     has_batch_norm = seq.has_batch_norm
@@ -369,14 +370,14 @@ def train(spec: NetworkSpec | Sequential, params: Params, x: Array, y: Array,
         schedule.check_loss(loss, batch)
         grads, _ = fold.backward(seq, nodes, caches, yb, run, keep=False)
         del caches                                  # free the activations before the update
-        if mlp is not None:
-            grads = network_grads(mlp, grads)
-        updates, state = rule_update(optimizer, grads, state, params)
-        apply_updates(params, updates, in_place=True)
+        updates, state = rule_update(optimizer, grads, state, nodes)
+        apply_updates(nodes, updates, in_place=True)   # params' arrays too: they are shared
         losses.append(loss)
         if batch.record:
             recorded.append(params if batch.step == schedule.n_steps else copy_params(params))
         if callback is not None and batch.end_of_epoch:
             callback(batch.epoch + 1, copy_params(params))
-    return schedule.history(losses, recorded, state, x.dtype,
-                            running if mlp is None else network_grads(mlp, running))
+    if mlp is not None:                             # every buffer is params-shaped
+        state = {k: v if k == "t" else network_grads(mlp, v) for k, v in state.items()}
+        running = network_grads(mlp, running)
+    return schedule.history(losses, recorded, state, x.dtype, running)

@@ -53,11 +53,12 @@ def tree_map(f: Callable[..., Array], tree: Tree, *rest: Tree) -> list[dict[str,
         returns).
     """
     # one tree and two, every rule's cases, written out: on a small network a step is
-    # mostly this loop's own overhead, which the general form's unpacking would double
+    # mostly this loop's own overhead, which the general form's unpacking would double;
+    # a layer without params (an activation's node) gets its {} without a comprehension
     if not rest:
-        return [{k: f(leaf) for k, leaf in layer.items()} for layer in tree]
+        return [{k: f(leaf) for k, leaf in layer.items()} if layer else {} for layer in tree]
     if len(rest) == 1:
-        return [{k: f(leaf, other[k]) for k, leaf in layer.items()}
+        return [{k: f(leaf, other[k]) for k, leaf in layer.items()} if layer else {}
                 for layer, other in zip(tree, rest[0])]
     return [{k: f(leaf, *[other[k] for other in others]) for k, leaf in layer.items()}
             for layer, *others in zip(tree, *rest)]

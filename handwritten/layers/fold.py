@@ -139,10 +139,10 @@ def backward_from(seq: Sequential, params: Params, caches: list[Cache], d_out: A
     level's first layers; all of them by default), with no loss: (d_in, grads, deltas) as
     a layer's backward, d_in the gradient at the input (``need_d_in``, else None)."""
     grads: Params = [{} for _ in seq.nodes]
-    deltas: list[dict[str, Array]] = [{} for _ in seq.nodes]
+    deltas: list[dict[str, Array]] | None = [{} for _ in seq.nodes] if keep else None
     d_in = _backward(seq, seq.layers if layers is None else layers, params, caches, d_out,
-                     run, 0, need_d_in, grads, deltas if keep else None)
-    return d_in, grads, (deltas if keep else [])
+                     run, 0, need_d_in, grads, deltas)
+    return d_in, grads, (deltas if deltas is not None else [])
 
 
 def _backward(seq: Sequential, layers: Sequence[Any], params: Params, caches: list[Cache],
