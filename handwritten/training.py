@@ -36,6 +36,7 @@ from numpy.typing import NDArray
 from handwritten import blocks, checks
 from handwritten.activations import activation
 from handwritten.layers import (
+    Activation,
     Dropout,
     Sequential,
     compile_network,
@@ -44,7 +45,7 @@ from handwritten.layers import (
     network_masks,
     network_params,
 )
-from handwritten.network import backward, forward, loss_value
+from handwritten.layers.sequential import layer_of_node, network_blocks
 from handwritten.optimizers import apply_updates, init_state, rule_update
 from handwritten.spec import (
     History,
@@ -71,16 +72,19 @@ def make_batch_order(n_samples: int, epochs: int, rng: np.random.Generator) -> N
 
 def draw_masks(spec: NetworkSpec | Sequential, batch: int, rng: np.random.Generator,
                dtype: np.dtype[Any]) -> list[Array | None]:
-    """Dropout's keep-masks for one step of ``batch`` rows: per hidden layer, in order, a
-    (batch, fan_out) array m with m = 1 where ``rng.random() >= p`` (probability 1 - p) and
-    0 elsewhere; None where the layer has no dropout (nothing is drawn for it).  A
-    Sequential: per node, on each Dropout with p > 0, a (batch, *shape) mask."""
-    if isinstance(spec, Sequential):
-        return [(rng.random((batch, *shape)) >= layer.p).astype(dtype)
-                if isinstance(layer, Dropout) and layer.p else None
-                for (_, layer), shape in zip(spec.nodes, spec.in_shapes)]
-    return [(rng.random((batch, n)) >= p).astype(dtype) if p else None
-            for p, n in zip(spec.dropout, spec.layer_sizes[1:])]
+    """Dropout's keep-masks for one step of ``batch`` rows: per node of a Sequential, in
+    pass order, on each Dropout with p > 0 a (batch, *shape) array m with m = 1 where
+    ``rng.random() >= p`` (probability 1 - p) and 0 elsewhere; None on every other node
+    (nothing is drawn for it).  A NetworkSpec: its compiled Sequential's masks (the same
+    draws: one (batch, fan_out) per hidden layer with p > 0, in layer order), handed back
+    per hidden layer, None where the layer has no dropout."""
+    if isinstance(spec, NetworkSpec):
+        nodes = draw_masks(compile_network(spec), batch, rng, dtype)
+        return [None if block.dropout is None else nodes[block.dropout]
+                for block in network_blocks(spec)[:-1]]      # the hidden layers'
+    return [(rng.random((batch, *shape)) >= layer.p).astype(dtype)
+            if isinstance(layer, Dropout) and layer.p else None
+            for (_, layer), shape in zip(spec.nodes, spec.in_shapes)]
 
 
 def update_running(running: Running, cache: list[dict[str, Array]], batch: int) -> None:
@@ -233,57 +237,54 @@ SATURATED = 1e-8
 
 def diagnose(spec: NetworkSpec | Sequential, x: Array, y: Array, initial: Params,
              final: Params, *, maximize: bool = False) -> tuple[str, ...]:
-    """What a finished run tells about itself, evaluated on all the data with
-    handwritten's forward and backward (whichever implementation trained):
+    """What a finished run tells about itself, evaluated on all the data by handwritten's
+    fold (whichever implementation trained; a NetworkSpec's compiled Sequential, on the
+    same arrays):
 
     - the loss ended above where it started (below, when the optimizer maximizes);
     - every gradient is exactly zero at the final params (nothing can move them);
-    - every unit of a hidden layer is saturated: its activation's derivative is below
-      SATURATED on every sample (a dead relu layer, a sigmoid layer pinned at 0 or 1).
+    - every unit of a hidden activation is saturated: its derivative is below SATURATED
+      on every sample (a dead relu layer, a sigmoid layer pinned at 0 or 1).
 
-    A spec with hidden blocks is evaluated without dropout and with batch norm over all
-    the data (training mode: the diagnosis needs no running statistics).  A Sequential:
-    the first two (saturation is read per hidden layer of a NetworkSpec only, for now).
+    Every Activation node is read but the network's output (the last layer, when it is
+    one) and an output-only one (softmax).  A unit is one entry of a sample's activation:
+    a feature of (batch, features), each (c, h, w) of an image's (N, C, H, W); the count
+    is every non-batch entry (every entry saturated is every channel saturated: counted
+    by channel, only the number would change).  A NetworkSpec's note names the layer,
+    "layer 1: all 16 relu units saturated (...)"; a Sequential's the node, by path and
+    layer, "node 3 (Activation(name='relu')): all 16 relu units saturated (...)".
+
+    Evaluated without dropout and with batch norm over all the data (training mode: the
+    diagnosis needs no running statistics).
     """
-    if isinstance(spec, Sequential):
-        return _diagnose_nodes(spec, x, y, initial, final, maximize)
+    seq, owner = spec, None
+    if isinstance(spec, NetworkSpec):      # its compiled Sequential, on the same arrays
+        seq, owner = compile_network(spec), layer_of_node(spec)
+        initial, final = network_params(spec, initial), network_params(spec, final)
+    assert isinstance(seq, Sequential)
     notes = []
-    _, start = forward(spec, initial, x)
-    _, cache = forward(spec, final, x)
-    before, after = loss_value(spec, initial, start, y), loss_value(spec, final, cache, y)
+    run = fold.Pass(weight_decay=seq.weight_decay)
+    _, start = fold.forward(seq, initial, x, run)
+    _, caches = fold.forward(seq, final, x, run)
+    before = fold.loss_value(seq, initial, start, y)
+    after = fold.loss_value(seq, final, caches, y)
     if (after < before) if maximize else (after > before):
         moved = "fell" if maximize else "rose"
         notes.append(f"the loss on all the data {moved} from {before:.6g} to {after:.6g}"
                      + (" (the optimizer maximizes it)" if maximize else ""))
-    grads, _ = backward(spec, final, x, y, cache, keep_deltas=False)
+    grads, _ = fold.backward(seq, final, caches, y, run, keep=False)
     if not any(np.any(g) for g in tree_leaves(grads)):
         notes.append("every gradient is exactly zero at the final params")
-    for l, (name, c) in enumerate(zip(spec.activations, cache)):
-        if l == spec.n_layers - 1 or activation(name).output_only:
+    output = seq.level(0)[-1] if isinstance(seq.layers[-1], Activation) else None
+    for i, ((path, layer), cache) in enumerate(zip(seq.nodes, caches)):
+        if not isinstance(layer, Activation) or i == output or layer.output_only:
             continue
-        z, a = c.get("n", c["z"]), c.get("h", c["a"])      # a block's activation: f(n) = h
-        slope = np.abs(activation(name).backward(z, a, np.ones_like(z)))
+        z, a = cache["z"], cache["a"]          # in a block: the norm's n, the f(n) = h
+        slope = np.abs(activation(layer.name).backward(z, a, np.ones_like(z)))
         if (slope.max(axis=0) < SATURATED).all():
-            notes.append(f"layer {l}: all {slope.shape[1]} {name} units saturated "
-                         f"({name}' < {SATURATED:g} on every sample)")
-    return tuple(notes)
-
-
-def _diagnose_nodes(spec: Sequential, x: Array, y: Array, initial: Params, final: Params,
-                    maximize: bool) -> tuple[str, ...]:
-    notes = []
-    run = fold.Pass(weight_decay=spec.weight_decay)
-    _, start = fold.forward(spec, initial, x, run)
-    _, caches = fold.forward(spec, final, x, run)
-    before = fold.loss_value(spec, initial, start, y)
-    after = fold.loss_value(spec, final, caches, y)
-    if (after < before) if maximize else (after > before):
-        moved = "fell" if maximize else "rose"
-        notes.append(f"the loss on all the data {moved} from {before:.6g} to {after:.6g}"
-                     + (" (the optimizer maximizes it)" if maximize else ""))
-    grads, _ = fold.backward(spec, final, caches, y, run, keep=False)
-    if not any(np.any(g) for g in tree_leaves(grads)):
-        notes.append("every gradient is exactly zero at the final params")
+            where = f"node {path} ({layer!r})" if owner is None else f"layer {owner[i]}"
+            notes.append(f"{where}: all {math.prod(slope.shape[1:])} {layer.name} units "
+                         f"saturated ({layer.name}' < {SATURATED:g} on every sample)")
     return tuple(notes)
 
 

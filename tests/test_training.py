@@ -20,6 +20,16 @@ from handwritten import (
     step,
     train,
 )
+from handwritten.layers import (
+    Activation,
+    Conv2d,
+    Dense,
+    Flatten,
+    Residual,
+    Sequential,
+    compile_network,
+    network_params,
+)
 from tests.helpers import assert_unchanged, snapshot
 
 SPEC = NetworkSpec((2, 5, 3), ("tanh", "softmax"), "softmax_cross_entropy", "mean")
@@ -190,3 +200,65 @@ def test_a_rising_loss_is_diagnosed() -> None:
     worse = [{k: v * 3 + 1 for k, v in p.items()} for p in params]
     notes = diagnose(SPEC, x, y, params, worse)
     assert notes and notes[0].startswith("the loss on all the data rose from")
+
+
+def _diagnose(spec: NetworkSpec | Sequential, params: list[dict[str, np.ndarray]],
+              x: np.ndarray, y: np.ndarray) -> tuple[str, ...]:
+    from handwritten.training import diagnose
+
+    return diagnose(spec, x, y, params, params)
+
+
+def test_a_dead_relu_node_of_a_sequential_is_named_by_its_path() -> None:
+    """Every hidden Activation node is read, a Residual's body's too, and named by path
+    and layer; the output Activation is not (as a NetworkSpec's output layer is not: a
+    pinned output can be a fit, a sigmoid at 1 where y is 1)."""
+    seq = Sequential([Dense(3, 16), Activation("relu"), Residual([Dense(16, 16),
+                      Activation("tanh")]), Dense(16, 2), Activation("sigmoid")])
+    rng = np.random.default_rng(0)
+    params = init_params(seq, rng)
+    x, y = rng.normal(size=(7, 3)), rng.uniform(size=(7, 2))
+    assert not any("saturated" in n for n in _diagnose(seq, params, x, y))
+    params[0]["b"] = params[0]["b"] - 100.0     # relu dead: z < 0 on every sample
+    params[3]["b"] = params[3]["b"] + 100.0     # then tanh's z = b: pinned at 1
+    params[5]["b"] = params[5]["b"] + 100.0     # and the sigmoid output pinned at 1
+    notes = _diagnose(seq, params, x, y)
+    assert [n for n in notes if "saturated" in n] == [
+        "node 1 (Activation(name='relu')): all 16 relu units saturated "
+        "(relu' < 1e-08 on every sample)",
+        "node 2.1 (Activation(name='tanh')): all 16 tanh units saturated "
+        "(tanh' < 1e-08 on every sample)"]
+
+
+def test_a_dead_relu_over_images_counts_every_channel_and_position() -> None:
+    """A unit of an (N, C, H, W) activation is each (c, h, w): 2 channels of 4 x 4."""
+    seq = Sequential([Conv2d(1, 2, 3), Activation("relu"), Flatten(), Dense(32, 1)],
+                     in_shape=(1, 6, 6))
+    rng = np.random.default_rng(1)
+    params = init_params(seq, rng)
+    x, y = rng.normal(size=(5, 1, 6, 6)), rng.normal(size=(5, 1))
+    params[0]["b"] = params[0]["b"] - np.array([100.0, 0.0])      # one channel dead
+    assert not any("saturated" in n for n in _diagnose(seq, params, x, y))
+    params[0]["b"] = params[0]["b"] - 100.0                         # both
+    assert "node 1 (Activation(name='relu')): all 32 relu units saturated (relu' < 1e-08 " \
+           "on every sample)" in _diagnose(seq, params, x, y)
+
+
+def test_a_normalized_layers_saturation_is_read_at_the_norms_output() -> None:
+    """In a block f takes the norm's n, not z: a layer whose z is far below 0 but whose n
+    is normalized lives; one whose beta pushes n below 0 is dead, named by its layer (by
+    its Activation node in the compiled Sequential, on the same arrays)."""
+    spec = NetworkSpec((3, 5, 1), ("relu", "identity"), norms=("batch",))
+    rng = np.random.default_rng(2)
+    params = init_params(spec, rng)
+    x, y = rng.normal(size=(8, 3)), rng.normal(size=(8, 1))
+    params[0]["b"] = params[0]["b"] - 100.0
+    assert not any("saturated" in n for n in _diagnose(spec, params, x, y))
+    params[0]["b"] = params[0]["b"] + 200.0
+    params[0]["beta"] = params[0]["beta"] - 100.0
+    assert _diagnose(spec, params, x, y)[-1] == ("layer 0: all 5 relu units saturated "
+                                                 "(relu' < 1e-08 on every sample)")
+    seq = compile_network(spec)
+    assert _diagnose(seq, network_params(spec, params), x, y)[-1] == (
+        "node 2 (Activation(name='relu')): all 5 relu units saturated (relu' < 1e-08 on "
+        "every sample)")
