@@ -64,6 +64,24 @@ def test_the_optimizer_table_is_the_registry_and_names_each_rule() -> None:
         assert f"`{rule.update.__name__}`" in rows[name], name
 
 
+def test_the_layer_trace_table_is_the_registry() -> None:
+    """docs/layers.md's table of the trace's quantities names every kind of ``LAYERS`` once,
+    each with its ``FORWARD`` and ``BACKWARD`` names in pass order (a new layer's row, or a
+    renamed quantity, cannot be forgotten there)."""
+    page = (DOCS / "layers.md").read_text()
+    table = page.split("### The trace's quantities, per layer kind", 1)[1].split("\n\n")[2]
+    rows: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+    for line in table.splitlines()[2:]:
+        kinds, forward, backward = (cell.split("(", 1)[0] for cell in line.split("|")[1:4])
+        names = [tuple(re.findall(r"`([a-z_A-Z]+)`", cell)) for cell in (forward, backward)]
+        for kind in re.findall(r"`(\w+)`", kinds):
+            assert kind not in rows, f"{kind} has two rows"
+            rows[kind] = (names[0], names[1])
+    assert set(rows) == set(hw.LAYERS)
+    for kind, layer in hw.LAYERS.items():
+        assert rows[kind] == (layer.FORWARD, layer.BACKWARD), kind
+
+
 def test_the_docs_map_every_handwritten_file_to_the_tests_quick_runs() -> None:
     start = TESTS_PAGE.index("| file | its tests")
     table = TESTS_PAGE[start:TESTS_PAGE.index("\n\n", start)]
