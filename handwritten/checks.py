@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from handwritten.layers.norm import BatchNorm1d
 from handwritten.layers.sequential import Sequential
 from handwritten.losses import LOSSES
 from handwritten.spec import NetworkSpec, OptimizerSpec, Shuffle, finite_real, positive_int
@@ -191,7 +192,7 @@ def batch_norm_positions(spec: NetworkSpec | Sequential) -> int | None:
     if not isinstance(spec, Sequential):
         return 1 if "batch" in spec.norms else None
     counts = [math.prod(shape[1:]) for (_, layer), shape in zip(spec.nodes, spec.in_shapes)
-              if type(layer).__name__ in ("BatchNorm1d", "BatchNorm2d")]
+              if isinstance(layer, BatchNorm1d)]          # BatchNorm2d is one too
     return min(counts) if counts else None
 
 
@@ -363,31 +364,36 @@ def _check_node_masks(spec: Sequential, masks: object, batch: int) -> None:
 
 
 def _check_node_running(spec: Sequential, running: object, dtype: np.dtype[Any]) -> None:
-    """One dict per node: {"mean", "var"} of shape (features,) on a BatchNorm1d, {}
-    elsewhere; None only for a Sequential without batch norm."""
+    """One dict per node, exactly what its layer's ``init_state`` declares for its input
+    shape -- the same keys, each a finite array of that shape in the params' dtype ({} on a
+    node without state) -- and within the layer's own ``check_state`` where it has one;
+    None only for a Sequential without state."""
     n = len(spec.nodes)
     if running is None:
-        if spec.has_batch_norm:
-            raise ValueError("running is required: the Sequential has batch norm, and "
-                             "evaluation mode normalizes with its running statistics")
+        if spec.has_state:
+            what = "batch norm" if spec.has_batch_norm else "layers that carry state"
+            raise ValueError(f"running is required: the Sequential has {what}, and "
+                             "evaluation mode reads their state (History.running)")
         return
     if not isinstance(running, Sequence) or isinstance(running, (str, bytes)) \
             or len(running) != n:
         raise TypeError(f"running must be a list of {n} dicts (one per node: {spec.paths})")
     for i, ((_, layer), stats, shape) in enumerate(zip(spec.nodes, running, spec.in_shapes)):
-        batch = type(layer).__name__ in ("BatchNorm1d", "BatchNorm2d")
-        keys = {"mean", "var"} if batch else set()
-        if not isinstance(stats, dict) or set(stats) != keys:
-            wanted = "'mean' and 'var'" if batch else "no keys ({})"
+        declared = layer.init_state(shape, dtype)
+        if not isinstance(stats, dict) or set(stats) != set(declared):
+            keys = [repr(k) for k in sorted(declared)]
+            wanted = (f"{', '.join(keys[:-1])} and {keys[-1]}" if len(keys) > 1 else
+                      keys[0] if keys else "no keys ({})")
             raise TypeError(f"running[{i}] {_node(spec, i)} must be a dict with {wanted}")
-        for key in sorted(keys):
+        for key in sorted(declared):
             leaf = f"running[{i}][{key!r}]"
-            if check_float_array(leaf, stats[key], 1) != dtype:
+            if check_float_array(leaf, stats[key], declared[key].ndim) != dtype:
                 raise TypeError(f"{leaf} has dtype {stats[key].dtype}, but params are {dtype}")
-            if stats[key].shape != shape[:1]:             # one per feature or channel
-                raise ValueError(f"{leaf} must have shape {shape[:1]}, got {stats[key].shape}")
-        if batch and not (stats["var"] >= 0).all():
-            raise ValueError(f"running[{i}]['var'] must be >= 0 (a variance)")
+            if stats[key].shape != declared[key].shape:
+                raise ValueError(f"{leaf} must have shape {declared[key].shape}, got "
+                                 f"{stats[key].shape}")
+        if declared and hasattr(layer, "check_state"):
+            layer.check_state(stats, f"running[{i}]")
 
 
 # training arguments ----------------------------------------------------------

@@ -358,14 +358,14 @@ def train(spec: NetworkSpec | Sequential, params: Params, x: Array, y: Array,
     state = init_state(optimizer, nodes)           # checked once above, not at every step
     running = fold.init_state(seq, x.dtype)
     run = fold.Pass(weight_decay=seq.weight_decay)     # the same at every step without dropout
-    has_batch_norm = seq.has_batch_norm
+    has_state = seq.has_state
     for batch in schedule:
         xb, yb = x[batch.rows], y[batch.rows]
         if batch.masks is not None:
             masks = batch.masks if mlp is None else network_masks(mlp, batch.masks)
             run = fold.Pass(masks=masks, weight_decay=seq.weight_decay)
         _, caches = fold.forward(seq, nodes, xb, run)
-        if has_batch_norm:
+        if has_state:
             running = fold.update_state(seq, running, caches)
         loss = fold.loss_value(seq, nodes, caches, yb)
         schedule.check_loss(loss, batch)

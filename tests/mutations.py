@@ -321,7 +321,7 @@ MUTATIONS = [
     # issue 11: training and evaluation with hidden blocks
     Mutation("running_statistics_never_updated", "train never moves batch norm's running "
              "statistics (they stay at 0 and 1)", "training.py:train",
-             "        if has_batch_norm:", "        if has_batch_norm and False:",
+             "        if has_state:", "        if has_state and False:",
              shown=('training and evaluation', 'running',
                     'handwritten.layers.norm.BatchNorm1d.update_state')),
     Mutation("evaluation_with_the_batch_statistics", "predict normalizes batch norm with the "

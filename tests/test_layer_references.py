@@ -39,6 +39,7 @@ from handwritten.layers import (
     Sequential,
     fold,
 )
+from handwritten.layers.base import Stateless
 from tests.helpers import assert_unchanged, at_most, snapshot
 from tests.strategies import sequential_problems
 
@@ -384,8 +385,10 @@ def test_a_layer_kind_missing_from_a_reference_is_refused_by_name(
         assert str(error.value) == checks.no_counterpart("layer", kind, where)
 
 
-class Identity:
-    """A layer kind handwritten might add next (torch.nn.Identity): the input unchanged."""
+class Identity(Stateless):
+    """A layer kind handwritten might add next (torch.nn.Identity): the input unchanged,
+    no params and no state (``Stateless``: every layer declares its state, and a
+    Sequential reads it when built)."""
 
     def out_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         return in_shape

@@ -6,8 +6,8 @@ properties of random Sequentials are in tests/test_layer_references.py."""
 from __future__ import annotations
 
 import warnings
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -25,9 +25,10 @@ from bpnet.tolerances import (
     batch_sum_terms,
     fd_step,
 )
-from handwritten import derivatives, network
+from handwritten import checks, derivatives, network
 from handwritten.activations import activation
 from handwritten.layers import (
+    LAYERS,
     Activation,
     BatchNorm1d,
     Dense,
@@ -45,6 +46,7 @@ from handwritten.layers import (
 from handwritten.layers import (
     network_grads as to_network_grads,
 )
+from handwritten.layers.base import Stateless
 from handwritten.layers.sequential import layer_of_node, network_blocks
 from tests.helpers import assert_leaf_close, assert_unchanged, snapshot
 from tests.strategies import block_problems, optimizer_specs, problems, sequential_problems
@@ -501,3 +503,75 @@ def test_a_sequential_ending_in_a_residual_has_its_second_order() -> None:
     for fn in (derivatives.hvp, derivatives.gnvp):
         product = fn(seq, p.params, p.x, p.y, p.params)
         assert [set(node) for node in product] == [{"W", "b"}, set(), set()]
+
+
+# a new layer joins by its own file: its params and its state are named by the layer ----------
+
+
+@dataclass(frozen=True)
+class RunningMean(Stateless):
+    """A layer with state and nothing else (not a batch norm): the identity on its input,
+    and across training steps a running mean of that input, batch norm's momentum rule
+    without the variance: mean <- 0.9 mean + 0.1 h.mean(axis=0)."""
+
+    num_features: int
+
+    OUT: ClassVar[str] = "out"
+    FORWARD: ClassVar[tuple[str, ...]] = ("out",)
+    BACKWARD: ClassVar[tuple[str, ...]] = ("d_out",)
+    EQUATIONS: ClassVar[dict[str, str]] = {"out": "out = h", "d_out": "d_out = d_h_next"}
+    D_IN: ClassVar[str] = "d_h = d_out"
+
+    def out_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return in_shape
+
+    def forward(self, p: dict[str, Any], h: np.ndarray, ctx: Any) -> tuple[np.ndarray, Any]:
+        return h, {"h": h}
+
+    def backward(self, p: dict[str, Any], cache: Any, d_out: np.ndarray, ctx: Any,
+                 need_d_in: bool = True) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+        return d_out, {}, {}
+
+    def init_state(self, in_shape: tuple[int, ...], dtype: np.dtype[Any]
+                   ) -> dict[str, np.ndarray]:
+        return {"mean": np.zeros(in_shape, dtype=dtype)}
+
+    def update_state(self, state: dict[str, np.ndarray], cache: Any
+                     ) -> dict[str, np.ndarray]:
+        return {"mean": 0.9 * state["mean"] + 0.1 * cache["h"].mean(axis=0)}
+
+
+def test_a_stateful_layer_that_is_no_batch_norm_has_its_state_trained_and_checked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``train`` updates the state of any layer that declares some (its ``init_state`` is
+    not empty), not only batch norm's, and hands it back in History.running; the checks
+    hold ``running`` to the keys and shapes that layer declares.  Before, train updated
+    state only when the network had a batch norm (this layer's mean stayed at 0), and a
+    network without one took no ``running`` at all."""
+    monkeypatch.setitem(LAYERS, "RunningMean", RunningMean)
+    seq = Sequential([Dense(3, 4), RunningMean(4), Activation("tanh"), Dense(4, 1)], "mse")
+    rng = np.random.default_rng(0)
+    params = hw.init_params(seq, rng, "glorot_uniform")
+    x, y = rng.normal(size=(6, 3)), rng.normal(size=(6, 1))
+    history = hw.train(seq, params, x, y, hw.OptimizerSpec("sgd", 0.1), epochs=2,
+                       batch_size=2, record_every=1)
+    mean = np.zeros(4)                             # by hand: the Dense's output, each step
+    for step, before in enumerate(history.params[:-1]):
+        rows = x[2 * (step % 3):2 * (step % 3) + 2]
+        mean = 0.9 * mean + 0.1 * (rows @ before[0]["W"] + before[0]["b"]).mean(axis=0)
+    assert [set(node) for node in history.running] == [set(), {"mean"}, set(), set()]
+    assert_leaf_close(history.running[1]["mean"], mean, "running mean after 6 steps",
+                      rtol=1e-13)
+    final = history.params[-1]
+    checks.check_params(seq, final)
+    checks.check_running(seq, history.running, np.dtype(np.float64))
+    hw.predict(seq, final, x, history.running)
+    with pytest.raises(ValueError, match="running is required: the Sequential has layers "
+                                         "that carry state"):
+        hw.predict(seq, final, x)
+    wrong = [{}, {"mean": np.zeros(3)}, {}, {}]
+    with pytest.raises(ValueError, match=r"running\[1\]\['mean'\] must have shape \(4,\)"):
+        hw.predict(seq, final, x, wrong)
+    with pytest.raises(TypeError, match=r"running\[1\] \(layer 1, RunningMean\(num_features="
+                                        r"4\)\) must be a dict with 'mean'"):
+        hw.predict(seq, final, x, [{}, {"var": np.ones(4)}, {}, {}])

@@ -22,6 +22,7 @@ from bpnet import check_all
 from bpnet.problems import Problem, make_params, make_targets
 from handwritten import checks, network, schedules, spec
 from handwritten.layers import LAYERS, Activation, Dense, Sequential
+from handwritten.layers.base import Stateless
 
 torch = pytest.importorskip("torch")
 jax = pytest.importorskip("jax")
@@ -143,8 +144,10 @@ def _norm(monkeypatch: pytest.MonkeyPatch) -> tuple[str, dict[str, Any]]:
     return "group", calls
 
 
-class Identity:
-    """A layer kind handwritten might add next (torch.nn.Identity): the input unchanged."""
+class Identity(Stateless):
+    """A layer kind handwritten might add next (torch.nn.Identity): the input unchanged,
+    no params and no state (``Stateless``: every layer declares its state, and a
+    Sequential reads it when built)."""
 
     def out_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         return in_shape

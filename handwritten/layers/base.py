@@ -34,13 +34,26 @@ derivation, the one place it is written down:
                                    sample i's own gradient of its term of the loss, or
                                    NotImplementedError naming why (batch norm in training
                                    mode: a sample's output depends on the whole batch)
+    param_shapes() -> {key: shape}  (a layer with params) the names and shapes ``init``
+                                   returns: the params the checks hold its node to
     init_state(in_shape, dtype) / update_state(state, cache)
-                                   state carried across steps (batch norm's running
-                                   statistics); {} for a layer without
+                                   state carried across training steps (batch norm's
+                                   running statistics); {} for a layer without
+    check_state(state, name)       (optional) a ValueError naming ``name[key]`` for a state
+                                   its update could never make (a running variance < 0)
     OUT, FORWARD, BACKWARD, EQUATIONS, D_IN
                                    the output's name (z, a, n, out), the trace quantities in
                                    pass order, each one's equation, and the equation of the
                                    gradient it hands down (``bpnet explain`` prints them)
+
+Names come from the layer, nowhere else: a node's params are exactly ``param_shapes()``
+(none without it), and its state exactly what ``init_state`` returns for its input shape
+-- the keys, shapes and dtype ``History.running`` and ``predict``'s ``running`` are held
+to.  That dict is also the declaration that the layer carries state: a layer is stateful
+when ``init_state`` returns a non-empty dict (``Sequential.has_state``), and ``train``
+then calls every node's ``update_state`` after each training-mode forward.  The checks
+(``handwritten.checks``) keep no table of key sets or state names of their own: a new
+layer's params and state are held to what it declares.
 
 ``ctx`` (``Context``) is what a pass hands every layer beyond params and input: training
 or evaluation mode, this layer's dropout mask, its state (running statistics), and the
@@ -111,7 +124,8 @@ class Layer(Protocol):
 
 
 class Stateless:
-    """Defaults for a layer without params or state (mixed into the layer classes)."""
+    """Defaults for a layer without params or state (mixed into the layer classes): no
+    ``param_shapes``, and ``init_state`` {} -- which is what makes it stateless."""
 
     def init(self, in_shape: Shape, rng: np.random.Generator, scheme: str,
              dtype: np.dtype[Any]) -> dict[str, Array]:

@@ -223,6 +223,12 @@ class BatchNorm1d(_Norm):
                                           cache["var"], cache["x_hat"].shape[0])
         return {"mean": mean, "var": var}
 
+    def check_state(self, state: dict[str, Array], name: str) -> None:
+        """Evaluation divides by sqrt(var + eps): a running variance below 0 is no state
+        ``update_state`` makes (``predict``'s check of ``running``)."""
+        if not (state["var"] >= 0).all():
+            raise ValueError(f"{name}['var'] must be >= 0 (a variance)")
+
 
 @dataclass(frozen=True)
 class LayerNorm(_Norm):

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from handwritten.activations import split_name
 from handwritten.layers.activation import Activation
 from handwritten.layers.base import Shape
@@ -141,7 +143,9 @@ class Sequential:
         object.__setattr__(self, "_levels", levels)
         object.__setattr__(self, "_flags", (any(
             isinstance(layer, BatchNorm1d) for _, layer in nodes), any(
-            isinstance(layer, Dropout) and layer.p for _, layer in nodes)))
+            isinstance(layer, Dropout) and layer.p for _, layer in nodes), any(
+            layer.init_state(shape, np.dtype(np.float64))       # what each layer declares
+            for (_, layer), shape in zip(self.nodes, shapes))))
 
     def _input_shape(self, nodes: list[tuple[str, Any]]) -> Shape:
         if self.in_shape is not None:
@@ -246,9 +250,17 @@ class Sequential:
 
     @property
     def has_batch_norm(self) -> bool:
-        """True when some node is a BatchNorm1d or BatchNorm2d (state carried across
-        steps)."""
+        """True when some node is a BatchNorm1d or BatchNorm2d: what needs batch norm
+        itself (training batches of at least 2 samples, statistics of a whole dataset).
+        State in general is ``has_state``."""
         return bool(self._flags[0])      # type: ignore[attr-defined]  # __post_init__
+
+    @property
+    def has_state(self) -> bool:
+        """True when some node carries state across training steps: its layer's
+        ``init_state`` is not empty for its input shape (batch norm's running statistics,
+        or any layer's that declares some).  ``train`` updates it; ``predict`` reads it."""
+        return bool(self._flags[2])      # type: ignore[attr-defined]  # __post_init__
 
     @property
     def has_dropout(self) -> bool:
