@@ -461,81 +461,77 @@ def check_schedule_room(optimizer: OptimizerSpec, taken: int, steps: int) -> Non
 
 def check_like(name: str, tree: object, like: Sequence[dict[str, Any]], dtype: np.dtype[Any]
                ) -> None:
-    """A params-shaped structure with exactly the layers, keys, shapes and dtype of ``like``."""
+    """A params-shaped structure with exactly the layers, keys, shapes and dtype of ``like``
+    (the params: the messages name the params' entry each leaf must match)."""
     if not isinstance(tree, Sequence) or isinstance(tree, (str, bytes)) or len(tree) != len(like):
         raise TypeError(f"{name} must be a list of {len(like)} dicts shaped like params, "
                         f"got {type(tree).__name__}")
     for i, (layer, ref) in enumerate(zip(tree, like)):
         if not isinstance(layer, dict) or set(layer) != set(ref):
-            raise TypeError(f"{name}[{i}] must be a dict with keys {sorted(ref)}")
+            raise TypeError(f"{name}[{i}] must be a dict with keys {sorted(ref)}, those of "
+                            f"params[{i}]")
         for key, leaf in layer.items():
             leaf_name = f"{name}[{i}][{key!r}]"
-            if check_float_array(leaf_name, leaf, ref[key].ndim) != dtype:
+            if check_float_array(leaf_name, leaf, np.ndim(leaf)) != dtype:
                 raise TypeError(f"{leaf_name} has dtype {leaf.dtype}, but params are {dtype}: "
                                 "mixed dtypes are not converted silently")
             if leaf.shape != ref[key].shape:
-                raise ValueError(f"{leaf_name} must have shape {ref[key].shape}, like params, "
-                                 f"got {leaf.shape}")
+                raise ValueError(f"{leaf_name} must have shape {ref[key].shape}, like "
+                                 f"params[{i}][{key!r}], got {leaf.shape}")
 
 
-PARAM_KEYS: tuple[frozenset[str], ...] = (
-    frozenset({"W", "b"}), frozenset({"W", "b", "gamma", "beta"}), frozenset({"gamma", "beta"}),
-    frozenset({"W"}), frozenset())
-"""The key sets a params dict may have: a NetworkSpec layer ({"W", "b"}, with a norm's
-"gamma", "beta"), or a Sequential node (a Dense's, a convolution's -- {"W"} without a
-bias --, a norm's, or none)."""
+BLOG_KEYS = (frozenset({"W", "b"}), frozenset({"W", "b", "gamma", "beta"}))
+"""A NetworkSpec layer's keys: the blog's Dense, with a norm's scale and shift."""
 
 
 def check_params_tree(params: object) -> np.dtype[Any]:
-    """params of some network (no spec at hand): {"W": (fan_in, fan_out), "b": (fan_out,)}
-    dicts (with "gamma", "beta" (fan_out,) on a layer with a norm; a Sequential's nodes also
-    {"gamma", "beta"} alone or {}, and a convolution's {"W": (O, C / groups, *kernel)} with
-    or without "b": (O,)) whose 2-D W's shapes chain from one to the next (a convolution
-    between them restarts the chain), all of one float dtype."""
+    """params of some network, without its spec (an optimizer's ``init_state``, ``step``,
+    ``update``): a non-empty list of dicts, one per layer or node, each naming its arrays
+    by str keys -- the layer's own names ("W", "b", "gamma", an embedding's "weight", ...),
+    which only the spec can hold to a layer (``check_params``) -- every array finite and
+    all of one float dtype.  What the list alone still shows is checked too: in a
+    NetworkSpec's layout (every dict {"W": (fan_in, fan_out), "b": (fan_out,)}, with
+    "gamma", "beta" (fan_out,) on a layer with a norm) the shapes must chain."""
     if not isinstance(params, Sequence) or isinstance(params, (str, bytes)) or not params:
-        raise TypeError(f"params must be a non-empty list of {{'W', 'b'}} dicts, "
-                        f"got {type(params).__name__}")
+        raise TypeError(f"params must be a non-empty list of dicts (one per layer, its arrays "
+                        f"by name), got {type(params).__name__}")
     dtype = None
-    fan_out = None                    # of the last W seen
     for i, layer in enumerate(params):
-        if not isinstance(layer, dict) or frozenset(layer) not in PARAM_KEYS:
-            raise TypeError(f"params[{i}] must be a dict with keys 'W' and 'b' (and 'gamma', "
-                            "'beta' on a layer with a norm; a Sequential's node: 'gamma' and "
-                            "'beta' alone, 'W' alone, or none)")
-        kernel = "W" in layer and isinstance(layer["W"], np.ndarray) and layer["W"].ndim >= 3
-        if set(layer) == {"W"} and not kernel:
-            raise TypeError(f"params[{i}] has 'W' alone, which only a convolution without a "
-                            "bias has (W of shape (O, C / groups, *kernel)); a Dense's needs "
-                            "'b'")
+        if not isinstance(layer, dict):
+            raise TypeError(f"params[{i}] must be a dict of arrays by name, got "
+                            f"{type(layer).__name__}")
+        for key in layer:
+            if not isinstance(key, str):
+                raise TypeError(f"params[{i}] has the key {key!r}: a layer names its params "
+                                "with str keys")
         for key in sorted(layer):
-            leaf_dtype = check_float_array(f"params[{i}][{key!r}]", layer[key],
-                                           layer[key].ndim if kernel and key == "W" else
-                                           2 if key == "W" else 1)
+            leaf = f"params[{i}][{key!r}]"
+            leaf_dtype = check_float_array(leaf, layer[key], np.ndim(layer[key]))
             if dtype is not None and leaf_dtype != dtype:
-                raise TypeError(f"params[{i}][{key!r}] has dtype {leaf_dtype}, but the first "
-                                f"is {dtype}: mixed dtypes are not converted silently")
+                raise TypeError(f"{leaf} has dtype {leaf_dtype}, but the first is {dtype}: "
+                                "mixed dtypes are not converted silently")
             dtype = dtype or leaf_dtype
-        if kernel:                                # a convolution: (O, C / groups, *kernel)
-            width, fan_out = layer["W"].shape[0], None
-        elif "W" in layer:
-            fan_in, width = layer["W"].shape
-            if fan_out is not None and fan_out != fan_in:
-                raise ValueError(f"params[{i}] has W {layer['W'].shape} and b "
-                                 f"{layer['b'].shape}: the shapes do not chain as (fan_in, "
-                                 "fan_out), (fan_out,)")
-            fan_out = width
-        else:
-            width = layer["gamma"].shape[0] if layer else 0
-        for key in sorted(set(layer) - {"W"}):
-            if layer[key].shape != (width,):
-                raise ValueError(f"params[{i}] has W {layer['W'].shape} and {key} "
-                                 f"{layer[key].shape}: the shapes do not chain as (fan_in, "
-                                 "fan_out), (fan_out,)" if "W" in layer else
-                                 f"params[{i}] has gamma {layer['gamma'].shape} and beta "
-                                 f"{layer['beta'].shape}: they must have one shape")
     if dtype is None:
         raise TypeError("params has no arrays at all: nothing to optimize")
+    if all(frozenset(layer) in BLOG_KEYS and layer["W"].ndim == 2 for layer in params):
+        _check_chain(params)
     return dtype
+
+
+def _check_chain(params: Sequence[dict[str, Any]]) -> None:
+    """A NetworkSpec's params: each W (fan_in, fan_out) takes the last one's fan_out, and
+    its b (and gamma, beta) are (fan_out,)."""
+    fan_out = None
+    for i, layer in enumerate(params):
+        fan_in, width = layer["W"].shape
+        if fan_out is not None and fan_in != fan_out:
+            raise ValueError(f"params[{i}] has W {layer['W'].shape} and b {layer['b'].shape}: "
+                             "the shapes do not chain as (fan_in, fan_out), (fan_out,)")
+        for key in sorted(set(layer) - {"W"}):
+            if layer[key].shape != (width,):
+                raise ValueError(f"params[{i}][{key!r}] must have shape ({width},) beside W "
+                                 f"{layer['W'].shape} (fan_in, fan_out), got {layer[key].shape}")
+        fan_out = width
 
 
 def check_step(optimizer: object, params: object, grads: object, state: object,

@@ -541,6 +541,40 @@ class RunningMean(Stateless):
         return {"mean": 0.9 * state["mean"] + 0.1 * cache["h"].mean(axis=0)}
 
 
+@dataclass(frozen=True)
+class Scale(Stateless):
+    """A layer whose one param is named as torch.nn names an Embedding's: out = h * weight,
+    one weight per feature; d_h = d_out * weight, d_weight = sum over the batch of
+    d_out * h."""
+
+    num_features: int
+
+    OUT: ClassVar[str] = "out"
+    FORWARD: ClassVar[tuple[str, ...]] = ("out",)
+    BACKWARD: ClassVar[tuple[str, ...]] = ("d_out", "d_weight")
+    EQUATIONS: ClassVar[dict[str, str]] = {"out": "out = h * weight",
+                                           "d_out": "d_out = d_h_next",
+                                           "d_weight": "d_weight = (d_out * h).sum(axis=0)"}
+    D_IN: ClassVar[str] = "d_h = d_out * weight"
+
+    def out_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return in_shape
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"weight": (self.num_features,)}
+
+    def init(self, in_shape: tuple[int, ...], rng: np.random.Generator, scheme: str,
+             dtype: np.dtype[Any]) -> dict[str, np.ndarray]:
+        return {"weight": np.ones(self.num_features, dtype=dtype)}
+
+    def forward(self, p: dict[str, Any], h: np.ndarray, ctx: Any) -> tuple[np.ndarray, Any]:
+        return h * p["weight"], {"h": h}
+
+    def backward(self, p: dict[str, Any], cache: Any, d_out: np.ndarray, ctx: Any,
+                 need_d_in: bool = True) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+        return d_out * p["weight"], {"weight": (d_out * cache["h"]).sum(axis=0)}, {}
+
+
 def test_a_stateful_layer_that_is_no_batch_norm_has_its_state_trained_and_checked(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """``train`` updates the state of any layer that declares some (its ``init_state`` is
@@ -575,3 +609,32 @@ def test_a_stateful_layer_that_is_no_batch_norm_has_its_state_trained_and_checke
     with pytest.raises(TypeError, match=r"running\[1\] \(layer 1, RunningMean\(num_features="
                                         r"4\)\) must be a dict with 'mean'"):
         hw.predict(seq, final, x, [{}, {"var": np.ones(4)}, {}, {}])
+
+
+def test_a_param_named_by_its_layer_passes_the_optimizers_checks(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A param named ``weight`` (an Embedding's, an LSTM's ``weight_ih``: torch's names, no
+    W or b) is taken by every check that has no spec at hand -- the optimizers'
+    ``init_state``, ``step`` and ``update``, so ``train`` too -- and held to the layer's
+    ``param_shapes`` by those that have one.  Before, the optimizers refused any key set
+    but a Dense's, a norm's or a convolution's."""
+    monkeypatch.setitem(LAYERS, "Scale", Scale)
+    seq = Sequential([Dense(3, 4), Scale(4), Activation("tanh"), Dense(4, 1)], "mse")
+    rng = np.random.default_rng(0)
+    params = hw.init_params(seq, rng, "glorot_uniform")
+    x, y = rng.normal(size=(5, 3)), rng.normal(size=(5, 1))
+    loss, grads = hw.loss_and_grads(seq, params, x, y)
+    sgd = hw.OptimizerSpec("sgd", 0.1)
+    for opt in (sgd, hw.OptimizerSpec("adam", 0.01)):
+        state = hw.init_state(opt, params)
+        stepped, _ = hw.step(opt, params, grads, state)
+        hw.update(opt, grads, state, params)
+        assert [set(node) for node in stepped] == [{"W", "b"}, {"weight"}, set(), {"W", "b"}]
+    stepped, _ = hw.step(sgd, params, grads, hw.init_state(sgd, params))
+    np.testing.assert_array_equal(stepped[1]["weight"],
+                                  params[1]["weight"] - 0.1 * grads[1]["weight"])
+    history = hw.train(seq, params, x, y, sgd, epochs=2)
+    assert history.losses[0] == loss and history.losses[1] < loss
+    with pytest.raises(TypeError, match=r"params\[1\] \(layer 1, Scale\(num_features=4\)\) "
+                                        r"must be a dict with keys \['weight'\], got \['W'\]"):
+        hw.loss_and_grads(seq, [params[0], {"W": params[1]["weight"]}, *params[2:]], x, y)
