@@ -11,6 +11,7 @@ random architectures, ``random_problems``).
 
 from __future__ import annotations
 
+import math
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -152,9 +153,11 @@ def make_targets(spec: NetworkSpec | Sequential, rng: np.random.Generator, batch
 def make_params(spec: NetworkSpec | Sequential, rng: np.random.Generator, dtype: Any,
                 scale: float = 1.0) -> Params:
     """Bounded params: W ~ U(-s, s) sqrt(3 / fan_in) (unit-variance layers), b ~ U(-s, s) / 2;
-    a norm's gamma ~ 1 + U(-s, s) / 2, beta ~ U(-s, s) / 2 (a Sequential: node by node)."""
+    a norm's gamma ~ 1 + U(-s, s) / 2, beta ~ U(-s, s) / 2 (a Sequential: node by node,
+    each named and shaped by its own layer, ``_node_params``)."""
     if isinstance(spec, Sequential):
-        return [_node_params(layer, rng, dtype, scale) for _, layer in spec.nodes]
+        return [_node_params(layer, shape, rng, dtype, scale)
+                for (_, layer), shape in zip(spec.nodes, spec.in_shapes)]
     params = []
     for fan_in, fan_out in zip(spec.layer_sizes[:-1], spec.layer_sizes[1:]):
         w = rng.uniform(-scale, scale, (fan_in, fan_out)) * np.sqrt(3.0 / fan_in)
@@ -168,25 +171,31 @@ def make_params(spec: NetworkSpec | Sequential, rng: np.random.Generator, dtype:
     return params
 
 
-def _node_params(layer: Any, rng: np.random.Generator, dtype: Any, scale: float
-                 ) -> dict[str, np.ndarray]:
-    if isinstance(layer, Dense):
-        w = rng.uniform(-scale, scale, (layer.in_features, layer.out_features))
-        b = rng.uniform(-scale, scale, layer.out_features) / 2
-        return {"W": (w * np.sqrt(3.0 / layer.in_features)).astype(dtype), "b": b.astype(dtype)}
-    if isinstance(layer, (Conv1d, Conv2d)):  # fan_in: the channels and offsets it sums
-        shapes = layer.param_shapes()
-        fan_in = int(np.prod(shapes["W"][1:]))
-        w = rng.uniform(-scale, scale, shapes["W"]) * np.sqrt(3.0 / fan_in)
-        out = {"W": w.astype(dtype)}
-        if "b" in shapes:
-            out["b"] = (rng.uniform(-scale, scale, shapes["b"]) / 2).astype(dtype)
-        return out
-    if isinstance(layer, (BatchNorm1d, LayerNorm, GroupNorm)):
-        width = layer.param_shapes()["gamma"][0]
-        return {"gamma": (1 + rng.uniform(-scale, scale, width) / 2).astype(dtype),
-                "beta": (rng.uniform(-scale, scale, width) / 2).astype(dtype)}
-    return {}
+def _node_params(layer: Any, in_shape: tuple[int, ...], rng: np.random.Generator, dtype: Any,
+                 scale: float) -> dict[str, np.ndarray]:
+    """One node's params, as its layer's own ``init`` names, shapes and orders them (that
+    start made from a Generator of its own: the problem's draws never depend on it), moved
+    to bounded draws in the order of its keys:
+
+        a weight (2 or more axes)   U(-s, s) sqrt(3 / fan_in), fan_in the product of every
+                                    axis but the first (torch's (out, in, *kernel) layout;
+                                    Dense's (fan_in, fan_out): the first)
+        any other param             its start + U(-s, s) / 2 (b, beta from 0, gamma from 1)
+
+    So a new layer's params are drawn with no line here, and Dense's, a convolution's and
+    a norm's are the draws they always were, bit for bit."""
+    if not getattr(layer, "param_shapes", dict)():
+        return {}
+    start = layer.init(in_shape, np.random.default_rng(0), "blog", np.dtype(np.float64))
+    params = {}
+    for key, begin in start.items():
+        if begin.ndim >= 2:
+            fan_in = begin.shape[0] if isinstance(layer, Dense) else math.prod(begin.shape[1:])
+            value = rng.uniform(-scale, scale, begin.shape) * np.sqrt(3.0 / fan_in)
+        else:
+            value = begin + rng.uniform(-scale, scale, begin.shape) / 2
+        params[key] = np.asarray(value).astype(dtype)
+    return params
 
 
 def make_masks(spec: NetworkSpec | Sequential, rng: np.random.Generator, batch: int, dtype: Any

@@ -638,3 +638,18 @@ def test_a_param_named_by_its_layer_passes_the_optimizers_checks(
     with pytest.raises(TypeError, match=r"params\[1\] \(layer 1, Scale\(num_features=4\)\) "
                                         r"must be a dict with keys \['weight'\], got \['W'\]"):
         hw.loss_and_grads(seq, [params[0], {"W": params[1]["weight"]}, *params[2:]], x, y)
+
+
+def test_a_problem_draws_a_new_layers_params_from_its_own_init(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Problem`` (the suite's and ``bpnet check``'s cases) names and shapes a node's
+    params by its layer's ``init``, moved off its start (weight 1 + U(-1, 1) / 2), with no
+    line of bpnet/problems.py for the layer.  Before, a layer it did not know got {}."""
+    monkeypatch.setitem(LAYERS, "Scale", Scale)
+    seq = Sequential([Dense(3, 4), Scale(4), Activation("tanh"), Dense(4, 1)], "mse")
+    p = Problem(seq, 5, 0)
+    assert [set(node) for node in p.params] == [{"W", "b"}, {"weight"}, set(), {"W", "b"}]
+    weight = p.params[1]["weight"]
+    assert weight.dtype == np.float64 and np.all(np.abs(weight - 1.0) <= 0.5)
+    assert len(set(weight.tolist())) == 4
+    hw.loss_and_grads(seq, p.params, p.x, p.y)
