@@ -11,6 +11,7 @@ framework's own optimizer.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any
 
@@ -141,6 +142,13 @@ def training_cases(draw: st.DrawFn, problems: Any = None
     size = draw(st.integers(least, p.batch))
     while 0 < p.batch % size < least:
         size += 1                  # ends by size = p.batch at the latest (remainder 0)
+    if seq.reduction == "sum":
+        # the gradient of a sum is n times the mean's (n the terms "mean" divides by): the
+        # drawn lr (up to 0.1, a mean's) would step n times as far, and a descent that runs
+        # away to overflow compares nothing (nesterov at lr 0.0625 on an mse sum of 4
+        # samples did).  The mean's step, taken on the sum:
+        terms = size if hw.LOSSES[seq.loss].targets == "class" else size * seq.n_out
+        opt = dataclasses.replace(opt, lr=opt.lr / terms)
     return p, opt, draw(st.integers(2, 6)), size, draw(st.booleans())
 
 
