@@ -48,7 +48,7 @@ from handwritten.layers import (
 )
 from handwritten.schedules import SCHEDULE_SETTINGS
 from handwritten.spec import FLAGS, OPTIMIZER_DEFAULTS
-from handwritten.training import draw_masks
+from handwritten.training import draw_masks, has_dropout
 
 T = TypeVar("T")
 
@@ -202,13 +202,7 @@ def make_masks(spec: NetworkSpec | Sequential, rng: np.random.Generator, batch: 
                ) -> list[np.ndarray | None] | None:
     """Dropout's keep-masks (1 with probability 1 - p), one per hidden layer, None where
     p = 0; None for a spec without dropout (a Sequential: one entry per node)."""
-    if isinstance(spec, Sequential):
-        if not spec.has_dropout:
-            return None
-        return [(rng.random((batch, *shape)) >= layer.p).astype(dtype)
-                if isinstance(layer, Dropout) and layer.p else None
-                for (_, layer), shape in zip(spec.nodes, spec.in_shapes)]
-    if not any(spec.dropout):
+    if not has_dropout(spec):
         return None
     return draw_masks(spec, batch, rng, np.dtype(dtype))     # as train draws a step's
 
