@@ -130,6 +130,7 @@ def implementing(spec: NetworkSpec | Sequential, label: str) -> tuple[str, str] 
 # a Sequential's quantities: each layer's own equation and method ---------------------------
 
 _NODE_LABEL = re.compile(r"^layer ([\d.]+) (\S+)(?: \(loss_and_grads\))?$")
+_R_LABEL = re.compile(r"^layer ([\d.]+) R\{(\S+)\}$")
 
 
 def method(layer: Any, name: str) -> str:
@@ -138,10 +139,11 @@ def method(layer: Any, name: str) -> str:
     return f"{cls.__module__}.{cls.__qualname__}.{name}"
 
 
-def _producer(seq: Sequential, i: int) -> str:
-    """The function that forms node i's d_<out>: the backward of the node after it at the
-    same level (a Residual's join_backward), or, for the last node of a body, whatever forms
-    the Residual's; at the top, the loss's gradient."""
+def _above(seq: Sequential, i: int) -> int | None:
+    """The node whose backward forms node i's d_<out>: the node after it at the same level
+    (a Residual: its join_backward), or, for the last node of a body, whatever forms the
+    Residual's; None where the loss's gradient forms it (at the top, or below a fused
+    output's activation)."""
     path = seq.paths[i]
     parent, _, index = path.rpartition(".")
     siblings = [j for j, p in enumerate(seq.paths) if p.rpartition(".")[0] == parent]
@@ -149,21 +151,33 @@ def _producer(seq: Sequential, i: int) -> str:
     if later:
         j = later[0]
         if not parent and j == siblings[-1] and seq.fused_output:
-            return qualname(LOSSES[seq.loss].grad)
-        layer = seq.nodes[j][1]
-        return method(layer, "join_backward" if isinstance(layer, Residual) else "backward")
+            return None
+        return j
     if parent:
-        return _producer(seq, seq.paths.index(parent))
-    return qualname(LOSSES[seq.loss].grad)
+        return _above(seq, seq.paths.index(parent))
+    return None
+
+
+def _producer(seq: Sequential, i: int) -> str:
+    """The function that forms node i's d_<out> (``_above``): the backward of the node
+    above it, a Residual's join_backward, or the loss's gradient."""
+    j = _above(seq, i)
+    if j is None:
+        return qualname(LOSSES[seq.loss].grad)
+    layer = seq.nodes[j][1]
+    return method(layer, "join_backward" if isinstance(layer, Residual) else "backward")
 
 
 def node_equation(seq: Sequential, label: str) -> tuple[str, str] | None:
     """(equation, function) of a Sequential's trace quantity: the layer's own equation
     (``EQUATIONS``) and the method that forms it -- its forward, its backward, or for the
     gradient at its output (d_z of a Dense, d_a of an Activation, ...) the backward of the
-    layer above it (``_producer``)."""
+    layer above it (``_producer``); an R-quantity of its R-trace ("layer 2 R{d_z}"):
+    ``node_r_equation``."""
     if label.startswith("loss"):
         return f"L = {LOSSES[seq.loss].equation}", qualname(LOSSES[seq.loss].value)
+    if _R_LABEL.match(label):
+        return node_r_equation(seq, label)
     match = _NODE_LABEL.match(label)
     if match is None or match.group(1) not in seq.paths:
         return None
@@ -177,3 +191,50 @@ def node_equation(seq: Sequential, label: str) -> tuple[str, str] | None:
     if name in layer.FORWARD:
         return equation, method(layer, "join" if isinstance(layer, Residual) else "forward")
     return equation, method(layer, "backward")
+
+
+def node_r_equation(seq: Sequential, label: str) -> tuple[str, str] | None:
+    """(equation, function) of a Sequential's R-quantity, a row of its R-trace
+    (``handwritten.derivatives.r_trace``) such as "layer 2.2 R{d_x_hat}": the layer's own
+    equation of the quantity (``EQUATIONS``) differentiated along the direction v, and the
+    method that forms it --
+
+    - a forward quantity's tangent: the layer's ``tangent`` (``tangents`` where it has inner
+      forward quantities, a norm's; a Residual's ``join`` of the tangents);
+    - R{d_<out>}: the R-operator of the layer above it (``_above``), its ``r_backward`` of
+      its D_IN (an Activation's with the registry's second derivative written out, a
+      Residual's ``join_backward``), or at the top the loss's Hessian (its ``second``);
+    - an inner R{d_<name>} (a norm's R{d_x_hat}) and the params' R{d_<key>} (= H v): the
+      layer's ``r_backward``.
+
+    None for a label that is not one of the node's R-quantities."""
+    match = _R_LABEL.match(label)
+    if match is None or match.group(1) not in seq.paths:
+        return None
+    i = seq.paths.index(match.group(1))
+    layer, name = seq.nodes[i][1], match.group(2)
+    if name in layer.FORWARD:
+        if isinstance(layer, Activation):
+            return f"R{{a}} = {layer.name}'(z) * R{{z}}", method(layer, "tangent")
+        function = ("join" if isinstance(layer, Residual) else
+                    "tangents" if hasattr(layer, "tangents") else "tangent")
+        return (f"R{{{name}}}: {layer.EQUATIONS.get(name, name)}, differentiated along v",
+                method(layer, function))
+    if name == f"d_{layer.OUT}":
+        j = _above(seq, i)
+        if j is None:
+            loss = LOSSES[seq.loss]
+            return f"{loss.hessian}  (the loss's Hessian)", qualname(loss.second or loss.grad)
+        path, above = seq.nodes[j]
+        if isinstance(above, Activation):
+            second = registry_entry(above.name).second_derivative or "d_a * f''(z) * z_dot"
+            return (f"R{{{name}}} = R{{d_z}} of [{path}] Activation {above.name}: "
+                    f"f'(z) * R{{d_a}} + {second}", method(above, "r_backward"))
+        whose = f"R{{{name}}} = R{{d_h}} of [{path}] {type(above).__name__}:"
+        if isinstance(above, Residual):
+            return f"{whose} R{{d_body_in}} + R{{d_out}}", method(above, "join_backward")
+        return f"{whose} {above.D_IN}, differentiated along v", method(above, "r_backward")
+    if name in layer.BACKWARD:
+        return (f"R{{{name}}}: {layer.EQUATIONS.get(name, name)}, differentiated along v",
+                method(layer, "r_backward"))
+    return None

@@ -111,10 +111,14 @@ def _function_span(source: str, name: str) -> tuple[int, int] | None:
     return None
 
 
-JVP_SHOWN = ("jvp output tangent", "handwritten.layers.fold.jvp")
-"""What check --all names first for a mistake in a layer's tangent: the folded output."""
-HVP_SHOWN = ("hvp (H v)", "handwritten.layers.fold.second_order")
-"""... and for a mistake in a layer's R-operator piece: H v, the fold back."""
+def r_shown(row: str, function: str, *more: str) -> tuple[str, ...]:
+    """What check --all names first for a mistake in a layer's tangent or R-operator piece
+    that no NetworkSpec group sees: the first wrong R-quantity of its layers or conv group's
+    R-trace, by node path and case ("layer 1 R{x_hat}, layers case 1"), and the layer's
+    method that forms it."""
+    return (f"{row} (handwritten vs", function, *more)
+
+
 # A NetworkSpec runs on the layers too, and check --all's NetworkSpec groups come first: a
 # mistake in a layer the MLP uses (Dense, Activation, Residual) is named there first, by the
 # NetworkSpec quantity it makes wrong.
@@ -427,14 +431,19 @@ MUTATIONS = [
     Mutation("norm_tangent_without_the_variance_path", "a norm's tangent forgets how the "
              "variance moves", "layers/norm.py:normalize_tangent",
              "return var_dot, inv_std * c_dot - x_hat * var_dot * inv_std**2 / 2",
-             "return var_dot, inv_std * c_dot", shown=JVP_SHOWN),
+             "return var_dot, inv_std * c_dot",
+             shown=r_shown("layer 1 R{x_hat}, layers case 1",
+                           "handwritten.layers.norm.BatchNorm1d.tangents")),
     Mutation("norm_tangent_without_gamma_dot", "a norm's tangent forgets gamma_dot x_hat",
              "layers/norm.py:_Norm.tangents", 'n_dot = p_dot["gamma"] * x_hat + p_dot["beta"]',
-             'n_dot = 0 * p_dot["gamma"] * x_hat + p_dot["beta"]', shown=JVP_SHOWN),
+             'n_dot = 0 * p_dot["gamma"] * x_hat + p_dot["beta"]',
+             shown=r_shown("layer 0 R{n}, layers case 0",
+                           "handwritten.layers.norm.LayerNorm.tangents")),
     Mutation("dropout_tangent_without_the_mask", "dropout's tangent passes h_dot unmasked",
              "layers/dropout.py:Dropout.tangent",
              'return blocks.dropout(h_dot, cache["mask"], self.p)', "return h_dot",
-             shown=JVP_SHOWN),
+             shown=r_shown("layer 4 R{out}, layers case 0",
+                           "handwritten.layers.dropout.Dropout.tangent")),
     Mutation("fused_loss_through_the_activation_again", "the fold runs the fused loss's "
              "gradient d_z through the output activation's backward once more",
              "layers/fold.py:backward",
@@ -449,7 +458,9 @@ MUTATIONS = [
                     "handwritten.layers.dense.Dense.backward")),
     Mutation("residual_tangent_without_the_skip", "a Residual's tangent drops the skip's h_dot",
              "layers/fold.py:_tangent", "h_dot if body_dot is None else layer.join(body_dot, "
-             "h_dot))", "h_dot if body_dot is None else body_dot)", shown=JVP_SHOWN),
+             "h_dot))", "h_dot if body_dot is None else body_dot)",
+             shown=r_shown("layer 2 R{out}, layers case 1",
+                           "handwritten.layers.residual.Residual.join")),
     Mutation("dense_r_op_without_the_weight_tangent", "a Dense's R-operator forgets d_z @ "
              "W_dot.T in R{d_h} (the layer's params' tangent)", "layers/dense.py:Dense.r_backward",
              'r_d_h += d_z @ p_dot["W"].T', 'r_d_h += 0 * d_z @ p_dot["W"].T',
@@ -466,11 +477,16 @@ MUTATIONS = [
     Mutation("norm_r_op_without_gamma_dot", "a norm's R-operator forgets d_n gamma_dot in "
              "R{d_x_hat}", "layers/norm.py:_Norm.r_backward",
              'r_d_x_hat = r_d_x_hat + d_n * p_dot["gamma"]',
-             'r_d_x_hat = r_d_x_hat + 0 * d_n * p_dot["gamma"]', shown=HVP_SHOWN),
+             'r_d_x_hat = r_d_x_hat + 0 * d_n * p_dot["gamma"]',
+             shown=r_shown("layer 0 R{d_x_hat}, layers case 0",
+                           "handwritten.layers.norm.LayerNorm.r_backward")),
     Mutation("norm_r_op_without_the_moving_scale", "a norm's R-operator forgets how s = "
              "1/sqrt(var + eps) moves", "layers/norm.py:_Norm.r_backward",
              "r_d_h -= inv_std**2 * var_dot / 2 * d_h",
-             "r_d_h -= 0 * inv_std**2 * var_dot / 2 * d_h", shown=HVP_SHOWN),
+             "r_d_h -= 0 * inv_std**2 * var_dot / 2 * d_h",
+             shown=r_shown("layer 2.1 R{d_a}, layers case 1",
+                           "handwritten.layers.norm.LayerNorm.r_backward",
+                           "R{d_a} = R{d_h} of [2.2] LayerNorm")),
     Mutation("layer_norm_per_example_gamma_without_x_hat", "LayerNorm's per-example d_gamma "
              "forgets x_hat", "layers/norm.py:LayerNorm.per_example",
              '{"gamma": d_n * cache["x_hat"]', '{"gamma": d_n.copy()',
@@ -518,12 +534,13 @@ MUTATIONS = [
              "conv(h_dot, W)", "layers/conv.py:_ConvNd.tangent",
              'z_dot += self.conv(self.columns(h_dot, out), p["W"], n, out)',
              'z_dot += 0 * self.conv(self.columns(h_dot, out), p["W"], n, out)',
-             shown=JVP_SHOWN),
+             shown=r_shown("layer 4 R{z}, conv case 0", "handwritten.layers.conv.Conv2d.tangent")),
     Mutation("conv_r_op_without_the_input_tangent", "a convolution's R{d_W} forgets "
              "corr(h_dot, d_z)", "layers/conv.py:_ConvNd.r_backward",
              "r_d_W += self.corr(self.columns(h_dot, d_z.shape[2:]), d_z)",
              "r_d_W += 0 * self.corr(self.columns(h_dot, d_z.shape[2:]), d_z)",
-             shown=HVP_SHOWN),
+             shown=r_shown("layer 4 R{d_W}, conv case 0",
+                           "handwritten.layers.conv.Conv2d.r_backward")),
     Mutation("conv_per_example_bias_divided_by_batch", "a convolution's per-example d_b "
              "divided by the batch", "layers/conv.py:_ConvNd.per_example",
              'grads["b"] = d_z.sum(axis=tuple(range(2, d_z.ndim)))',
@@ -570,7 +587,9 @@ MUTATIONS = [
     Mutation("group_norm_r_op_without_gamma_dot", "GroupNorm's R-operator forgets d_n "
              "gamma_dot in R{d_x_hat}", "layers/norm.py:GroupNorm.r_backward",
              "r_d_x_hat = r_d_x_hat + d_n * gamma_dot",
-             "r_d_x_hat = r_d_x_hat + 0 * d_n * gamma_dot", shown=HVP_SHOWN),
+             "r_d_x_hat = r_d_x_hat + 0 * d_n * gamma_dot",
+             shown=r_shown("layer 1 R{d_x_hat}, conv case 1",
+                           "handwritten.layers.norm.GroupNorm.r_backward")),
 ]
 
 

@@ -169,6 +169,52 @@ def test_every_trace_quantity_names_an_existing_function(spec: hw.NetworkSpec) -
         assert callable(getattr(importlib.import_module(module), function)), found
 
 
+def _resolve(name: str) -> Any:
+    """The object a dotted name such as handwritten.layers.norm.LayerNorm.r_backward
+    names: the longest importable module, then attributes."""
+    import importlib
+
+    parts = name.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            found = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attribute in parts[cut:]:
+            found = getattr(found, attribute)
+        return found
+    raise ImportError(name)
+
+
+@pytest.mark.parametrize("seq", [*check_all.LAYER_CASES, *check_all.CONV_CASES],
+                         ids=lambda seq: ", ".join(type(l).__name__ for _, l in seq.nodes))
+def test_every_r_quantity_of_a_sequential_names_its_layers_method(seq: hw.Sequential) -> None:
+    """check --all's R-trace rows: every R-quantity that r_trace gives a node has an
+    equation and names a function that exists -- the layer's tangent (tangents, a
+    Residual's join), its r_backward, the r_backward of the layer above (a Residual's
+    join_backward), or the loss's second derivative."""
+    from handwritten import derivatives
+    from handwritten.layers import Residual
+
+    p = Problem(seq, 4, 0, labels=seq.loss == "softmax_cross_entropy")
+    v = make_params(seq, np.random.default_rng(1), np.float64)
+    methods = {"tangent", "tangents", "join", "r_backward", "join_backward"}
+    for (path, layer), node in zip(seq.nodes, derivatives.r_trace(seq, p.params, p.x, p.y, v,
+                                                                   p.masks)):
+        for q in node:
+            found = implementing(seq, f"layer {path} {q}")
+            assert found is not None and "R{" in found[0], (path, q, found)
+            assert callable(_resolve(found[1])), found
+            owner, _, name = found[1].rpartition(".")
+            assert name in methods or owner.startswith("handwritten.losses"), found
+            if q.removeprefix("R{").removesuffix("}") in layer.FORWARD:
+                assert owner.endswith(type(layer).__name__), found
+        if isinstance(layer, Residual):
+            assert implementing(seq, f"layer {path} R{{out}}") == (
+                "R{out}: out = body(h) + h, differentiated along v",
+                "handwritten.layers.residual.Residual.join")
+
+
 BLOCK_SPEC = hw.NetworkSpec((3, 4, 4, 4, 2), ("tanh", "relu", "silu", "identity"), "mse",
                             norms=("layer", None, "batch"), dropout=(0.0, 0.25, 0.0),
                             residual=(False, True, True))

@@ -1,6 +1,7 @@
 """The layers group: Sequentials in orders the MLP spec cannot say, every quantity of every
-node against torch and JAX, evaluation mode, batch norm's state, forward mode, per-example
-gradients and second order (``layer_cases``, which the conv group runs on its own cases)."""
+node against torch and JAX, evaluation mode, batch norm's state, and second order step by
+step (every node's R-quantity), forward mode, per-example gradients and the Gauss-Newton
+product (``layer_cases``, which the conv group runs on its own cases)."""
 
 from __future__ import annotations
 
@@ -82,65 +83,107 @@ def layers_evaluation_report(impls: Mapping[str, ModuleType],
 def layers_derivatives_report(impls: Mapping[str, ModuleType],
                               cases: Sequence[Sequential] = LAYER_CASES, group: str = "layers"
                               ) -> CheckReport:
-    """Forward mode, per-example gradients and second order of every LAYER_CASES
-    Sequential: jvp along a drawn params-shaped direction, (where no BatchNorm1d couples the
-    batch) each node's per-example gradients, and hvp and gnvp along the same direction,
-    against torch.func and JAX."""
+    """Second order step by step, forward mode and per-example gradients of every one of
+    ``cases``, along a drawn params-shaped direction v, against torch.func and JAX, case by
+    case in this order:
+
+    - the R-trace (``handwritten.derivatives.r_trace``): every node's R{q} for every trace
+      quantity q, R{z}, a norm's R{mu}, ..., R{n} from the input up, then R{d_<out>}, a
+      norm's R{d_x_hat} and the params' R{d_W}, R{d_b}, ... (= H v) from the output down,
+      named by the node's path with the layer's equation and the method that forms it
+      (``bpnet.equations.node_r_equation``), so the first failing row is the first wrong
+      step of a layer's tangent or R-operator.  Judged as the suite's R-trace property
+      judges it (``compare_r_trace``): RTOL64, the absolute floor ATOL64_SCALE *
+      max|reference|, and SPREAD_FACTOR times the two references' own difference (a norm's
+      R-backward is a cancellation's residue, as its backward is) -- without the
+      property's allowance of a batch sum on its terms' scale: on these cases each H v
+      leaf's absolute allowance is then at most 1% of what the former H v rows gave it
+      (RTOL64 of the product's largest entry), where the terms would have given a bias
+      before a batch norm up to 1.7x that.
+    - jvp's output tangent (``fold.jvp``, the public entry point of the tangents above);
+    - (where no BatchNorm1d couples the batch) each node's per-example gradients;
+    - the Gauss-Newton product G v (``fold.second_order`` without the loss-gradient terms:
+      a path of every r_backward the R-trace does not take).
+
+    H v itself is the R-trace's R{d_<key>}, array for array, judged there more tightly than
+    as a product (whose every entry was allowed RTOL64 of its largest one)."""
     import importlib
 
+    from bpnet.compare import compare_r_trace
+    from bpnet.equations import node_r_equation
     from handwritten import derivatives
 
     primary, *references = impls
+    modules = {name: importlib.import_module(f"{name}.derivatives") for name in references}
     rows: list[str] = []
     cells: dict[tuple[str, str], LeafReport] = {}
     values: dict[tuple[str, str], tuple[Any, Any]] = {}
     where: dict[str, tuple[str, str]] = {}
 
-    def add(row: str, ours: Any, theirs: Any, name: str, found: tuple[str, str],
-            atol: float = 0.0) -> None:
+    def put(report: LeafReport, name: str, pair: tuple[Any, Any] | None,
+            found: tuple[str, str] | None) -> None:
+        row = report.label
         if row not in rows:
             rows.append(row)
-        cells[row, name] = dataclasses.replace(compare_leaf(
+        cells[row, name] = report
+        if pair is not None:
+            values[row, name] = pair
+        if found is not None:
+            where[row] = found
+
+    def add(row: str, ours: Any, theirs: Any, name: str, found: tuple[str, str],
+            atol: float = 0.0) -> None:
+        put(dataclasses.replace(compare_leaf(
             ours, theirs, row, None, rtol=RTOL64, atol_scale=ATOL64_SCALE, atol=atol),
-            quantity=row)
-        values[row, name] = (ours, theirs)
-        where[row] = found
+            quantity=row), name, (ours, theirs), found)
 
     for i, seq in enumerate(cases):
         p = Problem(seq, BATCH, 13, labels=seq.loss == "softmax_cross_entropy")
-        v = make_params(seq, np.random.default_rng(13 + i), np.float64)
+        # a direction of its own: drawn from the problem's seed (13 + i, as this was), case
+        # 0's v was its params, a degenerate direction (a norm after the first layer then
+        # has R{x_hat} = x_hat eps / (var + eps), a rounding residue to compare)
+        v = make_params(seq, np.random.default_rng(p.seed + 1 + i), np.float64)
+        case = f", {group} case {i}"
+        ours_r = derivatives.r_trace(seq, p.params, p.x, p.y, v, p.masks)
+        theirs_r = {name: module.r_trace(seq, p.params, p.x, p.y, v, p.masks)
+                    for name, module in modules.items()}
+        for name in references:
+            spread = next((t for other, t in theirs_r.items() if other != name), None)
+            for r in compare_r_trace(ours_r, theirs_r[name], rtol=RTOL64,
+                                     atol_scale=ATOL64_SCALE, spread=spread, paths=seq.paths):
+                l, q = r.layer, r.quantity
+                pair = None if r.problem or l is None else (ours_r[l][q], theirs_r[name][l][q])
+                put(dataclasses.replace(r, quantity=q + case), name, pair,
+                    node_r_equation(seq, r.label))
         _, ours_dot = derivatives.jvp(seq, p.params, p.x, v, p.masks)
         per = None if seq.has_batch_norm else derivatives.per_example_grads(
             seq, p.params, p.x, p.y, p.masks)
-        for name in references:
-            module = importlib.import_module(f"{name}.derivatives")
+        ours_gn = derivatives.gnvp(seq, p.params, p.x, p.y, v, p.masks)
+        for name, module in modules.items():
             _, their_dot = module.jvp(seq, p.params, p.x, v, p.masks)
-            add(f"jvp output tangent, {group} case {i}", ours_dot, their_dot, name,
+            add(f"jvp output tangent{case}", ours_dot, their_dot, name,
                 ("out_dot: each layer's tangent, folded from the input up",
                  "handwritten.layers.fold.jvp"))
             if per is not None:
                 theirs = module.per_example_grads(seq, p.params, p.x, p.y, p.masks)
                 for (path, layer), mine, other in zip(seq.nodes, per, theirs):
                     for key in mine:
-                        add(f"per-example d_{key}, {group} case {i}, layer {path}", mine[key],
+                        add(f"per-example d_{key}{case}, layer {path}", mine[key],
                             other[key], name, (f"{type(layer).__name__}'s sample-i gradient",
                                                f"{type(layer).__module__}."
                                                f"{type(layer).__qualname__}.per_example"))
-            for product in ("hvp", "gnvp"):
-                mine_all = getattr(derivatives, product)(seq, p.params, p.x, p.y, v, p.masks)
-                theirs_all = getattr(module, product)(seq, p.params, p.x, p.y, v, p.masks)
-                # an entry of H v is a sum over the batch and the layers above; where it is
-                # 0 in exact arithmetic (a bias before a batch norm) it is the rounding of
-                # its terms, so each is allowed RTOL64 of the product's own largest entry
-                scale = max(float(np.abs(w).max(initial=0.0)) for node in theirs_all
-                            for w in node.values())
-                for path, mine, other in zip(seq.paths, mine_all, theirs_all):
-                    for key in mine:
-                        add(f"{product} ({'H' if product == 'hvp' else 'G'} v)_{key}, {group} "
-                            f"case {i}, layer {path}", mine[key], other[key], name,
-                            ("R{d_" + key + "}: each layer's r_backward, folded back beside "
-                             "its backward", "handwritten.layers.fold.second_order"),
-                            atol=RTOL64 * scale)
+            theirs_gn = module.gnvp(seq, p.params, p.x, p.y, v, p.masks)
+            # an entry of G v is a sum over the batch and the layers above; where it is
+            # 0 in exact arithmetic (a bias before a batch norm) it is the rounding of
+            # its terms, so each is allowed RTOL64 of the product's own largest entry
+            scale = max(float(np.abs(w).max(initial=0.0)) for node in theirs_gn
+                        for w in node.values())
+            for path, mine, other in zip(seq.paths, ours_gn, theirs_gn):
+                for key in mine:
+                    add(f"gnvp (G v)_{key}{case}, layer {path}", mine[key], other[key], name,
+                        ("R{d_" + key + "} without the loss-gradient terms: each layer's "
+                         "r_backward, folded back", "handwritten.layers.fold.second_order"),
+                        atol=RTOL64 * scale)
     return CheckReport(cases[0], BATCH, primary, tuple(references), tuple(rows), cells,
                        values, where, replay=f"bpnet check --all --only {group}")
 
@@ -190,8 +233,9 @@ def layers_state_report(impls: Mapping[str, ModuleType],
 def layer_cases(impls: Mapping[str, ModuleType], cases: Sequence[Sequential] = LAYER_CASES,
                 group: str = "layers") -> Iterator[Case]:
     """Sequentials in non-MLP orders (``group`` "conv": convolutional ones): every quantity
-    of every layer against torch and JAX, evaluation mode, batch norm's state, forward mode,
-    per-example gradients and second order."""
+    of every layer against torch and JAX, evaluation mode, batch norm's state, and every
+    R-quantity of every node (the R-trace: the first wrong step of a tangent or an
+    R-operator), forward mode, per-example gradients and the Gauss-Newton product."""
     for seq in cases:
         p = Problem(seq, BATCH, 9, labels=seq.loss == "softmax_cross_entropy")
         kinds = ", ".join(dict.fromkeys(type(layer).__name__ for _, layer in seq.nodes))
@@ -201,5 +245,5 @@ def layer_cases(impls: Mapping[str, ModuleType], cases: Sequence[Sequential] = L
     if "reference_torch" in impls:
         yield group, "running statistics (state)", "three batches, F.batch_norm's buffers", \
             partial(layers_state_report, impls, cases, group)
-    yield group, "forward mode, per-example gradients, hvp, gnvp", f"the {group} cases, a " \
-        "drawn direction", partial(layers_derivatives_report, impls, cases, group)
+    yield group, "R-trace (hvp), jvp, per-example, gnvp", f"the {group} cases, a drawn " \
+        "direction", partial(layers_derivatives_report, impls, cases, group)
