@@ -82,6 +82,22 @@ def test_the_layer_trace_table_is_the_registry() -> None:
         assert rows[kind] == (layer.FORWARD, layer.BACKWARD), kind
 
 
+def test_every_handwritten_module_has_its_api_page_in_the_nav() -> None:
+    """A new file of the textbook (a layer family's handwritten/layers/<file>.py) gets its
+    API page, docs/api/handwritten/<module>.md rendering the module, and the page its
+    entry in mkdocs.yml's nav: mkdocs builds without either, silently."""
+    nav = (ROOT / "mkdocs.yml").read_text()
+    for path in sorted((ROOT / "handwritten").rglob("*.py")):
+        parts = path.relative_to(ROOT / "handwritten").with_suffix("").parts
+        if parts[-1] == "__init__":
+            continue
+        module = ".".join(parts)
+        page = DOCS / "api" / "handwritten" / f"{module}.md"
+        assert page.exists(), f"handwritten/{'/'.join(parts)}.py has no API page {page.name}"
+        assert f"::: handwritten.{module}" in page.read_text(), page.name
+        assert f"api/handwritten/{module}.md" in nav, f"{page.name} is not in mkdocs.yml's nav"
+
+
 def test_the_docs_map_every_handwritten_file_to_the_tests_quick_runs() -> None:
     start = TESTS_PAGE.index("| file | its tests")
     table = TESTS_PAGE[start:TESTS_PAGE.index("\n\n", start)]
