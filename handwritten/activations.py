@@ -114,7 +114,7 @@ def sigmoid_backward(z: Array, a: Array, d_a: Array) -> Array:
 
         1 - a = e^-z / (1 + e^-z) = a e^-z
     """
-    d_z = 1 - a
+    d_z = 1.0 - a
     tail = flat_indices(z > 2 * TAIL)           # the saturated tail: usually a few entries
     if tail.size:
         d_z.put(tail, a.take(tail) * np.exp(-z.take(tail)))

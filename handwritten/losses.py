@@ -72,7 +72,7 @@ def half_mse(z: Array, a: Array, y: Array, reduction: str) -> Scalar:
     """
     r = a - y                                       # the residual, a fresh array: squared
     np.square(r, out=r)                             # and halved in place, halved before
-    r /= 2                                          # the sum (no overflow)
+    r *= 0.5                                        # the sum (no overflow; * 0.5 is / 2)
     return r.sum() / _count(a.size, reduction)
 
 
