@@ -167,26 +167,26 @@ class Schedule:
 
     def __iter__(self) -> Iterator[Batch]:
         t, per_epoch, last = 0, self.steps_per_epoch, self.n_steps
+        n, size, every = self.n_samples, self.batch_size, self.record_every
         given = self.batch_order
         rng = np.random.default_rng(given.seed) if isinstance(given, Shuffle) else None
+        # the (number, start, stop) of each batch: the same in every epoch
+        batches = [(k, start, start + size) for k, start in enumerate(range(0, n, size), 1)]
         for epoch in range(self.epochs):
             order: NDArray[np.intp] | None
             if rng is not None:
-                order = rng.permutation(self.n_samples)        # one epoch at a time
+                order = rng.permutation(n)                      # one epoch at a time
             else:
                 order = None if given is None else given[epoch]  # type: ignore[index]
-            for number, start in enumerate(range(0, self.n_samples, self.batch_size), 1):
-                stop = start + self.batch_size
+            for number, start, stop in batches:
                 rows = slice(start, stop) if order is None else order[start:stop]  # slice: a view
                 t += 1
                 masks = None
                 if self.rng is not None and self.problem is not None:
                     spec, x, _ = self.problem
-                    masks = draw_masks(spec, min(stop, self.n_samples) - start, self.rng,
-                                       x.dtype)
+                    masks = draw_masks(spec, min(stop, n) - start, self.rng, x.dtype)
                 yield Batch(t, epoch, number, rows, number == per_epoch,
-                            t == last or (self.record_every is not None
-                                          and t % self.record_every == 0), masks)
+                            t == last or (every is not None and t % every == 0), masks)
 
     def check_loss(self, loss: float | np.floating[Any], batch: Batch) -> None:
         """Stop with a message naming the step when a batch's loss is NaN or inf."""
