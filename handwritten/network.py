@@ -266,7 +266,8 @@ def loss_value(spec: NetworkSpec, params: Params, cache: list[dict[str, Array]],
     """L = loss(z_out, a_out, y) + weight_decay / 2 * sum_l ||W_l||^2
     (``handwritten.layers.fold.loss_from``)."""
     out = cache[-1]
-    return fold.loss_from(compile_network(spec), params, out["z"], out["a"], y)
+    return fold.loss_from(compile_network(spec), network_params(spec, params), out["z"],
+                          out["a"], y)
 
 
 def hidden_block_backward(spec: NetworkSpec, l: int, p: dict[str, Array],

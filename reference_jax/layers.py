@@ -280,12 +280,13 @@ def forward(seq: Sequential, run: Pass, x: jax.Array) -> tuple[jax.Array, jax.Ar
 
 def loss_value(seq: Sequential, params: JaxParams, z: jax.Array, a: jax.Array, y: jax.Array,
                weight_decay: bool = True) -> jax.Array:
-    """The loss plus weight_decay / 2 * sum ||W||^2 over every node's W (``weight_decay``
-    False: the data term alone)."""
+    """The loss plus weight_decay / 2 * sum ||p||^2 over every node's DECAYED params
+    (``weight_decay`` False: the data term alone)."""
     loss = loss_fn(seq.loss)(z, a, y, seq.reduction)
-    if weight_decay and seq.weight_decay:
-        loss = loss + seq.weight_decay / 2 * sum(jnp.sum(p["W"] ** 2) for p in params
-                                                 if "W" in p)
+    if weight_decay and seq.weight_decay:       # every param a layer names in DECAYED
+        loss = loss + seq.weight_decay / 2 * sum(jnp.sum(p[k] ** 2) for (_, layer), p
+                                                 in zip(seq.nodes, params)
+                                                 for k in layer.DECAYED)
     return loss
 
 

@@ -295,12 +295,13 @@ def loss_value(seq: Sequential, tparams: TorchParams, z: torch.Tensor, a: torch.
                y: torch.Tensor, weight_decay: bool = True,
                losses: Mapping[str, LossFn] = LOSSES) -> torch.Tensor:
     """The loss (from the table ``losses``: LOSSES, or SECOND_ORDER_LOSSES where a second
-    derivative is taken) plus weight_decay / 2 * sum ||W||^2 over every node's W
+    derivative is taken) plus weight_decay / 2 * sum ||p||^2 over every node's DECAYED params
     (``weight_decay`` False: the data term alone)."""
     loss = loss_fn(seq.loss, losses)(z, a, y, seq.reduction)
-    if weight_decay and seq.weight_decay:
-        loss = loss + seq.weight_decay / 2 * sum(p["W"].pow(2).sum() for p in tparams
-                                                 if "W" in p)
+    if weight_decay and seq.weight_decay:       # every param a layer names in DECAYED
+        loss = loss + seq.weight_decay / 2 * sum(p[k].pow(2).sum() for (_, layer), p
+                                                 in zip(seq.nodes, tparams)
+                                                 for k in layer.DECAYED)
     return loss
 
 

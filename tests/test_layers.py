@@ -15,6 +15,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import handwritten as hw
+from bpnet.check_all import CONV_CASES, LAYER_CASES
 from bpnet.finite_diff import network_grads
 from bpnet.problems import Problem, make_params
 from bpnet.tolerances import (
@@ -653,3 +654,91 @@ def test_a_problem_draws_a_new_layers_params_from_its_own_init(
     assert weight.dtype == np.float64 and np.all(np.abs(weight - 1.0) <= 0.5)
     assert len(set(weight.tolist())) == 4
     hw.loss_and_grads(seq, p.params, p.x, p.y)
+
+
+@dataclass(frozen=True)
+class DecayedScale(Scale):
+    """Scale whose ``weight`` the spec's weight decay covers, as an Embedding's would be:
+    it declares it, and its backward adds lambda * weight to d_weight."""
+
+    DECAYED: ClassVar[tuple[str, ...]] = ("weight",)
+
+    def backward(self, p: dict[str, Any], cache: Any, d_out: np.ndarray, ctx: Any,
+                 need_d_in: bool = True) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+        d_h, grads, inner = super().backward(p, cache, d_out, ctx, need_d_in)
+        return d_h, {"weight": grads["weight"] + ctx.weight_decay * p["weight"]}, inner
+
+
+def _decay_parts(seq: Sequential, params: list[dict[str, np.ndarray]], x: np.ndarray,
+                 y: np.ndarray, masks: Any, decay: float) -> tuple[float, float, Any, Any]:
+    """(loss with decay, loss without, grads with, grads without) of one problem."""
+    with_decay, without = (replace(seq, weight_decay=w) for w in (decay, 0.0))
+    loss_w, grads_w = hw.loss_and_grads(with_decay, params, x, y, masks)
+    loss_0, grads_0 = hw.loss_and_grads(without, params, x, y, masks)
+    return float(loss_w), float(loss_0), grads_w, grads_0
+
+
+def _assert_decay_is_what_the_layers_declare(seq: Sequential, params: Any, x: np.ndarray,
+                                             y: np.ndarray, masks: Any = None) -> None:
+    decay = 0.3
+    loss_w, loss_0, grads_w, grads_0 = _decay_parts(seq, params, x, y, masks, decay)
+    penalty = decay / 2 * sum(float(np.sum(p[k] ** 2)) for (_, layer), p
+                              in zip(seq.nodes, params) for k in layer.DECAYED)
+    assert penalty > 0, "the case holds no decayed param: it could not fail"
+    # the two losses share their data term bit for bit; each sum rounds once per term
+    # (a few dozen params), so a few ulps of the larger loss
+    assert loss_w - loss_0 == pytest.approx(penalty, rel=0, abs=64 * EPS64 * abs(loss_w))
+    for (path, layer), p, g_w, g_0 in zip(seq.nodes, params, grads_w, grads_0):
+        assert set(layer.DECAYED) <= set(p), f"node {path}: DECAYED names no param of its"
+        for k in g_0:
+            if k in layer.DECAYED:    # d_p + lambda p, then minus d_p: one rounding of each
+                np.testing.assert_allclose(g_w[k] - g_0[k], decay * p[k], rtol=0,
+                                           atol=4 * EPS64 * np.max(np.abs(g_w[k])),
+                                           err_msg=f"node {path} d_{k}")
+            else:                     # the decay touches nothing else: bit for bit
+                np.testing.assert_array_equal(g_w[k], g_0[k], err_msg=f"node {path} d_{k}")
+
+
+def test_weight_decay_covers_the_params_a_layer_declares(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loss's L2 penalty sums over each layer's ``DECAYED`` params, whatever they are
+    named (an Embedding's ``weight``), and the layer's gradient carries lambda p for each.
+    Before, the loss (and both references') summed every param named ``W`` and nothing
+    else: this layer's weight went undecayed in the loss while its backward decayed it."""
+    monkeypatch.setitem(LAYERS, "DecayedScale", DecayedScale)
+    seq = Sequential([Dense(3, 4), DecayedScale(4), Activation("tanh"), Dense(4, 1)], "mse")
+    rng = np.random.default_rng(0)
+    params = hw.init_params(seq, rng, "glorot_uniform")
+    params[1]["weight"] = params[1]["weight"] + rng.uniform(-0.5, 0.5, 4)
+    x, y = rng.normal(size=(5, 3)), rng.normal(size=(5, 1))
+    _assert_decay_is_what_the_layers_declare(seq, params, x, y)
+
+
+LAYER_CASE = LAYER_CASES[1]
+"""Dense, BatchNorm1d and LayerNorm (inside a Residual); CONV_CASES hold the rest."""
+
+
+@pytest.mark.parametrize("case", range(1 + len(CONV_CASES)))
+def test_every_layer_kind_decays_what_it_declares(case: int) -> None:
+    """Every layer kind with params (Dense, the convolutions, every norm, between them the
+    cases below) adds to its gradients the decay of exactly the params it names in
+    ``DECAYED``, as the loss adds their penalty: its backward is held to its declaration
+    (the references, which differentiate the loss, hold the rest)."""
+    seq = [LAYER_CASE, *CONV_CASES][case]
+    p = Problem(seq, 4, 7, labels=seq.loss == "softmax_cross_entropy")
+    kinds = {type(layer).__name__ for _, layer in seq.nodes if layer.DECAYED}
+    assert kinds, "the case decays nothing"
+    _assert_decay_is_what_the_layers_declare(seq, p.params, p.x, p.y, p.masks)
+
+
+def test_every_layer_kind_declares_its_decayed_params() -> None:
+    """DECAYED is part of the contract: every registered kind states it, and names only
+    params it has (no layer without params decays anything)."""
+    for name, cls in LAYERS.items():
+        assert isinstance(getattr(cls, "DECAYED", None), tuple), f"{name} declares no DECAYED"
+    for seq in (LAYER_CASE, *CONV_CASES):
+        for path, layer in seq.nodes:
+            shapes = layer.param_shapes() if hasattr(layer, "param_shapes") else {}
+            assert set(layer.DECAYED) <= set(shapes), f"node {path} {layer!r}"
+    assert {name for name, cls in LAYERS.items() if cls.DECAYED} == {"Dense", "Conv1d",
+                                                                     "Conv2d"}

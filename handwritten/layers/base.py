@@ -45,15 +45,22 @@ derivation, the one place it is written down:
                                    the output's name (z, a, n, out), the trace quantities in
                                    pass order, each one's equation, and the equation of the
                                    gradient it hands down (``bpnet explain`` prints them)
+    DECAYED                        the params the spec's weight decay lambda penalises:
+                                   the loss adds lambda / 2 ||p||^2 for each, and the
+                                   layer's backward adds lambda p to its d_p (("W",) on a
+                                   Dense or a convolution; () on a norm and on a layer
+                                   without params)
 
 Names come from the layer, nowhere else: a node's params are exactly ``param_shapes()``
 (none without it), and its state exactly what ``init_state`` returns for its input shape
 -- the keys, shapes and dtype ``History.running`` and ``predict``'s ``running`` are held
 to.  That dict is also the declaration that the layer carries state: a layer is stateful
 when ``init_state`` returns a non-empty dict (``Sequential.has_state``), and ``train``
-then calls every node's ``update_state`` after each training-mode forward.  The checks
-(``handwritten.checks``) keep no table of key sets or state names of their own: a new
-layer's params and state are held to what it declares.
+then calls every node's ``update_state`` after each training-mode forward.  The penalty
+of ``Sequential.weight_decay`` covers exactly the params each layer names in ``DECAYED``
+(an Embedding's ``weight`` as a Dense's ``W``).  The checks (``handwritten.checks``) keep
+no table of key sets or state names of their own: a new layer's params and state are
+held to what it declares.
 
 ``ctx`` (``Context``) is what a pass hands every layer beyond params and input: training
 or evaluation mode, this layer's dropout mask, its state (running statistics), and the
@@ -92,7 +99,8 @@ class Context:
     state: dict[str, Array] | None = None
     """This layer's state (batch norm's running statistics), read in evaluation mode."""
     weight_decay: float = 0.0
-    """The loss's L2 penalty lambda: a layer with a weight ``W`` adds lambda * W to d_W."""
+    """The loss's L2 penalty lambda: a layer adds lambda * p to d_p for each p it names in
+    ``DECAYED``."""
 
 
 class Layer(Protocol):
@@ -103,6 +111,7 @@ class Layer(Protocol):
     BACKWARD: ClassVar[tuple[str, ...]]
     EQUATIONS: ClassVar[dict[str, str]]
     D_IN: str
+    DECAYED: ClassVar[tuple[str, ...]]
 
     def out_shape(self, in_shape: Shape) -> Shape: ...
     def init(self, in_shape: Shape, rng: np.random.Generator, scheme: str,
@@ -125,7 +134,10 @@ class Layer(Protocol):
 
 class Stateless:
     """Defaults for a layer without params or state (mixed into the layer classes): no
-    ``param_shapes``, and ``init_state`` {} -- which is what makes it stateless."""
+    ``param_shapes``, nothing decayed, and ``init_state`` {} -- which is what makes it
+    stateless."""
+
+    DECAYED: ClassVar[tuple[str, ...]] = ()
 
     def init(self, in_shape: Shape, rng: np.random.Generator, scheme: str,
              dtype: np.dtype[Any]) -> dict[str, Array]:

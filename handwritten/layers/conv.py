@@ -170,6 +170,7 @@ class _ConvNd:
         "d_b": "d_b = d_z.sum over (batch, *spatial)",
     }
     D_IN: ClassVar[str] = "d_h = crop(sum_ij window_ij += W[:, :, i, j]^T . d_z)"
+    DECAYED: ClassVar[tuple[str, ...]] = ("W",)       # the bias is not decayed
 
     def __post_init__(self) -> None:
         n = self.DIMS

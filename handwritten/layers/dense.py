@@ -79,6 +79,7 @@ class Dense:
         "d_b": "d_b = d_z.sum(axis=0)",
     }
     D_IN: ClassVar[str] = "d_h = d_z @ W.T"
+    DECAYED: ClassVar[tuple[str, ...]] = ("W",)       # the bias is not decayed
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "in_features", positive_int("in_features", self.in_features))

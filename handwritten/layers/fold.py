@@ -102,17 +102,19 @@ def loss_inputs(seq: Sequential, caches: list[Cache]) -> tuple[Array, Array]:
 
 
 def loss_value(seq: Sequential, params: Params, caches: list[Cache], y: Array) -> Scalar:
-    """L = loss(z, a, y) + weight_decay / 2 * sum ||W||^2 over every layer with a W."""
+    """L = loss(z, a, y) + weight_decay / 2 * sum ||p||^2 over every param p a layer names
+    in its ``DECAYED`` (every W of a Dense or a convolution)."""
     return loss_from(seq, params, *loss_inputs(seq, caches), y)
 
 
 def loss_from(seq: Sequential, params: Params, z: Array, a: Array, y: Array) -> Scalar:
-    """The loss at the output's (z, a), plus the penalty on every W of ``params`` (any
-    params-shaped list: one dict per node, or a NetworkSpec's one per layer)."""
+    """The loss at the output's (z, a), plus the penalty on every node's ``DECAYED``
+    params (``params``: one dict per node)."""
     loss = LOSSES[seq.loss].value(z, a, y, seq.reduction)
     if seq.weight_decay:
-        loss = loss + seq.weight_decay / 2 * sum(np.sum(p["W"] * p["W"]) for p in params
-                                                 if "W" in p)
+        loss = loss + seq.weight_decay / 2 * sum(np.sum(p[k] * p[k]) for (_, layer), p
+                                                 in zip(seq.nodes, params)
+                                                 for k in layer.DECAYED)
     return loss
 
 

@@ -86,6 +86,7 @@ class _Norm:
     }
     D_IN: ClassVar[str] = ("d_h = s/N (N d_x_hat - sum(d_x_hat) - x_hat sum(d_x_hat x_hat)),  "
                            "s = 1/sqrt(var + eps)")
+    DECAYED: ClassVar[tuple[str, ...]] = ()            # gamma and beta are not decayed
 
     def _width(self) -> int:
         raise NotImplementedError
@@ -360,6 +361,7 @@ class GroupNorm:
         "d_beta": "d_beta = sum(d_n, axis=(batch, *spatial))"}
     D_IN: ClassVar[str] = ("d_h = s/N (N d_x_hat - sum(d_x_hat) - x_hat sum(d_x_hat x_hat)) "
                            "over each sample's group,  N = C/G positions")
+    DECAYED: ClassVar[tuple[str, ...]] = ()            # gamma and beta are not decayed
 
     def __post_init__(self) -> None:
         for name in ("num_groups", "num_channels"):

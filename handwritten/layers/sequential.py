@@ -77,7 +77,8 @@ class Sequential:
         As in ``NetworkSpec``: the loss's (z, a) are the last layer's input and output when
         it is an Activation (its output otherwise); a fused loss (bce_with_logits,
         softmax_cross_entropy) needs that last Activation to be the one it fuses.
-        weight_decay adds lambda / 2 * ||W||^2 of every Dense.
+        weight_decay adds lambda / 2 * ||p||^2 of every param a layer names in its
+        ``DECAYED`` (every W of a Dense or a convolution; no bias, no norm's gamma, beta).
     in_features : int, optional
         The input width, when no layer declares it (a network that starts with an
         activation).
