@@ -12,6 +12,13 @@ written as a function of the logits ``z`` and its gradient is ``d_z`` directly:
 fusing the output activation into the loss is what makes it stable and gives the
 famous short gradient (a - y).
 
+A training step needs both at once: a loss may also give
+
+    (L, d_o) = loss_value_and_grad(z, a, y, reduction)     the same numbers
+
+from what the two share (the squared errors' residual a - y, formed once); ``train`` calls
+it where the registry has it (``value_and_grad``), and ``value`` then ``grad`` elsewhere.
+
 Second order (``handwritten.derivatives.hvp`` and ``gnvp``) needs the loss's Hessian
 with respect to its input, applied to that input's tangent -- the R-operator of the
 gradient, one more function per loss with one signature:
@@ -84,6 +91,17 @@ def half_mse_grad(z: Array, a: Array, y: Array, reduction: str) -> Array:
     return d_a
 
 
+def half_mse_value_and_grad(z: Array, a: Array, y: Array, reduction: str
+                            ) -> tuple[Scalar, Array]:
+    """``half_mse`` and ``half_mse_grad`` from one residual r = a - y, the same numbers
+    (a training step needs both):  L = reduce(r**2 / 2),  d_a = r / n."""
+    r = a - y
+    half_square = np.square(r)                      # halved before the sum, as half_mse
+    half_square *= 0.5
+    n = _count(a.size, reduction)
+    return half_square.sum() / n, (r if reduction == "sum" else r / n)
+
+
 def half_mse_second(z: Array, a: Array, y: Array, reduction: str, z_dot: Array, a_dot: Array
                     ) -> Array:
     """d_a = (a - y) / n is linear in a with slope 1 / n: R{d_a} = a_dot / n."""
@@ -104,6 +122,14 @@ def mse(z: Array, a: Array, y: Array, reduction: str) -> Scalar:
 def mse_grad(z: Array, a: Array, y: Array, reduction: str) -> Array:
     """d_a = 2 (a - y) / n, with n = batch * n_out for "mean" and n = 1 for "sum"."""
     return 2 * (a - y) / _count(a.size, reduction)
+
+
+def mse_value_and_grad(z: Array, a: Array, y: Array, reduction: str) -> tuple[Scalar, Array]:
+    """``mse`` and ``mse_grad`` from one residual r = a - y, the same numbers (a training
+    step needs both):  L = reduce(r**2),  d_a = 2 r / n."""
+    r = a - y
+    n = _count(a.size, reduction)
+    return np.square(r).sum() / n, 2 * r / n
 
 
 def mse_second(z: Array, a: Array, y: Array, reduction: str, z_dot: Array, a_dot: Array
@@ -292,6 +318,7 @@ def softmax_cross_entropy_second(z: Array, a: Array, y: Array | Labels, reductio
 LossFn = Callable[[Array, Array, Any, str], Scalar]
 LossGrad = Callable[[Array, Array, Any, str], Array]
 LossSecond = Callable[[Array, Array, Any, str, Array, Array], Array]
+LossBoth = Callable[[Array, Array, Any, str], tuple[Scalar, Array]]
 
 
 class Loss(NamedTuple):
@@ -317,13 +344,18 @@ class Loss(NamedTuple):
     None: no hand-derived second order, and ``derivatives.hvp`` refuses the loss by name."""
     hessian: str = ""
     """``second``'s equation (what ``bpnet explain`` prints)."""
+    value_and_grad: LossBoth | None = None
+    """``value`` and ``grad`` at once, the same numbers, from what they share (the residual
+    a - y): a training step needs both.  None: the two are called in turn."""
 
 
 LOSSES: dict[str, Loss] = {
     "half_mse": Loss(half_mse, half_mse_grad, "sum((a - y)**2 / 2) / n", "d_a = (a - y) / n",
-                     second=half_mse_second, hessian="R{d_a} = a_dot / n"),
+                     second=half_mse_second, hessian="R{d_a} = a_dot / n",
+                     value_and_grad=half_mse_value_and_grad),
     "mse": Loss(mse, mse_grad, "sum((a - y)**2) / n", "d_a = 2 (a - y) / n",
-                second=mse_second, hessian="R{d_a} = 2 a_dot / n"),
+                second=mse_second, hessian="R{d_a} = 2 a_dot / n",
+                value_and_grad=mse_value_and_grad),
     "bce": Loss(bce, bce_grad, "-sum(y log a + (1 - y) log(1 - a)) / n",
                 "d_a = (a - y) / (a (1 - a)) / n",
                 output_activations=frozenset({"sigmoid", "softmax"}), targets="probability",

@@ -367,9 +367,9 @@ def train(spec: NetworkSpec | Sequential, params: Params, x: Array, y: Array,
         _, caches = fold.forward(seq, nodes, xb, run)
         if has_state:
             running = fold.update_state(seq, running, caches)
-        loss = fold.loss_value(seq, nodes, caches, yb)
+        loss, d_start = fold.loss_and_d_start(seq, nodes, caches, yb)
         schedule.check_loss(loss, batch)
-        grads, _ = fold.backward(seq, nodes, caches, yb, run, keep=False)
+        grads, _ = fold.backward_from_loss(seq, nodes, caches, d_start, run, keep=False)
         del caches                                  # free the activations before the update
         updates, state = rule_update(optimizer, grads, state, nodes)
         apply_updates(nodes, updates, in_place=True)   # params' arrays too: they are shared

@@ -141,6 +141,12 @@ MUTATIONS = [
     Mutation("half_mse_mean_over_batch_only", "mean reduction divides by batch, not batch*n_out",
              "losses.py:half_mse_grad", "d_a /= _count(a.size, reduction)",
              "d_a /= _count(a.shape[0], reduction)"),
+    Mutation("half_mse_step_loss_unhalved", "a training step's loss (History.losses) "
+             "without its 1/2", "losses.py:half_mse_value_and_grad", "half_square *= 0.5",
+             "half_square *= 1.0"),
+    Mutation("half_mse_step_grad_mean_over_batch_only", "a training step's mean gradient "
+             "divided by batch, not batch*n_out", "losses.py:half_mse_value_and_grad",
+             'r if reduction == "sum" else r / n)', 'r if reduction == "sum" else r / len(r))'),
     Mutation("mse_missing_factor_2", "d(a - y)**2 = (a - y), missing the 2",
              "losses.py:mse_grad", "return 2 * (a - y) / _count(a.size, reduction)",
              "return (a - y) / _count(a.size, reduction)"),
@@ -446,7 +452,7 @@ MUTATIONS = [
                            "handwritten.layers.dropout.Dropout.tangent")),
     Mutation("fused_loss_through_the_activation_again", "the fold runs the fused loss's "
              "gradient d_z through the output activation's backward once more",
-             "layers/fold.py:backward",
+             "layers/fold.py:backward_from_loss",
              "layers = seq.layers[:-1] if seq.fused_output else seq.layers",
              "layers = seq.layers",
              shown=("layer 1 d_z (handwritten vs", "handwritten.losses.bce_with_logits_grad")),

@@ -164,3 +164,34 @@ def test_bce_of_a_wrong_saturated_prediction_is_infinite() -> None:
     a, y = np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]])
     assert bce.value(None, a, y, "sum") == np.inf
     np.testing.assert_array_equal(bce.grad(None, a, y, "sum"), [[np.inf, -np.inf]])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name", [n for n in NAMES if LOSSES[n].value_and_grad is not None])
+@given(batch=st.integers(1, 6), n_out=st.integers(1, 5),
+       size=st.sampled_from(["unit", "tiny", "huge"]), seed=st.integers(0, 2**32 - 1))
+def test_value_and_grad_are_value_and_grad_bit_for_bit(name: str, reduction: str, dtype: str,
+                                                       batch: int, n_out: int, size: str,
+                                                       seed: int) -> None:
+    """A loss's fused ``value_and_grad`` (what ``train`` calls at every step) gives exactly
+    what ``value`` and ``grad`` give (what loss_and_grads, trace and the references are
+    held to), also where the squares underflow ("tiny": |a - y| ~ sqrt of the smallest
+    normal) or overflow ("huge": ~ sqrt of the largest float), in either dtype."""
+    loss = LOSSES[name]
+    assert loss.value_and_grad is not None
+    info = np.finfo(dtype)
+    scale = {"unit": 1.0, "tiny": np.sqrt(info.tiny), "huge": np.sqrt(info.max)}[size]
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(-1, 1, (batch, n_out)).astype(dtype) * dtype_scalar(dtype, scale)
+    y = rng.uniform(-1, 1, (batch, n_out)).astype(dtype) * dtype_scalar(dtype, scale)
+    with np.errstate(over="ignore"):             # an inf is a value both must agree on
+        value, grad = loss.value_and_grad(a, a, y, reduction)
+        expected = loss.value(a, a, y, reduction), loss.grad(a, a, y, reduction)
+    assert value.dtype == expected[0].dtype and grad.dtype == expected[1].dtype
+    np.testing.assert_array_equal(value, expected[0])
+    np.testing.assert_array_equal(grad, expected[1])
+
+
+def dtype_scalar(dtype: str, value: float) -> np.floating:
+    return np.dtype(dtype).type(value)

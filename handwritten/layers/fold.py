@@ -110,12 +110,29 @@ def loss_value(seq: Sequential, params: Params, caches: list[Cache], y: Array) -
 def loss_from(seq: Sequential, params: Params, z: Array, a: Array, y: Array) -> Scalar:
     """The loss at the output's (z, a), plus the penalty on every node's ``DECAYED``
     params (``params``: one dict per node)."""
-    loss = LOSSES[seq.loss].value(z, a, y, seq.reduction)
+    return _penalised(seq, params, LOSSES[seq.loss].value(z, a, y, seq.reduction))
+
+
+def _penalised(seq: Sequential, params: Params, loss: Scalar) -> Scalar:
     if seq.weight_decay:
         loss = loss + seq.weight_decay / 2 * sum(np.sum(p[k] * p[k]) for (_, layer), p
                                                  in zip(seq.nodes, params)
                                                  for k in layer.DECAYED)
     return loss
+
+
+def loss_and_d_start(seq: Sequential, params: Params, caches: list[Cache], y: Array
+                     ) -> tuple[Scalar, Array]:
+    """The loss (``loss_value``) and the gradient the backward starts from (``backward``'s:
+    d_a, or d_z for a fused loss), the same numbers, from one reading of the output -- the
+    loss's ``value_and_grad`` where it has one: what a training step needs first."""
+    z, a = loss_inputs(seq, caches)
+    loss = LOSSES[seq.loss]
+    if loss.value_and_grad is not None:
+        value, d_start = loss.value_and_grad(z, a, y, seq.reduction)
+    else:
+        value, d_start = loss.value(z, a, y, seq.reduction), loss.grad(z, a, y, seq.reduction)
+    return _penalised(seq, params, value), d_start
 
 
 # backward --------------------------------------------------------------------
@@ -128,6 +145,14 @@ def backward(seq: Sequential, params: Params, caches: list[Cache], y: Array,
     way down.  A building block: it checks nothing."""
     z, a = loss_inputs(seq, caches)
     d_start = LOSSES[seq.loss].grad(z, a, y, seq.reduction)
+    return backward_from_loss(seq, params, caches, d_start, run, keep)
+
+
+def backward_from_loss(seq: Sequential, params: Params, caches: list[Cache], d_start: Array,
+                       run: Pass = Pass(), keep: bool = True
+                       ) -> tuple[Params, list[dict[str, Array]]]:
+    """``backward`` from the loss's gradient ``d_start``, already formed
+    (``loss_and_d_start``)."""
     layers = seq.layers[:-1] if seq.fused_output else seq.layers   # fused: d_z directly
     _, grads, deltas = backward_from(seq, params, caches, d_start, run, keep, layers)
     return grads, deltas
