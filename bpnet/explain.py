@@ -242,7 +242,10 @@ def layers_derivation(seq: Sequential, batch: str = "N") -> list[str]:
                                                    f"{_shape(batch, out)}{params}"
                               if q == layer.OUT else ""))
     n = divisor_of(seq, batch)
-    decay = f" + {seq.weight_decay}/2 * sum ||W||^2" if seq.weight_decay else ""
+    names = sorted({key for _, layer in seq.nodes for key in layer.DECAYED})
+    norms = " + ".join(f"||{key}||^2" for key in names)
+    decay = (f" + {seq.weight_decay}/2 * sum " + (norms if len(names) == 1 else f"({norms})")
+             if seq.weight_decay and names else "")
     lines += ["", f"loss   L = {loss.equation}{decay}",
               "       with (z, a) the last layer's input and output, n = " + n, "",
               "backward (d_q means dL/dq)".ljust(52) + "shape"]

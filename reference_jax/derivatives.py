@@ -118,7 +118,8 @@ def gnvp(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray, y: np.nd
         return sequential.gnvp(spec, params, x, y, v, masks)
     _blocks_only(spec, masks, "gnvp")
     product = _gnvp(spec, *_checked(spec, params, x, y, v, masks), _masks(masks))
-    return sequential.with_weight_decay(from_jax(product), v, spec.weight_decay)
+    return sequential.with_weight_decay(from_jax(product), v, spec.weight_decay,
+                                        [("W",)] * len(v))
 
 
 @partial(jax.jit, static_argnums=0)

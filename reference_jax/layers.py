@@ -285,7 +285,7 @@ def loss_value(seq: Sequential, params: JaxParams, z: jax.Array, a: jax.Array, y
     loss = loss_fn(seq.loss)(z, a, y, seq.reduction)
     if weight_decay and seq.weight_decay:       # every param a layer names in DECAYED
         loss = loss + seq.weight_decay / 2 * sum(jnp.sum(p[k] ** 2) for (_, layer), p
-                                                 in zip(seq.nodes, params)
+                                                 in zip(seq.nodes, params, strict=True)
                                                  for k in layer.DECAYED)
     return loss
 
@@ -531,11 +531,14 @@ def gnvp(seq: Sequential, params: Params, x: np.ndarray, y: np.ndarray, v: Param
     the loss's input (the last Activation's input for a fused loss, else the output) in the
     params: jax.jvp, the loss's Hessian by jax.jvp of jax.grad, jax.vjp back."""
     product = from_jax(_gnvp(*_second_order_inputs(seq, params, x, y, v, masks), seq))
-    return with_weight_decay(product, v, seq.weight_decay)
+    return with_weight_decay(product, v, seq.weight_decay,
+                             [layer.DECAYED for _, layer in seq.nodes])
 
 
-def with_weight_decay(product: Params, v: Params, weight_decay: float) -> Params:
-    """J^T H_loss J v plus the penalty's exact lambda W_dot, on every W (a NetworkSpec's
-    layers or a Sequential's nodes)."""
-    return [{k: g + weight_decay * t[k] if k == "W" else g for k, g in node.items()}
-            for node, t in zip(product, v)]
+def with_weight_decay(product: Params, v: Params, weight_decay: float,
+                      decayed: Sequence[tuple[str, ...]]) -> Params:
+    """J^T H_loss J v plus the penalty's exact lambda p_dot on every decayed param
+    (``decayed``: the names per entry -- each node's DECAYED, or W on each of a
+    NetworkSpec's layers)."""
+    return [{k: g + weight_decay * t[k] if k in names else g for k, g in node.items()}
+            for node, t, names in zip(product, v, decayed, strict=True)]

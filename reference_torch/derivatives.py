@@ -124,10 +124,13 @@ def rebuild(names: list[tuple[int, str]], size: int, flat: Sequence[torch.Tensor
     return tree
 
 
-def with_weight_decay(product: Params, v: Params, weight_decay: float) -> Params:
-    """J^T H_loss J v plus the penalty's exact lambda W_dot, on every W."""
-    return [{k: g + weight_decay * t[k] if k == "W" else g for k, g in layer.items()}
-            for layer, t in zip(product, v)]
+def with_weight_decay(product: Params, v: Params, weight_decay: float,
+                      decayed: Sequence[tuple[str, ...]]) -> Params:
+    """J^T H_loss J v plus the penalty's exact lambda p_dot on every decayed param
+    (``decayed``: the names per entry -- each node's DECAYED, or W on each of a
+    NetworkSpec's layers)."""
+    return [{k: g + weight_decay * t[k] if k in names else g for k, g in layer.items()}
+            for layer, t, names in zip(product, v, decayed, strict=True)]
 
 
 def hvp(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray, y: np.ndarray,
@@ -168,7 +171,7 @@ def gnvp(spec: NetworkSpec | Sequential, params: Params, x: np.ndarray, y: np.nd
         return out["z"] if spec.fused_output else out["a"]
 
     product = gauss_newton(loss_input, tp, tv, spec.loss, ty, spec.reduction)
-    return with_weight_decay(from_torch(product), v, spec.weight_decay)
+    return with_weight_decay(from_torch(product), v, spec.weight_decay, [("W",)] * len(v))
 
 
 def gauss_newton(loss_input: Any, tp: TorchParams, tv: TorchParams, name: str,

@@ -300,7 +300,7 @@ def loss_value(seq: Sequential, tparams: TorchParams, z: torch.Tensor, a: torch.
     loss = loss_fn(seq.loss, losses)(z, a, y, seq.reduction)
     if weight_decay and seq.weight_decay:       # every param a layer names in DECAYED
         loss = loss + seq.weight_decay / 2 * sum(p[k].pow(2).sum() for (_, layer), p
-                                                 in zip(seq.nodes, tparams)
+                                                 in zip(seq.nodes, tparams, strict=True)
                                                  for k in layer.DECAYED)
     return loss
 
@@ -471,7 +471,8 @@ def gnvp(seq: Sequential, params: Params, x: np.ndarray, y: np.ndarray, v: Param
         return z if seq.fused_output else a
 
     product = gauss_newton(loss_input, tp, tv, seq.loss, ty, seq.reduction)
-    return with_weight_decay(from_torch(product), v, seq.weight_decay)
+    return with_weight_decay(from_torch(product), v, seq.weight_decay,
+                             [layer.DECAYED for _, layer in seq.nodes])
 
 
 def r_trace(seq: Sequential, params: Params, x: np.ndarray, y: np.ndarray, v: Params,

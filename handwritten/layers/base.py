@@ -46,10 +46,11 @@ derivation, the one place it is written down:
                                    pass order, each one's equation, and the equation of the
                                    gradient it hands down (``bpnet explain`` prints them)
     DECAYED                        the params the spec's weight decay lambda penalises:
-                                   the loss adds lambda / 2 ||p||^2 for each, and the
-                                   layer's backward adds lambda p to its d_p (("W",) on a
-                                   Dense or a convolution; () on a norm and on a layer
-                                   without params)
+                                   the loss adds lambda / 2 ||p||^2 for each, the layer's
+                                   backward lambda p to its d_p, and its r_backward
+                                   lambda p_dot to R{d_p} (("W",) on a Dense or a
+                                   convolution; () on a norm and on a layer without
+                                   params: a layer with params declares it itself)
 
 Names come from the layer, nowhere else: a node's params are exactly ``param_shapes()``
 (none without it), and its state exactly what ``init_state`` returns for its input shape

@@ -19,7 +19,7 @@ Every list here (params, grads, masks, state, caches, the trace) has one entry p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -114,11 +114,18 @@ def loss_from(seq: Sequential, params: Params, z: Array, a: Array, y: Array) -> 
 
 
 def _penalised(seq: Sequential, params: Params, loss: Scalar) -> Scalar:
+    """loss + weight_decay / 2 * sum ||p||^2 over the ``decayed`` params."""
     if seq.weight_decay:
-        loss = loss + seq.weight_decay / 2 * sum(np.sum(p[k] * p[k]) for (_, layer), p
-                                                 in zip(seq.nodes, params)
-                                                 for k in layer.DECAYED)
+        loss = loss + seq.weight_decay / 2 * sum(np.sum(p * p) for p in decayed(seq, params))
     return loss
+
+
+def decayed(seq: Sequential, params: Params) -> Iterator[Array]:
+    """Every param the weight decay covers, node by node: those each layer names in its
+    ``DECAYED`` (``params``: one dict per node)."""
+    for (_, layer), p in zip(seq.nodes, params, strict=True):
+        for key in layer.DECAYED:
+            yield p[key]
 
 
 def loss_and_d_start(seq: Sequential, params: Params, caches: list[Cache], y: Array
