@@ -11,10 +11,11 @@ Each mutation is a textual patch of one line of handwritten/, anchored to the
 function it targets ("optimizers.py:adam_update"): the patch must occur exactly once
 in that function's source, wherever the function sits in the file, so edits
 elsewhere leave it alone; when the function or the line is gone, the mutation says
-so in one line (``applies``) and is skipped, not failed.  The runner copies the
-project into a temporary directory, applies the patch there (the working tree is
-never touched), and runs the property tests against the copy with the derandomized
-``ci`` profile, stopping at the first failure -- or, with --check-all,
+so in one line (``applies``): the run skips it, and make test fails on it
+(tests/test_mutations.py), so that a moved line is re-anchored here, never dropped.
+The runner copies the project into a temporary directory, applies the patch there (the
+working tree is never touched), and runs the property tests against the copy with the
+derandomized ``ci`` profile, stopping at the first failure -- or, with --check-all,
 ``bpnet check --all``.  A mutation is caught when that run fails.
 """
 
@@ -193,7 +194,7 @@ MUTATIONS = [
              "layers/dense.py:Dense.backward", 'd_W += ctx.weight_decay * p["W"]',
              'd_W += 0 * p["W"]'),
     Mutation("weight_decay_loss_missing_half", "penalty lambda ||W||^2 with gradient lambda W",
-             "layers/fold.py:loss_from", "loss = loss + seq.weight_decay / 2 * sum(",
+             "layers/fold.py:_penalised", "loss = loss + seq.weight_decay / 2 * sum(",
              "loss = loss + seq.weight_decay * sum("),
     Mutation("adam_no_bias_correction", "Adam without bias correction of m",
              "optimizers.py:_adam", "step_size = lr / (1 - beta1**t)", "step_size = lr"),

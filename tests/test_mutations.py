@@ -53,18 +53,14 @@ def test_there_are_at_least_15_classic_mistakes() -> None:
     assert len({m.name for m in MUTATIONS}) == len(MUTATIONS)
 
 
-def test_most_mutations_still_apply() -> None:
-    """A refactor of handwritten/ that moves many mutated lines must update tests/mutations.py
-    (one edited line only skips its own mutation, with the reason)."""
+def test_every_mistake_still_applies() -> None:
+    """Every curated mistake still patches its function: an edit of handwritten/ that moves
+    or rewrites a mutated line re-anchors its mutation in tests/mutations.py.  `make
+    mutations` skips one that no longer applies (an "s" in its run, and the run passes), so
+    a skip would drop a mistake without a word: make test says it first.  (It allowed a
+    fifth of them to be skipped, until a moved penalty line dropped
+    weight_decay_loss_missing_half from a run that passed.)"""
     reasons = [r for m in MUTATIONS
-               if (r := m.applies((ROOT / "handwritten" / m.file).read_text()))]
-    assert len(reasons) <= len(MUTATIONS) // 5, "\n".join(reasons)
-
-
-def test_every_mistake_check_all_must_name_still_applies() -> None:
-    """The mistakes `make mutations` runs through check --all (``shown``) cannot be skipped
-    there: one whose line an edit reformatted fails that run, so make test says it first."""
-    reasons = [r for m in MUTATIONS if m.shown
                if (r := m.applies((ROOT / "handwritten" / m.file).read_text()))]
     assert not reasons, "\n".join(reasons)
 
